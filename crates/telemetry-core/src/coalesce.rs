@@ -1,0 +1,417 @@
+//! Coalescing: the samples of one track and direction between two flushes become one
+//! `AnalyticsStat` with exactly one `AnalyticsStream`, by the rules of LiveKit's `coalesce`
+//! (reference §2.7), plus the honest-rate window of DESIGN.md ("Honest rates").
+//!
+//! Unlike LiveKit, which keeps every raw sample until the flush, a [`TrackAccumulator`] folds each
+//! sample in as it arrives. Every rule of the table is a fold (sums, maxima, first-then-add video
+//! layers keeping the highest id, last mime), except the median score, so only the scores are
+//! kept. The state per track therefore stays small however often a track reports.
+
+use livekit_protocol as lk;
+
+use crate::time::UnixMillis;
+
+/// Counters summed over the valid samples of a window, unsaturated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamTotals {
+    /// Sum of `primary_packets`.
+    pub primary_packets: u64,
+    /// Sum of `primary_bytes`.
+    pub primary_bytes: u64,
+    /// Sum of `retransmit_packets`.
+    pub retransmit_packets: u64,
+    /// Sum of `retransmit_bytes`.
+    pub retransmit_bytes: u64,
+    /// Sum of `padding_packets`.
+    pub padding_packets: u64,
+    /// Sum of `padding_bytes`.
+    pub padding_bytes: u64,
+    /// Sum of `packets_lost`.
+    pub packets_lost: u64,
+    /// Sum of `packets_out_of_order`.
+    pub packets_out_of_order: u64,
+    /// Sum of `frames`.
+    pub frames: u64,
+    /// Sum of `nacks`.
+    pub nacks: u64,
+    /// Sum of `plis`.
+    pub plis: u64,
+    /// Sum of `firs`.
+    pub firs: u64,
+}
+
+impl StreamTotals {
+    /// Adds one stream's counters.
+    pub fn add_stream(&mut self, stream: &lk::AnalyticsStream) {
+        self.primary_packets =
+            self.primary_packets.saturating_add(u64::from(stream.primary_packets));
+        self.primary_bytes = self.primary_bytes.saturating_add(stream.primary_bytes);
+        self.retransmit_packets =
+            self.retransmit_packets.saturating_add(u64::from(stream.retransmit_packets));
+        self.retransmit_bytes = self.retransmit_bytes.saturating_add(stream.retransmit_bytes);
+        self.padding_packets =
+            self.padding_packets.saturating_add(u64::from(stream.padding_packets));
+        self.padding_bytes = self.padding_bytes.saturating_add(stream.padding_bytes);
+        self.packets_lost = self.packets_lost.saturating_add(u64::from(stream.packets_lost));
+        self.packets_out_of_order =
+            self.packets_out_of_order.saturating_add(u64::from(stream.packets_out_of_order));
+        self.frames = self.frames.saturating_add(u64::from(stream.frames));
+        self.nacks = self.nacks.saturating_add(u64::from(stream.nacks));
+        self.plis = self.plis.saturating_add(u64::from(stream.plis));
+        self.firs = self.firs.saturating_add(u64::from(stream.firs));
+    }
+
+    /// Adds another window's totals.
+    pub fn add(&mut self, other: &StreamTotals) {
+        self.primary_packets = self.primary_packets.saturating_add(other.primary_packets);
+        self.primary_bytes = self.primary_bytes.saturating_add(other.primary_bytes);
+        self.retransmit_packets = self.retransmit_packets.saturating_add(other.retransmit_packets);
+        self.retransmit_bytes = self.retransmit_bytes.saturating_add(other.retransmit_bytes);
+        self.padding_packets = self.padding_packets.saturating_add(other.padding_packets);
+        self.padding_bytes = self.padding_bytes.saturating_add(other.padding_bytes);
+        self.packets_lost = self.packets_lost.saturating_add(other.packets_lost);
+        self.packets_out_of_order =
+            self.packets_out_of_order.saturating_add(other.packets_out_of_order);
+        self.frames = self.frames.saturating_add(other.frames);
+        self.nacks = self.nacks.saturating_add(other.nacks);
+        self.plis = self.plis.saturating_add(other.plis);
+        self.firs = self.firs.saturating_add(other.firs);
+    }
+
+    /// Returns every byte on the wire: primary, retransmitted and padding.
+    pub fn wire_bytes(&self) -> u64 {
+        self.primary_bytes.saturating_add(self.retransmit_bytes).saturating_add(self.padding_bytes)
+    }
+
+    /// Returns every packet on the wire: primary, retransmitted and padding.
+    pub fn wire_packets(&self) -> u64 {
+        self.primary_packets
+            .saturating_add(self.retransmit_packets)
+            .saturating_add(self.padding_packets)
+    }
+}
+
+/// What one sample contributes, worked out once per `TrackStats` call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SampleSummary {
+    /// False if any counter is negative when read as signed (LiveKit's validity rule).
+    pub(crate) valid: bool,
+    /// Sums over the sample's streams (simulcast streams merged).
+    pub(crate) totals: StreamTotals,
+    /// `[earliest start, latest end]` over the streams that carry both times.
+    pub(crate) own_interval: Option<(UnixMillis, UnixMillis)>,
+}
+
+impl SampleSummary {
+    pub(crate) fn of(stat: &lk::AnalyticsStat) -> Self {
+        let mut totals = StreamTotals::default();
+        let mut own_interval: Option<(UnixMillis, UnixMillis)> = None;
+        let valid = is_valid_sample(stat);
+        for stream in &stat.streams {
+            totals.add_stream(stream);
+            let start = stream.start_time.as_ref().and_then(UnixMillis::from_timestamp);
+            let end = stream.end_time.as_ref().and_then(UnixMillis::from_timestamp);
+            if let (Some(start), Some(end)) = (start, end) {
+                let (start, end) = if end < start { (end, start) } else { (start, end) };
+                own_interval = Some(match own_interval {
+                    None => (start, end),
+                    Some((s, e)) => (s.min(start), e.max(end)),
+                });
+            }
+        }
+        Self { valid, totals, own_interval }
+    }
+}
+
+/// Returns false if any stream or layer counter of `stat`, read as a signed 32-bit number (64-bit
+/// for bytes), is negative: the sign of a delta computed from a counter that went backwards.
+pub fn is_valid_sample(stat: &lk::AnalyticsStat) -> bool {
+    fn ok32(value: u32) -> bool {
+        value <= i32::MAX as u32
+    }
+    fn ok64(value: u64) -> bool {
+        value <= i64::MAX as u64
+    }
+    stat.streams.iter().all(|stream| {
+        ok32(stream.primary_packets)
+            && ok64(stream.primary_bytes)
+            && ok32(stream.retransmit_packets)
+            && ok64(stream.retransmit_bytes)
+            && ok32(stream.padding_packets)
+            && ok64(stream.padding_bytes)
+            && ok32(stream.packets_lost)
+            && ok32(stream.packets_out_of_order)
+            && ok32(stream.frames)
+            && ok32(stream.nacks)
+            && ok32(stream.plis)
+            && ok32(stream.firs)
+            && stream
+                .video_layers
+                .iter()
+                .all(|layer| ok32(layer.packets) && ok64(layer.bytes) && ok32(layer.frames))
+    })
+}
+
+/// The running fold of one track and direction's samples since the last flush.
+#[derive(Debug, Default)]
+pub(crate) struct TrackAccumulator {
+    samples: u32,
+    invalid_samples: u32,
+    totals: StreamTotals,
+    rtt_max: u32,
+    jitter_max: u32,
+    highest_layer: Option<LayerTotals>,
+    scores: Vec<f32>,
+    mime: String,
+    rates: RateTracker,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LayerTotals {
+    layer: i32,
+    packets: u64,
+    bytes: u64,
+    frames: u64,
+}
+
+impl TrackAccumulator {
+    /// Returns the number of samples recorded since the last flush, invalid ones included.
+    pub(crate) fn samples(&self) -> u32 {
+        self.samples
+    }
+
+    /// Folds one sample in. `mime` is the sample's mime, moved out of it by the caller;
+    /// `interval` is the time the sample covers (see `crate::rates::sample_interval`).
+    pub(crate) fn record(
+        &mut self,
+        stat: &lk::AnalyticsStat,
+        mime: String,
+        summary: &SampleSummary,
+        interval: (UnixMillis, UnixMillis),
+    ) {
+        self.samples += 1;
+        // Last value wins, whether or not the sample is valid (LiveKit takes the last sample's).
+        self.mime = mime;
+        if !summary.valid {
+            self.invalid_samples += 1;
+            return;
+        }
+        if stat.score > 0.0 {
+            self.scores.push(stat.score);
+        }
+        self.totals.add(&summary.totals);
+        for stream in &stat.streams {
+            self.rtt_max = self.rtt_max.max(stream.rtt);
+            self.jitter_max = self.jitter_max.max(stream.jitter);
+            for layer in &stream.video_layers {
+                match &mut self.highest_layer {
+                    Some(highest) if highest.layer == layer.layer => {
+                        highest.packets += u64::from(layer.packets);
+                        highest.bytes = highest.bytes.saturating_add(layer.bytes);
+                        highest.frames += u64::from(layer.frames);
+                    }
+                    Some(highest) if highest.layer > layer.layer => {}
+                    _ => {
+                        self.highest_layer = Some(LayerTotals {
+                            layer: layer.layer,
+                            packets: u64::from(layer.packets),
+                            bytes: layer.bytes,
+                            frames: u64::from(layer.frames),
+                        });
+                    }
+                }
+            }
+        }
+        self.rates.record(interval.0, interval.1, summary.totals.wire_bytes());
+    }
+
+    /// Produces the coalesced stream, score statistics and rate window.
+    pub(crate) fn finish(mut self) -> Coalesced {
+        let (score, min_score, median_score) = score_statistics(&mut self.scores);
+        let window = self.rates.finish(self.totals.wire_bytes());
+        let saturate = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        let stream = lk::AnalyticsStream {
+            ssrc: 0,
+            primary_packets: saturate(self.totals.primary_packets),
+            primary_bytes: self.totals.primary_bytes,
+            retransmit_packets: saturate(self.totals.retransmit_packets),
+            retransmit_bytes: self.totals.retransmit_bytes,
+            padding_packets: saturate(self.totals.padding_packets),
+            padding_bytes: self.totals.padding_bytes,
+            packets_lost: saturate(self.totals.packets_lost),
+            frames: saturate(self.totals.frames),
+            rtt: self.rtt_max,
+            jitter: self.jitter_max,
+            nacks: saturate(self.totals.nacks),
+            plis: saturate(self.totals.plis),
+            firs: saturate(self.totals.firs),
+            video_layers: self
+                .highest_layer
+                .map(|layer| lk::AnalyticsVideoLayer {
+                    layer: layer.layer,
+                    packets: saturate(layer.packets),
+                    bytes: layer.bytes,
+                    frames: saturate(layer.frames),
+                })
+                .into_iter()
+                .collect(),
+            start_time: window.map(|window| window.start.to_timestamp()),
+            end_time: window.map(|window| window.end.to_timestamp()),
+            packets_out_of_order: saturate(self.totals.packets_out_of_order),
+        };
+        Coalesced {
+            stream,
+            score,
+            min_score,
+            median_score,
+            mime: self.mime,
+            totals: self.totals,
+            samples: self.samples,
+            invalid_samples: self.invalid_samples,
+            window,
+        }
+    }
+}
+
+/// Mean, minimum and median of the scores above zero; zeros when there are none.
+fn score_statistics(scores: &mut [f32]) -> (f32, f32, f32) {
+    if scores.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let sum: f64 = scores.iter().map(|&score| f64::from(score)).sum();
+    let mean = (sum / scores.len() as f64) as f32;
+    scores.sort_unstable_by(f32::total_cmp);
+    let middle = scores.len() / 2;
+    let median = if scores.len() % 2 == 1 {
+        scores[middle]
+    } else {
+        ((f64::from(scores[middle - 1]) + f64::from(scores[middle])) / 2.0) as f32
+    };
+    (mean, scores[0], median)
+}
+
+/// The result of coalescing one track and direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coalesced {
+    /// The single merged stream, LiveKit's rules applied (counters saturate at `u32::MAX`).
+    pub stream: lk::AnalyticsStream,
+    /// Mean of the scores above zero.
+    pub score: f32,
+    /// Minimum of the scores above zero.
+    pub min_score: f32,
+    /// Median of the scores above zero.
+    pub median_score: f32,
+    /// The last sample's mime.
+    pub mime: String,
+    /// Unsaturated sums.
+    pub totals: StreamTotals,
+    /// Samples folded in, invalid ones included.
+    pub samples: u32,
+    /// Samples skipped because a counter was negative.
+    pub invalid_samples: u32,
+    /// The time covered and the honest rates; `None` if no valid sample arrived.
+    pub window: Option<RateWindow>,
+}
+
+/// The honest rates of a coalesced window (DESIGN.md, "Honest rates").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateWindow {
+    /// Start of the earliest sample interval.
+    pub start: UnixMillis,
+    /// End of the latest sample interval.
+    pub end: UnixMillis,
+    /// Milliseconds actually covered by sample intervals (their union; gaps excluded).
+    pub covered_ms: i64,
+    /// Bits per second over the covered time: every byte of the window, divided by `covered_ms`.
+    pub avg_bps: f64,
+    /// The highest per-sample bit rate: the finest resolution the samples allow.
+    pub peak_bps: f64,
+    /// The longest sample interval of the window: a spike shorter than this can be averaged
+    /// away inside one sample, so `peak_bps` is exact only at this resolution.
+    pub resolution_ms: i64,
+}
+
+/// Tracks covered time, per-sample peak rate and resolution, one sample at a time.
+#[derive(Debug, Default)]
+struct RateTracker {
+    /// Disjoint covered intervals, sorted by start.
+    segments: Vec<(i64, i64)>,
+    peak_bps: f64,
+    /// The latest sample with a non-zero interval; a zero-length sample's bytes join it, since a
+    /// rate over no time does not exist.
+    open: Option<(i64, i64, u128)>,
+    /// Bits of zero-length samples that arrived before any sample with an interval.
+    pending_bits: u128,
+    max_interval_ms: i64,
+    bounds: Option<(i64, i64)>,
+}
+
+impl RateTracker {
+    fn record(&mut self, start: UnixMillis, end: UnixMillis, bytes: u64) {
+        let (start, end) = (start.0, end.0.max(start.0));
+        self.bounds = Some(match self.bounds {
+            None => (start, end),
+            Some((s, e)) => (s.min(start), e.max(end)),
+        });
+        let bits = u128::from(bytes) * 8;
+        if end == start {
+            match &mut self.open {
+                Some((_, _, open_bits)) => *open_bits += bits,
+                None => self.pending_bits += bits,
+            }
+            return;
+        }
+        self.close_open();
+        self.open = Some((start, end, bits + std::mem::take(&mut self.pending_bits)));
+        self.max_interval_ms = self.max_interval_ms.max(end - start);
+        self.cover(start, end);
+    }
+
+    fn close_open(&mut self) {
+        if let Some((start, end, bits)) = self.open.take() {
+            let bps = bits as f64 * 1000.0 / (end - start) as f64;
+            self.peak_bps = self.peak_bps.max(bps);
+        }
+    }
+
+    fn cover(&mut self, start: i64, end: i64) {
+        // Samples usually arrive in order and back to back: extend the last segment.
+        if let Some(last) = self.segments.last_mut()
+            && last.0 <= start
+            && start <= last.1
+        {
+            last.1 = last.1.max(end);
+            return;
+        }
+        let index = self.segments.partition_point(|&(s, _)| s < start);
+        self.segments.insert(index, (start, end));
+        // Merge every segment that now overlaps or touches its predecessor.
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.segments.len());
+        for &(s, e) in &self.segments {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.segments = merged;
+    }
+
+    fn finish(mut self, total_bytes: u64) -> Option<RateWindow> {
+        self.close_open();
+        let (start, end) = self.bounds?;
+        let covered_ms: i64 = self.segments.iter().map(|&(s, e)| e - s).sum();
+        let avg_bps =
+            if covered_ms > 0 { total_bytes as f64 * 8000.0 / covered_ms as f64 } else { 0.0 };
+        Some(RateWindow {
+            start: UnixMillis(start),
+            end: UnixMillis(end),
+            covered_ms,
+            avg_bps,
+            peak_bps: self.peak_bps,
+            resolution_ms: self.max_interval_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,757 @@
+//! The core's metrics: LiveKit's Prometheus families for what the telemetry service sees
+//! (reference §5, names and buckets kept verbatim) and the core's own `rtc_telemetry_*` health.
+//!
+//! The core does no IO, so it keeps plain numbers and hands out a [`MetricsSnapshot`] that the
+//! server renders as Prometheus text. Per-sample metrics live in each worker shard, under the lock
+//! a `TrackStats` call already takes there, so the hot path never writes a cache line that another
+//! core also writes. Lifecycle metrics live under the lifecycle lock.
+
+use hashbrown::{Equivalent, HashMap};
+use livekit_protocol as lk;
+
+use crate::keys::{Direction, StatsKey};
+use crate::service::NodeId;
+
+/// LiveKit's `livekit_packet_loss_percent` and `livekit_packet_out_of_order_percent` buckets.
+pub const PERCENT_BUCKETS: &[f64] = &[0.0, 0.1, 0.3, 0.5, 0.7, 1.0, 5.0, 10.0, 40.0, 100.0];
+/// LiveKit's `livekit_jitter_us` buckets: 1 ms to 1 s, in microseconds.
+pub const JITTER_US_BUCKETS: &[f64] =
+    &[1000.0, 10000.0, 30000.0, 50000.0, 70000.0, 100000.0, 300000.0, 600000.0, 1000000.0];
+/// LiveKit's `livekit_rtt_ms` buckets.
+pub const RTT_MS_BUCKETS: &[f64] =
+    &[50.0, 100.0, 150.0, 200.0, 250.0, 500.0, 750.0, 1000.0, 5000.0, 10000.0];
+/// LiveKit's `livekit_room_duration_seconds` buckets.
+pub const ROOM_DURATION_BUCKETS: &[f64] =
+    &[5.0, 10.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 18000.0, 36000.0];
+
+/// Distinct `error` label values kept for `livekit_track_subscribe_counter`; LiveKit puts
+/// `err.Error()` there unbounded, later values are folded into `other`.
+pub const MAX_SUBSCRIBE_ERROR_LABELS: usize = 64;
+
+/// A histogram with fixed buckets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds, ascending (the `+Inf` bucket is implicit).
+    pub bounds: &'static [f64],
+    /// Observations per bucket, not cumulative; one more entry than `bounds` for `+Inf`.
+    pub counts: Vec<u64>,
+    /// Sum of observations.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// Creates an empty histogram.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: vec![0; bounds.len() + 1], sum: 0.0 }
+    }
+
+    /// Records one observation.
+    pub fn observe(&mut self, value: f64) {
+        let index = self.bounds.partition_point(|&bound| bound < value);
+        self.counts[index] += 1;
+        self.sum += value;
+    }
+
+    /// Returns the number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (count, other_count) in self.counts.iter_mut().zip(&other.counts) {
+            *count += other_count;
+        }
+        self.sum += other.sum;
+    }
+}
+
+/// What kind of Prometheus metric a family is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter.
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+    /// Histogram.
+    Histogram,
+}
+
+/// One labelled value of a family.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricValue {
+    /// A counter or gauge value.
+    Number(f64),
+    /// A histogram.
+    Histogram(Histogram),
+}
+
+/// One labelled sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSample {
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: MetricValue,
+}
+
+/// A metric family: a name, its help text, its kind and its samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricFamily {
+    /// Full metric name, exactly as exported.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Samples, one per label set.
+    pub samples: Vec<MetricSample>,
+}
+
+/// Every metric of the core at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// The families, in a stable order.
+    pub families: Vec<MetricFamily>,
+}
+
+impl MetricsSnapshot {
+    /// Returns the family called `name`.
+    pub fn family(&self, name: &str) -> Option<&MetricFamily> {
+        self.families.iter().find(|family| family.name == name)
+    }
+
+    /// Returns the value of the counter or gauge `name` whose labels include all of `labels`,
+    /// summed over matching samples; 0 if none match.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.family(name)
+            .map(|family| {
+                family
+                    .samples
+                    .iter()
+                    .filter(|sample| {
+                        labels.iter().all(|(key, value)| {
+                            sample.labels.iter().any(|(k, v)| k == key && v == value)
+                        })
+                    })
+                    .map(|sample| match &sample.value {
+                        MetricValue::Number(number) => *number,
+                        MetricValue::Histogram(histogram) => histogram.count() as f64,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// Counters of what happened to `TrackStats` samples; kept per shard, summed in snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleCounters {
+    /// Samples folded into a stats worker.
+    pub recorded: u64,
+    /// Samples for a participant without a stats worker (counted in node rates and Prometheus,
+    /// not in analytics, as in LiveKit).
+    pub without_worker: u64,
+    /// Samples skipped because a counter was negative.
+    pub invalid: u64,
+    /// Samples shed because the sinks fell behind (`max_pending_outputs`).
+    pub shed_overload: u64,
+    /// Samples shed because one track sent more than `max_samples_per_track` between flushes.
+    pub shed_track_limit: u64,
+}
+
+impl SampleCounters {
+    pub(crate) fn add(&mut self, other: &SampleCounters) {
+        self.recorded += other.recorded;
+        self.without_worker += other.without_worker;
+        self.invalid += other.invalid;
+        self.shed_overload += other.shed_overload;
+        self.shed_track_limit += other.shed_track_limit;
+    }
+}
+
+/// The labels of LiveKit's per-stream metrics, at their finest: node, country, direction, and for
+/// media the track source and type. Coarser families sum over the extra labels at export.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct StatsLabels {
+    node: NodeId,
+    country: Box<str>,
+    direction: Direction,
+    media: Option<(i32, i32)>,
+}
+
+#[derive(Hash)]
+struct StatsLabelsRef<'a> {
+    node: NodeId,
+    country: &'a str,
+    direction: Direction,
+    media: Option<(i32, i32)>,
+}
+
+// The derived `Hash` of both types feeds the same fields in the same order (`&str` and
+// `Box<str>` hash alike), which `Equivalent` lookups require.
+impl Equivalent<StatsLabels> for StatsLabelsRef<'_> {
+    fn equivalent(&self, key: &StatsLabels) -> bool {
+        self.node == key.node
+            && self.direction == key.direction
+            && self.media == key.media
+            && *self.country == *key.country
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct StatsCell {
+    packets_initial: u64,
+    packets_retransmit: u64,
+    bytes_initial: u64,
+    bytes_retransmit: u64,
+    nacks: u64,
+    plis: u64,
+    firs: u64,
+    packet_loss_total: u64,
+    packet_loss_percent: Histogram,
+    out_of_order_total: u64,
+    out_of_order_percent: Histogram,
+    jitter_us: Histogram,
+    rtt_ms: Histogram,
+}
+
+impl Default for StatsCell {
+    fn default() -> Self {
+        Self {
+            packets_initial: 0,
+            packets_retransmit: 0,
+            bytes_initial: 0,
+            bytes_retransmit: 0,
+            nacks: 0,
+            plis: 0,
+            firs: 0,
+            packet_loss_total: 0,
+            packet_loss_percent: Histogram::new(PERCENT_BUCKETS),
+            out_of_order_total: 0,
+            out_of_order_percent: Histogram::new(PERCENT_BUCKETS),
+            jitter_us: Histogram::new(JITTER_US_BUCKETS),
+            rtt_ms: Histogram::new(RTT_MS_BUCKETS),
+        }
+    }
+}
+
+impl StatsCell {
+    fn merge(&mut self, other: &StatsCell) {
+        self.packets_initial += other.packets_initial;
+        self.packets_retransmit += other.packets_retransmit;
+        self.bytes_initial += other.bytes_initial;
+        self.bytes_retransmit += other.bytes_retransmit;
+        self.nacks += other.nacks;
+        self.plis += other.plis;
+        self.firs += other.firs;
+        self.packet_loss_total += other.packet_loss_total;
+        self.packet_loss_percent.merge(&other.packet_loss_percent);
+        self.out_of_order_total += other.out_of_order_total;
+        self.out_of_order_percent.merge(&other.out_of_order_percent);
+        self.jitter_us.merge(&other.jitter_us);
+        self.rtt_ms.merge(&other.rtt_ms);
+    }
+}
+
+/// LiveKit's per-stream Prometheus accounting (reference §2.6), for one shard.
+#[derive(Debug, Default)]
+pub(crate) struct StatsMetrics {
+    cells: HashMap<StatsLabels, StatsCell>,
+}
+
+impl StatsMetrics {
+    /// Accounts one valid sample the way LiveKit's `TrackStats` does.
+    pub(crate) fn record(&mut self, node: NodeId, key: &StatsKey, stat: &lk::AnalyticsStat) {
+        let direction = key.stream_type;
+        let media = key.track.then_some((key.track_source, key.track_type));
+        let lookup = StatsLabelsRef { node, country: &key.country, direction, media };
+        let cell = match self.cells.get_mut(&lookup) {
+            Some(cell) => cell,
+            None => self
+                .cells
+                .entry(StatsLabels { node, country: key.country.as_str().into(), direction, media })
+                .or_default(),
+        };
+        let (mut packets, mut bytes, mut retransmit_packets, mut retransmit_bytes) =
+            (0u64, 0u64, 0u64, 0u64);
+        let (mut nacks, mut plis, mut firs) = (0u64, 0u64, 0u64);
+        for stream in &stat.streams {
+            nacks += u64::from(stream.nacks);
+            plis += u64::from(stream.plis);
+            firs += u64::from(stream.firs);
+            let stream_packets =
+                u64::from(stream.primary_packets) + u64::from(stream.padding_packets);
+            packets += stream_packets;
+            bytes = bytes.saturating_add(stream.primary_bytes.saturating_add(stream.padding_bytes));
+            match direction {
+                // Downstream retransmissions are counted on their own ...
+                Direction::Downstream => {
+                    retransmit_packets += u64::from(stream.retransmit_packets);
+                    retransmit_bytes = retransmit_bytes.saturating_add(stream.retransmit_bytes);
+                }
+                // ... upstream ones are folded into the initial transmission.
+                Direction::Upstream => {
+                    packets += u64::from(stream.retransmit_packets);
+                    bytes = bytes.saturating_add(stream.retransmit_bytes);
+                }
+            }
+            if media.is_some() {
+                if stream_packets > 0 {
+                    let total = stream_packets as f64;
+                    cell.packet_loss_percent
+                        .observe(f64::from(stream.packets_lost) / total * 100.0);
+                    cell.out_of_order_percent
+                        .observe(f64::from(stream.packets_out_of_order) / total * 100.0);
+                }
+                cell.packet_loss_total += u64::from(stream.packets_lost);
+                cell.out_of_order_total += u64::from(stream.packets_out_of_order);
+                if stream.rtt > 0 {
+                    cell.rtt_ms.observe(f64::from(stream.rtt));
+                }
+                if stream.jitter > 0 {
+                    cell.jitter_us.observe(f64::from(stream.jitter));
+                }
+            }
+        }
+        cell.nacks += nacks;
+        cell.plis += plis;
+        cell.firs += firs;
+        cell.packets_initial += packets;
+        cell.bytes_initial = cell.bytes_initial.saturating_add(bytes);
+        cell.packets_retransmit += retransmit_packets;
+        cell.bytes_retransmit = cell.bytes_retransmit.saturating_add(retransmit_bytes);
+    }
+
+    pub(crate) fn merge_into(&self, total: &mut HashMap<StatsLabels, StatsCell>) {
+        for (labels, cell) in &self.cells {
+            total.entry(labels.clone()).or_default().merge(cell);
+        }
+    }
+}
+
+/// Lifecycle metrics of one node, kept under the lifecycle lock.
+#[derive(Debug, Default)]
+pub(crate) struct LifecycleMetrics {
+    pub(crate) rooms: i64,
+    pub(crate) room_duration: Option<Histogram>,
+    pub(crate) participants: i64,
+    pub(crate) join_rtc_connected: u64,
+    pub(crate) join_rtc_active: u64,
+    /// Indexed by `TrackType` (AUDIO, VIDEO, DATA).
+    pub(crate) tracks_published: [i64; 3],
+    pub(crate) tracks_subscribed: [i64; 3],
+    pub(crate) publish_attempts: [u64; 3],
+    pub(crate) publish_successes: [u64; 3],
+    pub(crate) subscribe_attempts: u64,
+    pub(crate) subscribe_successes: u64,
+    pub(crate) subscribe_failures: Vec<(String, u64)>,
+}
+
+impl LifecycleMetrics {
+    pub(crate) fn observe_room_duration(&mut self, seconds: f64) {
+        self.room_duration
+            .get_or_insert_with(|| Histogram::new(ROOM_DURATION_BUCKETS))
+            .observe(seconds);
+    }
+
+    pub(crate) fn subscribe_failure(&mut self, error: &str) {
+        if let Some(entry) = self.subscribe_failures.iter_mut().find(|(label, _)| label == error) {
+            entry.1 += 1;
+        } else if self.subscribe_failures.len() < MAX_SUBSCRIBE_ERROR_LABELS {
+            self.subscribe_failures.push((error.to_owned(), 1));
+        } else if let Some(entry) =
+            self.subscribe_failures.iter_mut().find(|(label, _)| label == "other")
+        {
+            entry.1 += 1;
+        } else {
+            self.subscribe_failures.push(("other".to_owned(), 1));
+        }
+    }
+}
+
+/// Index into the per-kind arrays for a `TrackType` number (unknown types count as DATA).
+pub(crate) fn track_kind_index(track_type: i32) -> usize {
+    match lk::TrackType::try_from(track_type) {
+        Ok(lk::TrackType::Audio) => 0,
+        Ok(lk::TrackType::Video) => 1,
+        _ => 2,
+    }
+}
+
+const TRACK_KINDS: [&str; 3] = ["AUDIO", "VIDEO", "DATA"];
+
+/// Builds the snapshot; `node_name` resolves node ids.
+pub(crate) fn build_snapshot(
+    stats: &HashMap<StatsLabels, StatsCell>,
+    lifecycle: &[(NodeId, &LifecycleMetrics)],
+    samples: &SampleCounters,
+    queue: &QueueCounters,
+    node_name: &dyn Fn(NodeId) -> String,
+) -> MetricsSnapshot {
+    let mut families = Vec::new();
+    let mut sorted: Vec<(&StatsLabels, &StatsCell)> = stats.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.0.node, &a.0.country, a.0.direction, a.0.media).cmp(&(
+            b.0.node,
+            &b.0.country,
+            b.0.direction,
+            b.0.media,
+        ))
+    });
+
+    // Families whose labels are (direction, transmission, country).
+    let packet_family =
+        |name, help, initial: fn(&StatsCell) -> u64, retransmit: fn(&StatsCell) -> u64| {
+            let mut merged: Vec<(Vec<(&'static str, String)>, f64)> = Vec::new();
+            for (labels, cell) in &sorted {
+                for (transmission, value) in
+                    [("initial", initial(cell)), ("retransmit", retransmit(cell))]
+                {
+                    let key = base_labels(labels, node_name)
+                        .into_iter()
+                        .chain([("direction", labels.direction.prometheus_label().to_owned())])
+                        .chain([
+                            ("transmission", transmission.to_owned()),
+                            ("country", labels.country.to_string()),
+                        ])
+                        .collect::<Vec<_>>();
+                    add_number(&mut merged, key, value as f64);
+                }
+            }
+            MetricFamily { name, help, kind: MetricKind::Counter, samples: numbers(merged) }
+        };
+    families.push(packet_family(
+        "livekit_packet_total",
+        "Packets received (incoming) and sent (outgoing) by the SFU nodes.",
+        |cell| cell.packets_initial,
+        |cell| cell.packets_retransmit,
+    ));
+    families.push(packet_family(
+        "livekit_packet_bytes",
+        "Bytes received (incoming) and sent (outgoing) by the SFU nodes.",
+        |cell| cell.bytes_initial,
+        |cell| cell.bytes_retransmit,
+    ));
+
+    // Families whose labels are (direction, country).
+    for (name, help, value) in [
+        ("livekit_nack_total", "NACKs.", (|cell: &StatsCell| cell.nacks) as fn(&StatsCell) -> u64),
+        ("livekit_pli_total", "PLIs.", |cell: &StatsCell| cell.plis),
+        ("livekit_fir_total", "FIRs.", |cell: &StatsCell| cell.firs),
+    ] {
+        let mut merged = Vec::new();
+        for (labels, cell) in &sorted {
+            let count = value(cell);
+            if count == 0 {
+                continue;
+            }
+            let key = base_labels(labels, node_name)
+                .into_iter()
+                .chain([
+                    ("direction", labels.direction.prometheus_label().to_owned()),
+                    ("country", labels.country.to_string()),
+                ])
+                .collect();
+            add_number(&mut merged, key, count as f64);
+        }
+        families.push(MetricFamily {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            samples: numbers(merged),
+        });
+    }
+
+    // Media families whose labels are (direction, source, type, country).
+    let media_labels = |labels: &StatsLabels, (source, track_type): (i32, i32)| {
+        let mut key = base_labels(labels, node_name);
+        key.push(("direction", labels.direction.prometheus_label().to_owned()));
+        key.push((
+            "source",
+            enum_name(lk::TrackSource::try_from(source).map(|s| s.as_str_name()), source),
+        ));
+        key.push((
+            "type",
+            enum_name(lk::TrackType::try_from(track_type).map(|t| t.as_str_name()), track_type),
+        ));
+        key.push(("country", labels.country.to_string()));
+        key
+    };
+    for (name, help, value) in [
+        (
+            "livekit_packet_loss_total",
+            "Packets lost on media streams.",
+            (|c: &StatsCell| c.packet_loss_total) as fn(&StatsCell) -> u64,
+        ),
+        (
+            "livekit_packet_out_of_order_total",
+            "Packets out of order on media streams.",
+            |c: &StatsCell| c.out_of_order_total,
+        ),
+    ] {
+        let mut merged = Vec::new();
+        for (labels, cell) in &sorted {
+            if let Some(media) = labels.media
+                && value(cell) > 0
+            {
+                add_number(&mut merged, media_labels(labels, media), value(cell) as f64);
+            }
+        }
+        families.push(MetricFamily {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            samples: numbers(merged),
+        });
+    }
+    for (name, help, value) in [
+        (
+            "livekit_packet_loss_percent",
+            "Packet loss per stream sample, in percent.",
+            (|c: &StatsCell| &c.packet_loss_percent) as fn(&StatsCell) -> &Histogram,
+        ),
+        (
+            "livekit_packet_out_of_order_percent",
+            "Out-of-order packets per stream sample, in percent.",
+            |c: &StatsCell| &c.out_of_order_percent,
+        ),
+        ("livekit_jitter_us", "Jitter per stream sample, in microseconds.", |c: &StatsCell| {
+            &c.jitter_us
+        }),
+        (
+            "livekit_rtt_ms",
+            "Round-trip time per stream sample, in milliseconds.",
+            |c: &StatsCell| &c.rtt_ms,
+        ),
+    ] {
+        let mut merged: Vec<(Vec<(&'static str, String)>, Histogram)> = Vec::new();
+        for (labels, cell) in &sorted {
+            if let Some(media) = labels.media
+                && value(cell).count() > 0
+            {
+                let key = media_labels(labels, media);
+                match merged.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, histogram)) => histogram.merge(value(cell)),
+                    None => merged.push((key, value(cell).clone())),
+                }
+            }
+        }
+        families.push(MetricFamily {
+            name,
+            help,
+            kind: MetricKind::Histogram,
+            samples: merged
+                .into_iter()
+                .map(|(labels, histogram)| MetricSample {
+                    labels,
+                    value: MetricValue::Histogram(histogram),
+                })
+                .collect(),
+        });
+    }
+
+    // Lifecycle families.
+    let node_labels =
+        |node: NodeId| vec![("node_id", node_name(node)), ("node_type", "SERVER".to_owned())];
+    let mut gauge =
+        |name,
+         help,
+         kind,
+         value: &dyn Fn(&LifecycleMetrics) -> Vec<LabelledNumber>| {
+            let mut samples = Vec::new();
+            for (node, metrics) in lifecycle {
+                for (extra, number) in value(metrics) {
+                    let mut labels = node_labels(*node);
+                    labels.extend(extra);
+                    samples.push(MetricSample { labels, value: MetricValue::Number(number) });
+                }
+            }
+            families.push(MetricFamily { name, help, kind, samples });
+        };
+    gauge("livekit_room_total", "Rooms currently open.", MetricKind::Gauge, &|m| {
+        vec![(vec![], m.rooms as f64)]
+    });
+    gauge(
+        "livekit_participant_total",
+        "Participants with a stats worker.",
+        MetricKind::Gauge,
+        &|m| vec![(vec![], m.participants as f64)],
+    );
+    gauge(
+        "livekit_participant_join_total",
+        "Participant join progress.",
+        MetricKind::Counter,
+        &|m| {
+            vec![
+                (
+                    vec![("state", "rtc_connected".to_owned()), ("warp", String::new())],
+                    m.join_rtc_connected as f64,
+                ),
+                (
+                    vec![("state", "rtc_active".to_owned()), ("warp", String::new())],
+                    m.join_rtc_active as f64,
+                ),
+            ]
+        },
+    );
+    gauge(
+        "livekit_track_published_total",
+        "Tracks currently published.",
+        MetricKind::Gauge,
+        &|m| {
+            (0..3)
+                .map(|i| (vec![("kind", TRACK_KINDS[i].to_owned())], m.tracks_published[i] as f64))
+                .collect()
+        },
+    );
+    gauge(
+        "livekit_track_subscribed_total",
+        "Tracks currently subscribed.",
+        MetricKind::Gauge,
+        &|m| {
+            (0..3)
+                .map(|i| (vec![("kind", TRACK_KINDS[i].to_owned())], m.tracks_subscribed[i] as f64))
+                .collect()
+        },
+    );
+    gauge(
+        "livekit_track_publish_counter",
+        "Track publish attempts and successes.",
+        MetricKind::Counter,
+        &|m| {
+            (0..3)
+                .flat_map(|i| {
+                    [
+                        (
+                            vec![
+                                ("kind", TRACK_KINDS[i].to_owned()),
+                                ("state", "attempt".to_owned()),
+                            ],
+                            m.publish_attempts[i] as f64,
+                        ),
+                        (
+                            vec![
+                                ("kind", TRACK_KINDS[i].to_owned()),
+                                ("state", "success".to_owned()),
+                            ],
+                            m.publish_successes[i] as f64,
+                        ),
+                    ]
+                })
+                .collect()
+        },
+    );
+    gauge(
+        "livekit_track_subscribe_counter",
+        "Track subscribe attempts, successes and failures.",
+        MetricKind::Counter,
+        &|m| {
+            let mut values = vec![
+                (
+                    vec![("state", "attempt".to_owned()), ("error", String::new())],
+                    m.subscribe_attempts as f64,
+                ),
+                (
+                    vec![("state", "success".to_owned()), ("error", String::new())],
+                    m.subscribe_successes as f64,
+                ),
+            ];
+            values.extend(m.subscribe_failures.iter().map(|(error, count)| {
+                (vec![("state", "failure".to_owned()), ("error", error.clone())], *count as f64)
+            }));
+            values
+        },
+    );
+    let mut durations = Vec::new();
+    for (node, metrics) in lifecycle {
+        if let Some(histogram) = &metrics.room_duration {
+            durations.push(MetricSample {
+                labels: node_labels(*node),
+                value: MetricValue::Histogram(histogram.clone()),
+            });
+        }
+    }
+    families.push(MetricFamily {
+        name: "livekit_room_duration_seconds",
+        help: "Room durations, from room_started to room_finished.",
+        kind: MetricKind::Histogram,
+        samples: durations,
+    });
+
+    // The core's own health.
+    let number = |labels: Vec<(&'static str, String)>, value: u64| MetricSample {
+        labels,
+        value: MetricValue::Number(value as f64),
+    };
+    families.push(MetricFamily {
+        name: "rtc_telemetry_stats_samples_total",
+        help: "TrackStats samples by outcome: recorded, without_worker, invalid, shed.",
+        kind: MetricKind::Counter,
+        samples: vec![
+            number(vec![("outcome", "recorded".to_owned())], samples.recorded),
+            number(vec![("outcome", "without_worker".to_owned())], samples.without_worker),
+            number(vec![("outcome", "invalid".to_owned())], samples.invalid),
+            number(vec![("outcome", "shed_overload".to_owned())], samples.shed_overload),
+            number(vec![("outcome", "shed_track_limit".to_owned())], samples.shed_track_limit),
+        ],
+    });
+    families.push(MetricFamily {
+        name: "rtc_telemetry_core_outputs_pushed_total",
+        help: "Outputs (events, webhooks, stats batches, node rates) put on the ordered output queue.",
+        kind: MetricKind::Counter,
+        samples: vec![number(vec![], queue.pushed)],
+    });
+    families.push(MetricFamily {
+        name: "rtc_telemetry_core_outputs_popped_total",
+        help: "Outputs taken off the ordered output queue by its consumer.",
+        kind: MetricKind::Counter,
+        samples: vec![number(vec![], queue.popped)],
+    });
+    families.push(MetricFamily {
+        name: "rtc_telemetry_stats_workers",
+        help: "Stats workers currently held, closed ones awaiting their reap included.",
+        kind: MetricKind::Gauge,
+        samples: vec![number(vec![], queue.workers)],
+    });
+    MetricsSnapshot { families }
+}
+
+/// Extra labels and a value.
+type LabelledNumber = (Vec<(&'static str, String)>, f64);
+
+/// Queue and worker counts for the snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QueueCounters {
+    pub(crate) pushed: u64,
+    pub(crate) popped: u64,
+    pub(crate) workers: u64,
+}
+
+fn base_labels(
+    labels: &StatsLabels,
+    node_name: &dyn Fn(NodeId) -> String,
+) -> Vec<(&'static str, String)> {
+    vec![("node_id", node_name(labels.node)), ("node_type", "SERVER".to_owned())]
+}
+
+fn add_number(
+    merged: &mut Vec<(Vec<(&'static str, String)>, f64)>,
+    key: Vec<(&'static str, String)>,
+    value: f64,
+) {
+    match merged.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, total)) => *total += value,
+        None => merged.push((key, value)),
+    }
+}
+
+fn numbers(merged: Vec<(Vec<(&'static str, String)>, f64)>) -> Vec<MetricSample> {
+    merged
+        .into_iter()
+        .map(|(labels, value)| MetricSample { labels, value: MetricValue::Number(value) })
+        .collect()
+}
+
+fn enum_name<E>(name: Result<&'static str, E>, number: i32) -> String {
+    name.map(str::to_owned).unwrap_or_else(|_| number.to_string())
+}

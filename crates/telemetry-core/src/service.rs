@@ -1,0 +1,915 @@
+//! The `TelemetryService`: LiveKit's telemetry interface (reference §2.4) over the stats workers,
+//! the event and webhook mapping and the ordered output queue.
+//!
+//! Every call takes effect on the caller's thread, at once and atomically: a lifecycle call under
+//! the lifecycle lock (worker changes, metrics, and its outputs pushed onto the queue in the same
+//! critical section), a `TrackStats` call under one shard lock and one worker lock. Calls are
+//! therefore applied in one order that respects each caller's own call order (one logical FIFO),
+//! and a later call always sees an earlier call's effect: a sample sent right after
+//! `ParticipantJoined` finds its worker. Nothing a caller does waits on a sink.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use livekit_protocol as lk;
+use lk::AnalyticsEventType as Type;
+use parking_lot::{Mutex, RwLock};
+
+use crate::call::Call;
+use crate::coalesce::SampleSummary;
+use crate::config::CoreConfig;
+use crate::events::{self, names};
+use crate::ids::{
+    ANALYTICS_EVENT_PREFIX, ANALYTICS_STAT_PREFIX, IdGenerator, WEBHOOK_EVENT_PREFIX,
+};
+use crate::keys::StatsKey;
+use crate::metrics::{
+    self, LifecycleMetrics, MetricsSnapshot, QueueCounters, SampleCounters, track_kind_index,
+};
+use crate::output::{
+    CallOutput, CoalescedStat, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
+    OutputReceiver, StatsBatch,
+};
+use crate::rates::{RateCell, sample_interval};
+use crate::time::{Clock, SystemClock, UnixMillis};
+use crate::workers::{Recorded, WorkerTable};
+
+/// A reporting SFU node, interned (see [`TelemetryService::node`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+/// When and by which node a call was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallMeta {
+    /// When the SFU made the call. It stamps events and webhooks and ends the interval of a
+    /// sample that carries no times of its own.
+    pub at: UnixMillis,
+    /// The node that made the call.
+    pub node: NodeId,
+}
+
+/// Why a stats sample was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Shed {
+    /// The output queue is over `max_pending_outputs`: its consumer has fallen behind.
+    #[error("stats sample shed: the telemetry output queue is over its limit")]
+    Overloaded,
+    /// The track sent more than `max_samples_per_track` samples since the last flush.
+    #[error(
+        "stats sample shed: the track sent more samples since the last flush than `max_samples_per_track`"
+    )]
+    TrackLimit,
+}
+
+/// Builds a [`TelemetryService`].
+pub struct ServiceBuilder {
+    config: CoreConfig,
+    clock: Arc<dyn Clock>,
+    notifier: Option<Notifier>,
+    id_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServiceBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceBuilder {
+    /// Uses `clock` for flush times instead of the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Calls `notifier` whenever the output queue goes from empty to non-empty.
+    #[must_use]
+    pub fn notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Draws ids from a generator seeded with `seed`, for reproducible tests and simulations.
+    #[must_use]
+    pub fn id_seed(mut self, seed: u64) -> Self {
+        self.id_seed = Some(seed);
+        self
+    }
+
+    /// Builds the service and the receiver of its outputs.
+    pub fn build(self) -> (TelemetryService, OutputReceiver) {
+        let ids = |offset: u64| match self.id_seed {
+            Some(seed) => IdGenerator::seeded(seed.wrapping_add(offset)),
+            None => IdGenerator::from_os(),
+        };
+        let queue = Arc::new(OutputQueue::new(self.notifier));
+        let default_node: Arc<str> = self.config.node_id.as_str().into();
+        let nodes = Nodes {
+            names: vec![default_node.clone()],
+            index: std::iter::once((default_node, NodeId(0))).collect(),
+        };
+        let inner = Inner {
+            analytics_key: self.config.analytics_key.as_str().into(),
+            config: self.config,
+            clock: self.clock,
+            workers: WorkerTable::default(),
+            lifecycle: Mutex::new(Lifecycle {
+                ids: ids(0),
+                metrics: HashMap::new(),
+                node_room_sequence: HashMap::new(),
+                open_rooms: HashMap::new(),
+            }),
+            queue: queue.clone(),
+            nodes: RwLock::new(nodes),
+            flush: Mutex::new(FlushState { ids: ids(1) }),
+        };
+        (TelemetryService { inner: Arc::new(inner) }, OutputReceiver { queue })
+    }
+}
+
+/// The telemetry service. Cheap to clone; every clone is the same service.
+#[derive(Clone, Debug)]
+pub struct TelemetryService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: CoreConfig,
+    clock: Arc<dyn Clock>,
+    analytics_key: Arc<str>,
+    workers: WorkerTable,
+    /// Serialises lifecycle calls: their worker changes, metrics and output pushes.
+    lifecycle: Mutex<Lifecycle>,
+    queue: Arc<OutputQueue>,
+    nodes: RwLock<Nodes>,
+    /// Serialises flushes; owns the generator of stat ids.
+    flush: Mutex<FlushState>,
+}
+
+#[derive(Debug)]
+struct Lifecycle {
+    ids: IdGenerator,
+    metrics: HashMap<NodeId, LifecycleMetrics>,
+    node_room_sequence: HashMap<NodeId, u64>,
+    /// Rooms started and not yet ended, by sid, with their start: for `livekit_room_total` and
+    /// `livekit_room_duration_seconds`.
+    open_rooms: HashMap<String, UnixMillis>,
+}
+
+#[derive(Debug)]
+struct FlushState {
+    ids: IdGenerator,
+}
+
+#[derive(Debug)]
+struct Nodes {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, NodeId>,
+}
+
+impl TelemetryService {
+    /// Starts building a service with `config`.
+    pub fn builder(config: CoreConfig) -> ServiceBuilder {
+        ServiceBuilder { config, clock: Arc::new(SystemClock), notifier: None, id_seed: None }
+    }
+
+    /// Builds a service with `config`, the system clock and random ids.
+    pub fn new(config: CoreConfig) -> (TelemetryService, OutputReceiver) {
+        Self::builder(config).build()
+    }
+
+    /// Returns the service's settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.inner.config
+    }
+
+    /// Returns the id of the node called `name`, registering it on first use.
+    pub fn node(&self, name: &str) -> NodeId {
+        if let Some(&node) = self.inner.nodes.read().index.get(name) {
+            return node;
+        }
+        let mut nodes = self.inner.nodes.write();
+        if let Some(&node) = nodes.index.get(name) {
+            return node;
+        }
+        let node = NodeId(u32::try_from(nodes.names.len()).expect("fewer than 2^32 nodes"));
+        let name: Arc<str> = name.into();
+        nodes.names.push(name.clone());
+        nodes.index.insert(name, node);
+        node
+    }
+
+    /// Returns the name of `node`.
+    pub fn node_name(&self, node: NodeId) -> Arc<str> {
+        self.inner.nodes.read().names[node.0 as usize].clone()
+    }
+
+    /// Returns the meta of an in-process call made now by the configured node.
+    pub fn now(&self) -> CallMeta {
+        CallMeta { at: self.inner.clock.now(), node: NodeId(0) }
+    }
+
+    /// Applies one call. Returns the sequence number of the last output it produced, if it
+    /// produced any (a consumer that has handled that output has handled the call).
+    ///
+    /// # Errors
+    ///
+    /// A `TrackStats` sample may be shed (see [`Shed`]); lifecycle calls never fail.
+    pub fn apply(&self, meta: CallMeta, call: Call) -> Result<Option<u64>, Shed> {
+        match call {
+            Call::TrackStats { room_id, room_name, key, stat } => {
+                self.track_stats_at(meta, &room_id, &room_name, &key, stat).map(|()| None)
+            }
+            call => Ok(self.lifecycle(meta, call)),
+        }
+    }
+
+    /// `TrackStats` with an explicit call meta: folds `stat` into the stats worker of
+    /// `(room_id, key.participant_id)`, spreads it over the node's rate cells and accounts it in
+    /// Prometheus. A sample for a participant without a worker still counts in node rates and
+    /// Prometheus, as in LiveKit.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Shed`] when the sample was not accepted.
+    pub fn track_stats_at(
+        &self,
+        meta: CallMeta,
+        room_id: &str,
+        _room_name: &str,
+        key: &StatsKey,
+        mut stat: lk::AnalyticsStat,
+    ) -> Result<(), Shed> {
+        let inner = &*self.inner;
+        let hash = inner.workers.hash(room_id, &key.participant_id);
+        let shard = inner.workers.shard(hash);
+        if inner.queue.depth() > inner.config.max_pending_outputs {
+            shard.aux.lock().counters.shed_overload += 1;
+            return Err(Shed::Overloaded);
+        }
+        let flush_interval_ms = inner.config.flush_interval_millis();
+        let summary = SampleSummary::of(&stat);
+        let mime = std::mem::take(&mut stat.mime);
+        let recorded =
+            inner.workers.with_worker(hash, room_id, &key.participant_id, |worker| match worker {
+                Some(worker) => worker.lock().record(
+                    meta.at,
+                    meta.node,
+                    key,
+                    &stat,
+                    mime,
+                    &summary,
+                    flush_interval_ms,
+                    inner.config.max_samples_per_track,
+                ),
+                None => Recorded::Reaped,
+            });
+        let mut aux = shard.aux.lock();
+        let interval = match recorded {
+            Recorded::Interval(start, end) => {
+                aux.counters.recorded += 1;
+                (start, end)
+            }
+            Recorded::ShedTrackLimit => {
+                aux.counters.shed_track_limit += 1;
+                return Err(Shed::TrackLimit);
+            }
+            Recorded::Invalid => {
+                aux.counters.invalid += 1;
+                return Ok(());
+            }
+            Recorded::Reaped if !summary.valid => {
+                aux.counters.invalid += 1;
+                return Ok(());
+            }
+            Recorded::Reaped => {
+                aux.counters.without_worker += 1;
+                sample_interval(
+                    summary.own_interval,
+                    None,
+                    meta.at.plus_millis(-flush_interval_ms),
+                    meta.at,
+                )
+            }
+        };
+        aux.spread(
+            meta.node,
+            interval,
+            summary.totals.wire_bytes(),
+            summary.totals.wire_packets(),
+            key.stream_type,
+        );
+        aux.metrics.record(meta.node, key, &stat);
+        Ok(())
+    }
+
+    /// Applies a lifecycle call under the lifecycle lock.
+    fn lifecycle(&self, meta: CallMeta, call: Call) -> Option<u64> {
+        let inner = &*self.inner;
+        let at = meta.at;
+        let method = call.method_name();
+        let mut lifecycle = inner.lifecycle.lock();
+        let lifecycle = &mut *lifecycle;
+        let metrics = lifecycle.metrics.entry(meta.node).or_default();
+        let full_room_in_track_webhooks = inner.config.full_room_in_track_webhooks;
+        let track_webhook_room = |room: &lk::Room| {
+            if full_room_in_track_webhooks { room.clone() } else { events::minimal_room(room) }
+        };
+        let identity_only = |sid: &str, identity: &str| lk::ParticipantInfo {
+            sid: sid.to_owned(),
+            identity: identity.to_owned(),
+            ..Default::default()
+        };
+
+        let (webhook, event): (Option<lk::WebhookEvent>, Option<lk::AnalyticsEvent>) = match call {
+            Call::TrackStats { .. } => {
+                unreachable!("`apply` routes `TrackStats` to `track_stats_at`")
+            }
+            Call::RoomStarted { room } => {
+                if lifecycle.open_rooms.insert(room.sid.clone(), at).is_none() {
+                    metrics.rooms += 1;
+                }
+                let webhook = lk::WebhookEvent {
+                    room: Some(room.clone()),
+                    ..events::webhook(names::ROOM_STARTED, at)
+                };
+                // LiveKit stamps ROOM_CREATED with the room's creation time, and sets no room id.
+                let event = lk::AnalyticsEvent {
+                    timestamp: Some(pbjson_types::Timestamp {
+                        seconds: room.creation_time,
+                        nanos: 0,
+                    }),
+                    room: Some(room),
+                    ..events::bare_event(Type::RoomCreated, at)
+                };
+                (Some(webhook), Some(event))
+            }
+            Call::RoomEnded { room } => {
+                if let Some(started) = lifecycle.open_rooms.remove(&room.sid) {
+                    metrics.rooms -= 1;
+                    let start = if room.creation_time > 0 {
+                        UnixMillis::from_secs(room.creation_time)
+                    } else {
+                        started
+                    };
+                    metrics.observe_room_duration(at.millis_since(start).max(0) as f64 / 1000.0);
+                }
+                let webhook = lk::WebhookEvent {
+                    room: Some(room.clone()),
+                    ..events::webhook(names::ROOM_FINISHED, at)
+                };
+                let event = lk::AnalyticsEvent {
+                    room_id: room.sid.clone(),
+                    room: Some(room),
+                    ..events::bare_event(Type::RoomEnded, at)
+                };
+                (Some(webhook), Some(event))
+            }
+            Call::ParticipantJoined {
+                room,
+                participant,
+                client_info,
+                client_meta,
+                should_send_event,
+                guard,
+            } => {
+                let (_, created) = inner.workers.get_or_create(
+                    &room.sid,
+                    &room.name,
+                    &participant.sid,
+                    &participant.identity,
+                    &guard,
+                    at,
+                );
+                if created {
+                    metrics.join_rtc_connected += 1;
+                    metrics.participants += 1;
+                }
+                let event = should_send_event.then(|| lk::AnalyticsEvent {
+                    client_info,
+                    client_meta,
+                    ..events::participant_event(Type::ParticipantJoined, &room, &participant, at)
+                });
+                (None, event)
+            }
+            Call::ParticipantActive { room, participant, client_meta, is_migration, guard } => {
+                // `participant_joined` goes out on ACTIVE, not on the signalling join.
+                let webhook = (!is_migration).then(|| lk::WebhookEvent {
+                    room: Some(room.clone()),
+                    participant: Some(participant.clone()),
+                    ..events::webhook(names::PARTICIPANT_JOINED, at)
+                });
+                let (worker, created) = inner.workers.get_or_create(
+                    &room.sid,
+                    &room.name,
+                    &participant.sid,
+                    &participant.identity,
+                    &guard,
+                    at,
+                );
+                worker.lock().set_connected();
+                if created {
+                    metrics.participants += 1;
+                }
+                metrics.join_rtc_active += 1;
+                let event = lk::AnalyticsEvent {
+                    client_meta,
+                    ..events::participant_event(Type::ParticipantActive, &room, &participant, at)
+                };
+                (webhook, Some(event))
+            }
+            Call::ParticipantResumed { room, participant, node_id, reason, guard } => {
+                let (_, created) = inner.workers.get_or_create(
+                    &room.sid,
+                    &room.name,
+                    &participant.sid,
+                    &participant.identity,
+                    &guard,
+                    at,
+                );
+                if created {
+                    metrics.participants += 1;
+                }
+                let event = lk::AnalyticsEvent {
+                    client_meta: Some(lk::AnalyticsClientMeta {
+                        node: node_id,
+                        reconnect_reason: reason,
+                        ..Default::default()
+                    }),
+                    ..events::participant_event(Type::ParticipantResumed, &room, &participant, at)
+                };
+                (None, Some(event))
+            }
+            Call::ParticipantLeft { room, participant, should_send_event, guard } => {
+                let hash = inner.workers.hash(&room.sid, &participant.sid);
+                let (connected, closed) =
+                    inner.workers.with_worker(hash, &room.sid, &participant.sid, |worker| {
+                        match worker {
+                            Some(worker) => {
+                                let mut worker = worker.lock();
+                                let connected = worker.is_connected();
+                                (connected, worker.close(&guard, at))
+                            }
+                            // No worker counts as never connected: aborted.
+                            None => (false, false),
+                        }
+                    });
+                if closed {
+                    metrics.participants -= 1;
+                }
+                if should_send_event {
+                    let (name, event_type) = if connected {
+                        (names::PARTICIPANT_LEFT, Type::ParticipantLeft)
+                    } else {
+                        (names::PARTICIPANT_CONNECTION_ABORTED, Type::ParticipantConnectionAborted)
+                    };
+                    let webhook = lk::WebhookEvent {
+                        room: Some(room.clone()),
+                        participant: Some(participant.clone()),
+                        ..events::webhook(name, at)
+                    };
+                    (
+                        Some(webhook),
+                        Some(events::participant_event(event_type, &room, &participant, at)),
+                    )
+                } else {
+                    (None, None)
+                }
+            }
+            Call::TrackPublishRequested {
+                room,
+                participant_id,
+                identity,
+                track,
+                should_send_event,
+            } => {
+                metrics.publish_attempts[track_kind_index(track.r#type)] += 1;
+                let event = should_send_event.then(|| lk::AnalyticsEvent {
+                    participant: Some(identity_only(&participant_id, &identity)),
+                    ..events::track_event(
+                        Type::TrackPublishRequested,
+                        &room,
+                        &participant_id,
+                        track,
+                        at,
+                    )
+                });
+                (None, event)
+            }
+            Call::TrackPublished { room, participant_id, identity, track, should_send_event } => {
+                let kind = track_kind_index(track.r#type);
+                metrics.tracks_published[kind] += 1;
+                metrics.publish_successes[kind] += 1;
+                if should_send_event {
+                    let webhook = lk::WebhookEvent {
+                        room: Some(track_webhook_room(&room)),
+                        participant: Some(identity_only(&participant_id, &identity)),
+                        track: Some(track.clone()),
+                        ..events::webhook(names::TRACK_PUBLISHED, at)
+                    };
+                    let event = lk::AnalyticsEvent {
+                        participant: Some(identity_only(&participant_id, &identity)),
+                        ..events::track_event(
+                            Type::TrackPublished,
+                            &room,
+                            &participant_id,
+                            track,
+                            at,
+                        )
+                    };
+                    (Some(webhook), Some(event))
+                } else {
+                    (None, None)
+                }
+            }
+            Call::TrackUnpublished {
+                room,
+                participant_id,
+                identity,
+                track,
+                was_published_locally,
+                should_send_event,
+            } => {
+                if was_published_locally {
+                    metrics.tracks_published[track_kind_index(track.r#type)] -= 1;
+                }
+                if should_send_event {
+                    let webhook = lk::WebhookEvent {
+                        room: Some(track_webhook_room(&room)),
+                        participant: Some(identity_only(&participant_id, &identity)),
+                        track: Some(track.clone()),
+                        ..events::webhook(names::TRACK_UNPUBLISHED, at)
+                    };
+                    // The analytics event keeps participant `{sid}` only.
+                    let event = events::track_event(
+                        Type::TrackUnpublished,
+                        &room,
+                        &participant_id,
+                        track,
+                        at,
+                    );
+                    (Some(webhook), Some(event))
+                } else {
+                    (None, None)
+                }
+            }
+            Call::TrackSubscribeRequested { room, participant_id, track } => {
+                metrics.subscribe_attempts += 1;
+                (
+                    None,
+                    Some(events::track_event(
+                        Type::TrackSubscribeRequested,
+                        &room,
+                        &participant_id,
+                        track,
+                        at,
+                    )),
+                )
+            }
+            Call::TrackSubscribed { room, participant_id, track, publisher, should_send_event } => {
+                metrics.tracks_subscribed[track_kind_index(track.r#type)] += 1;
+                metrics.subscribe_successes += 1;
+                let event = should_send_event.then(|| lk::AnalyticsEvent {
+                    publisher: Some(identity_only(&publisher.sid, &publisher.identity)),
+                    ..events::track_event(Type::TrackSubscribed, &room, &participant_id, track, at)
+                });
+                (None, event)
+            }
+            Call::TrackUnsubscribed { room, participant_id, track, should_send_event } => {
+                metrics.tracks_subscribed[track_kind_index(track.r#type)] -= 1;
+                let event = should_send_event.then(|| {
+                    events::track_event(Type::TrackUnsubscribed, &room, &participant_id, track, at)
+                });
+                (None, event)
+            }
+            Call::TrackSubscribeFailed {
+                room,
+                participant_id,
+                track_id,
+                error,
+                is_user_error: _,
+            } => {
+                metrics.subscribe_failure(&error);
+                let track = lk::TrackInfo { sid: track_id, ..Default::default() };
+                let event = lk::AnalyticsEvent {
+                    error,
+                    ..events::track_event(
+                        Type::TrackSubscribeFailed,
+                        &room,
+                        &participant_id,
+                        track,
+                        at,
+                    )
+                };
+                (None, Some(event))
+            }
+            Call::TrackMuted { room, participant_id, track } => (
+                None,
+                Some(events::track_event(Type::TrackMuted, &room, &participant_id, track, at)),
+            ),
+            Call::TrackUnmuted { room, participant_id, track } => (
+                None,
+                Some(events::track_event(Type::TrackUnmuted, &room, &participant_id, track, at)),
+            ),
+            Call::TrackPublishedUpdate { room, participant_id, track } => (
+                None,
+                Some(events::track_event(
+                    Type::TrackPublishedUpdate,
+                    &room,
+                    &participant_id,
+                    track,
+                    at,
+                )),
+            ),
+            Call::TrackMaxSubscribedVideoQuality {
+                room,
+                participant_id,
+                track,
+                mime,
+                max_quality,
+            } => {
+                let event = lk::AnalyticsEvent {
+                    max_subscribed_video_quality: max_quality,
+                    mime,
+                    ..events::track_event(
+                        Type::TrackMaxSubscribedVideoQuality,
+                        &room,
+                        &participant_id,
+                        track,
+                        at,
+                    )
+                };
+                (None, Some(event))
+            }
+            Call::TrackPublishRtpStats { room, participant_id, track_id, mime, layer, stats } => {
+                let event = lk::AnalyticsEvent {
+                    video_layer: layer,
+                    ..events::rtp_stats_event(
+                        Type::TrackPublishStats,
+                        &room,
+                        &participant_id,
+                        &track_id,
+                        &mime,
+                        stats,
+                        at,
+                    )
+                };
+                (None, Some(event))
+            }
+            Call::TrackSubscribeRtpStats { room, participant_id, track_id, mime, stats } => (
+                None,
+                Some(events::rtp_stats_event(
+                    Type::TrackSubscribeStats,
+                    &room,
+                    &participant_id,
+                    &track_id,
+                    &mime,
+                    stats,
+                    at,
+                )),
+            ),
+            Call::EgressStarted { info } => (
+                Some(events::egress_webhook(names::EGRESS_STARTED, &info, at)),
+                Some(events::egress_event(Type::EgressStarted, &info, at)),
+            ),
+            Call::EgressUpdated { info } => (
+                Some(events::egress_webhook(names::EGRESS_UPDATED, &info, at)),
+                Some(events::egress_event(Type::EgressUpdated, &info, at)),
+            ),
+            Call::EgressEnded { info } => (
+                Some(events::egress_webhook(names::EGRESS_ENDED, &info, at)),
+                Some(events::egress_event(Type::EgressEnded, &info, at)),
+            ),
+            Call::NotifyEgressEvent { event, info } => {
+                (Some(events::egress_webhook(&event, &info, at)), None)
+            }
+            Call::IngressCreated { info } => {
+                (None, Some(events::ingress_event(Type::IngressCreated, &info, at)))
+            }
+            Call::IngressDeleted { info } => {
+                (None, Some(events::ingress_event(Type::IngressDeleted, &info, at)))
+            }
+            Call::IngressStarted { info } => (
+                Some(events::ingress_webhook(names::INGRESS_STARTED, &info, at)),
+                Some(events::ingress_event(Type::IngressStarted, &info, at)),
+            ),
+            Call::IngressUpdated { info } => {
+                (None, Some(events::ingress_event(Type::IngressUpdated, &info, at)))
+            }
+            Call::IngressEnded { info } => (
+                Some(events::ingress_webhook(names::INGRESS_ENDED, &info, at)),
+                Some(events::ingress_event(Type::IngressEnded, &info, at)),
+            ),
+            Call::LocalRoomState { mut node_rooms } => {
+                // LiveKit's `SendNodeRoomStates`: the node's id, a per-node sequence from 1, now.
+                let sequence = lifecycle.node_room_sequence.entry(meta.node).or_insert(0);
+                *sequence += 1;
+                node_rooms.node_id = self.node_name(meta.node).to_string();
+                node_rooms.sequence_number = *sequence;
+                node_rooms.timestamp = Some(at.to_timestamp());
+                return inner.queue.push([Output::NodeRooms(node_rooms)]);
+            }
+            Call::Report { report } => (
+                None,
+                Some(lk::AnalyticsEvent {
+                    report: Some(report),
+                    ..events::bare_event(Type::Report, at)
+                }),
+            ),
+            Call::ApiCall { info } => (
+                None,
+                Some(lk::AnalyticsEvent {
+                    api_call: Some(info),
+                    ..events::bare_event(Type::ApiCall, at)
+                }),
+            ),
+            Call::Webhook { info } => (
+                None,
+                Some(lk::AnalyticsEvent {
+                    webhook: Some(info),
+                    ..events::bare_event(Type::Webhook, at)
+                }),
+            ),
+        };
+        if webhook.is_none() && event.is_none() {
+            return None;
+        }
+        let node = self.node_name(meta.node);
+        let webhook = webhook.map(|mut webhook| {
+            webhook.id = lifecycle.ids.next_id(WEBHOOK_EVENT_PREFIX);
+            webhook
+        });
+        let event = event.map(|mut event| {
+            event.id = lifecycle.ids.next_id(ANALYTICS_EVENT_PREFIX);
+            event.node_id = node.to_string();
+            event.analytics_key = inner.config.analytics_key.clone();
+            event
+        });
+        inner.queue.push([Output::Call(CallOutput { method, node, at, webhook, event })])
+    }
+
+    /// Flushes every stats worker now (LiveKit's `FlushStats`).
+    pub fn flush_stats(&self) -> Option<u64> {
+        self.flush_stats_at(self.inner.clock.now())
+    }
+
+    /// Flushes every stats worker as of `now`: one [`StatsBatch`] per worker with samples, and
+    /// reaps workers closed for longer than `worker_cleanup_wait`. Returns the sequence number of
+    /// the last batch pushed. Concurrent `TrackStats` calls wait at most for one worker's swap.
+    pub fn flush_stats_at(&self, now: UnixMillis) -> Option<u64> {
+        let inner = &*self.inner;
+        let mut flush = inner.flush.lock();
+        let cleanup_wait_ms = inner.config.cleanup_wait_millis();
+        let node_names = inner.nodes.read().names.clone();
+        let mut last = None;
+        let mut batches = Vec::new();
+        for shard in inner.workers.shards() {
+            let handles = WorkerTable::snapshot(shard);
+            let retired = std::mem::take(&mut *shard.retired.lock());
+            for (hash, worker) in &handles {
+                let (batch, reap) =
+                    self.flush_worker(worker, now, cleanup_wait_ms, &mut flush.ids, &node_names);
+                batches.extend(batch);
+                if reap {
+                    WorkerTable::remove_if_same(shard, *hash, worker);
+                }
+            }
+            // Replaced workers: their last samples go out, then they are dropped.
+            for worker in &retired {
+                let (batch, _) =
+                    self.flush_worker(worker, now, cleanup_wait_ms, &mut flush.ids, &node_names);
+                batches.extend(batch);
+            }
+            if batches.len() >= 1024 {
+                last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
+            }
+        }
+        inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
+    }
+
+    fn flush_worker(
+        &self,
+        worker: &Mutex<crate::workers::Worker>,
+        now: UnixMillis,
+        cleanup_wait_ms: i64,
+        ids: &mut IdGenerator,
+        node_names: &[Arc<str>],
+    ) -> (Option<StatsBatch>, bool) {
+        let mut worker = worker.lock();
+        let (taken, reap) = worker.take_for_flush(now, cleanup_wait_ms);
+        if taken.is_empty() {
+            return (None, reap);
+        }
+        let (room_id, room_name, participant_id, identity) = (
+            worker.room_id.clone(),
+            worker.room_name.clone(),
+            worker.participant_id.clone(),
+            worker.identity.clone(),
+        );
+        drop(worker);
+        let stats = taken
+            .into_iter()
+            .map(|track| CoalescedStat {
+                id: ids.next_inline(ANALYTICS_STAT_PREFIX),
+                track_id: track.track_id,
+                direction: track.direction,
+                kind: track.kind,
+                node: node_names[track.node.0 as usize].clone(),
+                coalesced: track.accumulator.finish(),
+            })
+            .collect();
+        let batch = StatsBatch {
+            room_id,
+            room_name,
+            participant_id,
+            identity,
+            flushed_at: now,
+            analytics_key: self.inner.analytics_key.clone(),
+            stats,
+        };
+        (Some(batch), reap)
+    }
+
+    /// Moves the node rate cells accumulated since the last drain onto the output queue as one
+    /// [`NodeRates`]; returns its sequence number, or `None` if there was nothing.
+    pub fn drain_node_rates(&self) -> Option<u64> {
+        let mut cells: Vec<(NodeId, i64, RateCell)> = Vec::new();
+        for shard in self.inner.workers.shards() {
+            shard.aux.lock().drain_rates(&mut cells);
+        }
+        if cells.is_empty() {
+            return None;
+        }
+        cells.sort_unstable_by_key(|&(node, second, _)| (node, second));
+        let node_names = self.inner.nodes.read().names.clone();
+        let mut merged: Vec<NodeRateCell> = Vec::new();
+        let mut previous: Option<(NodeId, i64)> = None;
+        for (node, second, cell) in cells {
+            if previous == Some((node, second)) {
+                merged.last_mut().expect("a previous cell").cell.add(&cell);
+            } else {
+                merged.push(NodeRateCell {
+                    node: node_names[node.0 as usize].clone(),
+                    second,
+                    cell,
+                });
+                previous = Some((node, second));
+            }
+        }
+        self.inner.queue.push([Output::NodeRates(NodeRates { cells: merged })])
+    }
+
+    /// Returns the sequence number of the last output pushed so far (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.queue.last_seq()
+    }
+
+    /// Returns the number of outputs waiting for the consumer.
+    pub fn pending_outputs(&self) -> usize {
+        self.inner.queue.depth()
+    }
+
+    /// Returns the number of stats workers held (closed ones awaiting their reap included).
+    pub fn worker_count(&self) -> usize {
+        self.inner.workers.worker_count()
+    }
+
+    /// Returns every metric of the core.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let inner = &*self.inner;
+        let mut stats = HashMap::new();
+        let mut samples = SampleCounters::default();
+        for shard in inner.workers.shards() {
+            let aux = shard.aux.lock();
+            aux.metrics.merge_into(&mut stats);
+            samples.add(&aux.counters);
+        }
+        let queue = QueueCounters {
+            pushed: inner.queue.pushed(),
+            popped: inner.queue.popped(),
+            workers: inner.workers.worker_count() as u64,
+        };
+        let lifecycle = inner.lifecycle.lock();
+        let mut per_node: Vec<(NodeId, &LifecycleMetrics)> =
+            lifecycle.metrics.iter().map(|(node, metrics)| (*node, metrics)).collect();
+        per_node.sort_by_key(|(node, _)| *node);
+        let names = inner.nodes.read().names.clone();
+        metrics::build_snapshot(&stats, &per_node, &samples, &queue, &|node| {
+            names[node.0 as usize].to_string()
+        })
+    }
+
+    /// Returns the sample counters alone, summed over shards.
+    pub fn sample_counters(&self) -> SampleCounters {
+        let mut samples = SampleCounters::default();
+        for shard in self.inner.workers.shards() {
+            samples.add(&shard.aux.lock().counters);
+        }
+        samples
+    }
+}

@@ -1,0 +1,41 @@
+//! Project automation: `cargo xtask test` runs the whole test suite the way CI does, after
+//! setting up what the tests need; `cargo xtask tidy` runs the repository checks alone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("test") => test(),
+        Some("tidy") => tidy::check(&root()).map_err(|problems| problems.join("\n")),
+        _ => Err("usage: cargo xtask <test|tidy>\n  test  set up what the tests need, then run every test\n  tidy  repository checks (module docs, dependency direction)".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+}
+
+/// Runs every check and test of the workspace.
+fn test() -> Result<(), String> {
+    let root = root();
+    tidy::check(&root).map_err(|problems| problems.join("\n"))?;
+    run(Command::new("cargo").args(["test", "--workspace", "--all-targets"]).current_dir(&root))?;
+    Ok(())
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().map_err(|error| format!("cannot start {command:?}: {error}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{command:?} failed with {status}")) }
+}

@@ -1,0 +1,66 @@
+//! Repository checks that keep docs and structure honest: every Rust module starts with a `//!`
+//! comment, and the core crate never depends on an async runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Returns every problem found.
+pub(crate) fn check(root: &Path) -> Result<(), Vec<String>> {
+    let mut problems = module_docs(root);
+    problems.extend(core_has_no_runtime(root));
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if !matches!(path.file_name().and_then(|n| n.to_str()), Some("target" | "node_modules" | "gen")) {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn module_docs(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    rust_files(&root.join("xtask"), &mut files);
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let first = text.lines().find(|line| !line.trim().is_empty())?;
+            (!first.starts_with("//!")).then(|| format!("{}: the module does not start with a `//!` comment", path.display()))
+        })
+        .collect()
+}
+
+fn core_has_no_runtime(root: &Path) -> Vec<String> {
+    let output = Command::new("cargo")
+        .args(["tree", "--quiet", "--edges", "normal", "-p", "telemetry-core", "-i", "tokio"])
+        .current_dir(root)
+        .output();
+    match output {
+        Ok(output) if String::from_utf8_lossy(&output.stdout).trim().is_empty() => Vec::new(),
+        Ok(output) => vec![format!(
+            "telemetry-core depends on tokio; the core must not need an async runtime:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )],
+        Err(error) => vec![format!("cannot run `cargo tree`: {error}")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_repository_is_tidy() {
+        let root = crate::root();
+        if let Err(problems) = super::check(&root) {
+            panic!("{}", problems.join("\n"));
+        }
+    }
+}
