@@ -16,7 +16,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if !matches!(path.file_name().and_then(|n| n.to_str()), Some("target" | "node_modules" | "gen")) {
+            if !matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("target" | "node_modules" | "gen")
+            ) {
                 rust_files(&path, out);
             }
         } else if path.extension().is_some_and(|ext| ext == "rs") {
@@ -34,7 +37,9 @@ fn module_docs(root: &Path) -> Vec<String> {
         .filter_map(|path| {
             let text = std::fs::read_to_string(&path).ok()?;
             let first = text.lines().find(|line| !line.trim().is_empty())?;
-            (!first.starts_with("//!")).then(|| format!("{}: the module does not start with a `//!` comment", path.display()))
+            (!first.starts_with("//!")).then(|| {
+                format!("{}: the module does not start with a `//!` comment", path.display())
+            })
         })
         .collect()
 }

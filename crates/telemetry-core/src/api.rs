@@ -25,7 +25,7 @@ impl TelemetryService {
         room_id: &str,
         room_name: &str,
         key: &StatsKey,
-        stat: lk::AnalyticsStat,
+        stat: &lk::AnalyticsStat,
     ) -> Result<(), Shed> {
         self.track_stats_at(self.now(), room_id, room_name, key, stat)
     }

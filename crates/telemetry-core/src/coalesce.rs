@@ -2,12 +2,14 @@
 //! `AnalyticsStat` with exactly one `AnalyticsStream`, by the rules of LiveKit's `coalesce`
 //! (reference §2.7), plus the honest-rate window of DESIGN.md ("Honest rates").
 //!
-//! Unlike LiveKit, which keeps every raw sample until the flush, a [`TrackAccumulator`] folds each
+//! Unlike LiveKit, which keeps every raw sample until the flush, a `TrackAccumulator` folds each
 //! sample in as it arrives. Every rule of the table is a fold (sums, maxima, first-then-add video
 //! layers keeping the highest id, last mime), except the median score, so only the scores are
 //! kept. The state per track therefore stays small however often a track reports.
 
+use compact_str::CompactString;
 use livekit_protocol as lk;
+use smallvec::SmallVec;
 
 use crate::time::UnixMillis;
 
@@ -106,8 +108,9 @@ impl SampleSummary {
     pub(crate) fn of(stat: &lk::AnalyticsStat) -> Self {
         let mut totals = StreamTotals::default();
         let mut own_interval: Option<(UnixMillis, UnixMillis)> = None;
-        let valid = is_valid_sample(stat);
+        let mut valid = true;
         for stream in &stat.streams {
+            valid &= is_valid_stream(stream);
             totals.add_stream(stream);
             let start = stream.start_time.as_ref().and_then(UnixMillis::from_timestamp);
             let end = stream.end_time.as_ref().and_then(UnixMillis::from_timestamp);
@@ -126,52 +129,76 @@ impl SampleSummary {
 /// Returns false if any stream or layer counter of `stat`, read as a signed 32-bit number (64-bit
 /// for bytes), is negative: the sign of a delta computed from a counter that went backwards.
 pub fn is_valid_sample(stat: &lk::AnalyticsStat) -> bool {
+    stat.streams.iter().all(is_valid_stream)
+}
+
+fn is_valid_stream(stream: &lk::AnalyticsStream) -> bool {
     fn ok32(value: u32) -> bool {
         value <= i32::MAX as u32
     }
     fn ok64(value: u64) -> bool {
         value <= i64::MAX as u64
     }
-    stat.streams.iter().all(|stream| {
-        ok32(stream.primary_packets)
-            && ok64(stream.primary_bytes)
-            && ok32(stream.retransmit_packets)
-            && ok64(stream.retransmit_bytes)
-            && ok32(stream.padding_packets)
-            && ok64(stream.padding_bytes)
-            && ok32(stream.packets_lost)
-            && ok32(stream.packets_out_of_order)
-            && ok32(stream.frames)
-            && ok32(stream.nacks)
-            && ok32(stream.plis)
-            && ok32(stream.firs)
-            && stream
-                .video_layers
-                .iter()
-                .all(|layer| ok32(layer.packets) && ok64(layer.bytes) && ok32(layer.frames))
-    })
+    ok32(stream.primary_packets)
+        && ok64(stream.primary_bytes)
+        && ok32(stream.retransmit_packets)
+        && ok64(stream.retransmit_bytes)
+        && ok32(stream.padding_packets)
+        && ok64(stream.padding_bytes)
+        && ok32(stream.packets_lost)
+        && ok32(stream.packets_out_of_order)
+        && ok32(stream.frames)
+        && ok32(stream.nacks)
+        && ok32(stream.plis)
+        && ok32(stream.firs)
+        && stream
+            .video_layers
+            .iter()
+            .all(|layer| ok32(layer.packets) && ok64(layer.bytes) && ok32(layer.frames))
 }
 
 /// The running fold of one track and direction's samples since the last flush.
-#[derive(Debug, Default)]
+///
+/// Kept small and free of heap allocations in the usual case (scores and mime inline), since
+/// one exists per track and every `TrackStats` call touches one.
+#[derive(Debug)]
 pub(crate) struct TrackAccumulator {
     samples: u32,
     invalid_samples: u32,
-    totals: StreamTotals,
     rtt_max: u32,
     jitter_max: u32,
-    highest_layer: Option<LayerTotals>,
-    scores: Vec<f32>,
-    mime: String,
+    totals: StreamTotals,
+    highest_layer: LayerTotals,
+    scores: SmallVec<[f32; 8]>,
+    mime: CompactString,
     rates: RateTracker,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// The sums of the highest video layer seen; `layer == NO_LAYER` when none was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LayerTotals {
     layer: i32,
     packets: u64,
     bytes: u64,
     frames: u64,
+}
+
+const NO_LAYER: i32 = i32::MIN;
+
+impl Default for TrackAccumulator {
+    fn default() -> Self {
+        Self {
+            samples: 0,
+            invalid_samples: 0,
+            rtt_max: 0,
+            jitter_max: 0,
+            totals: StreamTotals::default(),
+            highest_layer: LayerTotals { layer: NO_LAYER, packets: 0, bytes: 0, frames: 0 },
+            scores: SmallVec::new(),
+            mime: CompactString::default(),
+            rates: RateTracker::default(),
+        }
+    }
 }
 
 impl TrackAccumulator {
@@ -180,18 +207,19 @@ impl TrackAccumulator {
         self.samples
     }
 
-    /// Folds one sample in. `mime` is the sample's mime, moved out of it by the caller;
-    /// `interval` is the time the sample covers (see `crate::rates::sample_interval`).
+    /// Folds one sample in; `interval` is the time the sample covers (see
+    /// `crate::rates::sample_interval`).
     pub(crate) fn record(
         &mut self,
         stat: &lk::AnalyticsStat,
-        mime: String,
         summary: &SampleSummary,
         interval: (UnixMillis, UnixMillis),
     ) {
         self.samples += 1;
         // Last value wins, whether or not the sample is valid (LiveKit takes the last sample's).
-        self.mime = mime;
+        if self.mime != stat.mime {
+            self.mime = CompactString::from(stat.mime.as_str());
+        }
         if !summary.valid {
             self.invalid_samples += 1;
             return;
@@ -204,73 +232,53 @@ impl TrackAccumulator {
             self.rtt_max = self.rtt_max.max(stream.rtt);
             self.jitter_max = self.jitter_max.max(stream.jitter);
             for layer in &stream.video_layers {
-                match &mut self.highest_layer {
-                    Some(highest) if highest.layer == layer.layer => {
-                        highest.packets += u64::from(layer.packets);
-                        highest.bytes = highest.bytes.saturating_add(layer.bytes);
-                        highest.frames += u64::from(layer.frames);
-                    }
-                    Some(highest) if highest.layer > layer.layer => {}
-                    _ => {
-                        self.highest_layer = Some(LayerTotals {
-                            layer: layer.layer,
-                            packets: u64::from(layer.packets),
-                            bytes: layer.bytes,
-                            frames: u64::from(layer.frames),
-                        });
-                    }
+                let highest = &mut self.highest_layer;
+                if highest.layer == layer.layer {
+                    highest.packets += u64::from(layer.packets);
+                    highest.bytes = highest.bytes.saturating_add(layer.bytes);
+                    highest.frames += u64::from(layer.frames);
+                } else if highest.layer < layer.layer {
+                    // A higher layer replaces the kept one: only the highest survives anyway.
+                    *highest = LayerTotals {
+                        layer: layer.layer,
+                        packets: u64::from(layer.packets),
+                        bytes: layer.bytes,
+                        frames: u64::from(layer.frames),
+                    };
                 }
             }
         }
-        self.rates.record(interval.0, interval.1, summary.totals.wire_bytes());
+        self.rates.record(interval.0.0, interval.1.0, summary.totals.wire_bytes());
     }
 
-    /// Produces the coalesced stream, score statistics and rate window.
+    /// Produces the coalesced result: totals, maxima, score statistics and rate window.
     pub(crate) fn finish(mut self) -> Coalesced {
         let (score, min_score, median_score) = score_statistics(&mut self.scores);
         let window = self.rates.finish(self.totals.wire_bytes());
-        let saturate = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
-        let stream = lk::AnalyticsStream {
-            ssrc: 0,
-            primary_packets: saturate(self.totals.primary_packets),
-            primary_bytes: self.totals.primary_bytes,
-            retransmit_packets: saturate(self.totals.retransmit_packets),
-            retransmit_bytes: self.totals.retransmit_bytes,
-            padding_packets: saturate(self.totals.padding_packets),
-            padding_bytes: self.totals.padding_bytes,
-            packets_lost: saturate(self.totals.packets_lost),
-            frames: saturate(self.totals.frames),
-            rtt: self.rtt_max,
-            jitter: self.jitter_max,
-            nacks: saturate(self.totals.nacks),
-            plis: saturate(self.totals.plis),
-            firs: saturate(self.totals.firs),
-            video_layers: self
-                .highest_layer
-                .map(|layer| lk::AnalyticsVideoLayer {
-                    layer: layer.layer,
-                    packets: saturate(layer.packets),
-                    bytes: layer.bytes,
-                    frames: saturate(layer.frames),
-                })
-                .into_iter()
-                .collect(),
-            start_time: window.map(|window| window.start.to_timestamp()),
-            end_time: window.map(|window| window.end.to_timestamp()),
-            packets_out_of_order: saturate(self.totals.packets_out_of_order),
-        };
+        let layer = self.highest_layer;
         Coalesced {
-            stream,
+            totals: self.totals,
+            rtt_max: self.rtt_max,
+            jitter_max: self.jitter_max,
+            highest_layer: (layer.layer != NO_LAYER).then(|| lk::AnalyticsVideoLayer {
+                layer: layer.layer,
+                packets: saturate(layer.packets),
+                bytes: layer.bytes,
+                frames: saturate(layer.frames),
+            }),
             score,
             min_score,
             median_score,
             mime: self.mime,
-            totals: self.totals,
             samples: self.samples,
             invalid_samples: self.invalid_samples,
             window,
         }
     }
+}
+
+fn saturate(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 /// Mean, minimum and median of the scores above zero; zeros when there are none.
@@ -293,8 +301,14 @@ fn score_statistics(scores: &mut [f32]) -> (f32, f32, f32) {
 /// The result of coalescing one track and direction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coalesced {
-    /// The single merged stream, LiveKit's rules applied (counters saturate at `u32::MAX`).
-    pub stream: lk::AnalyticsStream,
+    /// Sums over the valid samples, unsaturated.
+    pub totals: StreamTotals,
+    /// Maximum RTT over every stream of every valid sample.
+    pub rtt_max: u32,
+    /// Maximum jitter over every stream of every valid sample.
+    pub jitter_max: u32,
+    /// The highest video layer, its counters summed over its occurrences.
+    pub highest_layer: Option<lk::AnalyticsVideoLayer>,
     /// Mean of the scores above zero.
     pub score: f32,
     /// Minimum of the scores above zero.
@@ -302,15 +316,42 @@ pub struct Coalesced {
     /// Median of the scores above zero.
     pub median_score: f32,
     /// The last sample's mime.
-    pub mime: String,
-    /// Unsaturated sums.
-    pub totals: StreamTotals,
+    pub mime: CompactString,
     /// Samples folded in, invalid ones included.
     pub samples: u32,
     /// Samples skipped because a counter was negative.
     pub invalid_samples: u32,
     /// The time covered and the honest rates; `None` if no valid sample arrived.
     pub window: Option<RateWindow>,
+}
+
+impl Coalesced {
+    /// Returns the single merged `AnalyticsStream`, by LiveKit's rules: counters summed (and
+    /// saturated at `u32::MAX` where the proto field is 32-bit), RTT and jitter maxima, no SSRC,
+    /// only the highest video layer, the window's start and end.
+    pub fn stream(&self) -> lk::AnalyticsStream {
+        let totals = &self.totals;
+        lk::AnalyticsStream {
+            ssrc: 0,
+            primary_packets: saturate(totals.primary_packets),
+            primary_bytes: totals.primary_bytes,
+            retransmit_packets: saturate(totals.retransmit_packets),
+            retransmit_bytes: totals.retransmit_bytes,
+            padding_packets: saturate(totals.padding_packets),
+            padding_bytes: totals.padding_bytes,
+            packets_lost: saturate(totals.packets_lost),
+            frames: saturate(totals.frames),
+            rtt: self.rtt_max,
+            jitter: self.jitter_max,
+            nacks: saturate(totals.nacks),
+            plis: saturate(totals.plis),
+            firs: saturate(totals.firs),
+            video_layers: self.highest_layer.into_iter().collect(),
+            start_time: self.window.map(|window| window.start.to_timestamp()),
+            end_time: self.window.map(|window| window.end.to_timestamp()),
+            packets_out_of_order: saturate(totals.packets_out_of_order),
+        }
+    }
 }
 
 /// The honest rates of a coalesced window (DESIGN.md, "Honest rates").
@@ -331,80 +372,110 @@ pub struct RateWindow {
     pub resolution_ms: i64,
 }
 
-/// Tracks covered time, per-sample peak rate and resolution, one sample at a time.
-#[derive(Debug, Default)]
+/// Tracks covered time, per-sample peak rate and resolution, one sample at a time, without heap
+/// allocation while samples arrive in order and back to back.
+#[derive(Debug)]
 struct RateTracker {
-    /// Disjoint covered intervals, sorted by start.
-    segments: Vec<(i64, i64)>,
+    /// Earliest start and latest end; `first_start > last_end` while empty.
+    first_start: i64,
+    last_end: i64,
+    /// The latest covered segment, extended while samples arrive in order.
+    current: Option<(i64, i64)>,
+    /// Earlier disjoint segments, sorted, all before `current`: filled only by gaps and
+    /// out-of-order samples.
+    closed: Vec<(i64, i64)>,
     peak_bps: f64,
-    /// The latest sample with a non-zero interval; a zero-length sample's bytes join it, since a
-    /// rate over no time does not exist.
-    open: Option<(i64, i64, u128)>,
-    /// Bits of zero-length samples that arrived before any sample with an interval.
-    pending_bits: u128,
+    /// The latest sample with a non-zero interval, as `(start, end, bytes)`; a zero-length
+    /// sample's bytes join it, since a rate over no time does not exist.
+    open: Option<(i64, i64, u64)>,
+    /// Bytes of zero-length samples that arrived before any sample with an interval.
+    pending_bytes: u64,
     max_interval_ms: i64,
-    bounds: Option<(i64, i64)>,
+}
+
+impl Default for RateTracker {
+    fn default() -> Self {
+        Self {
+            first_start: i64::MAX,
+            last_end: i64::MIN,
+            current: None,
+            closed: Vec::new(),
+            peak_bps: 0.0,
+            open: None,
+            pending_bytes: 0,
+            max_interval_ms: 0,
+        }
+    }
 }
 
 impl RateTracker {
-    fn record(&mut self, start: UnixMillis, end: UnixMillis, bytes: u64) {
-        let (start, end) = (start.0, end.0.max(start.0));
-        self.bounds = Some(match self.bounds {
-            None => (start, end),
-            Some((s, e)) => (s.min(start), e.max(end)),
-        });
-        let bits = u128::from(bytes) * 8;
+    fn record(&mut self, start: i64, end: i64, bytes: u64) {
+        let end = end.max(start);
+        self.first_start = self.first_start.min(start);
+        self.last_end = self.last_end.max(end);
         if end == start {
             match &mut self.open {
-                Some((_, _, open_bits)) => *open_bits += bits,
-                None => self.pending_bits += bits,
+                Some((_, _, open_bytes)) => *open_bytes = open_bytes.saturating_add(bytes),
+                None => self.pending_bytes = self.pending_bytes.saturating_add(bytes),
             }
             return;
         }
         self.close_open();
-        self.open = Some((start, end, bits + std::mem::take(&mut self.pending_bits)));
+        self.open =
+            Some((start, end, bytes.saturating_add(std::mem::take(&mut self.pending_bytes))));
         self.max_interval_ms = self.max_interval_ms.max(end - start);
         self.cover(start, end);
     }
 
     fn close_open(&mut self) {
-        if let Some((start, end, bits)) = self.open.take() {
-            let bps = bits as f64 * 1000.0 / (end - start) as f64;
+        if let Some((start, end, bytes)) = self.open.take() {
+            let bps = bytes as f64 * 8000.0 / (end - start) as f64;
             self.peak_bps = self.peak_bps.max(bps);
         }
     }
 
     fn cover(&mut self, start: i64, end: i64) {
-        // Samples usually arrive in order and back to back: extend the last segment.
-        if let Some(last) = self.segments.last_mut()
-            && last.0 <= start
-            && start <= last.1
-        {
-            last.1 = last.1.max(end);
-            return;
-        }
-        let index = self.segments.partition_point(|&(s, _)| s < start);
-        self.segments.insert(index, (start, end));
-        // Merge every segment that now overlaps or touches its predecessor.
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.segments.len());
-        for &(s, e) in &self.segments {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+        match &mut self.current {
+            None => self.current = Some((start, end)),
+            // In order and touching: extend.
+            Some(current) if current.0 <= start && start <= current.1 => {
+                current.1 = current.1.max(end)
+            }
+            // In order after a gap: the current segment is final.
+            Some(current) if start > current.1 => {
+                self.closed.push(*current);
+                *current = (start, end);
+            }
+            // Out of order: merge everything, then keep the last segment as current.
+            Some(current) => {
+                self.closed.push(*current);
+                self.closed.push((start, end));
+                self.closed.sort_unstable();
+                let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.closed.len());
+                for &(s, e) in &self.closed {
+                    match merged.last_mut() {
+                        Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                        _ => merged.push((s, e)),
+                    }
+                }
+                *current = merged.pop().expect("at least one segment");
+                self.closed = merged;
             }
         }
-        self.segments = merged;
     }
 
     fn finish(mut self, total_bytes: u64) -> Option<RateWindow> {
         self.close_open();
-        let (start, end) = self.bounds?;
-        let covered_ms: i64 = self.segments.iter().map(|&(s, e)| e - s).sum();
+        if self.first_start > self.last_end {
+            return None;
+        }
+        let covered_ms: i64 =
+            self.closed.iter().chain(self.current.as_ref()).map(|&(start, end)| end - start).sum();
         let avg_bps =
             if covered_ms > 0 { total_bytes as f64 * 8000.0 / covered_ms as f64 } else { 0.0 };
         Some(RateWindow {
-            start: UnixMillis(start),
-            end: UnixMillis(end),
+            start: UnixMillis(self.first_start),
+            end: UnixMillis(self.last_end),
             covered_ms,
             avg_bps,
             peak_bps: self.peak_bps,

@@ -15,7 +15,8 @@ pub struct CoreConfig {
     /// LiveKit's `workerCleanupWait` (3 min).
     pub worker_cleanup_wait: Duration,
     /// Above this many undelivered outputs (the sinks have fallen behind) new stats samples are
-    /// shed. Lifecycle calls are never shed.
+    /// shed. Lifecycle calls are never shed, so under a stalled consumer the queue still grows by
+    /// their outputs (about 14 KB each: prost messages are large).
     pub max_pending_outputs: usize,
     /// Samples of one track and direction accepted between two flushes; later ones are shed.
     /// Protects memory against a runaway reporter: a well-behaved one sends 6 to 30.
@@ -34,7 +35,7 @@ impl Default for CoreConfig {
             node_id: "local".to_owned(),
             flush_interval: Duration::from_secs(30),
             worker_cleanup_wait: Duration::from_secs(180),
-            max_pending_outputs: 1_000_000,
+            max_pending_outputs: 100_000,
             max_samples_per_track: 4096,
             full_room_in_track_webhooks: false,
             analytics_key: String::new(),

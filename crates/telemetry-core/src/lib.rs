@@ -38,5 +38,7 @@ pub use output::{
 pub use service::{CallMeta, NodeId, ServiceBuilder, Shed, TelemetryService};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
 
+/// The inline string type of track ids and mimes in outputs.
+pub use compact_str::CompactString;
 /// The protobuf types of LiveKit, as the core uses them.
 pub use livekit_protocol as proto;

@@ -28,28 +28,47 @@ pub const ROOM_DURATION_BUCKETS: &[f64] =
 /// `err.Error()` there unbounded, later values are folded into `other`.
 pub const MAX_SUBSCRIBE_ERROR_LABELS: usize = 64;
 
-/// A histogram with fixed buckets.
+/// The most buckets a histogram has, `+Inf` included.
+const MAX_BUCKETS: usize = 12;
+
+/// A histogram with fixed buckets, its counts inline (no heap, one cache line pair).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Histogram {
-    /// Upper bounds, ascending (the `+Inf` bucket is implicit).
+    /// Upper bounds, ascending (the `+Inf` bucket is implicit); at most 11.
     pub bounds: &'static [f64],
-    /// Observations per bucket, not cumulative; one more entry than `bounds` for `+Inf`.
-    pub counts: Vec<u64>,
+    counts: [u64; MAX_BUCKETS],
     /// Sum of observations.
     pub sum: f64,
 }
 
 impl Histogram {
     /// Creates an empty histogram.
+    ///
+    /// # Panics
+    ///
+    /// Panics if there are more than 11 bounds (bucket sets are constants of this module).
     pub fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: vec![0; bounds.len() + 1], sum: 0.0 }
+        assert!(bounds.len() < MAX_BUCKETS, "at most {} bounds", MAX_BUCKETS - 1);
+        Self { bounds, counts: [0; MAX_BUCKETS], sum: 0.0 }
     }
 
     /// Records one observation.
     pub fn observe(&mut self, value: f64) {
-        let index = self.bounds.partition_point(|&bound| bound < value);
+        let index =
+            self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
         self.counts[index] += 1;
         self.sum += value;
+    }
+
+    /// Records an observation of zero, which falls in the first bucket of every bucket set here.
+    fn observe_zero(&mut self) {
+        debug_assert!(self.bounds[0] >= 0.0);
+        self.counts[0] += 1;
+    }
+
+    /// Returns the observations per bucket, not cumulative; the last entry is `+Inf`.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts[..=self.bounds.len()]
     }
 
     /// Returns the number of observations.
@@ -253,6 +272,14 @@ impl StatsCell {
     }
 }
 
+fn observe_percent(histogram: &mut Histogram, part: u32, total: f64) {
+    if part == 0 {
+        histogram.observe_zero();
+    } else {
+        histogram.observe(f64::from(part) / total * 100.0);
+    }
+}
+
 /// LiveKit's per-stream Prometheus accounting (reference §2.6), for one shard.
 #[derive(Debug, Default)]
 pub(crate) struct StatsMetrics {
@@ -298,10 +325,12 @@ impl StatsMetrics {
             if media.is_some() {
                 if stream_packets > 0 {
                     let total = stream_packets as f64;
-                    cell.packet_loss_percent
-                        .observe(f64::from(stream.packets_lost) / total * 100.0);
-                    cell.out_of_order_percent
-                        .observe(f64::from(stream.packets_out_of_order) / total * 100.0);
+                    observe_percent(&mut cell.packet_loss_percent, stream.packets_lost, total);
+                    observe_percent(
+                        &mut cell.out_of_order_percent,
+                        stream.packets_out_of_order,
+                        total,
+                    );
                 }
                 cell.packet_loss_total += u64::from(stream.packets_lost);
                 cell.out_of_order_total += u64::from(stream.packets_out_of_order);
@@ -553,21 +582,17 @@ pub(crate) fn build_snapshot(
     // Lifecycle families.
     let node_labels =
         |node: NodeId| vec![("node_id", node_name(node)), ("node_type", "SERVER".to_owned())];
-    let mut gauge =
-        |name,
-         help,
-         kind,
-         value: &dyn Fn(&LifecycleMetrics) -> Vec<LabelledNumber>| {
-            let mut samples = Vec::new();
-            for (node, metrics) in lifecycle {
-                for (extra, number) in value(metrics) {
-                    let mut labels = node_labels(*node);
-                    labels.extend(extra);
-                    samples.push(MetricSample { labels, value: MetricValue::Number(number) });
-                }
+    let mut gauge = |name, help, kind, value: &dyn Fn(&LifecycleMetrics) -> Vec<LabelledNumber>| {
+        let mut samples = Vec::new();
+        for (node, metrics) in lifecycle {
+            for (extra, number) in value(metrics) {
+                let mut labels = node_labels(*node);
+                labels.extend(extra);
+                samples.push(MetricSample { labels, value: MetricValue::Number(number) });
             }
-            families.push(MetricFamily { name, help, kind, samples });
-        };
+        }
+        families.push(MetricFamily { name, help, kind, samples });
+    };
     gauge("livekit_room_total", "Rooms currently open.", MetricKind::Gauge, &|m| {
         vec![(vec![], m.rooms as f64)]
     });

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use compact_str::CompactString;
 use livekit_protocol as lk;
 use parking_lot::{Condvar, Mutex};
 
@@ -23,11 +24,11 @@ use crate::time::UnixMillis;
 
 /// One effect of the core, in call order.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// What one lifecycle call produced: its webhook (sent first, as in LiveKit) and its analytics
-    /// event, either of which may be absent.
-    Call(CallOutput),
+    /// event, either of which may be absent. Boxed: prost keeps nested messages inline, so an
+    /// `AnalyticsEvent` alone is about 10 KB, and every queue slot would be that big.
+    Call(Box<CallOutput>),
     /// One stats worker's coalesced stats of one flush.
     Stats(StatsBatch),
     /// A node's room states (`LocalRoomState`).
@@ -77,7 +78,7 @@ pub struct CoalescedStat {
     /// `AS_` id.
     pub id: InlineId,
     /// The track.
-    pub track_id: Arc<str>,
+    pub track_id: CompactString,
     /// Upstream or downstream.
     pub direction: Direction,
     /// Media, data or signalling.
@@ -104,8 +105,8 @@ impl StatsBatch {
                 participant_id: self.participant_id.to_string(),
                 track_id: stat.track_id.to_string(),
                 score: stat.coalesced.score,
-                streams: vec![stat.coalesced.stream.clone()],
-                mime: stat.coalesced.mime.clone(),
+                streams: vec![stat.coalesced.stream()],
+                mime: stat.coalesced.mime.to_string(),
                 min_score: stat.coalesced.min_score,
                 median_score: stat.coalesced.median_score,
             })

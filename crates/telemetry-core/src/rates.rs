@@ -38,32 +38,51 @@ pub(crate) fn sample_interval(
 
 /// Calls `part(second, amount)` for every 1-second bucket that `[start_ms, end_ms)` overlaps,
 /// splitting `total` in proportion to the overlap. The parts are whole numbers that add up to
-/// `total` exactly. A zero-length interval puts everything in the bucket of `end_ms`.
+/// `total` exactly (the last bucket takes the rounding). A zero-length interval puts everything in
+/// the bucket of `end_ms`.
 pub fn spread(start_ms: i64, end_ms: i64, total: u64, mut part: impl FnMut(i64, u64)) {
-    if total == 0 {
-        return;
-    }
+    let mut given = 0u64;
+    let mut last_second = None;
+    for_each_overlap(start_ms, end_ms, |second, fraction| {
+        last_second = Some(second);
+        if fraction < 1.0 {
+            let amount = share(total, fraction).min(total - given);
+            given += amount;
+            if amount > 0 {
+                part(second, amount);
+            }
+        } else if total > given {
+            part(second, total - given);
+        }
+    });
+    debug_assert!(last_second.is_some());
+}
+
+/// The whole part of `total * fraction`, tolerant of the last bit of floating-point error.
+fn share(total: u64, fraction: f64) -> u64 {
+    (total as f64 * fraction + 1e-6) as u64
+}
+
+/// Calls `f(second, fraction)` for each 1-second bucket that `[start_ms, end_ms)` overlaps, with
+/// the fraction of the interval inside it; the last bucket gets `1.0` ("the rest"). A zero-length
+/// interval is one call with `1.0` for the bucket of `end_ms`. Intervals longer than
+/// [`MAX_SPREAD_MILLIS`] are cut to their last part.
+fn for_each_overlap(start_ms: i64, end_ms: i64, mut f: impl FnMut(i64, f64)) {
     let end_ms = end_ms.max(start_ms);
     let start_ms = start_ms.max(end_ms - MAX_SPREAD_MILLIS);
     let length = end_ms - start_ms;
     if length == 0 {
-        part(end_ms.div_euclid(1000), total);
+        f(end_ms.div_euclid(1000), 1.0);
         return;
     }
     let first = start_ms.div_euclid(1000);
     let last = (end_ms - 1).div_euclid(1000);
-    let mut given = 0u64;
-    for second in first..=last {
-        let covered_to = ((second + 1) * 1000).min(end_ms) - start_ms;
-        // Cumulative rounding: the share up to the end of this bucket, minus what was given.
-        let share_to = (u128::from(total) * covered_to as u128 / length as u128) as u64;
-        let amount = share_to - given;
-        given = share_to;
-        if amount > 0 {
-            part(second, amount);
-        }
+    let per_ms = 1.0 / length as f64;
+    for second in first..last {
+        let overlap = ((second + 1) * 1000).min(end_ms) - (second * 1000).max(start_ms);
+        f(second, overlap as f64 * per_ms);
     }
-    debug_assert_eq!(given, total);
+    f(last, 1.0);
 }
 
 /// Bytes and packets in one second, in (upstream) and out (downstream).
@@ -115,6 +134,9 @@ impl RateRing {
         direction: Direction,
         spilled: &mut Vec<(i64, RateCell)>,
     ) {
+        if bytes == 0 && packets == 0 {
+            return;
+        }
         let end_ms = end.0.max(start.0);
         let start_ms = start.0.max(end_ms - MAX_SPREAD_MILLIS);
         let first = start_ms.div_euclid(1000);
@@ -123,18 +145,28 @@ impl RateRing {
         self.make_room(first, last, spilled);
         let base = self.base_second;
         let cells = &mut self.cells;
-        spread(start_ms, end_ms, bytes, |second, amount| {
+        let (mut given_bytes, mut given_packets) = (0u64, 0u64);
+        for_each_overlap(start_ms, end_ms, |second, fraction| {
+            let (add_bytes, add_packets) = if fraction < 1.0 {
+                (
+                    share(bytes, fraction).min(bytes - given_bytes),
+                    share(packets, fraction).min(packets - given_packets),
+                )
+            } else {
+                (bytes - given_bytes, packets - given_packets)
+            };
+            given_bytes += add_bytes;
+            given_packets += add_packets;
             let cell = &mut cells[(second - base) as usize];
             match direction {
-                Direction::Upstream => cell.bytes_in += amount,
-                Direction::Downstream => cell.bytes_out += amount,
-            }
-        });
-        spread(start_ms, end_ms, packets, |second, amount| {
-            let cell = &mut cells[(second - base) as usize];
-            match direction {
-                Direction::Upstream => cell.packets_in += amount,
-                Direction::Downstream => cell.packets_out += amount,
+                Direction::Upstream => {
+                    cell.bytes_in += add_bytes;
+                    cell.packets_in += add_packets;
+                }
+                Direction::Downstream => {
+                    cell.bytes_out += add_bytes;
+                    cell.packets_out += add_packets;
+                }
             }
         });
     }

@@ -223,7 +223,7 @@ impl TelemetryService {
     pub fn apply(&self, meta: CallMeta, call: Call) -> Result<Option<u64>, Shed> {
         match call {
             Call::TrackStats { room_id, room_name, key, stat } => {
-                self.track_stats_at(meta, &room_id, &room_name, &key, stat).map(|()| None)
+                self.track_stats_at(meta, &room_id, &room_name, &key, &stat).map(|()| None)
             }
             call => Ok(self.lifecycle(meta, call)),
         }
@@ -232,7 +232,7 @@ impl TelemetryService {
     /// `TrackStats` with an explicit call meta: folds `stat` into the stats worker of
     /// `(room_id, key.participant_id)`, spreads it over the node's rate cells and accounts it in
     /// Prometheus. A sample for a participant without a worker still counts in node rates and
-    /// Prometheus, as in LiveKit.
+    /// Prometheus, as in LiveKit. The sample is read, not kept: callers may reuse it.
     ///
     /// # Errors
     ///
@@ -243,7 +243,7 @@ impl TelemetryService {
         room_id: &str,
         _room_name: &str,
         key: &StatsKey,
-        mut stat: lk::AnalyticsStat,
+        stat: &lk::AnalyticsStat,
     ) -> Result<(), Shed> {
         let inner = &*self.inner;
         let hash = inner.workers.hash(room_id, &key.participant_id);
@@ -253,19 +253,18 @@ impl TelemetryService {
             return Err(Shed::Overloaded);
         }
         let flush_interval_ms = inner.config.flush_interval_millis();
-        let summary = SampleSummary::of(&stat);
-        let mime = std::mem::take(&mut stat.mime);
+        let summary = SampleSummary::of(stat);
         let recorded =
             inner.workers.with_worker(hash, room_id, &key.participant_id, |worker| match worker {
                 Some(worker) => worker.lock().record(
                     meta.at,
                     meta.node,
                     key,
-                    &stat,
-                    mime,
+                    stat,
                     &summary,
                     flush_interval_ms,
                     inner.config.max_samples_per_track,
+                    inner.workers.hasher(),
                 ),
                 None => Recorded::Reaped,
             });
@@ -304,7 +303,7 @@ impl TelemetryService {
             summary.totals.wire_packets(),
             key.stream_type,
         );
-        aux.metrics.record(meta.node, key, &stat);
+        aux.metrics.record(meta.node, key, stat);
         Ok(())
     }
 
@@ -378,13 +377,14 @@ impl TelemetryService {
                 should_send_event,
                 guard,
             } => {
-                let (_, created) = inner.workers.get_or_create(
+                let created = inner.workers.get_or_create(
                     &room.sid,
                     &room.name,
                     &participant.sid,
                     &participant.identity,
                     &guard,
                     at,
+                    |_| {},
                 );
                 if created {
                     metrics.join_rtc_connected += 1;
@@ -404,15 +404,15 @@ impl TelemetryService {
                     participant: Some(participant.clone()),
                     ..events::webhook(names::PARTICIPANT_JOINED, at)
                 });
-                let (worker, created) = inner.workers.get_or_create(
+                let created = inner.workers.get_or_create(
                     &room.sid,
                     &room.name,
                     &participant.sid,
                     &participant.identity,
                     &guard,
                     at,
+                    |worker| worker.set_connected(),
                 );
-                worker.lock().set_connected();
                 if created {
                     metrics.participants += 1;
                 }
@@ -424,13 +424,14 @@ impl TelemetryService {
                 (webhook, Some(event))
             }
             Call::ParticipantResumed { room, participant, node_id, reason, guard } => {
-                let (_, created) = inner.workers.get_or_create(
+                let created = inner.workers.get_or_create(
                     &room.sid,
                     &room.name,
                     &participant.sid,
                     &participant.identity,
                     &guard,
                     at,
+                    |_| {},
                 );
                 if created {
                     metrics.participants += 1;
@@ -750,7 +751,7 @@ impl TelemetryService {
             event.analytics_key = inner.config.analytics_key.clone();
             event
         });
-        inner.queue.push([Output::Call(CallOutput { method, node, at, webhook, event })])
+        inner.queue.push([Output::Call(Box::new(CallOutput { method, node, at, webhook, event }))])
     }
 
     /// Flushes every stats worker now (LiveKit's `FlushStats`).
@@ -767,24 +768,14 @@ impl TelemetryService {
         let cleanup_wait_ms = inner.config.cleanup_wait_millis();
         let node_names = inner.nodes.read().names.clone();
         let mut last = None;
+        let mut taken = Vec::new();
         let mut batches = Vec::new();
         for shard in inner.workers.shards() {
-            let handles = WorkerTable::snapshot(shard);
-            let retired = std::mem::take(&mut *shard.retired.lock());
-            for (hash, worker) in &handles {
-                let (batch, reap) =
-                    self.flush_worker(worker, now, cleanup_wait_ms, &mut flush.ids, &node_names);
-                batches.extend(batch);
-                if reap {
-                    WorkerTable::remove_if_same(shard, *hash, worker);
-                }
-            }
-            // Replaced workers: their last samples go out, then they are dropped.
-            for worker in &retired {
-                let (batch, _) =
-                    self.flush_worker(worker, now, cleanup_wait_ms, &mut flush.ids, &node_names);
-                batches.extend(batch);
-            }
+            inner.workers.take_shard(shard, now, cleanup_wait_ms, &mut taken);
+            // Coalesce outside every lock.
+            batches.extend(
+                taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids, &node_names)),
+            );
             if batches.len() >= 1024 {
                 last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
             }
@@ -792,27 +783,15 @@ impl TelemetryService {
         inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
     }
 
-    fn flush_worker(
+    fn coalesce(
         &self,
-        worker: &Mutex<crate::workers::Worker>,
+        taken: crate::workers::Taken,
         now: UnixMillis,
-        cleanup_wait_ms: i64,
         ids: &mut IdGenerator,
         node_names: &[Arc<str>],
-    ) -> (Option<StatsBatch>, bool) {
-        let mut worker = worker.lock();
-        let (taken, reap) = worker.take_for_flush(now, cleanup_wait_ms);
-        if taken.is_empty() {
-            return (None, reap);
-        }
-        let (room_id, room_name, participant_id, identity) = (
-            worker.room_id.clone(),
-            worker.room_name.clone(),
-            worker.participant_id.clone(),
-            worker.identity.clone(),
-        );
-        drop(worker);
+    ) -> StatsBatch {
         let stats = taken
+            .tracks
             .into_iter()
             .map(|track| CoalescedStat {
                 id: ids.next_inline(ANALYTICS_STAT_PREFIX),
@@ -823,16 +802,15 @@ impl TelemetryService {
                 coalesced: track.accumulator.finish(),
             })
             .collect();
-        let batch = StatsBatch {
-            room_id,
-            room_name,
-            participant_id,
-            identity,
+        StatsBatch {
+            room_id: taken.room_id,
+            room_name: taken.room_name,
+            participant_id: taken.participant_id,
+            identity: taken.identity,
             flushed_at: now,
             analytics_key: self.inner.analytics_key.clone(),
             stats,
-        };
-        (Some(batch), reap)
+        }
     }
 
     /// Moves the node rate cells accumulated since the last drain onto the output queue as one

@@ -2,18 +2,22 @@
 //! accumulators per track and direction, its reference guards and its connected state
 //! (reference §2.7).
 //!
-//! Workers live in a table split into shards, each an `RwLock` over a hash table of
-//! `Arc<Mutex<Worker>>`. A `TrackStats` call takes one shard read lock and one worker lock; a
-//! flush copies a shard's worker handles under the read lock, then locks one worker at a time,
-//! so neither ever waits long for the other. Creating or replacing a worker takes the shard's
-//! write lock, which only lifecycle calls and reaps do.
+//! Workers live in a table split into shards, each an `RwLock` over a hash table whose slots
+//! hold the worker itself behind its own `Mutex` (no `Arc` hop: a `TrackStats` call is mostly
+//! cache misses, so every pointer it does not follow counts). A `TrackStats` call takes one shard
+//! read lock and one worker lock. A flush walks a shard under its read lock and holds each worker
+//! lock only to swap its accumulators out; coalescing happens after, outside every lock. Creating,
+//! replacing or reaping a worker takes the shard's write lock, which only lifecycle calls and
+//! reaps do.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashTable};
+use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use livekit_protocol as lk;
 use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
 
 use crate::coalesce::{SampleSummary, TrackAccumulator};
 use crate::keys::{Direction, StatsKey, StreamKind};
@@ -43,30 +47,19 @@ pub(crate) struct Worker {
     /// Guard names and whether each is active. Names reused after a release re-activate, which
     /// maps LiveKit's "a fresh guard object per session" onto caller-chosen names.
     guards: Vec<(Box<str>, bool)>,
-    tracks: HashMap<TrackKey, TrackState>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct TrackKey {
-    direction: Direction,
-    track_id: Arc<str>,
-}
-
-// `Arc<str>` and `&str` hash alike, so the derived hashes agree.
-#[derive(Hash)]
-struct TrackKeyRef<'a> {
-    direction: Direction,
-    track_id: &'a str,
-}
-
-impl Equivalent<TrackKey> for TrackKeyRef<'_> {
-    fn equivalent(&self, key: &TrackKey) -> bool {
-        self.direction == key.direction && self.track_id == &*key.track_id
-    }
+    /// Hashes of direction and track id, parallel to `tracks` and kept inline: a lookup scans
+    /// them without touching the (large) track states. Most participants have a handful of
+    /// tracks; a subscriber in a large room may have hundreds, still one short scan.
+    track_hashes: SmallVec<[u64; 8]>,
+    /// The tracks, in arrival order.
+    tracks: Vec<TrackState>,
 }
 
 #[derive(Debug)]
 struct TrackState {
+    direction: Direction,
+    /// Track ids are short (`TR_` and 12 characters): inline, no allocation, no pointer chase.
+    track_id: CompactString,
     kind: StreamKind,
     node: NodeId,
     /// End of the latest sample interval; survives flushes, so a timestamp-less sample always
@@ -92,7 +85,7 @@ pub(crate) enum Recorded {
 #[derive(Debug)]
 pub(crate) struct TakenTrack {
     pub(crate) direction: Direction,
-    pub(crate) track_id: Arc<str>,
+    pub(crate) track_id: CompactString,
     pub(crate) kind: StreamKind,
     pub(crate) node: NodeId,
     pub(crate) accumulator: TrackAccumulator,
@@ -117,7 +110,8 @@ impl Worker {
             reaped: false,
             ref_count: 0,
             guards: Vec::new(),
-            tracks: HashMap::new(),
+            track_hashes: SmallVec::new(),
+            tracks: Vec::new(),
         }
     }
 
@@ -185,42 +179,50 @@ impl Worker {
         node: NodeId,
         key: &StatsKey,
         stat: &lk::AnalyticsStat,
-        mime: String,
         summary: &SampleSummary,
         flush_interval_ms: i64,
         max_samples_per_track: u32,
+        hasher: &DefaultHashBuilder,
     ) -> Recorded {
         if self.reaped {
             return Recorded::Reaped;
         }
-        let lookup = TrackKeyRef { direction: key.stream_type, track_id: &key.track_id };
-        let track = match self.tracks.get_mut(&lookup) {
-            Some(track) => track,
-            None => self
-                .tracks
-                .entry(TrackKey {
-                    direction: key.stream_type,
-                    track_id: key.track_id.as_str().into(),
-                })
-                .or_insert(TrackState {
+        let direction = key.stream_type;
+        let hash = hasher.hash_one((direction, key.track_id.as_str()));
+        let tracks = &self.tracks;
+        let found = self.track_hashes.iter().enumerate().position(|(index, &candidate)| {
+            candidate == hash
+                && tracks[index].direction == direction
+                && tracks[index].track_id == key.track_id
+        });
+        let index = match found {
+            Some(index) => index,
+            None => {
+                self.track_hashes.push(hash);
+                self.tracks.push(TrackState {
+                    direction,
+                    track_id: CompactString::from(key.track_id.as_str()),
                     kind: key.kind(),
                     node,
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
-                }),
+                });
+                self.tracks.len() - 1
+            }
         };
+        let track = &mut self.tracks[index];
         if track.accumulator.samples() >= max_samples_per_track {
             return Recorded::ShedTrackLimit;
         }
         if !summary.valid {
-            track.accumulator.record(stat, mime, summary, (at, at));
+            track.accumulator.record(stat, summary, (at, at));
             return Recorded::Invalid;
         }
         let first_start = self.created_at.max(at.plus_millis(-flush_interval_ms));
         let (start, end) = sample_interval(summary.own_interval, track.last_end, first_start, at);
         track.last_end = Some(track.last_end.map_or(end, |last| last.max(end)));
         track.node = node;
-        track.accumulator.record(stat, mime, summary, (start, end));
+        track.accumulator.record(stat, summary, (start, end));
         Recorded::Interval(start, end)
     }
 
@@ -237,11 +239,11 @@ impl Worker {
             self.reaped = true;
         }
         let mut taken = Vec::new();
-        for (key, track) in &mut self.tracks {
+        for track in &mut self.tracks {
             if track.accumulator.samples() > 0 {
                 taken.push(TakenTrack {
-                    direction: key.direction,
-                    track_id: key.track_id.clone(),
+                    direction: track.direction,
+                    track_id: track.track_id.clone(),
                     kind: track.kind,
                     node: track.node,
                     accumulator: std::mem::take(&mut track.accumulator),
@@ -295,20 +297,48 @@ impl ShardAux {
 }
 
 #[derive(Debug)]
-pub(crate) struct Slot {
+struct Slot {
     hash: u64,
-    room_id: Box<str>,
-    participant_id: Box<str>,
-    pub(crate) worker: Arc<Mutex<Worker>>,
+    /// Tells this worker from a later one under the same key, for reaps decided under the read
+    /// lock and carried out under the write lock.
+    generation: u64,
+    /// Sids are short: inline, so a lookup compares them without leaving the slot.
+    room_id: CompactString,
+    participant_id: CompactString,
+    worker: Mutex<Worker>,
 }
 
-/// One shard of the worker table.
+/// One shard of the worker table, aligned so that two shards never share a cache line (nor an
+/// adjacent-line prefetch pair): threads on different shards must not write the same line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct Shard {
-    pub(crate) workers: RwLock<HashTable<Slot>>,
+    workers: RwLock<HashTable<Slot>>,
     /// Closed workers replaced by a new one for the same key: flushed once more, then dropped.
-    pub(crate) retired: Mutex<Vec<Arc<Mutex<Worker>>>>,
+    retired: Mutex<Vec<Worker>>,
     pub(crate) aux: Mutex<ShardAux>,
+}
+
+/// The samples a flush took from one worker, with the worker's identity.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) room_id: Arc<str>,
+    pub(crate) room_name: Arc<str>,
+    pub(crate) participant_id: Arc<str>,
+    pub(crate) identity: Arc<str>,
+    pub(crate) tracks: Vec<TakenTrack>,
+}
+
+impl Taken {
+    fn from_worker(worker: &Worker, tracks: Vec<TakenTrack>) -> Self {
+        Self {
+            room_id: worker.room_id.clone(),
+            room_name: worker.room_name.clone(),
+            participant_id: worker.participant_id.clone(),
+            identity: worker.identity.clone(),
+            tracks,
+        }
+    }
 }
 
 /// Every stats worker, sharded by key.
@@ -316,6 +346,7 @@ pub(crate) struct Shard {
 pub(crate) struct WorkerTable {
     shards: Box<[Shard]>,
     hasher: DefaultHashBuilder,
+    next_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Default for WorkerTable {
@@ -323,6 +354,7 @@ impl Default for WorkerTable {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: DefaultHashBuilder::default(),
+            next_generation: std::sync::atomic::AtomicU64::new(1),
         }
     }
 }
@@ -340,6 +372,10 @@ impl WorkerTable {
         &self.shards[(hash >> 56) as usize % SHARDS]
     }
 
+    pub(crate) fn hasher(&self) -> &DefaultHashBuilder {
+        &self.hasher
+    }
+
     pub(crate) fn shards(&self) -> &[Shard] {
         &self.shards
     }
@@ -354,13 +390,14 @@ impl WorkerTable {
     ) -> R {
         let workers = self.shard(hash).workers.read();
         let slot = workers.find(hash, |slot| {
-            &*slot.participant_id == participant_id && &*slot.room_id == room_id
+            slot.hash == hash && slot.participant_id == participant_id && slot.room_id == room_id
         });
-        f(slot.map(|slot| &*slot.worker))
+        f(slot.map(|slot| &slot.worker))
     }
 
-    /// LiveKit's `getOrCreateWorker`: returns the open worker for the key with `guard` activated
-    /// on it, or a new one (carrying over a closed predecessor's connected state) and `true`.
+    /// LiveKit's `getOrCreateWorker`: runs `f` on the open worker for the key with `guard`
+    /// activated on it, or on a new one (carrying over a closed predecessor's connected state);
+    /// returns whether a worker was created.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn get_or_create(
         &self,
@@ -370,19 +407,20 @@ impl WorkerTable {
         identity: &str,
         guard: &str,
         at: UnixMillis,
-    ) -> (Arc<Mutex<Worker>>, bool) {
+        f: impl FnOnce(&mut Worker),
+    ) -> bool {
         let hash = self.hash(room_id, participant_id);
         let shard = self.shard(hash);
         let mut workers = shard.workers.write();
         let mut was_connected = false;
         let found = workers.find_mut(hash, |slot| {
-            &*slot.participant_id == participant_id && &*slot.room_id == room_id
+            slot.hash == hash && slot.participant_id == participant_id && slot.room_id == room_id
         });
         if let Some(slot) = &found {
             let mut worker = slot.worker.lock();
             if !worker.closed_or_join(guard) {
-                drop(worker);
-                return (slot.worker.clone(), false);
+                f(&mut worker);
+                return false;
             }
             was_connected = worker.is_connected();
         }
@@ -391,10 +429,12 @@ impl WorkerTable {
         // Carry over connected state (livekit/livekit#3173): a resume that recreates the worker
         // must still end in `participant_left`, not `participant_connection_aborted`.
         worker.connected = was_connected;
-        let worker = Arc::new(Mutex::new(worker));
+        f(&mut worker);
+        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match found {
             Some(slot) => {
-                let old = std::mem::replace(&mut slot.worker, worker.clone());
+                let old = std::mem::replace(slot.worker.get_mut(), worker);
+                slot.generation = generation;
                 shard.retired.lock().push(old);
             }
             None => {
@@ -402,28 +442,57 @@ impl WorkerTable {
                     hash,
                     Slot {
                         hash,
-                        room_id: room_id.into(),
-                        participant_id: participant_id.into(),
-                        worker: worker.clone(),
+                        generation,
+                        room_id: CompactString::from(room_id),
+                        participant_id: CompactString::from(participant_id),
+                        worker: Mutex::new(worker),
                     },
                     |slot| slot.hash,
                 );
             }
         }
-        (worker, true)
+        true
     }
 
-    /// Removes the slot holding `worker`, if the table still holds that very worker.
-    pub(crate) fn remove_if_same(shard: &Shard, hash: u64, worker: &Arc<Mutex<Worker>>) {
-        let mut workers = shard.workers.write();
-        if let Ok(entry) = workers.find_entry(hash, |slot| Arc::ptr_eq(&slot.worker, worker)) {
-            entry.remove();
+    /// Takes the samples of every worker of `shard` (and of its retired workers) into `out`, and
+    /// reaps the workers closed for longer than `cleanup_wait_ms`.
+    pub(crate) fn take_shard(
+        &self,
+        shard: &Shard,
+        now: UnixMillis,
+        cleanup_wait_ms: i64,
+        out: &mut Vec<Taken>,
+    ) {
+        let mut reaped = Vec::new();
+        {
+            let workers = shard.workers.read();
+            for slot in workers.iter() {
+                let mut worker = slot.worker.lock();
+                let (tracks, reap) = worker.take_for_flush(now, cleanup_wait_ms);
+                if !tracks.is_empty() {
+                    out.push(Taken::from_worker(&worker, tracks));
+                }
+                if reap {
+                    reaped.push((slot.hash, slot.generation));
+                }
+            }
         }
-    }
-
-    /// Returns every worker handle of a shard with its hash.
-    pub(crate) fn snapshot(shard: &Shard) -> Vec<(u64, Arc<Mutex<Worker>>)> {
-        shard.workers.read().iter().map(|slot| (slot.hash, slot.worker.clone())).collect()
+        if !reaped.is_empty() {
+            let mut workers = shard.workers.write();
+            for (hash, generation) in reaped {
+                if let Ok(entry) = workers.find_entry(hash, |slot| slot.generation == generation) {
+                    entry.remove();
+                }
+            }
+        }
+        // Replaced workers: their last samples go out, then they are dropped.
+        let retired = std::mem::take(&mut *shard.retired.lock());
+        for mut worker in retired {
+            let (tracks, _) = worker.take_for_flush(now, cleanup_wait_ms);
+            if !tracks.is_empty() {
+                out.push(Taken::from_worker(&worker, tracks));
+            }
+        }
     }
 
     pub(crate) fn worker_count(&self) -> usize {

@@ -151,12 +151,7 @@ fn fold(samples: &[lk::AnalyticsStat]) -> crate::coalesce::Coalesced {
     let mut accumulator = TrackAccumulator::default();
     for (index, sample) in samples.iter().enumerate() {
         let at = UnixMillis(index as i64 * 5000);
-        accumulator.record(
-            sample,
-            sample.mime.clone(),
-            &SampleSummary::of(sample),
-            (at, at.plus_millis(5000)),
-        );
+        accumulator.record(sample, &SampleSummary::of(sample), (at, at.plus_millis(5000)));
     }
     accumulator.finish()
 }
@@ -168,18 +163,19 @@ proptest! {
     fn the_fold_agrees_with_livekits_rules(samples in prop::collection::vec(sample(), 1..12)) {
         let expected = model(&samples);
         let coalesced = fold(&samples);
+        let stream = coalesced.stream();
         let t = &coalesced.totals;
         let sums = [
             t.primary_packets, t.primary_bytes, t.retransmit_packets, t.retransmit_bytes, t.padding_packets,
             t.padding_bytes, t.packets_lost, t.packets_out_of_order, t.frames, t.nacks, t.plis, t.firs,
         ];
         prop_assert_eq!(sums, expected.sums, "sums over valid samples only");
-        prop_assert_eq!(coalesced.stream.primary_bytes, expected.sums[1]);
-        prop_assert_eq!(u64::from(coalesced.stream.primary_packets), expected.sums[0].min(u64::from(u32::MAX)));
-        prop_assert_eq!((coalesced.stream.rtt, coalesced.stream.jitter), (expected.rtt, expected.jitter), "maxima");
-        prop_assert_eq!(coalesced.stream.ssrc, 0);
-        let layer = coalesced.stream.video_layers.first().map(|l| (l.layer, u64::from(l.packets), l.bytes, u64::from(l.frames)));
-        prop_assert_eq!(coalesced.stream.video_layers.len() <= 1, true, "only the highest layer");
+        prop_assert_eq!(stream.primary_bytes, expected.sums[1]);
+        prop_assert_eq!(u64::from(stream.primary_packets), expected.sums[0].min(u64::from(u32::MAX)));
+        prop_assert_eq!((stream.rtt, stream.jitter), (expected.rtt, expected.jitter), "maxima");
+        prop_assert_eq!(stream.ssrc, 0);
+        let layer = stream.video_layers.first().map(|l| (l.layer, u64::from(l.packets), l.bytes, u64::from(l.frames)));
+        prop_assert_eq!(stream.video_layers.len() <= 1, true, "only the highest layer");
         prop_assert_eq!(layer, expected.layer);
         prop_assert_eq!(coalesced.score, expected.score);
         prop_assert_eq!(coalesced.min_score, expected.min_score);
@@ -214,7 +210,7 @@ fn a_stat_is_produced_even_when_every_sample_is_invalid() {
     let coalesced = fold(&[invalid]);
     assert_eq!(coalesced.samples, 1);
     assert_eq!(coalesced.invalid_samples, 1);
-    assert_eq!(coalesced.stream.primary_bytes, 0);
+    assert_eq!(coalesced.stream().primary_bytes, 0);
     assert_eq!(coalesced.score, 0.0, "the invalid sample's score is skipped too");
     assert_eq!(coalesced.mime, "video/VP8");
     assert!(coalesced.window.is_none());

@@ -43,33 +43,34 @@ fn a_released_guard_name_used_again_counts_again() {
 #[test]
 fn get_or_create_joins_open_workers_and_replaces_closed_ones_carrying_connected_state() {
     let table = WorkerTable::default();
-    let (first, created) =
-        table.get_or_create("RM_1", "room", "PA_1", "alice", "media", UnixMillis(0));
-    assert!(created);
-    let (same, created) =
-        table.get_or_create("RM_1", "room", "PA_1", "alice", "signal", UnixMillis(1));
-    assert!(!created && std::sync::Arc::ptr_eq(&first, &same));
-
-    first.lock().set_connected();
-    assert!(!first.lock().close("media", UnixMillis(2)));
-    assert!(first.lock().close("signal", UnixMillis(3)));
-
-    let (second, created) =
-        table.get_or_create("RM_1", "room", "PA_1", "alice", "media", UnixMillis(4));
-    assert!(created, "a closed worker is replaced");
-    assert!(!std::sync::Arc::ptr_eq(&first, &second));
-    assert!(second.lock().is_connected(), "connected state carries over (livekit/livekit#3173)");
+    let get = |guard: &str, at: i64, f: &mut dyn FnMut(&mut Worker)| {
+        table.get_or_create("RM_1", "room", "PA_1", "alice", guard, UnixMillis(at), |worker| {
+            f(worker)
+        })
+    };
+    assert!(get("media", 0, &mut |worker| worker.set_connected()), "created");
+    assert!(!get("signal", 1, &mut |_| {}), "joined: the worker is open");
+    assert!(!get("signal", 2, &mut |worker| assert!(!worker.close("media", UnixMillis(2)))));
+    assert!(!get("signal", 3, &mut |worker| {
+        // "signal" is already active, so joining added nothing: releasing it closes the worker.
+        assert!(worker.close("signal", UnixMillis(3)));
+    }));
+    let mut connected = false;
+    assert!(
+        get("media", 4, &mut |worker| connected = worker.is_connected()),
+        "a closed worker is replaced"
+    );
+    assert!(connected, "connected state carries over (livekit/livekit#3173)");
     assert_eq!(table.worker_count(), 2, "the replaced worker waits for its last flush");
 }
 
 #[test]
 fn workers_are_keyed_by_room_and_participant() {
     let table = WorkerTable::default();
-    let (a, _) = table.get_or_create("RM_1", "one", "PA_1", "alice", "g", UnixMillis(0));
-    let (b, created) = table.get_or_create("RM_2", "two", "PA_1", "alice", "g", UnixMillis(0));
+    assert!(table.get_or_create("RM_1", "one", "PA_1", "alice", "g", UnixMillis(0), |_| {}));
     assert!(
-        created,
+        table.get_or_create("RM_2", "two", "PA_1", "alice", "g", UnixMillis(0), |_| {}),
         "the same participant id in another room is another worker (livekit/livekit#4323)"
     );
-    assert!(!std::sync::Arc::ptr_eq(&a, &b));
+    assert_eq!(table.worker_count(), 2);
 }

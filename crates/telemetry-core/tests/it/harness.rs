@@ -88,7 +88,7 @@ impl Harness {
     }
 
     pub(crate) fn track_stats(&self, room_id: &str, key: &StatsKey, stat: lk::AnalyticsStat) {
-        self.service.track_stats(room_id, "RoomName", key, stat).expect("sample accepted");
+        self.service.track_stats(room_id, "RoomName", key, &stat).expect("sample accepted");
     }
 }
 

@@ -163,7 +163,7 @@ fn overload_sheds_stats_samples_but_never_lifecycle_calls() {
     }
     assert_eq!(harness.service.pending_outputs(), 11, "lifecycle calls are never dropped");
     assert_eq!(
-        harness.service.track_stats("RoomSid", "RoomName", &key, stat(1, 1)),
+        harness.service.track_stats("RoomSid", "RoomName", &key, &stat(1, 1)),
         Err(Shed::Overloaded)
     );
     assert_eq!(harness.service.sample_counters().shed_overload, 1);
@@ -175,7 +175,7 @@ fn overload_sheds_stats_samples_but_never_lifecycle_calls() {
 
     harness.outputs();
     assert_eq!(
-        harness.service.track_stats("RoomSid", "RoomName", &key, stat(1, 1)),
+        harness.service.track_stats("RoomSid", "RoomName", &key, &stat(1, 1)),
         Ok(()),
         "accepted again once drained"
     );
@@ -195,15 +195,15 @@ fn a_runaway_track_is_capped_per_flush() {
         DEFAULT_GUARD,
     );
     let results: Vec<_> = (0..7)
-        .map(|_| harness.service.track_stats("RoomSid", "RoomName", &key, stat(1, 1)))
+        .map(|_| harness.service.track_stats("RoomSid", "RoomName", &key, &stat(1, 1)))
         .collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
     assert_eq!(results[6], Err(Shed::TrackLimit));
     assert_eq!(harness.service.sample_counters().shed_track_limit, 2);
     let batches = harness.flush();
-    assert_eq!(batches[0].stats[0].coalesced.stream.primary_bytes, 5);
+    assert_eq!(batches[0].stats[0].coalesced.stream().primary_bytes, 5);
     assert_eq!(
-        harness.service.track_stats("RoomSid", "RoomName", &key, stat(1, 1)),
+        harness.service.track_stats("RoomSid", "RoomName", &key, &stat(1, 1)),
         Ok(()),
         "a new flush period"
     );

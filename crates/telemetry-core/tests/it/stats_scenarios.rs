@@ -17,8 +17,8 @@ fn joined() -> Harness {
     harness
 }
 
-fn stream(batch: &StatsBatch, index: usize) -> &lk::AnalyticsStream {
-    &batch.stats[index].coalesced.stream
+fn stream(batch: &StatsBatch, index: usize) -> lk::AnalyticsStream {
+    batch.stats[index].coalesced.stream()
 }
 
 /// §6.2.1: the flushed stat is stamped with room and participant.
@@ -67,8 +67,8 @@ fn several_downstream_tracks_keep_their_own_values() {
     assert_eq!(batches[0].stats.len(), 2);
     let by_track =
         |track: &str| batches[0].stats.iter().find(|s| &*s.track_id == track).expect("stat");
-    assert_eq!(by_track("track1").coalesced.stream.primary_bytes, 33);
-    assert_eq!(by_track("track2").coalesced.stream.primary_bytes, 23);
+    assert_eq!(by_track("track1").coalesced.stream().primary_bytes, 33);
+    assert_eq!(by_track("track2").coalesced.stream().primary_bytes, 23);
 }
 
 /// §6.2.4: RTCP counters and loss are summed, RTT and jitter are maxima.
@@ -106,7 +106,7 @@ fn downstream_rtcp_and_quality_aggregation() {
         }),
     );
     let batches = harness.flush();
-    let s = stream(&batches[0], 0);
+    let s = &stream(&batches[0], 0);
     assert_eq!((s.nacks, s.plis, s.firs), (2, 2, 1));
     assert_eq!((s.rtt, s.jitter), (23, 5));
     assert_eq!(s.packets_lost, 7);
@@ -156,7 +156,7 @@ fn downstream_rtcp_on_several_tracks() {
     let batches = harness.flush();
     assert_eq!(batches[0].stats.len(), 2);
     let by_track = |track: &str| {
-        &batches[0].stats.iter().find(|s| &*s.track_id == track).expect("stat").coalesced.stream
+        batches[0].stats.iter().find(|s| &*s.track_id == track).expect("stat").coalesced.stream()
     };
     assert_eq!(by_track("track1").nacks, 1);
     assert_eq!(by_track("track2").firs, 1);
@@ -194,7 +194,7 @@ fn upstream_aggregation() {
         }),
     );
     let batches = harness.flush();
-    let s = stream(&batches[0], 0);
+    let s = &stream(&batches[0], 0);
     assert_eq!((s.nacks, s.plis, s.firs, s.rtt, s.jitter, s.packets_lost), (2, 2, 2, 33, 5, 7));
     assert_eq!(batches[0].to_analytics_stats()[0].kind, lk::StreamType::Upstream as i32);
 }
@@ -218,12 +218,12 @@ fn upstream_tracks_then_unpublish_sends_nothing_more() {
     assert_eq!(batches[0].stats.len(), 2);
     for stat in &batches[0].stats {
         assert_eq!(
-            (stat.coalesced.stream.primary_bytes, stat.coalesced.stream.primary_packets),
+            (stat.coalesced.stream().primary_bytes, stat.coalesced.stream().primary_packets),
             (3, 3)
         );
     }
-    assert_eq!(batches[0].stats[0].coalesced.stream.nacks, 1);
-    assert_eq!(batches[0].stats[1].coalesced.stream.firs, 1);
+    assert_eq!(batches[0].stats[0].coalesced.stream().nacks, 1);
+    assert_eq!(batches[0].stats[1].coalesced.stream().firs, 1);
 
     harness.service.track_unpublished(
         room(),
@@ -255,7 +255,7 @@ fn single_upstream_track() {
     let harness = joined();
     harness.track_stats("RoomSid", &key(Direction::Upstream, "track1"), stat(3, 3));
     let batches = harness.flush();
-    let s = stream(&batches[0], 0);
+    let s = &stream(&batches[0], 0);
     assert_eq!((s.primary_bytes, s.primary_packets), (3, 3));
     assert_eq!(batches[0].stats[0].direction, Direction::Upstream);
 }

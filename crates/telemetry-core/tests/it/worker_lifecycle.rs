@@ -85,7 +85,7 @@ fn a_closed_worker_collects_late_samples_until_reaped_after_the_cleanup_wait() {
     harness.track_stats("RoomSid", &key, stat(25, 1));
     let batches = harness.flush();
     assert_eq!(batches.len(), 1, "the reaping flush still sends the final samples");
-    assert_eq!(batches[0].stats[0].coalesced.stream.primary_bytes, 25);
+    assert_eq!(batches[0].stats[0].coalesced.stream().primary_bytes, 25);
     assert_eq!(harness.service.worker_count(), 0, "reaped");
 
     harness.track_stats("RoomSid", &key, stat(1, 1));
@@ -109,7 +109,7 @@ fn rejoin_after_close_gets_a_new_worker_and_the_old_one_is_flushed_once_more() {
     harness.track_stats("RoomSid", &key, stat(20, 1));
     let batches = harness.flush();
     let mut bytes: Vec<u64> =
-        batches.iter().map(|b| b.stats[0].coalesced.stream.primary_bytes).collect();
+        batches.iter().map(|b| b.stats[0].coalesced.stream().primary_bytes).collect();
     bytes.sort_unstable();
     assert_eq!(bytes, vec![10, 20], "neither the old worker's samples nor the new one's are lost");
     assert_eq!(
