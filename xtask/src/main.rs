@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod codegen;
 mod tidy;
 
 fn main() -> ExitCode {
@@ -11,7 +12,8 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("test") => test(),
         Some("tidy") => tidy::check(&root()).map_err(|problems| problems.join("\n")),
-        _ => Err("usage: cargo xtask <test|tidy>\n  test  set up what the tests need, then run every test\n  tidy  repository checks (module docs, dependency direction)".to_owned()),
+        Some("codegen") => codegen::run(&root(), std::env::args().nth(2).as_deref() == Some("--check")),
+        _ => Err("usage: cargo xtask <test|tidy|codegen [--check]>\n  test     set up what the tests need, then run every test\n  tidy     repository checks (module docs, dependency direction, generated code current)\n  codegen  regenerate crates/telemetry-proto/src/gen".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +35,7 @@ fn root() -> PathBuf {
 fn test() -> Result<(), String> {
     let root = root();
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
+    codegen::run(&root, true)?;
     run(Command::new("cargo").args(["test", "--workspace", "--all-targets"]).current_dir(&root))?;
     Ok(())
 }
