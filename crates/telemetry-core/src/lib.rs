@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod output;
 pub mod rates;
 pub mod service;
+pub mod signing;
 pub mod time;
 mod workers;
 
