@@ -31,12 +31,19 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs every check and test of the workspace.
+/// Runs every check and test of the workspace, the webhook conformance tests included (after
+/// installing the official receivers they check against).
 fn test() -> Result<(), String> {
     let root = root();
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
     codegen::run(&root, true)?;
-    run(Command::new("cargo").args(["test", "--workspace", "--all-targets"]).current_dir(&root))?;
+    run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--all-targets"])
+        .env("RTC_TELEMETRY_CONFORMANCE", "1")
+        .env("RTC_TELEMETRY_PYTHON", root.join("tools/.venv/bin/python"))
+        .env("RTC_TELEMETRY_CONFORMANCE_DIR", root.join("tools/conformance"))
+        .current_dir(&root))?;
     Ok(())
 }
 
