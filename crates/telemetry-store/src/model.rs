@@ -1,0 +1,647 @@
+//! What the store holds and how it is asked: records built from the core's outputs (and from
+//! LiveKit's `AnalyticsRecorderService` streams), the projection of analytics events onto rooms,
+//! participants and tracks, and the queries of the API. Shared by every backend, so a backend only
+//! maps these to its own SQL.
+
+use telemetry_core::proto as lk;
+use telemetry_core::rates::RateCell;
+use telemetry_core::{CoalescedStat, StatsBatch, StreamKind, UnixMillis};
+
+/// An analytics event, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRecord {
+    /// `AE_` id; unique (a repeated id is stored once).
+    pub id: String,
+    /// The `AnalyticsEventType` name (`PARTICIPANT_JOINED`, ...).
+    pub event_type: String,
+    /// The event's timestamp.
+    pub at: UnixMillis,
+    /// The room's sid, when the event has one.
+    pub room_sid: String,
+    /// The room's name, when the event has one.
+    pub room_name: String,
+    /// The participant's sid, when the event has one.
+    pub participant_sid: String,
+    /// The participant's identity, when the event has one.
+    pub participant_identity: String,
+    /// The track's sid, when the event has one.
+    pub track_sid: String,
+    /// The node that reported it.
+    pub node_id: String,
+    /// The whole event in the protobuf JSON mapping.
+    pub payload: String,
+    /// What the event changes in the rooms, participants and tracks tables.
+    pub projections: Vec<Projection>,
+}
+
+/// A change to the rooms, participants and tracks tables that an event implies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// A room was seen: inserted with `started_at = at` if new; its name filled in if empty.
+    RoomSeen { sid: String, name: String, at: UnixMillis },
+    /// A room ended.
+    RoomEnded { sid: String, at: UnixMillis },
+    /// A participant joined (signalling); a participant already further along keeps its state.
+    ParticipantJoined { room_sid: String, sid: String, identity: String, at: UnixMillis },
+    /// A participant became active (media connected), or resumed.
+    ParticipantActive { room_sid: String, sid: String, identity: String, at: UnixMillis },
+    /// A participant left (`aborted`: without ever becoming active).
+    ParticipantLeft {
+        room_sid: String,
+        sid: String,
+        identity: String,
+        at: UnixMillis,
+        aborted: bool,
+    },
+    /// A track was published.
+    TrackPublished {
+        room_sid: String,
+        sid: String,
+        participant_sid: String,
+        kind: String,
+        source: String,
+        mime_type: String,
+        at: UnixMillis,
+    },
+    /// A track was unpublished.
+    TrackUnpublished { room_sid: String, sid: String, participant_sid: String, at: UnixMillis },
+}
+
+/// Participant states of the query API.
+pub mod participant_state {
+    /// Signalling connected.
+    pub const JOINED: &str = "joined";
+    /// Media connected.
+    pub const ACTIVE: &str = "active";
+    /// Left after being active.
+    pub const LEFT: &str = "left";
+    /// Left without ever becoming active.
+    pub const ABORTED: &str = "aborted";
+}
+
+impl EventRecord {
+    /// Builds the record of an analytics event, with its projections.
+    pub fn from_event(event: &lk::AnalyticsEvent) -> Self {
+        let event_type = lk::AnalyticsEventType::try_from(event.r#type)
+            .map(|t| t.as_str_name().to_owned())
+            .unwrap_or_else(|_| event.r#type.to_string());
+        let at = event.timestamp.as_ref().and_then(UnixMillis::from_timestamp).unwrap_or_default();
+        let room_sid =
+            first_non_empty(&event.room_id, event.room.as_ref().map(|room| room.sid.as_str()));
+        let room_name = event.room.as_ref().map(|room| room.name.clone()).unwrap_or_default();
+        let participant_sid = first_non_empty(
+            &event.participant_id,
+            event.participant.as_ref().map(|p| p.sid.as_str()),
+        );
+        let participant_identity = event
+            .participant
+            .as_ref()
+            .map(|participant| participant.identity.clone())
+            .unwrap_or_default();
+        let track_sid =
+            first_non_empty(&event.track_id, event.track.as_ref().map(|track| track.sid.as_str()));
+        let projections = project(
+            event,
+            at,
+            &room_sid,
+            &room_name,
+            &participant_sid,
+            &participant_identity,
+            &track_sid,
+        );
+        Self {
+            id: event.id.clone(),
+            event_type,
+            at,
+            room_sid,
+            room_name,
+            participant_sid,
+            participant_identity,
+            track_sid,
+            node_id: event.node_id.clone(),
+            payload: serde_json::to_string(event).expect("protobuf messages serialize to JSON"),
+            projections,
+        }
+    }
+}
+
+fn first_non_empty(first: &str, second: Option<&str>) -> String {
+    if first.is_empty() { second.unwrap_or_default().to_owned() } else { first.to_owned() }
+}
+
+fn project(
+    event: &lk::AnalyticsEvent,
+    at: UnixMillis,
+    room_sid: &str,
+    room_name: &str,
+    participant_sid: &str,
+    identity: &str,
+    track_sid: &str,
+) -> Vec<Projection> {
+    use lk::AnalyticsEventType as Type;
+    let mut projections = Vec::new();
+    if room_sid.is_empty() {
+        return projections;
+    }
+    projections.push(Projection::RoomSeen {
+        sid: room_sid.to_owned(),
+        name: room_name.to_owned(),
+        at,
+    });
+    let participant = || (room_sid.to_owned(), participant_sid.to_owned(), identity.to_owned());
+    match Type::try_from(event.r#type) {
+        Ok(Type::RoomEnded) => {
+            projections.push(Projection::RoomEnded { sid: room_sid.to_owned(), at })
+        }
+        Ok(Type::ParticipantJoined) if !participant_sid.is_empty() => {
+            let (room_sid, sid, identity) = participant();
+            projections.push(Projection::ParticipantJoined { room_sid, sid, identity, at });
+        }
+        Ok(Type::ParticipantActive | Type::ParticipantResumed) if !participant_sid.is_empty() => {
+            let (room_sid, sid, identity) = participant();
+            projections.push(Projection::ParticipantActive { room_sid, sid, identity, at });
+        }
+        Ok(kind @ (Type::ParticipantLeft | Type::ParticipantConnectionAborted))
+            if !participant_sid.is_empty() =>
+        {
+            let (room_sid, sid, identity) = participant();
+            let aborted = kind == Type::ParticipantConnectionAborted;
+            projections.push(Projection::ParticipantLeft { room_sid, sid, identity, at, aborted });
+        }
+        Ok(Type::TrackPublished) if !track_sid.is_empty() => {
+            let track = event.track.clone().unwrap_or_default();
+            projections.push(Projection::TrackPublished {
+                room_sid: room_sid.to_owned(),
+                sid: track_sid.to_owned(),
+                participant_sid: participant_sid.to_owned(),
+                kind: enum_name(
+                    lk::TrackType::try_from(track.r#type).map(|t| t.as_str_name()),
+                    track.r#type,
+                ),
+                source: enum_name(
+                    lk::TrackSource::try_from(track.source).map(|s| s.as_str_name()),
+                    track.source,
+                ),
+                mime_type: track.mime_type,
+                at,
+            });
+        }
+        Ok(Type::TrackUnpublished) if !track_sid.is_empty() => {
+            projections.push(Projection::TrackUnpublished {
+                room_sid: room_sid.to_owned(),
+                sid: track_sid.to_owned(),
+                participant_sid: participant_sid.to_owned(),
+                at,
+            })
+        }
+        _ => {}
+    }
+    projections
+}
+
+fn enum_name<E>(name: Result<&'static str, E>, number: i32) -> String {
+    name.map(str::to_owned).unwrap_or_else(|_| number.to_string())
+}
+
+/// One coalesced stats window of one track and direction, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsWindowRecord {
+    /// `AS_` id; unique.
+    pub id: String,
+    /// The room's sid.
+    pub room_sid: String,
+    /// The room's name.
+    pub room_name: String,
+    /// The participant whose worker produced it (the subscriber, for downstream media).
+    pub participant_sid: String,
+    /// That participant's identity, when known.
+    pub participant_identity: String,
+    /// The track.
+    pub track_sid: String,
+    /// `upstream` or `downstream`.
+    pub direction: String,
+    /// `media`, `data` or `signal`.
+    pub kind: String,
+    /// The codec.
+    pub mime: String,
+    /// The reporting node.
+    pub node_id: String,
+    /// Start of the window.
+    pub start: UnixMillis,
+    /// End of the window.
+    pub end: UnixMillis,
+    /// When it was flushed.
+    pub flushed_at: UnixMillis,
+    /// Milliseconds covered by samples.
+    pub covered_ms: i64,
+    /// Bytes on the wire (primary, retransmitted and padding).
+    pub bytes: u64,
+    /// Packets on the wire.
+    pub packets: u64,
+    /// Packets lost.
+    pub packets_lost: u64,
+    /// Average bit rate over the covered time.
+    pub avg_bps: f64,
+    /// Peak bit rate at `resolution_ms`.
+    pub peak_bps: f64,
+    /// The resolution of `peak_bps`.
+    pub resolution_ms: i64,
+    /// Maximum jitter.
+    pub jitter_max: u32,
+    /// Maximum RTT.
+    pub rtt_max: u32,
+    /// Mean score.
+    pub score: f32,
+    /// Minimum score.
+    pub min_score: f32,
+    /// Median score.
+    pub median_score: f32,
+    /// NACKs.
+    pub nacks: u64,
+    /// PLIs.
+    pub plis: u64,
+    /// FIRs.
+    pub firs: u64,
+    /// Frames.
+    pub frames: u64,
+    /// Samples folded in (invalid ones included).
+    pub samples: u32,
+    /// Invalid samples skipped.
+    pub invalid_samples: u32,
+}
+
+impl StatsWindowRecord {
+    /// Builds the records of one flushed batch.
+    pub fn from_batch(batch: &StatsBatch) -> Vec<Self> {
+        batch.stats.iter().map(|stat| Self::from_coalesced(batch, stat)).collect()
+    }
+
+    fn from_coalesced(batch: &StatsBatch, stat: &CoalescedStat) -> Self {
+        let coalesced = &stat.coalesced;
+        let window = coalesced.window.unwrap_or(telemetry_core::RateWindow {
+            start: batch.flushed_at,
+            end: batch.flushed_at,
+            covered_ms: 0,
+            avg_bps: 0.0,
+            peak_bps: 0.0,
+            resolution_ms: 0,
+        });
+        Self {
+            id: stat.id.to_string(),
+            room_sid: batch.room_id.to_string(),
+            room_name: batch.room_name.to_string(),
+            participant_sid: batch.participant_id.to_string(),
+            participant_identity: batch.identity.to_string(),
+            track_sid: stat.track_id.to_string(),
+            direction: stat.direction.as_str().to_owned(),
+            kind: stat.kind.as_str().to_owned(),
+            mime: coalesced.mime.to_string(),
+            node_id: stat.node.to_string(),
+            start: window.start,
+            end: window.end,
+            flushed_at: batch.flushed_at,
+            covered_ms: window.covered_ms,
+            bytes: coalesced.totals.wire_bytes(),
+            packets: coalesced.totals.wire_packets(),
+            packets_lost: coalesced.totals.packets_lost,
+            avg_bps: window.avg_bps,
+            peak_bps: window.peak_bps,
+            resolution_ms: window.resolution_ms,
+            jitter_max: coalesced.jitter_max,
+            rtt_max: coalesced.rtt_max,
+            score: coalesced.score,
+            min_score: coalesced.min_score,
+            median_score: coalesced.median_score,
+            nacks: coalesced.totals.nacks,
+            plis: coalesced.totals.plis,
+            firs: coalesced.totals.firs,
+            frames: coalesced.totals.frames,
+            samples: coalesced.samples,
+            invalid_samples: coalesced.invalid_samples,
+        }
+    }
+
+    /// Builds the record of a stat a LiveKit node coalesced itself (its `AnalyticsRecorderService`
+    /// stream). Its window is its stream's start and end, and without per-sample data its peak
+    /// rate is its average, at the resolution of the whole window.
+    pub fn from_livekit_stat(stat: &lk::AnalyticsStat, received_at: UnixMillis) -> Self {
+        let mut totals = telemetry_core::StreamTotals::default();
+        let (mut start, mut end) = (None::<UnixMillis>, None::<UnixMillis>);
+        let (mut rtt, mut jitter) = (0, 0);
+        for stream in &stat.streams {
+            totals.add_stream(stream);
+            rtt = rtt.max(stream.rtt);
+            jitter = jitter.max(stream.jitter);
+            if let Some(s) = stream.start_time.as_ref().and_then(UnixMillis::from_timestamp) {
+                start = Some(start.map_or(s, |current| current.min(s)));
+            }
+            if let Some(e) = stream.end_time.as_ref().and_then(UnixMillis::from_timestamp) {
+                end = Some(end.map_or(e, |current| current.max(e)));
+            }
+        }
+        let flushed_at =
+            stat.time_stamp.as_ref().and_then(UnixMillis::from_timestamp).unwrap_or(received_at);
+        let end = end.unwrap_or(flushed_at);
+        let start = start.filter(|start| start.0 > 0 && *start <= end).unwrap_or(end);
+        let covered_ms = end.millis_since(start);
+        let bytes = totals.wire_bytes();
+        let avg_bps = if covered_ms > 0 { bytes as f64 * 8000.0 / covered_ms as f64 } else { 0.0 };
+        let kind = if stat.track_id.starts_with(telemetry_core::keys::SIGNAL_TRACK_PREFIX) {
+            StreamKind::Signal
+        } else if stat.track_id.starts_with(telemetry_core::keys::DATA_CHANNEL_TRACK_PREFIX) {
+            StreamKind::Data
+        } else {
+            StreamKind::Media
+        };
+        let direction = telemetry_core::Direction::from_stream_type(stat.kind).unwrap_or_default();
+        Self {
+            id: stat.id.clone(),
+            room_sid: stat.room_id.clone(),
+            room_name: stat.room_name.clone(),
+            participant_sid: stat.participant_id.clone(),
+            participant_identity: String::new(),
+            track_sid: stat.track_id.clone(),
+            direction: direction.as_str().to_owned(),
+            kind: kind.as_str().to_owned(),
+            mime: stat.mime.clone(),
+            node_id: stat.node.clone(),
+            start,
+            end,
+            flushed_at,
+            covered_ms,
+            bytes,
+            packets: totals.wire_packets(),
+            packets_lost: totals.packets_lost,
+            avg_bps,
+            peak_bps: avg_bps,
+            resolution_ms: covered_ms,
+            jitter_max: jitter,
+            rtt_max: rtt,
+            score: stat.score,
+            min_score: stat.min_score,
+            median_score: stat.median_score,
+            nacks: totals.nacks,
+            plis: totals.plis,
+            firs: totals.firs,
+            frames: totals.frames,
+            samples: 1,
+            invalid_samples: 0,
+        }
+    }
+}
+
+/// A node's room states, as stored (only the latest per node is kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRoomsRecord {
+    /// The node.
+    pub node_id: String,
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Its timestamp.
+    pub at: UnixMillis,
+    /// The whole `AnalyticsNodeRooms` in the protobuf JSON mapping.
+    pub payload: String,
+}
+
+impl NodeRoomsRecord {
+    /// Builds the record of a node's room states.
+    pub fn from_node_rooms(rooms: &lk::AnalyticsNodeRooms, received_at: UnixMillis) -> Self {
+        Self {
+            node_id: rooms.node_id.clone(),
+            sequence: rooms.sequence_number,
+            at: rooms
+                .timestamp
+                .as_ref()
+                .and_then(UnixMillis::from_timestamp)
+                .unwrap_or(received_at),
+            payload: serde_json::to_string(rooms).expect("protobuf messages serialize to JSON"),
+        }
+    }
+}
+
+/// Bytes and packets of one node in one second, to add to what is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateCellRecord {
+    /// The node.
+    pub node_id: String,
+    /// Seconds since the epoch.
+    pub second: i64,
+    /// The amounts.
+    pub cell: RateCell,
+}
+
+/// Everything one write stores, atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteBatch {
+    /// Analytics events, in call order.
+    pub events: Vec<EventRecord>,
+    /// Coalesced stats windows.
+    pub stats: Vec<StatsWindowRecord>,
+    /// Node room states.
+    pub node_rooms: Vec<NodeRoomsRecord>,
+    /// Node rate cells, added to the stored ones.
+    pub rate_cells: Vec<RateCellRecord>,
+}
+
+impl WriteBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.stats.is_empty()
+            && self.node_rooms.is_empty()
+            && self.rate_cells.is_empty()
+    }
+
+    /// Appends another batch.
+    pub fn append(&mut self, other: &mut WriteBatch) {
+        self.events.append(&mut other.events);
+        self.stats.append(&mut other.stats);
+        self.node_rooms.append(&mut other.node_rooms);
+        self.rate_cells.append(&mut other.rate_cells);
+    }
+}
+
+/// A page of results and where the next page starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T, C> {
+    /// The results.
+    pub items: Vec<T>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+/// Which rooms to list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomsQuery {
+    /// Only open rooms (`Some(true)`), only ended ones (`Some(false)`), or all.
+    pub active: Option<bool>,
+    /// Only rooms whose name contains this text.
+    pub name_contains: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// Start after this room.
+    pub after: Option<RoomCursor>,
+}
+
+/// Where a page of rooms starts: rooms are listed newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomCursor {
+    /// Start time of the last room of the previous page.
+    pub started_at: UnixMillis,
+    /// Its sid.
+    pub sid: String,
+}
+
+/// A room in a list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomSummary {
+    /// Sid.
+    pub sid: String,
+    /// Name.
+    pub name: String,
+    /// When it started (its `room_started`, or the first event seen of it).
+    pub started_at: UnixMillis,
+    /// When it ended, if it did.
+    pub ended_at: Option<UnixMillis>,
+    /// Participants who joined it.
+    pub num_participants: u64,
+    /// Tracks published in it.
+    pub num_tracks: u64,
+}
+
+/// A participant of a room.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParticipantRow {
+    /// Sid.
+    pub sid: String,
+    /// Identity.
+    pub identity: String,
+    /// When it joined.
+    pub joined_at: Option<UnixMillis>,
+    /// When it became active.
+    pub active_at: Option<UnixMillis>,
+    /// When it left.
+    pub left_at: Option<UnixMillis>,
+    /// `joined`, `active`, `left` or `aborted`.
+    pub state: String,
+}
+
+/// A track of a room.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackRow {
+    /// Sid.
+    pub sid: String,
+    /// The publisher.
+    pub participant_sid: String,
+    /// `AUDIO`, `VIDEO` or `DATA`.
+    pub kind: String,
+    /// `CAMERA`, `MICROPHONE`, ...
+    pub source: String,
+    /// The codec.
+    pub mime_type: String,
+    /// When it was published.
+    pub published_at: Option<UnixMillis>,
+    /// When it was unpublished.
+    pub unpublished_at: Option<UnixMillis>,
+}
+
+/// A room with its participants and tracks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomDetail {
+    /// The room.
+    pub room: RoomSummary,
+    /// Its participants, by join time.
+    pub participants: Vec<ParticipantRow>,
+    /// Its tracks, by publication time.
+    pub tracks: Vec<TrackRow>,
+}
+
+/// Which events of a room to list, in call order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventsQuery {
+    /// The room.
+    pub room_sid: String,
+    /// Only events of this `AnalyticsEventType` name.
+    pub event_type: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// Start after this position.
+    pub after: Option<i64>,
+}
+
+/// A stored event and its position in call order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Position across the store's life, increasing in call order.
+    pub position: i64,
+    /// The `AnalyticsEventType` name (the payload omits it for `ROOM_CREATED`, whose number is 0).
+    pub event_type: String,
+    /// The event in the protobuf JSON mapping.
+    pub payload: String,
+}
+
+/// Which stats windows to return.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsQuery {
+    /// Only this room.
+    pub room_sid: Option<String>,
+    /// Only this participant.
+    pub participant_sid: Option<String>,
+    /// Only this track.
+    pub track_sid: Option<String>,
+    /// Only `upstream` or `downstream`.
+    pub direction: Option<String>,
+    /// Windows ending after this time.
+    pub from: Option<UnixMillis>,
+    /// Windows starting before this time.
+    pub to: Option<UnixMillis>,
+    /// At most this many windows.
+    pub limit: u32,
+}
+
+/// A node and what is known of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSummary {
+    /// The node id.
+    pub node_id: String,
+    /// First time anything of it was stored.
+    pub first_seen: UnixMillis,
+    /// Last time anything of it was stored.
+    pub last_seen: UnixMillis,
+    /// Its latest room states.
+    pub rooms: Option<NodeRoomsRecord>,
+}
+
+/// Row counts, for tests, the demo and the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Analytics events.
+    pub events: u64,
+    /// Stats windows.
+    pub stats_windows: u64,
+    /// Samples folded into those windows.
+    pub samples: u64,
+    /// Rooms.
+    pub rooms: u64,
+    /// Open rooms.
+    pub active_rooms: u64,
+    /// Participants currently joined or active.
+    pub active_participants: u64,
+    /// Tracks currently published.
+    pub published_tracks: u64,
+    /// Node rate cells.
+    pub rate_cells: u64,
+}
+
+/// What a retention pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    /// Events removed.
+    pub events: u64,
+    /// Stats windows removed.
+    pub stats_windows: u64,
+    /// Node rate cells removed.
+    pub rate_cells: u64,
+    /// Ended rooms removed, with their participants and tracks.
+    pub rooms: u64,
+}

@@ -1,0 +1,846 @@
+//! The embedded store: one SQLite file (bundled SQLite, WAL), written by one thread that commits
+//! whatever writes are waiting in one transaction (group commit), and read through a small pool
+//! of connections on tokio's blocking threads, so no SQLite call ever runs on the async runtime.
+//!
+//! Durability: with `synchronous = "full"` (the default) a write returns only after the WAL is
+//! synced, so it survives a process kill and a power loss; `"normal"` survives a process kill.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use parking_lot_shim::Mutex;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use telemetry_core::UnixMillis;
+use telemetry_core::rates::RateCell;
+use tokio::sync::oneshot;
+
+use crate::model::{
+    EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow, Projection,
+    PruneCounts, RateCellRecord, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
+    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WriteBatch, participant_state,
+};
+use crate::{Store, StoreError};
+
+/// `std::sync::Mutex` with poisoning ignored: a panic while holding the pool lock leaves the pool
+/// in a usable state (it only holds idle connections).
+mod parking_lot_shim {
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+}
+
+/// The migrations, in order; `PRAGMA user_version` records how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_analytics.sql")];
+
+/// Most writes committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// Idle read connections kept.
+const MAX_IDLE_READERS: usize = 4;
+
+/// How writes reach the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Synced at every commit: survives power loss.
+    #[default]
+    Full,
+    /// Synced at checkpoints: survives a process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+/// Where and how to open the store.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// The database file; its folder is created if missing.
+    pub path: PathBuf,
+    /// How writes reach the disk.
+    pub synchronous: Synchronous,
+}
+
+impl SqliteConfig {
+    /// The default file in `data_dir`: `telemetry.sqlite3`.
+    pub fn in_dir(data_dir: &Path) -> Self {
+        Self { path: data_dir.join("telemetry.sqlite3"), synchronous: Synchronous::Full }
+    }
+}
+
+struct WriteRequest {
+    batch: WriteBatch,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    config: SqliteConfig,
+    /// Requests to the writer thread; dropping it (in `close`) ends the thread after it has
+    /// committed everything already sent.
+    writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for WriteRequest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("WriteRequest").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and migrates it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the folder cannot be created or the database cannot be opened or migrated.
+    pub fn open(config: SqliteConfig) -> Result<Self, StoreError> {
+        if let Some(parent) = config.path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| StoreError::Database(Box::new(error)))?;
+        }
+        let mut connection = open_connection(&config)?;
+        migrate(&mut connection)?;
+        let (sender, receiver) = mpsc::channel::<WriteRequest>();
+        let writer_thread = std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || writer_loop(connection, receiver))
+            .map_err(|error| StoreError::Database(Box::new(error)))?;
+        Ok(Self {
+            config,
+            writer: Mutex::new(Some(sender)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Returns the database file.
+    pub fn path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// Stops the writer after it has committed every write already sent, and waits for it.
+    pub fn close(&self) {
+        drop(self.writer.lock().take());
+        if let Some(thread) = self.writer_thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = readers.lock().pop();
+            let connection = match connection {
+                Some(connection) => connection,
+                None => open_connection(&config)?,
+            };
+            let result = f(&connection);
+            let mut idle = readers.lock();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Database(Box::new(error)))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
+    let connection = Connection::open(&config.path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(
+        None,
+        "synchronous",
+        match config.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let applied = usize::try_from(applied)
+        .map_err(|_| StoreError::Corrupt("negative `user_version`".to_owned()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has {applied} migrations applied, this build knows {}: it was written by a newer version",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+fn writer_loop(mut connection: Connection, requests: mpsc::Receiver<WriteRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut connection, &group);
+        for (request, result) in group.into_iter().zip(results) {
+            let _ = request.done.send(result);
+        }
+    }
+}
+
+/// Commits every request of `group` in one transaction, each under its own savepoint, so a
+/// failing batch is rolled back alone.
+fn commit_group(
+    connection: &mut Connection,
+    group: &[WriteRequest],
+) -> Vec<Result<(), StoreError>> {
+    let transaction = match connection.transaction() {
+        Ok(transaction) => transaction,
+        Err(error) => return group.iter().map(|_| Err(shared_error(&error))).collect(),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        let result = (|| {
+            transaction.execute_batch("SAVEPOINT batch")?;
+            match apply(&transaction, &request.batch) {
+                Ok(()) => {
+                    transaction.execute_batch("RELEASE batch")?;
+                    Ok(())
+                }
+                Err(error) => {
+                    transaction.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                    Err(error)
+                }
+            }
+        })();
+        results.push(result);
+    }
+    match transaction.commit() {
+        Ok(()) => results,
+        Err(error) => group.iter().map(|_| Err(shared_error(&error))).collect(),
+    }
+}
+
+/// A copy of a transaction-wide error for each request of the group.
+fn shared_error(error: &rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string().into())
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<(), StoreError> {
+    // The nodes this batch heard from, with the latest time it has of each.
+    let mut seen: Vec<(&str, UnixMillis)> = Vec::new();
+    for event in &batch.events {
+        insert_event(transaction, event)?;
+        if !event.node_id.is_empty() {
+            seen.push((&event.node_id, event.at));
+        }
+    }
+    for window in &batch.stats {
+        insert_window(transaction, window)?;
+        if !window.node_id.is_empty() {
+            seen.push((&window.node_id, window.end));
+        }
+    }
+    for rooms in &batch.node_rooms {
+        upsert_node_rooms(transaction, rooms)?;
+    }
+    for cell in &batch.rate_cells {
+        add_rate_cell(transaction, cell)?;
+        seen.push((&cell.node_id, UnixMillis::from_secs(cell.second)));
+    }
+    seen.sort_unstable();
+    let mut previous: Option<(&str, UnixMillis)> = None;
+    for (node, at) in seen.into_iter().rev() {
+        // Sorted descending: the first entry of each node has its latest time.
+        if previous.is_none_or(|(previous_node, _)| previous_node != node) {
+            touch_node(transaction, node, at)?;
+        }
+        previous = Some((node, at));
+    }
+    Ok(())
+}
+
+fn insert_event(transaction: &Transaction<'_>, event: &EventRecord) -> Result<(), StoreError> {
+    let inserted = transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (id, type, at_ms, room_sid, room_name, participant_sid, \
+             participant_identity, track_sid, node_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            event.id,
+            event.event_type,
+            event.at.0,
+            event.room_sid,
+            event.room_name,
+            event.participant_sid,
+            event.participant_identity,
+            event.track_sid,
+            event.node_id,
+            event.payload,
+        ])?;
+    // A repeated event (the same id ingested twice) changes nothing.
+    if inserted == 1 {
+        for projection in &event.projections {
+            project(transaction, projection)?;
+        }
+    }
+    Ok(())
+}
+
+fn project(transaction: &Transaction<'_>, projection: &Projection) -> Result<(), StoreError> {
+    match projection {
+        Projection::RoomSeen { sid, name, at } => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO rooms (sid, name, started_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT (sid) DO UPDATE SET \
+                     name = CASE WHEN rooms.name = '' THEN excluded.name ELSE rooms.name END, \
+                     started_at_ms = CASE WHEN rooms.started_at_ms <= 0 THEN excluded.started_at_ms \
+                         WHEN excluded.started_at_ms <= 0 THEN rooms.started_at_ms \
+                         ELSE MIN(rooms.started_at_ms, excluded.started_at_ms) END",
+                )?
+                .execute(params![sid, name, at.0])?;
+        }
+        Projection::RoomEnded { sid, at } => {
+            transaction
+                .prepare_cached("UPDATE rooms SET ended_at_ms = ?2 WHERE sid = ?1")?
+                .execute(params![sid, at.0])?;
+        }
+        Projection::ParticipantJoined { room_sid, sid, identity, at } => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                     identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                     joined_at_ms = COALESCE(participants.joined_at_ms, excluded.joined_at_ms)",
+                )?
+                .execute(params![room_sid, sid, identity, at.0, participant_state::JOINED])?;
+        }
+        Projection::ParticipantActive { room_sid, sid, identity, at } => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, active_at_ms, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                     identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                     joined_at_ms = COALESCE(participants.joined_at_ms, excluded.joined_at_ms), \
+                     active_at_ms = COALESCE(participants.active_at_ms, excluded.active_at_ms), \
+                     left_at_ms = NULL, state = excluded.state",
+                )?
+                .execute(params![room_sid, sid, identity, at.0, participant_state::ACTIVE])?;
+        }
+        Projection::ParticipantLeft { room_sid, sid, identity, at, aborted } => {
+            let state = if *aborted { participant_state::ABORTED } else { participant_state::LEFT };
+            transaction
+                .prepare_cached(
+                    "INSERT INTO participants (room_sid, sid, identity, left_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                     identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                     left_at_ms = excluded.left_at_ms, state = excluded.state",
+                )?
+                .execute(params![room_sid, sid, identity, at.0, state])?;
+        }
+        Projection::TrackPublished {
+            room_sid,
+            sid,
+            participant_sid,
+            kind,
+            source,
+            mime_type,
+            at,
+        } => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO tracks (room_sid, sid, participant_sid, kind, source, mime_type, published_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                     participant_sid = excluded.participant_sid, kind = excluded.kind, source = excluded.source, \
+                     mime_type = CASE WHEN excluded.mime_type = '' THEN tracks.mime_type ELSE excluded.mime_type END, \
+                     published_at_ms = COALESCE(tracks.published_at_ms, excluded.published_at_ms), \
+                     unpublished_at_ms = NULL",
+                )?
+                .execute(params![room_sid, sid, participant_sid, kind, source, mime_type, at.0])?;
+        }
+        Projection::TrackUnpublished { room_sid, sid, participant_sid, at } => {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO tracks (room_sid, sid, participant_sid, kind, source, mime_type, unpublished_at_ms) \
+                     VALUES (?1, ?2, ?3, '', '', '', ?4) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                     unpublished_at_ms = excluded.unpublished_at_ms",
+                )?
+                .execute(params![room_sid, sid, participant_sid, at.0])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_window(
+    transaction: &Transaction<'_>,
+    window: &StatsWindowRecord,
+) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO stats_windows (id, room_sid, room_name, participant_sid, participant_identity, \
+             track_sid, direction, kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, \
+             packets_lost, avg_bps, peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, \
+             nacks, plis, firs, frames, samples, invalid_samples) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+        )?
+        .execute(params![
+            window.id,
+            window.room_sid,
+            window.room_name,
+            window.participant_sid,
+            window.participant_identity,
+            window.track_sid,
+            window.direction,
+            window.kind,
+            window.mime,
+            window.node_id,
+            window.start.0,
+            window.end.0,
+            window.flushed_at.0,
+            window.covered_ms,
+            to_i64(window.bytes),
+            to_i64(window.packets),
+            to_i64(window.packets_lost),
+            window.avg_bps,
+            window.peak_bps,
+            window.resolution_ms,
+            window.jitter_max,
+            window.rtt_max,
+            f64::from(window.score),
+            f64::from(window.min_score),
+            f64::from(window.median_score),
+            to_i64(window.nacks),
+            to_i64(window.plis),
+            to_i64(window.firs),
+            to_i64(window.frames),
+            window.samples,
+            window.invalid_samples,
+        ])?;
+    Ok(())
+}
+
+fn upsert_node_rooms(
+    transaction: &Transaction<'_>,
+    rooms: &NodeRoomsRecord,
+) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO nodes (node_id, first_seen_ms, last_seen_ms, rooms_sequence, rooms_at_ms, rooms_payload) \
+             VALUES (?1, ?2, ?2, ?3, ?2, ?4) ON CONFLICT (node_id) DO UPDATE SET \
+             first_seen_ms = MIN(nodes.first_seen_ms, excluded.first_seen_ms), \
+             last_seen_ms = MAX(nodes.last_seen_ms, excluded.last_seen_ms), \
+             rooms_sequence = CASE WHEN nodes.rooms_at_ms IS NULL OR excluded.rooms_at_ms >= nodes.rooms_at_ms \
+                 THEN excluded.rooms_sequence ELSE nodes.rooms_sequence END, \
+             rooms_payload = CASE WHEN nodes.rooms_at_ms IS NULL OR excluded.rooms_at_ms >= nodes.rooms_at_ms \
+                 THEN excluded.rooms_payload ELSE nodes.rooms_payload END, \
+             rooms_at_ms = MAX(COALESCE(nodes.rooms_at_ms, excluded.rooms_at_ms), excluded.rooms_at_ms)",
+        )?
+        .execute(params![rooms.node_id, rooms.at.0, to_i64(rooms.sequence), rooms.payload])?;
+    Ok(())
+}
+
+fn add_rate_cell(transaction: &Transaction<'_>, cell: &RateCellRecord) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO node_rate_cells (node_id, second, bytes_in, bytes_out, packets_in, packets_out) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (node_id, second) DO UPDATE SET \
+             bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out, \
+             packets_in = packets_in + excluded.packets_in, packets_out = packets_out + excluded.packets_out",
+        )?
+        .execute(params![
+            cell.node_id,
+            cell.second,
+            to_i64(cell.cell.bytes_in),
+            to_i64(cell.cell.bytes_out),
+            to_i64(cell.cell.packets_in),
+            to_i64(cell.cell.packets_out),
+        ])?;
+    Ok(())
+}
+
+fn touch_node(transaction: &Transaction<'_>, node: &str, at: UnixMillis) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO nodes (node_id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?2) \
+             ON CONFLICT (node_id) DO UPDATE SET first_seen_ms = MIN(nodes.first_seen_ms, excluded.first_seen_ms), \
+             last_seen_ms = MAX(nodes.last_seen_ms, excluded.last_seen_ms)",
+        )?
+        .execute(params![node, at.0])?;
+    Ok(())
+}
+
+fn optional_millis(value: Option<i64>) -> Option<UnixMillis> {
+    value.map(UnixMillis)
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const ROOM_COLUMNS: &str = "r.sid, r.name, r.started_at_ms, r.ended_at_ms, \
+     (SELECT COUNT(*) FROM participants p WHERE p.room_sid = r.sid), \
+     (SELECT COUNT(*) FROM tracks t WHERE t.room_sid = r.sid AND t.published_at_ms IS NOT NULL)";
+
+fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomSummary> {
+    Ok(RoomSummary {
+        sid: row.get(0)?,
+        name: row.get(1)?,
+        started_at: UnixMillis(row.get(2)?),
+        ended_at: optional_millis(row.get(3)?),
+        num_participants: row.get::<_, i64>(4)? as u64,
+        num_tracks: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (done, result) = oneshot::channel();
+        {
+            let writer = self.writer.lock();
+            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
+            writer.send(WriteRequest { batch, done }).map_err(|_| StoreError::Closed)?;
+        }
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn rooms(&self, query: RoomsQuery) -> Result<Page<RoomSummary, RoomCursor>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE 1 = 1");
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            match query.active {
+                Some(true) => sql.push_str(" AND r.ended_at_ms IS NULL"),
+                Some(false) => sql.push_str(" AND r.ended_at_ms IS NOT NULL"),
+                None => {}
+            }
+            if let Some(name) = &query.name_contains {
+                sql.push_str(" AND r.name LIKE ? ESCAPE '\\'");
+                values.push(like_pattern(name).into());
+            }
+            if let Some(after) = &query.after {
+                sql.push_str(" AND (r.started_at_ms, r.sid) < (?, ?)");
+                values.push(after.started_at.0.into());
+                values.push(after.sid.clone().into());
+            }
+            sql.push_str(" ORDER BY r.started_at_ms DESC, r.sid DESC LIMIT ?");
+            values.push(i64::from(query.limit.saturating_add(1)).into());
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut items = statement
+                .query_map(rusqlite::params_from_iter(values), room_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > query.limit as usize {
+                items.truncate(query.limit as usize);
+                items
+                    .last()
+                    .map(|last| RoomCursor { started_at: last.started_at, sid: last.sid.clone() })
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn room(&self, sid: &str) -> Result<Option<RoomDetail>, StoreError> {
+        let sid = sid.to_owned();
+        self.read(move |connection| {
+            let room = connection
+                .prepare_cached(&format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.sid = ?1"))?
+                .query_row(params![sid], room_from_row)
+                .optional()?;
+            let Some(room) = room else { return Ok(None) };
+            let participants = connection
+                .prepare_cached(
+                    "SELECT sid, identity, joined_at_ms, active_at_ms, left_at_ms, state FROM participants \
+                     WHERE room_sid = ?1 ORDER BY COALESCE(joined_at_ms, active_at_ms, left_at_ms), sid",
+                )?
+                .query_map(params![sid], |row| {
+                    Ok(ParticipantRow {
+                        sid: row.get(0)?,
+                        identity: row.get(1)?,
+                        joined_at: optional_millis(row.get(2)?),
+                        active_at: optional_millis(row.get(3)?),
+                        left_at: optional_millis(row.get(4)?),
+                        state: row.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let tracks = connection
+                .prepare_cached(
+                    "SELECT sid, participant_sid, kind, source, mime_type, published_at_ms, unpublished_at_ms \
+                     FROM tracks WHERE room_sid = ?1 ORDER BY COALESCE(published_at_ms, unpublished_at_ms), sid",
+                )?
+                .query_map(params![sid], |row| {
+                    Ok(TrackRow {
+                        sid: row.get(0)?,
+                        participant_sid: row.get(1)?,
+                        kind: row.get(2)?,
+                        source: row.get(3)?,
+                        mime_type: row.get(4)?,
+                        published_at: optional_millis(row.get(5)?),
+                        unpublished_at: optional_millis(row.get(6)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(RoomDetail { room, participants, tracks }))
+        })
+        .await
+    }
+
+    async fn room_events(&self, query: EventsQuery) -> Result<Page<StoredEvent, i64>, StoreError> {
+        self.read(move |connection| {
+            let mut sql =
+                "SELECT position, type, payload FROM events WHERE room_sid = ?".to_owned();
+            let mut values: Vec<rusqlite::types::Value> = vec![query.room_sid.clone().into()];
+            if let Some(event_type) = &query.event_type {
+                sql.push_str(" AND type = ?");
+                values.push(event_type.clone().into());
+            }
+            if let Some(after) = query.after {
+                sql.push_str(" AND position > ?");
+                values.push(after.into());
+            }
+            sql.push_str(" ORDER BY position LIMIT ?");
+            values.push(i64::from(query.limit.saturating_add(1)).into());
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut items = statement
+                .query_map(rusqlite::params_from_iter(values), |row| {
+                    Ok(StoredEvent {
+                        position: row.get(0)?,
+                        event_type: row.get(1)?,
+                        payload: row.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > query.limit as usize {
+                items.truncate(query.limit as usize);
+                items.last().map(|last| last.position)
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsWindowRecord>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = "SELECT id, room_sid, room_name, participant_sid, participant_identity, track_sid, direction, \
+                 kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, packets_lost, avg_bps, \
+                 peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, nacks, plis, firs, frames, \
+                 samples, invalid_samples FROM stats_windows WHERE 1 = 1"
+                .to_owned();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            for (column, value) in [
+                ("room_sid", &query.room_sid),
+                ("participant_sid", &query.participant_sid),
+                ("track_sid", &query.track_sid),
+                ("direction", &query.direction),
+            ] {
+                if let Some(value) = value {
+                    sql.push_str(&format!(" AND {column} = ?"));
+                    values.push(value.clone().into());
+                }
+            }
+            if let Some(from) = query.from {
+                sql.push_str(" AND end_ms > ?");
+                values.push(from.0.into());
+            }
+            if let Some(to) = query.to {
+                sql.push_str(" AND start_ms < ?");
+                values.push(to.0.into());
+            }
+            sql.push_str(" ORDER BY track_sid, direction, participant_sid, start_ms LIMIT ?");
+            values.push(i64::from(query.limit).into());
+            let mut statement = connection.prepare_cached(&sql)?;
+            let windows = statement
+                .query_map(rusqlite::params_from_iter(values), |row| {
+                    Ok(StatsWindowRecord {
+                        id: row.get(0)?,
+                        room_sid: row.get(1)?,
+                        room_name: row.get(2)?,
+                        participant_sid: row.get(3)?,
+                        participant_identity: row.get(4)?,
+                        track_sid: row.get(5)?,
+                        direction: row.get(6)?,
+                        kind: row.get(7)?,
+                        mime: row.get(8)?,
+                        node_id: row.get(9)?,
+                        start: UnixMillis(row.get(10)?),
+                        end: UnixMillis(row.get(11)?),
+                        flushed_at: UnixMillis(row.get(12)?),
+                        covered_ms: row.get(13)?,
+                        bytes: row.get::<_, i64>(14)? as u64,
+                        packets: row.get::<_, i64>(15)? as u64,
+                        packets_lost: row.get::<_, i64>(16)? as u64,
+                        avg_bps: row.get(17)?,
+                        peak_bps: row.get(18)?,
+                        resolution_ms: row.get(19)?,
+                        jitter_max: row.get(20)?,
+                        rtt_max: row.get(21)?,
+                        score: row.get::<_, f64>(22)? as f32,
+                        min_score: row.get::<_, f64>(23)? as f32,
+                        median_score: row.get::<_, f64>(24)? as f32,
+                        nacks: row.get::<_, i64>(25)? as u64,
+                        plis: row.get::<_, i64>(26)? as u64,
+                        firs: row.get::<_, i64>(27)? as u64,
+                        frames: row.get::<_, i64>(28)? as u64,
+                        samples: row.get(29)?,
+                        invalid_samples: row.get(30)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(windows)
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError> {
+        self.read(|connection| {
+            let nodes = connection
+                .prepare_cached(
+                    "SELECT node_id, first_seen_ms, last_seen_ms, rooms_sequence, rooms_at_ms, rooms_payload \
+                     FROM nodes ORDER BY node_id",
+                )?
+                .query_map([], |row| {
+                    let node_id: String = row.get(0)?;
+                    let rooms = match (row.get::<_, Option<i64>>(3)?, row.get::<_, Option<i64>>(4)?, row.get::<_, Option<String>>(5)?) {
+                        (Some(sequence), Some(at), Some(payload)) => Some(NodeRoomsRecord {
+                            node_id: node_id.clone(),
+                            sequence: sequence as u64,
+                            at: UnixMillis(at),
+                            payload,
+                        }),
+                        _ => None,
+                    };
+                    Ok(NodeSummary {
+                        node_id,
+                        first_seen: UnixMillis(row.get(1)?),
+                        last_seen: UnixMillis(row.get(2)?),
+                        rooms,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(nodes)
+        })
+        .await
+    }
+
+    async fn node_rates(
+        &self,
+        node_id: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<(i64, RateCell)>, StoreError> {
+        let node_id = node_id.to_owned();
+        self.read(move |connection| {
+            let cells = connection
+                .prepare_cached(
+                    "SELECT second, bytes_in, bytes_out, packets_in, packets_out FROM node_rate_cells \
+                     WHERE node_id = ?1 AND second >= ?2 AND second < ?3 ORDER BY second",
+                )?
+                .query_map(params![node_id, from.as_secs(), to.0.div_euclid(1000) + i64::from(to.0.rem_euclid(1000) != 0)], |row| {
+                    Ok((
+                        row.get(0)?,
+                        RateCell {
+                            bytes_in: row.get::<_, i64>(1)? as u64,
+                            bytes_out: row.get::<_, i64>(2)? as u64,
+                            packets_in: row.get::<_, i64>(3)? as u64,
+                            packets_out: row.get::<_, i64>(4)? as u64,
+                        },
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(cells)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.read(|connection| {
+            let count = |sql: &str| -> Result<u64, StoreError> {
+                Ok(connection.prepare_cached(sql)?.query_row([], |row| row.get::<_, i64>(0))? as u64)
+            };
+            Ok(StoreCounts {
+                events: count("SELECT COUNT(*) FROM events")?,
+                stats_windows: count("SELECT COUNT(*) FROM stats_windows")?,
+                samples: count("SELECT COALESCE(SUM(samples), 0) FROM stats_windows")?,
+                rooms: count("SELECT COUNT(*) FROM rooms")?,
+                active_rooms: count("SELECT COUNT(*) FROM rooms WHERE ended_at_ms IS NULL")?,
+                active_participants: count(
+                    "SELECT COUNT(*) FROM participants p JOIN rooms r ON r.sid = p.room_sid \
+                     WHERE r.ended_at_ms IS NULL AND p.state IN ('joined', 'active')",
+                )?,
+                published_tracks: count(
+                    "SELECT COUNT(*) FROM tracks t JOIN rooms r ON r.sid = t.room_sid \
+                     WHERE r.ended_at_ms IS NULL AND t.published_at_ms IS NOT NULL AND t.unpublished_at_ms IS NULL",
+                )?,
+                rate_cells: count("SELECT COUNT(*) FROM node_rate_cells")?,
+            })
+        })
+        .await
+    }
+
+    async fn prune(&self, before: UnixMillis) -> Result<PruneCounts, StoreError> {
+        // Pruning writes, so it goes through a connection of its own rather than the writer's
+        // queue: SQLite serialises writers, and WAL keeps readers going meanwhile.
+        self.read(move |connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let events = transaction.execute("DELETE FROM events WHERE at_ms < ?1", params![before.0])? as u64;
+            let stats_windows = transaction.execute("DELETE FROM stats_windows WHERE end_ms < ?1", params![before.0])? as u64;
+            let rate_cells = transaction.execute("DELETE FROM node_rate_cells WHERE second < ?1", params![before.as_secs()])? as u64;
+            transaction.execute(
+                "DELETE FROM participants WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
+                params![before.0],
+            )?;
+            transaction
+                .execute("DELETE FROM tracks WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)", params![before.0])?;
+            let rooms = transaction.execute("DELETE FROM rooms WHERE ended_at_ms < ?1", params![before.0])? as u64;
+            transaction.commit()?;
+            Ok(PruneCounts { events, stats_windows, rate_cells, rooms })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
