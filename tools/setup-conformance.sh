@@ -7,7 +7,7 @@
 # Idempotent: a step is skipped when what it installs matches its pins already. Needs python3
 # (with venv), node and npm, and the PyPI and npm registries.
 #
-# Then: RTC_TELEMETRY_CONFORMANCE=1 cargo test -p telemetry-core --test conformance
+# Then: TELEMETRY_TEST_CONFORMANCE=1 cargo test -p telemetry-core --test conformance
 # (`cargo xtask test` runs this script and sets the variables itself).
 set -euo pipefail
 
@@ -45,6 +45,6 @@ else
     cp "$lock" "$stamp"
 fi
 
-"$venv/bin/python" -c 'import livekit.api, standardwebhooks'
+"$venv/bin/python" -c 'import livekit.api, standardwebhooks, grpc'
 (cd "$conformance" && node -e 'import("livekit-server-sdk").then(() => {})')
 echo "setup-conformance: ready (python: $venv/bin/python, scripts: $conformance)"

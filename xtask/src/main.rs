@@ -40,9 +40,9 @@ fn test() -> Result<(), String> {
     run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
     run(Command::new("cargo")
         .args(["test", "--workspace", "--all-targets"])
-        .env("RTC_TELEMETRY_CONFORMANCE", "1")
-        .env("RTC_TELEMETRY_PYTHON", root.join("tools/.venv/bin/python"))
-        .env("RTC_TELEMETRY_CONFORMANCE_DIR", root.join("tools/conformance"))
+        .env("TELEMETRY_TEST_CONFORMANCE", "1")
+        .env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))
+        .env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))
         .current_dir(&root))?;
     Ok(())
 }

@@ -9,9 +9,9 @@
 //! One process per receiver checks every case (`tools/conformance/*`).
 //!
 //! The receivers are installed by `tools/setup-conformance.sh` (`cargo xtask test` runs it).
-//! These tests run when `RTC_TELEMETRY_CONFORMANCE=1`; they then find the venv's Python through
-//! `RTC_TELEMETRY_PYTHON` and the scripts and `node_modules` through
-//! `RTC_TELEMETRY_CONFORMANCE_DIR` (defaults: `tools/.venv/bin/python` and `tools/conformance`),
+//! These tests run when `TELEMETRY_TEST_CONFORMANCE=1`; they then find the venv's Python through
+//! `TELEMETRY_TEST_PYTHON` and the scripts and `node_modules` through
+//! `TELEMETRY_TEST_CONFORMANCE_DIR` (defaults: `tools/.venv/bin/python` and `tools/conformance`),
 //! and fail if a tool is missing. Without the variable they are skipped, so a bare `cargo test`
 //! passes on a machine without Python or Node packages.
 
@@ -62,9 +62,9 @@ fn workspace_root() -> PathBuf {
 
 /// The tools when the conformance tests are enabled; `None` (after saying so) when skipped.
 fn tools() -> Option<Tools> {
-    if std::env::var("RTC_TELEMETRY_CONFORMANCE").as_deref() != Ok("1") {
+    if std::env::var("TELEMETRY_TEST_CONFORMANCE").as_deref() != Ok("1") {
         eprintln!(
-            "skipped: set RTC_TELEMETRY_CONFORMANCE=1 to check against the official receivers"
+            "skipped: set TELEMETRY_TEST_CONFORMANCE=1 to check against the official receivers"
         );
         return None;
     }
@@ -76,11 +76,11 @@ fn tools() -> Option<Tools> {
     // not canonical: the venv's `python` is a symlink that must stay the venv's.
     let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
     let tools = Tools {
-        python: absolute(from_env("RTC_TELEMETRY_PYTHON", root.join("tools/.venv/bin/python"))),
-        dir: absolute(from_env("RTC_TELEMETRY_CONFORMANCE_DIR", root.join("tools/conformance"))),
+        python: absolute(from_env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))),
+        dir: absolute(from_env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))),
     };
     let required = [
-        ("the venv's Python (RTC_TELEMETRY_PYTHON)", tools.python.clone()),
+        ("the venv's Python (TELEMETRY_TEST_PYTHON)", tools.python.clone()),
         ("verify_livekit.py", tools.dir.join("verify_livekit.py")),
         ("verify_livekit.mjs", tools.dir.join("verify_livekit.mjs")),
         ("verify_standard.py", tools.dir.join("verify_standard.py")),
