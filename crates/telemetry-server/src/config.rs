@@ -1,0 +1,496 @@
+//! The configuration: one tree of per-subsystem sections, loaded in layers (compiled-in defaults,
+//! a file, `RTC_TELEMETRY_*` environment variables, command-line flags) and validated at start.
+//!
+//! Parsing reads the environment through a key-value list the caller passes in, so tests pass
+//! their own and the process environment is never read or changed here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The commented default configuration, compiled in (`rtc-telemetry config print-default`).
+pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
+
+/// The prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "RTC_TELEMETRY_";
+
+/// Variables with the prefix that are not configuration: the log filter.
+pub const ENV_RESERVED: &[&str] = &["RTC_TELEMETRY_LOG"];
+
+/// The key and secret `--dev` uses when no key is configured.
+pub const DEV_KEY: (&str, &str) = ("devkey", "secret");
+
+/// Everything the service is configured with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How long a graceful shutdown may take.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace_period: Duration,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The gRPC listener.
+    pub grpc: GrpcConfig,
+    /// The analytics store.
+    pub store: StoreConfig,
+    /// The telemetry core.
+    pub stats: StatsConfig,
+    /// API keys.
+    pub keys: Vec<KeyConfig>,
+    /// Webhooks.
+    pub webhooks: WebhooksConfig,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Largest request body, as sent.
+    pub max_body_bytes: usize,
+    /// Largest body after decompression.
+    pub max_decompressed_bytes: usize,
+    /// Ingest requests processed at once.
+    pub max_in_flight: usize,
+    /// Timeout of a request.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+/// The gRPC listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Largest message.
+    pub max_message_bytes: usize,
+}
+
+/// Which store, where.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The backend.
+    pub backend: StoreBackend,
+    /// Folder of the SQLite database.
+    pub data_dir: PathBuf,
+    /// How SQLite syncs commits.
+    pub synchronous: SynchronousMode,
+    /// How long data is kept.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
+/// A store backend.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite store.
+    Sqlite,
+    /// A shared PostgreSQL database (not available yet).
+    Postgres,
+}
+
+/// How SQLite syncs commits.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SynchronousMode {
+    /// Every commit.
+    Full,
+    /// At checkpoints.
+    Normal,
+}
+
+/// The telemetry core's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Flush interval.
+    #[serde(deserialize_with = "duration")]
+    pub flush_interval: Duration,
+    /// Reap delay of closed workers.
+    #[serde(deserialize_with = "duration")]
+    pub worker_cleanup_wait: Duration,
+    /// Shed stats samples above this many outputs waiting.
+    pub max_pending_outputs: usize,
+    /// Samples per track between flushes.
+    pub max_samples_per_track: u32,
+    /// Full rooms in track webhooks.
+    pub full_room_in_track_webhooks: bool,
+}
+
+/// An API key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key (the JWT issuer).
+    pub key: String,
+    /// The HMAC secret.
+    pub secret: String,
+    /// What tokens of this key may do.
+    pub roles: Vec<Role>,
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Report telemetry.
+    Ingest,
+    /// Query.
+    Read,
+    /// Change webhooks, flush, retry and replay deliveries.
+    Admin,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Webhook delivery.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Timeout of one attempt.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Waits between attempts.
+    #[serde(deserialize_with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// Static endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// A static webhook endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Where to POST.
+    pub url: String,
+    /// How to sign.
+    #[serde(default = "default_signing")]
+    pub signing: Signing,
+    /// LiveKit signing: the JWT issuer.
+    #[serde(default)]
+    pub api_key: String,
+    /// LiveKit: the HMAC key; standard: `whsec_` and base64.
+    pub secret: String,
+    /// Only these events, if any.
+    #[serde(default)]
+    pub include_events: Vec<String>,
+    /// Not these events (ignored if `include_events` is set).
+    #[serde(default)]
+    pub exclude_events: Vec<String>,
+}
+
+fn default_signing() -> Signing {
+    Signing::Livekit
+}
+
+/// How a webhook endpoint's requests are signed.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Signing {
+    /// LiveKit's JWT in `Authorization`.
+    Livekit,
+    /// Standard Webhooks headers.
+    Standard,
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts.iter().map(|text| parse_duration(text).map_err(serde::de::Error::custom)).collect()
+}
+
+/// Parses a duration with units: `"500ms"`, `"30s"`, `"3m"`, `"1h 30m"`, `"30d"`.
+///
+/// # Errors
+///
+/// Returns a message saying what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| {
+        format!("invalid duration {text:?}: {error} (write a number and a unit, like \"30s\")")
+    })
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer is not valid TOML.
+    #[error("{origin}: not valid TOML: {message}")]
+    Syntax {
+        /// Which layer.
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key has a bad value, is unknown, or two keys disagree.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key, dotted (`stats.flush_interval`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// Overrides that come from command-line flags.
+#[derive(Clone, Debug, Default)]
+pub struct FlagOverrides {
+    /// `--http-bind`.
+    pub http_bind: Option<SocketAddr>,
+    /// `--grpc-bind`.
+    pub grpc_bind: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--dev`: add the development key if none is configured.
+    pub dev: bool,
+}
+
+/// Loads the configuration: defaults, then `file_text` (from `file_name`), then `environment`
+/// (only `RTC_TELEMETRY_*` entries are read), then `flags`; and validates it.
+///
+/// # Errors
+///
+/// Returns the first problem found, naming the key.
+pub fn load(
+    file: Option<(&str, &str)>,
+    environment: &[(String, String)],
+    flags: &FlagOverrides,
+) -> Result<Config, ConfigError> {
+    let mut tree = parse_layer("the default configuration", DEFAULT_CONFIG)?;
+    if let Some((name, text)) = file {
+        let layer = parse_layer(&format!("config file `{name}`"), text)?;
+        merge(&mut tree, layer, "")?;
+    }
+    for (name, value) in environment {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if ENV_RESERVED.contains(&name.as_str()) {
+            continue;
+        }
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let dotted = keys.join(".");
+        if keys.iter().any(String::is_empty) {
+            return Err(invalid(dotted, format!("environment variable `{name}` names no key")));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
+            .ok()
+            .and_then(|mut table| table.remove("value"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        set(&mut tree, &keys, parsed)
+            .map_err(|message| invalid(&dotted, format!("{message} (from `{name}`)")))?;
+    }
+    let mut config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|error| {
+            let key = error.path().to_string();
+            invalid(key, error.into_inner().to_string())
+        })?;
+    if let Some(bind) = flags.http_bind {
+        config.http.bind = bind;
+    }
+    if let Some(bind) = flags.grpc_bind {
+        config.grpc.bind = bind;
+    }
+    if let Some(dir) = &flags.data_dir {
+        config.store.data_dir = dir.clone();
+    }
+    if flags.dev && config.keys.is_empty() {
+        config.keys.push(KeyConfig {
+            key: DEV_KEY.0.to_owned(),
+            secret: DEV_KEY.1.to_owned(),
+            roles: vec![Role::Ingest, Role::Read, Role::Admin],
+        });
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+fn parse_layer(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|error| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+/// Merges `layer` into `tree`: tables key by key, everything else replaced.
+fn merge(tree: &mut toml::Table, layer: toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (key, value) in layer {
+        let dotted = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match (tree.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(table)) => {
+                merge(existing, table, &dotted)?
+            }
+            (Some(_), toml::Value::Table(_)) => {
+                return Err(invalid(dotted, "expected a value, found a table"));
+            }
+            (_, value) => {
+                tree.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set(tree: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = keys.split_last().expect("at least one key");
+    let mut table = tree;
+    for key in parents {
+        table = match table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(table) => table,
+            _ => return Err(format!("`{key}` is not a section")),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let positive = |key: &str, duration: Duration| {
+        if duration.is_zero() { Err(invalid(key, "must be more than zero")) } else { Ok(()) }
+    };
+    positive("shutdown_grace_period", config.shutdown_grace_period)?;
+    positive("http.request_timeout", config.http.request_timeout)?;
+    positive("stats.flush_interval", config.stats.flush_interval)?;
+    positive("store.retention", config.store.retention)?;
+    positive("webhooks.request_timeout", config.webhooks.request_timeout)?;
+    if config.http.max_body_bytes == 0 {
+        return Err(invalid("http.max_body_bytes", "must be more than zero"));
+    }
+    if config.http.max_decompressed_bytes < config.http.max_body_bytes {
+        return Err(invalid(
+            "http.max_decompressed_bytes",
+            "must be at least `http.max_body_bytes`",
+        ));
+    }
+    if config.http.max_in_flight == 0 {
+        return Err(invalid("http.max_in_flight", "must be at least 1"));
+    }
+    if config.stats.max_samples_per_track == 0 {
+        return Err(invalid("stats.max_samples_per_track", "must be at least 1"));
+    }
+    if config.store.backend == StoreBackend::Postgres {
+        return Err(invalid("store.backend", "\"postgres\" is not available yet; use \"sqlite\""));
+    }
+    if config.keys.is_empty() {
+        return Err(invalid(
+            "keys",
+            "no API keys configured: add a [[keys]] table (key, secret, roles), or run with --dev",
+        ));
+    }
+    for (index, key) in config.keys.iter().enumerate() {
+        if key.key.is_empty() {
+            return Err(invalid(format!("keys[{index}].key"), "must not be empty"));
+        }
+        if key.secret.is_empty() {
+            return Err(invalid(format!("keys[{index}].secret"), "must not be empty"));
+        }
+        if key.roles.is_empty() {
+            return Err(invalid(
+                format!("keys[{index}].roles"),
+                "give at least one of \"ingest\", \"read\", \"admin\"",
+            ));
+        }
+        if config.keys[..index].iter().any(|other| other.key == key.key) {
+            return Err(invalid(
+                format!("keys[{index}].key"),
+                format!("`{}` is configured twice", key.key),
+            ));
+        }
+    }
+    if config.webhooks.retry_schedule.is_empty() {
+        return Err(invalid("webhooks.retry_schedule", "give at least one wait"));
+    }
+    for (index, endpoint) in config.webhooks.endpoints.iter().enumerate() {
+        let key = |field: &str| format!("webhooks.endpoints[{index}].{field}");
+        if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
+            || reqwest::Url::parse(&endpoint.url).is_err()
+        {
+            return Err(invalid(
+                key("url"),
+                format!("{:?} is not an http:// or https:// URL", endpoint.url),
+            ));
+        }
+        match endpoint.signing {
+            Signing::Livekit => {
+                if endpoint.api_key.is_empty() {
+                    return Err(invalid(
+                        key("api_key"),
+                        "livekit signing needs the API key (the JWT issuer)",
+                    ));
+                }
+                if endpoint.secret.is_empty() {
+                    return Err(invalid(key("secret"), "must not be empty"));
+                }
+            }
+            Signing::Standard => {
+                telemetry_core::signing::standard_headers(&endpoint.secret, "msg_check", 0, b"")
+                    .map_err(|error| invalid(key("secret"), error.to_string()))?;
+            }
+        }
+        for name in endpoint.include_events.iter().chain(&endpoint.exclude_events) {
+            if !telemetry_core::webhook_names::ALL.contains(&name.as_str()) {
+                return Err(invalid(
+                    key(if endpoint.include_events.contains(name) {
+                        "include_events"
+                    } else {
+                        "exclude_events"
+                    }),
+                    format!(
+                        "unknown event `{name}`; known: {}",
+                        telemetry_core::webhook_names::ALL.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The core's settings from this configuration.
+    pub fn core(&self, node_id: &str) -> telemetry_core::CoreConfig {
+        telemetry_core::CoreConfig {
+            node_id: node_id.to_owned(),
+            flush_interval: self.stats.flush_interval,
+            worker_cleanup_wait: self.stats.worker_cleanup_wait,
+            max_pending_outputs: self.stats.max_pending_outputs,
+            max_samples_per_track: self.stats.max_samples_per_track,
+            full_room_in_track_webhooks: self.stats.full_room_in_track_webhooks,
+            analytics_key: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! Tests of configuration loading: layers, and a clear error naming the key for bad input.
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, FlagOverrides, Role, load};
+
+fn dev() -> FlagOverrides {
+    FlagOverrides { dev: true, ..FlagOverrides::default() }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn error_of(result: Result<crate::config::Config, ConfigError>) -> String {
+    result.expect_err("refused").to_string()
+}
+
+#[test]
+fn the_defaults_are_those_of_the_design() {
+    let config = load(None, &[], &dev()).expect("defaults with --dev");
+    assert_eq!(config.http.bind.to_string(), "127.0.0.1:7890");
+    assert_eq!(config.grpc.bind.to_string(), "127.0.0.1:7891");
+    assert_eq!(config.stats.flush_interval, Duration::from_secs(30));
+    assert_eq!(config.stats.worker_cleanup_wait, Duration::from_secs(180));
+    assert_eq!(config.store.data_dir.to_str(), Some("./data"));
+    assert_eq!(config.webhooks.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.webhooks.retry_schedule.len(), 10);
+    assert_eq!(config.webhooks.retry_schedule[9], Duration::from_secs(12 * 3600));
+    assert_eq!(config.keys.len(), 1);
+    assert_eq!((config.keys[0].key.as_str(), config.keys[0].secret.as_str()), ("devkey", "secret"));
+    assert_eq!(config.keys[0].roles, vec![Role::Ingest, Role::Read, Role::Admin]);
+}
+
+#[test]
+fn without_keys_and_without_dev_the_service_refuses_to_start() {
+    let message = error_of(load(None, &[], &FlagOverrides::default()));
+    assert!(message.contains("`keys`") && message.contains("--dev"), "{message}");
+}
+
+#[test]
+fn layers_apply_in_order_file_then_environment_then_flags() {
+    let file = r#"
+[stats]
+flush_interval = "10s"
+[http]
+bind = "127.0.0.1:9000"
+[[keys]]
+key = "k1"
+secret = "s1"
+roles = ["read"]
+"#;
+    let environment = env(&[
+        ("RTC_TELEMETRY_STATS__FLUSH_INTERVAL", "5s"),
+        ("RTC_TELEMETRY_HTTP__MAX_IN_FLIGHT", "7"),
+        ("OTHER_VARIABLE", "ignored"),
+    ]);
+    let flags = crate::config::FlagOverrides {
+        http_bind: Some("127.0.0.1:9100".parse().expect("addr")),
+        ..dev()
+    };
+    let config = load(Some(("file.toml", file)), &environment, &flags).expect("loads");
+    assert_eq!(config.stats.flush_interval, Duration::from_secs(5), "environment over file");
+    assert_eq!(config.http.max_in_flight, 7);
+    assert_eq!(config.http.bind.to_string(), "127.0.0.1:9100", "flag over file");
+    assert_eq!(config.keys.len(), 1, "--dev adds no key when keys are configured");
+    assert_eq!(config.keys[0].key, "k1");
+}
+
+#[test]
+fn keys_can_come_from_the_environment() {
+    let environment = env(&[(
+        "RTC_TELEMETRY_KEYS",
+        r#"[{key = "k", secret = "s", roles = ["ingest", "admin"]}]"#,
+    )]);
+    let config = load(None, &environment, &FlagOverrides::default()).expect("loads");
+    assert_eq!(config.keys[0].roles, vec![Role::Ingest, Role::Admin]);
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[stats]\nflush_interval = \"30\"", "`stats.flush_interval`"),
+        ("[stats]\nflush_interval = \"0s\"", "`stats.flush_interval`"),
+        ("[http]\nbind = \"nowhere\"", "`http.bind`"),
+        ("[http]\nmax_in_flight = -1", "`http.max_in_flight`"),
+        ("[http]\nmax_in_flight = 0", "`http.max_in_flight`"),
+        ("[store]\nbackend = \"mysql\"", "`store.backend`"),
+        ("[store]\nbackend = \"postgres\"", "`store.backend`"),
+        ("[stats]\nflush_intervall = \"5s\"", "flush_intervall"),
+        ("[[keys]]\nkey = \"k\"\nsecret = \"\"\nroles = [\"read\"]", "`keys[0].secret`"),
+        ("[[keys]]\nkey = \"k\"\nsecret = \"s\"\nroles = [\"root\"]", "`keys[0].roles[0]`"),
+        ("[[keys]]\nkey = \"k\"\nsecret = \"s\"\nroles = []", "`keys[0].roles`"),
+        (
+            "[[webhooks.endpoints]]\nurl = \"ftp://x\"\nsecret = \"s\"\napi_key = \"k\"",
+            "`webhooks.endpoints[0].url`",
+        ),
+        (
+            "[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"",
+            "`webhooks.endpoints[0].api_key`",
+        ),
+        (
+            "[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook\"\nsigning = \"standard\"\nsecret = \"nope\"",
+            "`webhooks.endpoints[0].secret`",
+        ),
+        (
+            "[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\napi_key = \"k\"\ninclude_events = [\"room_exploded\"]",
+            "`webhooks.endpoints[0].include_events`",
+        ),
+        ("[webhooks]\nretry_schedule = []", "`webhooks.retry_schedule`"),
+    ];
+    for (file, expected) in cases {
+        let message = error_of(load(Some(("bad.toml", file)), &[], &dev()));
+        assert!(
+            message.contains(expected),
+            "{file:?} gave {message:?}, expected it to name {expected}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_toml_is_refused_saying_so() {
+    let message = error_of(load(Some(("broken.toml", "[stats\nflush")), &[], &dev()));
+    assert!(message.contains("broken.toml") && message.contains("not valid TOML"), "{message}");
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let message =
+        error_of(load(None, &env(&[("RTC_TELEMETRY_STATS__FLUSH_INTERVAL", "soon")]), &dev()));
+    assert!(message.contains("`stats.flush_interval`"), "{message}");
+    let message = error_of(load(None, &env(&[("RTC_TELEMETRY_HTTP__BIND__PORT", "1")]), &dev()));
+    assert!(message.contains("RTC_TELEMETRY_HTTP__BIND__PORT"), "{message}");
+}
+
+#[test]
+fn the_printed_default_config_is_the_loaded_default() {
+    // Every key of the struct is in the default file (deny_unknown_fields and no serde defaults
+    // on sections): loading the file alone must succeed once a key is added.
+    let text = crate::config::DEFAULT_CONFIG
+        .replace("keys = []", "keys = [{ key = \"k\", secret = \"s\", roles = [\"read\"] }]");
+    load(Some(("default.toml", &text)), &[], &FlagOverrides::default())
+        .expect("the default file loads");
+}
