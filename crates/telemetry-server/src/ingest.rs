@@ -1,0 +1,93 @@
+//! Ingest: `POST /v1/telemetry` (JSON or protobuf, optionally gzip), the gRPC
+//! `rtctelemetry.v1.TelemetryIngest/Ingest` stream, and LiveKit's
+//! `livekit.AnalyticsRecorderService` streams.
+//!
+//! A call is accepted once the core has applied it (it is then in the ordered output queue); a
+//! request that produced outputs is answered only once they are stored. One bad call never
+//! rejects the others: each is reported with its index and a message naming the field.
+
+pub mod convert;
+pub mod decode;
+pub mod grpc;
+pub mod http;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use telemetry_core::{CallMeta, NodeId, Shed, TelemetryService, UnixMillis};
+use telemetry_proto::v1;
+
+/// One rejected call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Its index in the batch (over a gRPC stream: in the whole stream).
+    pub index: usize,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// What processing a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Calls accepted.
+    pub accepted: usize,
+    /// Calls rejected.
+    pub rejected: Vec<Rejection>,
+    /// The sequence number of the last output the accepted calls produced, if any.
+    pub last_seq: Option<u64>,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.accepted += other.accepted;
+        self.rejected.extend(other.rejected);
+        self.last_seq = self.last_seq.max(other.last_seq);
+    }
+}
+
+/// Converts and applies decoded calls, in order. `first_index` numbers the first call;
+/// `default_node` is the node of calls that name none (the API key).
+pub fn apply_calls(
+    service: &TelemetryService,
+    calls: impl IntoIterator<Item = Result<v1::TelemetryCall, String>>,
+    first_index: usize,
+    default_node: &str,
+    received_at: UnixMillis,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut nodes: HashMap<String, NodeId> = HashMap::new();
+    for (offset, call) in calls.into_iter().enumerate() {
+        let index = first_index + offset;
+        let converted = call.and_then(|call| convert::convert(call, received_at, default_node));
+        let converted = match converted {
+            Ok(converted) => converted,
+            Err(error) => {
+                outcome.rejected.push(Rejection { index, error });
+                continue;
+            }
+        };
+        let node = match nodes.get(&converted.node_id) {
+            Some(&node) => node,
+            None => {
+                let node = service.node(&converted.node_id);
+                nodes.insert(converted.node_id.clone(), node);
+                node
+            }
+        };
+        match service.apply(CallMeta { at: converted.at, node }, converted.call) {
+            Ok(seq) => {
+                outcome.accepted += 1;
+                outcome.last_seq = outcome.last_seq.max(seq);
+            }
+            Err(shed) => outcome.rejected.push(Rejection { index, error: shed_message(shed) }),
+        }
+    }
+    outcome
+}
+
+fn shed_message(shed: Shed) -> String {
+    format!("{shed}; retry later")
+}
+
+#[cfg(test)]
+mod tests;

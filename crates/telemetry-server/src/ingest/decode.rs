@@ -1,0 +1,139 @@
+//! Decoding an ingest body into calls, one result per call: a body that cannot be read at all is
+//! a 400, a call that cannot be read is rejected alone, naming the field at fault.
+
+use prost::Message;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use telemetry_proto::v1;
+
+use crate::error::ApiError;
+
+/// The JSON names of the `call` oneof's members, in the order of the protocol.
+pub const MEMBERS: [&str; 31] = [
+    "trackStats",
+    "roomStarted",
+    "roomEnded",
+    "participantJoined",
+    "participantActive",
+    "participantResumed",
+    "participantLeft",
+    "trackPublishRequested",
+    "trackPublished",
+    "trackUnpublished",
+    "trackSubscribeRequested",
+    "trackSubscribed",
+    "trackUnsubscribed",
+    "trackSubscribeFailed",
+    "trackMuted",
+    "trackUnmuted",
+    "trackPublishedUpdate",
+    "trackMaxSubscribedVideoQuality",
+    "trackPublishRtpStats",
+    "trackSubscribeRtpStats",
+    "egressStarted",
+    "egressUpdated",
+    "egressEnded",
+    "ingressCreated",
+    "ingressDeleted",
+    "ingressStarted",
+    "ingressUpdated",
+    "ingressEnded",
+    "localRoomState",
+    "report",
+    "apiCall",
+];
+
+/// The field numbers of the `call` oneof's members in `TelemetryCall`.
+const MEMBER_FIELDS: std::ops::RangeInclusive<u32> = 10..=40;
+
+/// How the body is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `application/json`: the protobuf JSON mapping.
+    Json,
+    /// `application/x-protobuf`.
+    Protobuf,
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    calls: Vec<&'a RawValue>,
+}
+
+/// Decodes a batch body.
+///
+/// # Errors
+///
+/// `InvalidArgument` if the body as a whole cannot be read; a call that cannot be read is an
+/// `Err` in its place instead.
+pub fn decode_batch(
+    format: Format,
+    body: &[u8],
+) -> Result<Vec<Result<v1::TelemetryCall, String>>, ApiError> {
+    match format {
+        Format::Json => {
+            let text = std::str::from_utf8(body)
+                .map_err(|error| ApiError::invalid(format!("body: not UTF-8 JSON: {error}")))?;
+            let batch: RawBatch<'_> = serde_json::from_str(text).map_err(|error| {
+                ApiError::invalid(format!(
+                    "body: not a TelemetryBatch (`{{\"calls\": [...]}}`): {error}"
+                ))
+            })?;
+            Ok(batch.calls.into_iter().map(|raw| decode_json_call(raw.get())).collect())
+        }
+        Format::Protobuf => {
+            let frames = v1::TelemetryBatchFrames::decode(body).map_err(|error| {
+                ApiError::invalid(format!("body: not a protobuf TelemetryBatch: {error}"))
+            })?;
+            Ok(frames.calls.iter().map(|frame| decode_protobuf_call(frame)).collect())
+        }
+    }
+}
+
+/// Decodes one call in the protobuf JSON mapping.
+///
+/// # Errors
+///
+/// A message naming the field at fault.
+pub fn decode_json_call(text: &str) -> Result<v1::TelemetryCall, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, v1::TelemetryCall>(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        if let Some(member) =
+            message.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next())
+            && MEMBERS.contains(&member)
+        {
+            return format!(
+                "more than one member of `call` is set (`{member}` and another): set exactly one"
+            );
+        }
+        if path == "." || path.is_empty() { message } else { format!("{path}: {message}") }
+    })
+}
+
+/// Decodes one protobuf-encoded call, refusing one with two members of its oneof (which a
+/// protobuf decoder would silently resolve to the last).
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn decode_protobuf_call(frame: &[u8]) -> Result<v1::TelemetryCall, String> {
+    let numbers = telemetry_proto::wire::field_numbers(frame)
+        .map_err(|error| format!("not a protobuf TelemetryCall: {error}"))?;
+    let mut members: Vec<u32> =
+        numbers.into_iter().filter(|number| MEMBER_FIELDS.contains(number)).collect();
+    members.sort_unstable();
+    members.dedup();
+    if members.len() > 1 {
+        let names: Vec<&str> =
+            members.iter().map(|number| MEMBERS[(number - 10) as usize]).collect();
+        return Err(format!(
+            "more than one member of `call` is set ({}): set exactly one",
+            names.join(", ")
+        ));
+    }
+    v1::TelemetryCall::decode(frame)
+        .map_err(|error| format!("not a protobuf TelemetryCall: {error}"))
+}

@@ -1,0 +1,201 @@
+//! The gRPC ingest: `rtctelemetry.v1.TelemetryIngest/Ingest` (the HTTP ingest over a stream of
+//! batches, applied in stream order) and LiveKit's `livekit.AnalyticsRecorderService` (already
+//! coalesced stats, events and node room states from a LiveKit node, stored as they are, with no
+//! webhooks). Both need a token with the `ingest` role in the `authorization` metadata.
+
+use std::sync::Arc;
+
+use telemetry_core::proto as lk;
+use telemetry_core::{Clock, SystemClock};
+use telemetry_proto::recorder::analytics_recorder_service_server::{
+    AnalyticsRecorderService, AnalyticsRecorderServiceServer,
+};
+use telemetry_proto::v1;
+use telemetry_proto::v1::telemetry_ingest_server::{TelemetryIngest, TelemetryIngestServer};
+use telemetry_store::model::{EventRecord, NodeRoomsRecord, StatsWindowRecord, WriteBatch};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::ingest::http::wait_durable;
+use crate::ingest::{Outcome, apply_calls};
+use crate::metrics::{RecorderStream, Transport};
+use crate::state::AppState;
+
+/// Checks the token of every gRPC call and puts the caller in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct AuthInterceptor {
+    auth: Arc<Authenticator>,
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header =
+            request.metadata().get("authorization").map(|value| value.to_str().unwrap_or(""));
+        let principal = self.auth.authenticate(header)?;
+        principal.require(Role::Ingest)?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The gRPC services, authenticated.
+pub fn services(
+    state: AppState,
+) -> (
+    InterceptedService<TelemetryIngestServer<GrpcIngest>, AuthInterceptor>,
+    InterceptedService<AnalyticsRecorderServiceServer<Recorder>, AuthInterceptor>,
+) {
+    let interceptor = AuthInterceptor { auth: Arc::new(Authenticator::new(&state.config.keys)) };
+    let limit = state.config.grpc.max_message_bytes;
+    (
+        InterceptedService::new(
+            TelemetryIngestServer::new(GrpcIngest { state: state.clone() })
+                .max_decoding_message_size(limit),
+            interceptor.clone(),
+        ),
+        InterceptedService::new(
+            AnalyticsRecorderServiceServer::new(Recorder { state })
+                .max_decoding_message_size(limit),
+            interceptor,
+        ),
+    )
+}
+
+fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing `authorization` metadata"))
+}
+
+fn check_accepting(state: &AppState) -> Result<(), Status> {
+    if state.accepting() {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Unavailable, "the service is shutting down").into())
+    }
+}
+
+/// `rtctelemetry.v1.TelemetryIngest`.
+#[derive(Debug)]
+pub struct GrpcIngest {
+    state: AppState,
+}
+
+#[tonic::async_trait]
+impl TelemetryIngest for GrpcIngest {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<v1::TelemetryBatch>>,
+    ) -> Result<Response<v1::IngestSummary>, Status> {
+        let principal = principal(&request)?;
+        check_accepting(&self.state)?;
+        let mut stream = request.into_inner();
+        let mut outcome = Outcome::default();
+        let mut index = 0;
+        while let Some(batch) = stream.message().await? {
+            let count = batch.calls.len();
+            let service = self.state.service.clone();
+            let key = principal.key.clone();
+            let first = index;
+            let batch_outcome = tokio::task::spawn_blocking(move || {
+                apply_calls(
+                    &service,
+                    batch.calls.into_iter().map(Ok),
+                    first,
+                    &key,
+                    SystemClock.now(),
+                )
+            })
+            .await
+            .map_err(|error| Status::from(ApiError::internal(&error)))?;
+            outcome.merge(batch_outcome);
+            index += count;
+        }
+        if let Some(seq) = outcome.last_seq {
+            wait_durable(&self.state, seq).await?;
+        }
+        self.state.metrics.ingest(
+            Transport::Grpc,
+            outcome.accepted as u64,
+            outcome.rejected.len() as u64,
+        );
+        Ok(Response::new(v1::IngestSummary {
+            accepted: outcome.accepted as u32,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|rejection| v1::Rejection {
+                    index: rejection.index as u32,
+                    error: rejection.error,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// `livekit.AnalyticsRecorderService`.
+#[derive(Debug)]
+pub struct Recorder {
+    state: AppState,
+}
+
+impl Recorder {
+    async fn store(&self, batch: WriteBatch) -> Result<(), Status> {
+        self.state.store.write(batch).await.map_err(|error| Status::from(ApiError::from(error)))
+    }
+}
+
+#[tonic::async_trait]
+impl AnalyticsRecorderService for Recorder {
+    async fn ingest_stats(
+        &self,
+        request: Request<Streaming<lk::AnalyticsStats>>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        check_accepting(&self.state)?;
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let now = SystemClock.now();
+            let stats = message
+                .stats
+                .iter()
+                .map(|stat| StatsWindowRecord::from_livekit_stat(stat, now))
+                .collect();
+            self.store(WriteBatch { stats, ..WriteBatch::default() }).await?;
+            self.state.metrics.recorder(RecorderStream::Stats, 1);
+        }
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn ingest_events(
+        &self,
+        request: Request<Streaming<lk::AnalyticsEvents>>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        check_accepting(&self.state)?;
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let events = message.events.iter().map(EventRecord::from_event).collect();
+            self.store(WriteBatch { events, ..WriteBatch::default() }).await?;
+            self.state.metrics.recorder(RecorderStream::Events, 1);
+        }
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn ingest_node_room_states(
+        &self,
+        request: Request<Streaming<lk::AnalyticsNodeRooms>>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        check_accepting(&self.state)?;
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let record = NodeRoomsRecord::from_node_rooms(&message, SystemClock.now());
+            self.store(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }).await?;
+            self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
+        }
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+}

@@ -1,0 +1,202 @@
+//! `POST /v1/telemetry` and `POST /v1/flush`.
+
+use std::io::Read;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use telemetry_core::{Clock, SystemClock};
+
+use crate::auth::Principal;
+use crate::config::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::ingest::decode::{Format, decode_batch};
+use crate::ingest::{Outcome, Rejection, apply_calls};
+use crate::metrics::Transport;
+use crate::state::AppState;
+
+/// The ingest response.
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    /// Calls accepted.
+    pub accepted: usize,
+    /// Calls rejected, with their index and why.
+    pub rejected: Vec<Rejection>,
+}
+
+/// `POST /v1/telemetry`.
+///
+/// # Errors
+///
+/// The documented statuses: 400, 401, 403, 413, 415, 429, 503.
+pub async fn ingest(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let result = ingest_inner(&state, principal, &headers, body).await;
+    if let Err(error) = &result {
+        state.metrics.refused(error.code.http_status().as_u16());
+    }
+    result
+}
+
+async fn ingest_inner(
+    state: &AppState,
+    principal: Result<Principal, ApiError>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let principal = principal?;
+    principal.require(Role::Ingest)?;
+    if !state.accepting() {
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the service is shutting down").retry_after(5)
+        );
+    }
+    let format = content_format(headers)?;
+    let gzip = content_encoding_is_gzip(headers)?;
+    let _permit = state.ingest_permits.try_acquire().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ResourceExhausted,
+            "too many ingest requests in flight; retry later",
+        )
+        .retry_after(1)
+    })?;
+    if state.service.pending_outputs() > state.config.stats.max_pending_outputs {
+        return Err(ApiError::new(
+            ErrorCode::ResourceExhausted,
+            "the store is behind; retry later",
+        )
+        .retry_after(1));
+    }
+    let limit = state.config.http.max_body_bytes;
+    let bytes = http_body_util::Limited::new(body, limit).collect().await.map_err(|error| {
+        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body: larger than {limit} bytes (`http.max_body_bytes`)"),
+            )
+        } else {
+            ApiError::invalid(format!("body: could not be read: {error}"))
+        }
+    })?;
+    let bytes = bytes.to_bytes();
+    let max_decompressed = state.config.http.max_decompressed_bytes;
+    let service = state.service.clone();
+    let default_node = principal.key.clone();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, ApiError> {
+        let body = if gzip { gunzip(&bytes, max_decompressed)? } else { bytes.to_vec() };
+        let calls = decode_batch(format, &body)?;
+        Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now()))
+    })
+    .await
+    .map_err(|error| ApiError::internal(&error))??;
+    if let Some(seq) = outcome.last_seq {
+        wait_durable(state, seq).await?;
+    }
+    state.metrics.ingest(Transport::Http, outcome.accepted as u64, outcome.rejected.len() as u64);
+    Ok(Json(IngestResponse { accepted: outcome.accepted, rejected: outcome.rejected }))
+}
+
+/// Waits until the outputs up to `seq` are stored, at most the request timeout.
+///
+/// # Errors
+///
+/// `Unavailable` if the store does not catch up in time or the pipeline stopped. The calls are
+/// accepted all the same and will be stored; the caller learns it could not be confirmed.
+pub async fn wait_durable(state: &AppState, seq: u64) -> Result<(), ApiError> {
+    match tokio::time::timeout(state.config.http.request_timeout, state.durable.wait_for(seq)).await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => {
+            Err(ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
+                .retry_after(5))
+        }
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "accepted, but not confirmed stored within `http.request_timeout`: the store is behind",
+        )
+        .retry_after(5)),
+    }
+}
+
+fn content_format(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
+        "" => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "missing `Content-Type`: send `application/json` or `application/x-protobuf`",
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "`Content-Type: {other}` is not supported: send `application/json` or `application/x-protobuf`"
+            ),
+        )),
+    }
+}
+
+fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("identity");
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "identity" | "" => Ok(false),
+        "gzip" | "x-gzip" => Ok(true),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("`Content-Encoding: {other}` is not supported: send `gzip` or nothing"),
+        )),
+    }
+}
+
+/// Decompresses gzip, refusing to produce more than `limit` bytes.
+fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|error| ApiError::invalid(format!("body: invalid gzip data: {error}")))?;
+    if out.len() > limit {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "body: larger than {limit} bytes once decompressed (`http.max_decompressed_bytes`)"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The flush response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushResponse {
+    /// Stats batches stored by this flush (one per participant with samples).
+    pub stored_through_seq: u64,
+}
+
+/// `POST /v1/flush`: flushes every stats worker and returns once the flushed stats are stored.
+///
+/// # Errors
+///
+/// 401, 403, or 503 if storing does not finish within the request timeout.
+pub async fn flush(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+) -> Result<Json<FlushResponse>, ApiError> {
+    principal?.require(Role::Admin)?;
+    let seq = crate::pipeline::flush(&state.service, &state.metrics).await;
+    wait_durable(&state, seq).await?;
+    Ok(Json(FlushResponse { stored_through_seq: seq }))
+}

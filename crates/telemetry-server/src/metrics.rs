@@ -1,0 +1,356 @@
+//! The service's own metrics and the Prometheus text rendering of everything: the core's
+//! families (LiveKit's names) and `rtc_telemetry_*` for ingest, flush, store and pipeline.
+//! Metric names are constants of this module only.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot_free::Mutex;
+use telemetry_core::metrics::{Histogram, MetricFamily, MetricKind, MetricValue, MetricsSnapshot};
+
+mod parking_lot_free {
+    /// A `std` mutex that ignores poisoning (a metric is still a metric after a panic).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+}
+
+/// Latency buckets, in seconds.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Which ingest path a call came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `POST /v1/telemetry`.
+    Http,
+    /// `rtctelemetry.v1.TelemetryIngest/Ingest`.
+    Grpc,
+}
+
+/// The LiveKit recorder stream a message came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecorderStream {
+    /// `IngestStats`.
+    Stats,
+    /// `IngestEvents`.
+    Events,
+    /// `IngestNodeRoomStates`.
+    NodeRoomStates,
+}
+
+/// Counters and histograms of the service itself.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    /// Calls accepted and rejected, by transport: `[http, grpc] x [accepted, rejected]`.
+    ingest_calls: [[AtomicU64; 2]; 2],
+    /// Requests refused whole, by HTTP status class of the refusal (4xx other than 429, 429, 5xx).
+    ingest_refused: [AtomicU64; 3],
+    recorder_messages: [AtomicU64; 3],
+    flush_seconds: Mutex<Histogram>,
+    store_write_seconds: Mutex<Histogram>,
+    store_write_failures: AtomicU64,
+    stored_outputs: AtomicU64,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        Self {
+            ingest_calls: Default::default(),
+            ingest_refused: Default::default(),
+            recorder_messages: Default::default(),
+            flush_seconds: Mutex::new(Histogram::new(SECONDS_BUCKETS)),
+            store_write_seconds: Mutex::new(Histogram::new(SECONDS_BUCKETS)),
+            store_write_failures: AtomicU64::new(0),
+            stored_outputs: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServerMetrics {
+    /// Counts calls of one request.
+    pub fn ingest(&self, transport: Transport, accepted: u64, rejected: u64) {
+        let row = &self.ingest_calls[transport as usize];
+        row[0].fetch_add(accepted, Ordering::Relaxed);
+        row[1].fetch_add(rejected, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused whole with `status`.
+    pub fn refused(&self, status: u16) {
+        let index = match status {
+            429 => 1,
+            500.. => 2,
+            _ => 0,
+        };
+        self.ingest_refused[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts recorder messages.
+    pub fn recorder(&self, stream: RecorderStream, messages: u64) {
+        self.recorder_messages[stream as usize].fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// Records how long a flush took.
+    pub fn flush(&self, took: Duration) {
+        self.flush_seconds.lock().observe(took.as_secs_f64());
+    }
+
+    /// Records a store write of `outputs` outputs.
+    pub fn store_write(&self, took: Duration, outputs: u64) {
+        self.store_write_seconds.lock().observe(took.as_secs_f64());
+        self.stored_outputs.fetch_add(outputs, Ordering::Relaxed);
+    }
+
+    /// Counts a failed store write (it is retried).
+    pub fn store_write_failed(&self) {
+        self.store_write_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns calls accepted over every transport.
+    pub fn accepted_calls(&self) -> u64 {
+        self.ingest_calls.iter().map(|row| row[0].load(Ordering::Relaxed)).sum()
+    }
+
+    fn families(&self) -> Vec<MetricFamily> {
+        let number = |labels: Vec<(&'static str, String)>, value: u64| {
+            telemetry_core::metrics::MetricSample {
+                labels,
+                value: MetricValue::Number(value as f64),
+            }
+        };
+        let mut ingest = Vec::new();
+        for (transport, name) in [(Transport::Http, "http"), (Transport::Grpc, "grpc")] {
+            for (column, result) in ["accepted", "rejected"].iter().enumerate() {
+                ingest.push(number(
+                    vec![("transport", name.to_owned()), ("result", (*result).to_owned())],
+                    self.ingest_calls[transport as usize][column].load(Ordering::Relaxed),
+                ));
+            }
+        }
+        let refused = ["4xx", "429", "5xx"]
+            .iter()
+            .enumerate()
+            .map(|(index, status)| {
+                number(
+                    vec![("status", (*status).to_owned())],
+                    self.ingest_refused[index].load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let recorder = ["stats", "events", "node_room_states"]
+            .iter()
+            .enumerate()
+            .map(|(index, stream)| {
+                number(
+                    vec![("stream", (*stream).to_owned())],
+                    self.recorder_messages[index].load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let histogram = |histogram: &Mutex<Histogram>| {
+            vec![telemetry_core::metrics::MetricSample {
+                labels: Vec::new(),
+                value: MetricValue::Histogram(histogram.lock().clone()),
+            }]
+        };
+        vec![
+            MetricFamily {
+                name: "rtc_telemetry_ingest_calls_total",
+                help: "Telemetry calls received, by transport and result (a rejected call is reported in the response).",
+                kind: MetricKind::Counter,
+                samples: ingest,
+            },
+            MetricFamily {
+                name: "rtc_telemetry_ingest_requests_refused_total",
+                help: "Ingest requests refused whole, by status.",
+                kind: MetricKind::Counter,
+                samples: refused,
+            },
+            MetricFamily {
+                name: "rtc_telemetry_recorder_messages_total",
+                help: "Messages received on LiveKit's AnalyticsRecorderService streams.",
+                kind: MetricKind::Counter,
+                samples: recorder,
+            },
+            MetricFamily {
+                name: "rtc_telemetry_flush_duration_seconds",
+                help: "How long a flush of every stats worker took.",
+                kind: MetricKind::Histogram,
+                samples: histogram(&self.flush_seconds),
+            },
+            MetricFamily {
+                name: "rtc_telemetry_store_write_seconds",
+                help: "How long a store write (one transaction) took.",
+                kind: MetricKind::Histogram,
+                samples: histogram(&self.store_write_seconds),
+            },
+            MetricFamily {
+                name: "rtc_telemetry_store_write_failures_total",
+                help: "Store writes that failed (each is retried until it succeeds).",
+                kind: MetricKind::Counter,
+                samples: vec![number(
+                    Vec::new(),
+                    self.store_write_failures.load(Ordering::Relaxed),
+                )],
+            },
+            MetricFamily {
+                name: "rtc_telemetry_stored_outputs_total",
+                help: "Core outputs (events, stats batches, node states, rate cells) stored.",
+                kind: MetricKind::Counter,
+                samples: vec![number(Vec::new(), self.stored_outputs.load(Ordering::Relaxed))],
+            },
+        ]
+    }
+}
+
+/// Renders the core's and the service's metrics as Prometheus text (version 0.0.4).
+pub fn render(core: &MetricsSnapshot, server: &ServerMetrics, extra: &[MetricFamily]) -> String {
+    let mut out = String::new();
+    for family in core.families.iter().chain(server.families().iter()).chain(extra) {
+        render_family(&mut out, family);
+    }
+    out
+}
+
+fn render_family(out: &mut String, family: &MetricFamily) {
+    let kind = match family.kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+    };
+    let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+    let _ = writeln!(out, "# TYPE {} {kind}", family.name);
+    for sample in &family.samples {
+        match &sample.value {
+            MetricValue::Number(value) => {
+                let _ = writeln!(
+                    out,
+                    "{}{} {}",
+                    family.name,
+                    labels(&sample.labels, None),
+                    number(*value)
+                );
+            }
+            MetricValue::Histogram(histogram) => {
+                let mut cumulative = 0;
+                for (bound, count) in histogram.bounds.iter().zip(histogram.counts()) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "{}_bucket{} {cumulative}",
+                        family.name,
+                        labels(&sample.labels, Some(&number(*bound)))
+                    );
+                }
+                let total = histogram.count();
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {total}",
+                    family.name,
+                    labels(&sample.labels, Some("+Inf"))
+                );
+                let _ = writeln!(
+                    out,
+                    "{}_sum{} {}",
+                    family.name,
+                    labels(&sample.labels, None),
+                    number(histogram.sum)
+                );
+                let _ =
+                    writeln!(out, "{}_count{} {total}", family.name, labels(&sample.labels, None));
+            }
+        }
+    }
+}
+
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
+    if labels.is_empty() && le.is_none() {
+        return String::new();
+    }
+    let mut out = String::from("{");
+    for (index, (name, value)) in labels.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ = write!(out, "{name}=\"{escaped}\"");
+    }
+    if let Some(le) = le {
+        if !labels.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(out, "le=\"{le}\"");
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_render_in_prometheus_text_format() {
+        let mut histogram = Histogram::new(&[1.0, 5.0]);
+        histogram.observe(0.5);
+        histogram.observe(3.0);
+        histogram.observe(9.0);
+        let snapshot = MetricsSnapshot {
+            families: vec![
+                MetricFamily {
+                    name: "livekit_packet_total",
+                    help: "Packets.",
+                    kind: MetricKind::Counter,
+                    samples: vec![telemetry_core::metrics::MetricSample {
+                        labels: vec![
+                            ("direction", "incoming".to_owned()),
+                            ("country", "a\"b".to_owned()),
+                        ],
+                        value: MetricValue::Number(42.0),
+                    }],
+                },
+                MetricFamily {
+                    name: "livekit_rtt_ms",
+                    help: "RTT.",
+                    kind: MetricKind::Histogram,
+                    samples: vec![telemetry_core::metrics::MetricSample {
+                        labels: vec![],
+                        value: MetricValue::Histogram(histogram),
+                    }],
+                },
+            ],
+        };
+        let text = render(&snapshot, &ServerMetrics::default(), &[]);
+        assert!(text.contains("# TYPE livekit_packet_total counter\n"));
+        assert!(
+            text.contains("livekit_packet_total{direction=\"incoming\",country=\"a\\\"b\"} 42\n"),
+            "{text}"
+        );
+        assert!(text.contains("livekit_rtt_ms_bucket{le=\"1\"} 1\n"));
+        assert!(text.contains("livekit_rtt_ms_bucket{le=\"5\"} 2\n"));
+        assert!(text.contains("livekit_rtt_ms_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("livekit_rtt_ms_sum 12.5\n"));
+        assert!(text.contains("livekit_rtt_ms_count 3\n"));
+        assert!(text.contains(
+            "rtc_telemetry_ingest_calls_total{transport=\"http\",result=\"accepted\"} 0\n"
+        ));
+    }
+}

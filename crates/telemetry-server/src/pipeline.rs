@@ -1,0 +1,214 @@
+//! The pipeline from the core to the store: the single consumer of the core's ordered outputs,
+//! which turns them into store writes and publishes how far they are durable, and the timers that
+//! flush stats workers, drain node rate cells and prune old data.
+//!
+//! Ingest acknowledges a call that produced outputs only once the durable watermark has passed
+//! the call's last output: an acknowledged event, and later its webhook, is on disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use telemetry_core::{Clock, Output, OutputReceiver, Sequenced, SystemClock, TelemetryService};
+use telemetry_store::Store;
+use telemetry_store::model::{
+    EventRecord, NodeRoomsRecord, RateCellRecord, StatsWindowRecord, WriteBatch,
+};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::ServerMetrics;
+
+/// Most outputs turned into one store write.
+const MAX_OUTPUTS_PER_WRITE: usize = 4096;
+
+/// How often node rate cells are drained into the store.
+pub const RATES_DRAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often old data is pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The first wait after a failed store write; it doubles up to `MAX_RETRY_WAIT`.
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// Publishes the sequence number up to which every output is stored.
+#[derive(Clone, Debug)]
+pub struct Durable {
+    receiver: watch::Receiver<u64>,
+}
+
+impl Durable {
+    /// Waits until every output up to `seq` is stored.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the pipeline stopped first.
+    pub async fn wait_for(&self, seq: u64) -> Result<(), watch::error::RecvError> {
+        let mut receiver = self.receiver.clone();
+        receiver.wait_for(|&durable| durable >= seq).await.map(|_| ())
+    }
+
+    /// The sequence number up to which every output is stored.
+    pub fn current(&self) -> u64 {
+        *self.receiver.borrow()
+    }
+}
+
+/// Builds the core with a notifier that wakes the consumer.
+pub fn build_core(
+    config: telemetry_core::CoreConfig,
+) -> (TelemetryService, OutputReceiver, Arc<Notify>) {
+    let notify = Arc::new(Notify::new());
+    let waker = notify.clone();
+    let (service, receiver) =
+        TelemetryService::builder(config).notifier(Box::new(move || waker.notify_one())).build();
+    (service, receiver, notify)
+}
+
+/// The consumer of the core's outputs.
+#[derive(Debug)]
+pub struct Consumer {
+    receiver: OutputReceiver,
+    notify: Arc<Notify>,
+    store: Arc<dyn Store>,
+    durable: watch::Sender<u64>,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl Consumer {
+    /// Creates the consumer and the handle ingest waits on.
+    pub fn new(
+        receiver: OutputReceiver,
+        notify: Arc<Notify>,
+        store: Arc<dyn Store>,
+        metrics: Arc<ServerMetrics>,
+    ) -> (Self, Durable) {
+        let (durable, watermark) = watch::channel(0);
+        (Self { receiver, notify, store, durable, metrics }, Durable { receiver: watermark })
+    }
+
+    /// Stores outputs as they come until `stop` is cancelled, then stores what is left and
+    /// returns. The caller cancels `stop` only after the last flush, so nothing is left behind.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            self.store_available().await;
+            tokio::select! {
+                () = self.notify.notified() => {}
+                // A safety net: the notifier fires on empty-to-non-empty only.
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        self.store_available().await;
+    }
+
+    async fn store_available(&self) {
+        loop {
+            let mut outputs = Vec::new();
+            if self.receiver.take(MAX_OUTPUTS_PER_WRITE, &mut outputs) == 0 {
+                return;
+            }
+            let last = outputs.last().map(|output| output.seq).unwrap_or_default();
+            let count = outputs.len() as u64;
+            let batch = to_write_batch(outputs, SystemClock.now());
+            let mut wait = FIRST_RETRY_WAIT;
+            loop {
+                let started = tokio::time::Instant::now();
+                match self.store.write(batch.clone()).await {
+                    Ok(()) => {
+                        self.metrics.store_write(started.elapsed(), count);
+                        break;
+                    }
+                    Err(error) => {
+                        // Never drop what was accepted: retry until the store takes it.
+                        self.metrics.store_write_failed();
+                        tracing::error!(%error, retry_in = ?wait, "store write failed");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(MAX_RETRY_WAIT);
+                    }
+                }
+            }
+            self.durable.send_replace(last);
+        }
+    }
+}
+
+/// Turns core outputs into one store write.
+pub fn to_write_batch(outputs: Vec<Sequenced>, now: telemetry_core::UnixMillis) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for output in outputs {
+        match output.output {
+            Output::Call(call) => {
+                if let Some(event) = &call.event {
+                    batch.events.push(EventRecord::from_event(event));
+                }
+            }
+            Output::Stats(stats) => batch.stats.extend(StatsWindowRecord::from_batch(&stats)),
+            Output::NodeRooms(rooms) => {
+                batch.node_rooms.push(NodeRoomsRecord::from_node_rooms(&rooms, now))
+            }
+            Output::NodeRates(rates) => {
+                batch.rate_cells.extend(rates.cells.into_iter().map(|cell| RateCellRecord {
+                    node_id: cell.node.to_string(),
+                    second: cell.second,
+                    cell: cell.cell,
+                }))
+            }
+        }
+    }
+    batch
+}
+
+/// Flushes every stats worker and drains node rates, on a blocking thread (a flush of many
+/// workers takes longer than async code may hold a thread); returns the last output's sequence
+/// number.
+pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics) -> u64 {
+    let started = tokio::time::Instant::now();
+    let flushing = service.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        flushing.flush_stats();
+        flushing.drain_node_rates();
+    })
+    .await;
+    metrics.flush(started.elapsed());
+    service.last_seq()
+}
+
+/// Runs the periodic work until `stop` is cancelled: flush every `flush_interval`, drain node
+/// rates every second, prune data older than `retention` every ten minutes.
+pub async fn run_timers(
+    service: TelemetryService,
+    store: Arc<dyn Store>,
+    metrics: Arc<ServerMetrics>,
+    flush_interval: Duration,
+    retention: Duration,
+    stop: CancellationToken,
+) {
+    let mut flush_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + flush_interval, flush_interval);
+    // A late flush is not made up twice: the next one covers what the missed one would have.
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rates_tick = tokio::time::interval(RATES_DRAIN_INTERVAL);
+    rates_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = flush_tick.tick() => {
+                flush(&service, &metrics).await;
+            }
+            _ = rates_tick.tick() => {
+                service.drain_node_rates();
+            }
+            _ = prune_tick.tick() => {
+                let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                let before = SystemClock.now().plus_millis(-retention_ms);
+                match store.prune(before).await {
+                    Ok(pruned) => tracing::info!(?pruned, "pruned data older than the retention"),
+                    Err(error) => tracing::warn!(%error, "pruning failed"),
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The state every request handler shares, and the authentication extractor.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use telemetry_core::TelemetryService;
+use telemetry_store::Store;
+use tokio::sync::Semaphore;
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::ServerMetrics;
+use crate::pipeline::Durable;
+
+/// What handlers share; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The shared parts.
+#[derive(Debug)]
+pub struct Inner {
+    /// The configuration.
+    pub config: Config,
+    /// The telemetry core.
+    pub service: TelemetryService,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// How far outputs are stored.
+    pub durable: Durable,
+    /// API keys.
+    pub auth: Authenticator,
+    /// The service's metrics.
+    pub metrics: Arc<ServerMetrics>,
+    /// Permits for ingest requests in flight; none left means 429.
+    pub ingest_permits: Semaphore,
+    /// False once shutdown began: readiness fails and ingest answers 503.
+    accepting: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        config: Config,
+        service: TelemetryService,
+        store: Arc<dyn Store>,
+        durable: Durable,
+        metrics: Arc<ServerMetrics>,
+    ) -> Self {
+        let auth = Authenticator::new(&config.keys);
+        let ingest_permits = Semaphore::new(config.http.max_in_flight);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                service,
+                store,
+                durable,
+                auth,
+                metrics,
+                ingest_permits,
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Whether the service accepts new work.
+    pub fn accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting new work (shutdown).
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or(""));
+        state.auth.authenticate(header)
+    }
+}
