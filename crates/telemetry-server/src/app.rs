@@ -1,0 +1,211 @@
+//! The application: built from a configuration without binding anything, then run on listeners
+//! the caller binds and until a shutdown trigger the caller gives, so tests run it on port 0 with
+//! their own trigger exactly as the binary does.
+//!
+//! Task inventory (all tracked): the HTTP server, the gRPC server, the pipeline's consumer and
+//! its timers. Shutdown follows the data: stop accepting (readiness fails, servers finish
+//! in-flight requests), stop the timers, flush every stats worker, wait until every output is
+//! stored, stop the consumer, close the store; all within `shutdown_grace_period`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use telemetry_store::Store;
+use telemetry_store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::config::{Config, SynchronousMode};
+use crate::error::ApiError;
+use crate::metrics::ServerMetrics;
+use crate::pipeline::{self, Consumer};
+use crate::state::AppState;
+use crate::{api, ingest};
+
+/// The node id the core attributes in-process calls to (ingest calls always name their node).
+const SERVICE_NODE: &str = "rtc-telemetry";
+
+/// The built application.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+    consumer: Consumer,
+    store: Arc<SqliteStore>,
+}
+
+impl App {
+    /// Opens the store and builds the core and the pipeline; binds nothing.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store cannot be opened.
+    pub fn build(config: Config) -> anyhow::Result<App> {
+        let sqlite = SqliteConfig {
+            path: config.store.data_dir.join("telemetry.sqlite3"),
+            synchronous: match config.store.synchronous {
+                SynchronousMode::Full => Synchronous::Full,
+                SynchronousMode::Normal => Synchronous::Normal,
+            },
+        };
+        let store = Arc::new(SqliteStore::open(sqlite).with_context(|| {
+            format!("opening the store in `{}`", config.store.data_dir.display())
+        })?);
+        let metrics = Arc::new(ServerMetrics::default());
+        let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
+        let (consumer, durable) = Consumer::new(receiver, notify, store.clone(), metrics.clone());
+        let state = AppState::new(config, service, store.clone(), durable, metrics);
+        Ok(App { state, consumer, store })
+    }
+
+    /// The shared state (for tests and the demo).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves on `http` and `grpc` until `shutdown` completes, then shuts down in data-flow
+    /// order.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a server fails.
+    pub async fn run(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let App { state, consumer, store } = self;
+        let grace = state.config.shutdown_grace_period;
+        let tracker = TaskTracker::new();
+        let stop_servers = CancellationToken::new();
+        let stop_timers = CancellationToken::new();
+        let stop_consumer = CancellationToken::new();
+
+        tracker
+            .spawn(consumer.run(stop_consumer.clone()).instrument(tracing::info_span!("consumer")));
+        tracker.spawn(
+            pipeline::run_timers(
+                state.service.clone(),
+                store.clone() as Arc<dyn Store>,
+                state.metrics.clone(),
+                state.config.stats.flush_interval,
+                state.config.store.retention,
+                stop_timers.clone(),
+            )
+            .instrument(tracing::info_span!("timers")),
+        );
+
+        let http_address = http.local_addr().context("the HTTP listener's address")?;
+        let grpc_address = grpc.local_addr().context("the gRPC listener's address")?;
+        let http_server = axum::serve(http, router(state.clone()))
+            .with_graceful_shutdown(stop_servers.clone().cancelled_owned());
+        let mut http_task =
+            tokio::spawn(async move { http_server.await }.instrument(tracing::info_span!("http")));
+        let (ingest_service, recorder_service) = ingest::grpc::services(state.clone());
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(ingest_service)
+            .add_service(recorder_service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                stop_servers.clone().cancelled_owned(),
+            );
+        let mut grpc_task = tokio::spawn(grpc_server.instrument(tracing::info_span!("grpc")));
+        tracing::info!(http = %http_address, grpc = %grpc_address, "serving");
+
+        let mut failure = None;
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut http_task => failure = Some(format!("the HTTP server stopped: {result:?}")),
+            result = &mut grpc_task => failure = Some(format!("the gRPC server stopped: {result:?}")),
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+
+        // 1. Stop accepting; servers finish the requests in flight.
+        state.stop_accepting();
+        stop_servers.cancel();
+        let servers = async {
+            if !http_task.is_finished() {
+                let _ = (&mut http_task).await;
+            }
+            if !grpc_task.is_finished() {
+                let _ = (&mut grpc_task).await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, servers).await.is_err() {
+            tracing::warn!("requests still in flight at the end of the grace period");
+            http_task.abort();
+            grpc_task.abort();
+        }
+
+        // 2. The last flush: every accepted sample ends in a stored window.
+        stop_timers.cancel();
+        let last = pipeline::flush(&state.service, &state.metrics).await;
+        if tokio::time::timeout_at(deadline, state.durable.wait_for(last)).await.is_err() {
+            tracing::warn!(
+                last,
+                stored = state.durable.current(),
+                "the store did not catch up within the grace period"
+            );
+        }
+
+        // 3. Stop the consumer (it stores what is left first), then close the store.
+        stop_consumer.cancel();
+        tracker.close();
+        if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
+            tracing::warn!("tasks still running at the end of the grace period");
+        }
+        let closing = store.clone();
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        tracing::info!(stored_through = state.durable.current(), "stopped");
+        match failure {
+            Some(failure) => anyhow::bail!(failure),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.config.http.request_timeout + Duration::from_secs(5);
+    Router::new()
+        .route("/v1/telemetry", post(ingest::http::ingest))
+        .route("/v1/flush", post(ingest::http::flush))
+        .route("/v1/rooms", get(api::rooms))
+        .route("/v1/rooms/{sid}", get(api::room))
+        .route("/v1/rooms/{sid}/events", get(api::room_events))
+        .route("/v1/stats", get(api::stats))
+        .route("/v1/nodes", get(api::nodes))
+        .route("/v1/nodes/{node_id}/rates", get(api::node_rates))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.accepting() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let core = state.service.metrics();
+    let text = crate::metrics::render(&core, &state.metrics, &[]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
