@@ -1,0 +1,239 @@
+//! Bad input on every ingest path: each gets its documented status and a message naming the
+//! problem, one bad call never rejects the others, and what was accepted before stays intact.
+
+use std::io::Write as _;
+
+use prost::Message as _;
+use serde_json::{Value, json};
+use telemetry_proto::v1;
+
+use crate::support::{ADMIN, Lifecycle, ROOM, TestApp};
+
+const SMALL_LIMITS: &str = "[http]\nmax_body_bytes = 65536\nmax_decompressed_bytes = 262144\n";
+
+async fn post(
+    app: &TestApp,
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request =
+        app.client.post(app.url("/v1/telemetry")).bearer_auth(TestApp::token(ADMIN)).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// What the store holds, to show nothing changed.
+async fn snapshot(app: &TestApp) -> (Value, Value) {
+    (
+        app.get_ok(&format!("/v1/rooms/{ROOM}")).await,
+        app.get_ok(&format!("/v1/rooms/{ROOM}/events?limit=1000")).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_cannot_be_read_are_refused_whole_and_change_nothing() {
+    let app = TestApp::start_with(SMALL_LIMITS).await;
+    let (status, _) =
+        app.ingest_protobuf(&v1::TelemetryBatch { calls: Lifecycle::new().calls() }).await;
+    assert_eq!(status, 200);
+    app.flush().await;
+    let before = snapshot(&app).await;
+
+    let json = Some("application/json");
+    let protobuf = Some("application/x-protobuf");
+    let bomb = gzip(&vec![b' '; 4 * 1024 * 1024]);
+    assert!(bomb.len() < 65536, "a small compressed body that inflates to 4 MiB");
+    // (name, content type, content encoding, body, status, message)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "malformed JSON",
+            json,
+            None,
+            b"{\"calls\": [".to_vec(),
+            400,
+            "body: not a TelemetryBatch",
+        ),
+        ("not an object", json, None, b"[1, 2]".to_vec(), 400, "body: not a TelemetryBatch"),
+        ("no calls field", json, None, b"{\"call\": []}".to_vec(), 400, "missing field `calls`"),
+        (
+            "calls not a list",
+            json,
+            None,
+            b"{\"calls\": 7}".to_vec(),
+            400,
+            "body: not a TelemetryBatch",
+        ),
+        ("not UTF-8", json, None, vec![0xff, 0xfe, 0xfd], 400, "not UTF-8"),
+        (
+            "protobuf garbage",
+            protobuf,
+            None,
+            vec![0x0a, 0xff, 0xff, 0xff, 0x0f],
+            400,
+            "not a protobuf TelemetryBatch",
+        ),
+        ("oversize body", json, None, vec![b' '; 70_000], 413, "`http.max_body_bytes`"),
+        (
+            "corrupt gzip",
+            json,
+            Some("gzip"),
+            b"\x1f\x8b\x08\x00garbage".to_vec(),
+            400,
+            "invalid gzip data",
+        ),
+        ("gzip bomb", json, Some("gzip"), bomb, 413, "`http.max_decompressed_bytes`"),
+        (
+            "wrong content type",
+            Some("text/plain"),
+            None,
+            b"{\"calls\": []}".to_vec(),
+            415,
+            "`Content-Type: text/plain`",
+        ),
+        ("no content type", None, None, b"{\"calls\": []}".to_vec(), 415, "missing `Content-Type`"),
+        (
+            "unknown encoding",
+            json,
+            Some("br"),
+            b"{\"calls\": []}".to_vec(),
+            415,
+            "`Content-Encoding: br`",
+        ),
+    ];
+    for (name, content_type, encoding, body, status, message) in cases {
+        let (got, answer) = post(&app, content_type, encoding, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(text.contains(message), "{name}: {text:?} should contain {message:?}");
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing accepted before was changed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_calls_are_rejected_alone_naming_the_field() {
+    let app = TestApp::start().await;
+    let (status, _) =
+        app.ingest_protobuf(&v1::TelemetryBatch { calls: Lifecycle::new().calls() }).await;
+    assert_eq!(status, 200);
+    let before = snapshot(&app).await;
+    let future = humantime::format_rfc3339(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .to_string();
+    let body = json!({ "calls": [
+        { "roomStarted": { "room": { "sid": "RM_good0000001", "name": "good" } } },
+        { "roomStarted": { "room": { "sid": "RM_x", "creationTime": true } } },
+        { "nodeId": "n1" },
+        { "roomStarted": { "room": { "sid": "RM_y" } }, "roomEnded": { "room": { "sid": "RM_y" } } },
+        { "trackStats": { "roomId": "RM_1", "key": { "participantId": "PA_1", "trackId": "TR_1", "streamType": "SIDEWAYS" }, "stat": {} } },
+        { "trackStats": { "roomId": "RM_1", "key": { "participantId": "PA_1", "trackId": "TR_1", "streamType": 7 }, "stat": {} } },
+        { "participantJoined": { "room": { "sid": "RM_1" }, "participant": { "identity": "no-sid" } } },
+        { "at": future, "roomStarted": { "room": { "sid": "RM_z" } } },
+        { "at": "yesterday", "roomStarted": { "room": { "sid": "RM_z" } } },
+        { "trackStats": { "roomId": "RM_1", "key": { "participantId": "PA_1", "trackId": "TR_1" },
+            "stat": { "streams": [ { "startTime": "2026-01-01T00:00:10Z", "endTime": "2026-01-01T00:00:00Z" } ] } } },
+        { "roomStarted": { "room": { "sid": "RM_good0000002", "name": "good-too", "someFutureField": 1 } }, "anotherUnknown": [] },
+        "not an object",
+    ]});
+    let (status, answer) = app.ingest_json(&body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let rejected: Vec<(u64, String)> = answer["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| {
+            (r["index"].as_u64().expect("index"), r["error"].as_str().expect("error").to_owned())
+        })
+        .collect();
+    let expected: [(u64, &str); 10] = [
+        (1, "roomStarted.room.creationTime"),
+        (2, "no member of `call`"),
+        (3, "more than one member of `call`"),
+        (4, "trackStats.key.streamType"),
+        (5, "trackStats.key.streamType: invalid value: integer `7`"),
+        (6, "participantJoined.participant.sid: required"),
+        (7, "at:"),
+        (8, "at"),
+        (9, "trackStats.stat.streams[0].endTime: before `startTime`"),
+        (11, "invalid type"),
+    ];
+    assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
+    for ((index, error), (expected_index, expected_text)) in rejected.iter().zip(expected) {
+        assert_eq!(*index, expected_index, "{error}");
+        assert!(
+            error.contains(expected_text),
+            "call {index}: {error:?} should contain {expected_text:?}"
+        );
+    }
+    assert!(
+        rejected[3].1.contains("SIDEWAYS"),
+        "the unknown enum name is quoted: {}",
+        rejected[3].1
+    );
+    // The good calls landed; what was there before is untouched.
+    assert_eq!(app.get_ok("/v1/rooms/RM_good0000001").await["room"]["name"], "good");
+    assert_eq!(
+        app.get_ok("/v1/rooms/RM_good0000002").await["room"]["name"],
+        "good-too",
+        "unknown fields are ignored"
+    );
+    assert_eq!(snapshot(&app).await, before);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protobuf_call_with_two_members_is_rejected() {
+    let app = TestApp::start().await;
+    let call = v1::TelemetryCall {
+        call: Some(v1::telemetry_call::Call::RoomStarted(v1::RoomCall {
+            room: Some(telemetry_core::proto::Room { sid: "RM_two".into(), ..Default::default() }),
+        })),
+        ..Default::default()
+    };
+    let mut two = call.encode_to_vec();
+    // Append a second member: field 12 (roomEnded), an empty RoomCall.
+    two.extend([0x62, 0x00]);
+    let good = v1::TelemetryCall {
+        call: Some(v1::telemetry_call::Call::RoomStarted(v1::RoomCall {
+            room: Some(telemetry_core::proto::Room { sid: "RM_one".into(), ..Default::default() }),
+        })),
+        ..Default::default()
+    };
+    let frames =
+        v1::TelemetryBatchFrames { calls: vec![two, good.encode_to_vec(), vec![0x0a, 0x05]] };
+    let (status, answer) =
+        post(&app, Some("application/x-protobuf"), None, frames.encode_to_vec()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected"][0]["index"], 0);
+    assert!(
+        answer["rejected"][0]["error"].as_str().unwrap_or("").contains("roomStarted, roomEnded"),
+        "{answer}"
+    );
+    assert_eq!(answer["rejected"][1]["index"], 2);
+    assert!(
+        answer["rejected"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a protobuf TelemetryCall"),
+        "{answer}"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the service: the real application on port 0 with a temporary SQLite
+//! database, driven over HTTP and gRPC like an SFU and a dashboard would.
+
+mod auth;
+mod bad_input;
+mod e2e_ingest;
+mod e2e_query;
+mod recorder;
+mod shutdown;
+mod support;
