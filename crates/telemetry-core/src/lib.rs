@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod output;
 pub mod rates;
+pub mod retry;
 pub mod service;
 pub mod signing;
 pub mod time;
