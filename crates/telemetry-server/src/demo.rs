@@ -96,14 +96,13 @@ pub async fn run(args: DemoArgs, environment: &[(String, String)]) -> anyhow::Re
     let base = format!("http://{http_address}");
     eprintln!(
         "\nrtc-telemetry demo\n\
-         \n  dashboard      {base}/   (sign in with the token below)\
-         \n  rooms          curl -s -H 'Authorization: Bearer $TOKEN' {base}/v1/rooms\
-         \n  stats          curl -s -H 'Authorization: Bearer $TOKEN' '{base}/v1/stats'\
-         \n  node rates     curl -s -H 'Authorization: Bearer $TOKEN' '{base}/v1/nodes/sfu-demo-1/rates?window=5s'\
+         \n  export TOKEN={token}\n\
+         \n  rooms          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/rooms\
+         \n  stats          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stats'\
+         \n  node rates     curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/nodes/sfu-demo-1/rates?window=5s'\
          \n  metrics        {base}/metrics\
          \n  webhooks       received by {receiver_url}, logged below\
-         \n\n  TOKEN={token}\n\
-         \n  First 3 minutes of history are sent at full speed, then live traffic for {}; Ctrl-C stops.\n",
+         \n\n  First 3 minutes of history are sent at full speed, then live traffic for {}; Ctrl-C stops.\n",
         humantime::format_duration(args.duration)
     );
 

@@ -145,7 +145,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         .build()
         .context("building the HTTP client")?;
     let endpoint = format!("{}/v1/telemetry", args.url.trim_end_matches('/'));
-    let progress = if args.quiet {
+    let progress = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::hidden()
     } else {
         let bar = indicatif::ProgressBar::new(u64::try_from(duration_ms / 1000).unwrap_or(0));
@@ -203,6 +203,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
     summary.unsent += pending.len() as u64;
     progress.finish_and_clear();
     Ok(summary)
+}
+
+/// Generates the whole simulation's calls without sending them, in call order, the simulated time
+/// ending at `end` (for benchmarks and tests).
+pub fn generate(args: &SimulateArgs, end: UnixMillis) -> Vec<v1::TelemetryCall> {
+    let duration_ms = i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX);
+    let mut world = World::new(args, end.plus_millis(-duration_ms));
+    let mut calls = Vec::new();
+    while world.next_time().is_some_and(|at| at <= end) {
+        world.step(&mut calls);
+    }
+    world.finish(end, &mut calls);
+    calls.into_iter().map(|(call, _)| call).collect()
 }
 
 /// A minted token, renewed before it expires.

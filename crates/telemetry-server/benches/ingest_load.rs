@@ -1,0 +1,204 @@
+//! The end-to-end ingest load harness: the real service in process (HTTP, the core, the pipeline,
+//! SQLite with every commit synced) on loopback, fed the simulator's traffic by concurrent
+//! clients, against the rate at which the same batches are merely decoded, measured in the same
+//! run. Run with `cargo bench -p telemetry-server --features bench --bench ingest_load`
+//! (`-- --clients 16 --rooms 200` to change the load).
+
+// A benchmark report is printed: that is its output.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use telemetry_core::{Clock as _, SystemClock};
+use telemetry_proto::v1;
+use telemetry_server::app::App;
+use telemetry_server::config::{self, FlagOverrides};
+use telemetry_server::simulate::{SimulateArgs, generate};
+
+struct Options {
+    clients: usize,
+    rooms: u32,
+    participants: u32,
+    batch: usize,
+    synchronous: String,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        clients: 8,
+        rooms: 60,
+        participants: 8,
+        batch: 500,
+        synchronous: "full".to_owned(),
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut index = 1;
+    while index < args.len() {
+        let value = args.get(index + 1).cloned().unwrap_or_default();
+        match args[index].as_str() {
+            "--clients" => options.clients = value.parse().unwrap_or(options.clients),
+            "--rooms" => options.rooms = value.parse().unwrap_or(options.rooms),
+            "--participants" => {
+                options.participants = value.parse().unwrap_or(options.participants)
+            }
+            "--batch" => options.batch = value.parse().unwrap_or(options.batch),
+            "--synchronous" => options.synchronous = value,
+            _ => {
+                index += 1;
+                continue;
+            }
+        }
+        index += 2;
+    }
+    options
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * fraction) as usize]
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let args = SimulateArgs {
+        rooms: options.rooms,
+        participants: options.participants,
+        duration: Duration::from_secs(600),
+        ..SimulateArgs::default()
+    };
+    let calls = generate(&args, SystemClock.now());
+    let batches: Vec<v1::TelemetryBatch> = calls
+        .chunks(options.batch)
+        .map(|chunk| v1::TelemetryBatch { calls: chunk.to_vec() })
+        .collect();
+    let encoded: Vec<Vec<u8>> = batches.iter().map(|batch| batch.encode_to_vec()).collect();
+    let json: Vec<Vec<u8>> =
+        batches.iter().map(|batch| serde_json::to_vec(batch).expect("json")).collect();
+    let total = calls.len();
+    let stats = calls
+        .iter()
+        .filter(|call| matches!(call.call, Some(v1::telemetry_call::Call::TrackStats(_))))
+        .count();
+    println!(
+        "| load | {total} calls ({stats} trackStats) in {} batches of {}; {:.1} MiB protobuf, {:.1} MiB JSON |",
+        batches.len(),
+        options.batch,
+        encoded.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0,
+        json.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0
+    );
+
+    // Baselines: the same batches only decoded, best of three.
+    let decode_rate = |decode: &dyn Fn() -> usize| {
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                let decoded = decode();
+                decoded as f64 / started.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    };
+    let prost_rate = decode_rate(&|| {
+        encoded
+            .iter()
+            .map(|bytes| v1::TelemetryBatch::decode(bytes.as_slice()).expect("decode").calls.len())
+            .sum()
+    });
+    let json_rate = decode_rate(&|| {
+        json.iter()
+            .map(|bytes| {
+                serde_json::from_slice::<v1::TelemetryBatch>(bytes).expect("decode").calls.len()
+            })
+            .sum()
+    });
+    println!(
+        "| baseline | prost decodes {prost_rate:.0} calls/s; serde_json (pbjson) decodes {json_rate:.0} calls/s |"
+    );
+
+    // The service, fed over HTTP by concurrent clients.
+    let dir = tempfile::tempdir()?;
+    let file = format!(
+        "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"{}\"\n",
+        options.synchronous
+    );
+    let flags = FlagOverrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        dev: true,
+        ..FlagOverrides::default()
+    };
+    let config = config::load(Some(("bench", &file)), &[], &flags)?;
+    let (service_rate, latencies, stored) = runtime.block_on(async {
+        let app = App::build(config)?;
+        let state = app.state();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/v1/telemetry", http.local_addr()?);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
+        let token =
+            telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client = reqwest::Client::new();
+        let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..options.clients {
+            let (queue, client, url, token) =
+                (queue.clone(), client.clone(), url.clone(), token.clone());
+            workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let Some(body) = queue.lock().await.next() else { break };
+                    let sent = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    let _ = response.bytes().await;
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for worker in workers {
+            latencies.extend(worker.await?);
+        }
+        // Stats samples are stored when flushed: count that flush in.
+        let flushed = client
+            .post(url.replace("/v1/telemetry", "/v1/flush"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        assert!(flushed.status().is_success());
+        let elapsed = started.elapsed();
+        let counts = telemetry_store::Store::counts(state.store.as_ref()).await?;
+        stop.cancel();
+        server.await??;
+        latencies.sort_unstable();
+        anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
+    })?;
+    println!(
+        "| service | {service_rate:.0} calls/s accepted and stored ({} clients, HTTP protobuf, SQLite synchronous={}); request p50 {:.1} ms, p99 {:.1} ms |",
+        options.clients,
+        options.synchronous,
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "| stored | {} events, {} stats windows holding {} samples |",
+        stored.events, stored.stats_windows, stored.samples
+    );
+    println!(
+        "| ratio | stored rate / prost decode rate = {:.3}; / JSON decode rate = {:.3} |",
+        service_rate / prost_rate,
+        service_rate / json_rate
+    );
+    Ok(())
+}
