@@ -38,9 +38,11 @@ fn test() -> Result<(), String> {
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
     codegen::run(&root, true)?;
     run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
+    run(Command::new("bash").arg("tools/setup-browser.sh").current_dir(&root))?;
     run(Command::new("cargo")
         .args(["test", "--workspace", "--all-targets"])
         .env("TELEMETRY_TEST_CONFORMANCE", "1")
+        .env("TELEMETRY_TEST_BROWSER", "1")
         .env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))
         .env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))
         .current_dir(&root))?;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod dashboard;
 mod e2e_ingest;
 mod e2e_query;
 mod recorder;

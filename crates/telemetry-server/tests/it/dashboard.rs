@@ -1,0 +1,292 @@
+//! The dashboard: `GET /v1/overview` and the page's files over the real application, and the
+//! browser test.
+//!
+//! The browser test runs when `TELEMETRY_TEST_BROWSER=1` (set by `cargo xtask test`, after
+//! `tools/setup-browser.sh` installed Debian's Chromium and `playwright-core`). It starts the
+//! application, feeds it with the simulator (rooms that ended, and rooms still running), lets
+//! the webhook deliveries to a failing receiver go dead, then runs `tools/browser/dashboard.mjs`,
+//! which drives Chromium through sign-in, overview, rooms, a room and its track charts, a node
+//! and the webhooks page (retrying a dead delivery), compares what the page shows with what the
+//! API answers, and saves screenshots in `target/dashboard-screenshots/`. Without the variable it
+//! is skipped with a message, so a bare `cargo test` passes on a machine without a browser.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use telemetry_proto::v1;
+use telemetry_server::simulate::{self, SimulateArgs};
+
+use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp};
+
+const SETUP_HINT: &str = "run `bash tools/setup-browser.sh` (or `cargo xtask test`)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_counts_what_is_live_and_names_the_callers_roles() {
+    let app = TestApp::start().await;
+    // The room, three joins (one leaves again) and a published track; nobody else leaves yet.
+    let calls: Vec<v1::TelemetryCall> = Lifecycle::new().calls().into_iter().take(9).collect();
+    let (status, _) = app.ingest_protobuf(&v1::TelemetryBatch { calls }).await;
+    assert_eq!(status, 200);
+
+    let overview = app.get_ok("/v1/overview").await;
+    assert_eq!(overview["activeRooms"], 1, "{overview}");
+    assert_eq!(overview["activeParticipants"], 2, "{overview}");
+    assert_eq!(overview["publishedTracks"], 1, "{overview}");
+    assert!(overview["acceptedCalls"].as_u64().expect("a number") >= 9, "{overview}");
+    assert_eq!(overview["principal"]["key"], READER.0);
+    assert_eq!(overview["principal"]["roles"], serde_json::json!(["read"]));
+
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.expect("request").status().as_u16()
+    };
+    assert_eq!(status(app.client.get(app.url("/v1/overview"))).await, 401);
+    assert_eq!(
+        status(app.client.get(app.url("/v1/overview")).bearer_auth("not-a-token")).await,
+        401
+    );
+    assert_eq!(
+        status(app.client.get(app.url("/v1/overview")).bearer_auth(TestApp::token(INGESTER))).await,
+        403
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_at_the_root_without_a_token() {
+    let app = TestApp::start().await;
+    let response = app.client.get(app.url("/")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(
+        headers["content-security-policy"].to_str().expect("ascii").contains("script-src 'self'")
+    );
+    let body = response.text().await.expect("body");
+    assert!(body.contains("/assets/app.js"), "{body}");
+    let response = app.client.get(app.url("/assets/app.js")).send().await.expect("request");
+    assert_eq!(response.headers()["content-type"], "text/javascript; charset=utf-8");
+    let missing = app.client.get(app.url("/assets/missing.js")).send().await.expect("request");
+    assert_eq!(missing.status().as_u16(), 404);
+    app.stop().await;
+}
+
+// --- The browser test ---
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Tools {
+    chromium: PathBuf,
+    script: PathBuf,
+}
+
+/// Finds Chromium, Node and `playwright-core`, or fails saying how to install them.
+fn tools() -> Tools {
+    let chromium = std::env::var_os("TELEMETRY_TEST_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        chromium.exists(),
+        "TELEMETRY_TEST_BROWSER=1 but there is no Chromium at `{}`: {SETUP_HINT}",
+        chromium.display()
+    );
+    let browser = workspace_root().join("tools/browser");
+    assert!(
+        browser.join("node_modules/playwright-core/package.json").exists(),
+        "TELEMETRY_TEST_BROWSER=1 but `tools/browser/node_modules/playwright-core` is missing: {SETUP_HINT}"
+    );
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|output| output.status.success()),
+        "TELEMETRY_TEST_BROWSER=1 but `node` does not run: install Node.js 20 or later, then {SETUP_HINT}"
+    );
+    Tools { chromium, script: browser.join("dashboard.mjs") }
+}
+
+/// A webhook receiver that answers 503 until `accept` is set, then 200.
+struct Receiver {
+    url: String,
+    accept: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+}
+
+async fn receiver() -> Receiver {
+    let accept = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let (flag, count) = (accept.clone(), received.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (flag, count) = (flag.clone(), count.clone());
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                if flag.load(Ordering::SeqCst) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver { url, accept, received }
+}
+
+/// Feeds the application: rooms that ran and ended (the simulator over HTTP, as fast as the
+/// service takes it), and rooms still running (a longer simulation cut off at now).
+async fn feed(app: &TestApp) {
+    let base = SimulateArgs {
+        url: app.url(""),
+        api_key: ADMIN.0.to_owned(),
+        api_secret: ADMIN.1.to_owned(),
+        speed: 0.0,
+        quiet: true,
+        ..SimulateArgs::default()
+    };
+    let ended = SimulateArgs {
+        seed: 1,
+        rooms: 2,
+        participants: 3,
+        duration: Duration::from_secs(120),
+        ..base.clone()
+    };
+    let summary = simulate::run(ended).await.expect("simulate");
+    assert!(summary.accepted > 0 && summary.rejected == 0, "{summary:?}");
+
+    // Twelve minutes that end nine minutes from now: the first three are sent, so these rooms
+    // are still running, with participants joined and tracks published.
+    let running = SimulateArgs {
+        seed: 2,
+        rooms: 3,
+        participants: 4,
+        duration: Duration::from_secs(720),
+        node_id: "sfu-sim-2".to_owned(),
+        ..base
+    };
+    // They are sent 30 simulated seconds at a time with a flush after each, as a service with a
+    // 30 s flush interval would store them: every series gets a window per 30 s to chart.
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
+    let millis = |call: &v1::TelemetryCall| {
+        call.at.as_ref().map_or(now.0, |at| at.seconds * 1000 + i64::from(at.nanos / 1_000_000))
+    };
+    let calls: Vec<v1::TelemetryCall> = simulate::generate(&running, now.plus_millis(540_000))
+        .into_iter()
+        .filter(|call| millis(call) <= now.0)
+        .collect();
+    let first = calls.first().map_or(now.0, millis);
+    for part in calls.chunk_by(|a, b| (millis(a) - first) / 30_000 == (millis(b) - first) / 30_000)
+    {
+        for chunk in part.chunks(500) {
+            let (status, body) =
+                app.ingest_protobuf(&v1::TelemetryBatch { calls: chunk.to_vec() }).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["rejected"], serde_json::json!([]), "{body}");
+        }
+        app.flush().await;
+    }
+}
+
+/// Waits until no delivery is pending and one is dead, for the page to retry; says why not
+/// otherwise (the browser test's webhook step then fails with its own message).
+async fn wait_for_dead_deliveries(app: &TestApp) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, dead) = app.get("/v1/webhooks/deliveries?status=dead").await;
+        if status == 404 {
+            return Err("the webhook API answers 404".to_owned());
+        }
+        assert_eq!(status, 200, "{dead}");
+        let (_, pending) = app.get("/v1/webhooks/deliveries?status=pending").await;
+        let count = |body: &Value| body["deliveries"].as_array().map_or(0, Vec::len);
+        if count(&dead) > 0 && count(&pending) == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "deliveries to a failing receiver are not dead after 15 s: {} pending, {} dead",
+                count(&pending),
+                count(&dead)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_browser_shows_what_the_api_answers() {
+    if std::env::var("TELEMETRY_TEST_BROWSER").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: the dashboard's browser test runs with TELEMETRY_TEST_BROWSER=1 ({SETUP_HINT} first)"
+        );
+        return;
+    }
+    let tools = tools();
+    let started = tokio::time::Instant::now();
+    let receiver = receiver().await;
+    // Two quick attempts, then dead; only `room_started`, so a few deliveries.
+    let extra = format!(
+        r#"
+[webhooks]
+retry_schedule = ["50ms"]
+[[webhooks.endpoints]]
+url = "{}"
+signing = "livekit"
+api_key = "{}"
+secret = "{}"
+include_events = ["room_started"]
+"#,
+        receiver.url, ADMIN.0, ADMIN.1
+    );
+    let app = TestApp::start_with(&extra).await;
+    feed(&app).await;
+    match wait_for_dead_deliveries(&app).await {
+        Ok(()) => {
+            assert!(receiver.received.load(Ordering::SeqCst) > 0, "the receiver saw no attempt");
+        }
+        Err(why) => eprintln!("dashboard: {why}; the browser test's webhook step will fail"),
+    }
+    // A retry from the page now succeeds.
+    receiver.accept.store(true, Ordering::SeqCst);
+    eprintln!("dashboard: fed in {:.1} s; starting the browser", started.elapsed().as_secs_f64());
+
+    let screenshots = workspace_root().join("target/dashboard-screenshots");
+    let mut child = std::process::Command::new("node")
+        .arg(&tools.script)
+        .arg(app.url(""))
+        .env("DASHBOARD_TOKEN", TestApp::token(ADMIN))
+        .env("DASHBOARD_READER_TOKEN", TestApp::token(READER))
+        .env("DASHBOARD_INGEST_TOKEN", TestApp::token(INGESTER))
+        .env("DASHBOARD_SCREENSHOTS", &screenshots)
+        .env("DASHBOARD_CHROMIUM", &tools.chromium)
+        .current_dir(workspace_root().join("tools/browser"))
+        .spawn()
+        .expect("start node");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the browser test did not finish within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "dashboard: browser test done in {:.1} s in all; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        screenshots.display()
+    );
+    assert!(
+        status.success(),
+        "tools/browser/dashboard.mjs failed ({status}); see its output above"
+    );
+    app.stop().await;
+}
