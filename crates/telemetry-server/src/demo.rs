@@ -97,6 +97,7 @@ pub async fn run(args: DemoArgs, environment: &[(String, String)]) -> anyhow::Re
     eprintln!(
         "\nrtc-telemetry demo\n\
          \n  export TOKEN={token}\n\
+         \n  dashboard      {base}/   (sign in with the token above)\
          \n  rooms          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/rooms\
          \n  stats          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stats'\
          \n  node rates     curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/nodes/sfu-demo-1/rates?window=5s'\
