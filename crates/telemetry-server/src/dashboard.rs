@@ -28,7 +28,7 @@ mod tests;
 /// calls from this origin only; no inline script or style, no frames, no form posts (the
 /// sign-in form is handled by script, so a token never lands in a URL).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
 /// One embedded file.

@@ -223,7 +223,7 @@ function seriesCharts(series, who) {
 function eventDetails(event, who) {
   const parts = [];
   const participant = event.participant?.identity || (event.participantId ? who(event.participantId) : '');
-  if (participant) parts.push(h('span', { class: 'who', text: participant }));
+  if (participant) parts.push(h('span', { class: 'actor', text: participant }));
   if (event.track) {
     const kind = [event.track.type, event.track.source].filter(Boolean).map(words).join(' ');
     parts.push(h('span', {}, h('span', { class: 'mono', text: event.track.sid || event.trackId || '' }), kind ? ` ${kind}` : ''));
@@ -238,6 +238,13 @@ function eventDetails(event, who) {
   if (event.clientInfo?.sdk || event.clientInfo?.os) {
     const client = event.clientInfo;
     parts.push([client.sdk && words(client.sdk), client.os, client.browser].filter(Boolean).join(', '));
+  }
+  if (event.webhook) {
+    // A webhook sent for the room: which, to whom it was about, and how the endpoint answered.
+    const webhook = event.webhook;
+    parts.push(webhook.participantIdentity ? `${webhook.event} (${webhook.participantIdentity})` : webhook.event);
+    if (webhook.httpStatusCode) parts.push(`HTTP ${webhook.httpStatusCode}`);
+    if (webhook.errorMessage) parts.push(h('span', { class: 'error', text: webhook.errorMessage }));
   }
   if (event.error) parts.push(h('span', { class: 'error', text: event.error }));
   return parts.flatMap((part, index) => (index ? [' · ', part] : [part]));
