@@ -223,7 +223,8 @@ async fn wait_for_dead_deliveries(app: &TestApp) -> Result<(), String> {
 async fn the_dashboard_in_a_browser_shows_what_the_api_answers() {
     if std::env::var("TELEMETRY_TEST_BROWSER").as_deref() != Ok("1") {
         eprintln!(
-            "skipped: the dashboard's browser test runs with TELEMETRY_TEST_BROWSER=1 ({SETUP_HINT} first)"
+            "skipped: the dashboard's browser test runs with TELEMETRY_TEST_BROWSER=1, after \
+             `bash tools/setup-browser.sh`; `cargo xtask test` does both"
         );
         return;
     }
