@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     };
     let config = config::load(Some(("bench", &file)), &[], &flags)?;
     let (service_rate, latencies, stored) = runtime.block_on(async {
-        let app = App::build(config)?;
+        let app = App::build(config).await?;
         let state = app.state();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -29,7 +29,10 @@ use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
 use crate::pipeline::{self, Consumer};
 use crate::state::AppState;
+use crate::webhooks::dispatcher::{DispatchConfig, Dispatcher};
+use crate::webhooks::{self, Endpoints, Webhooks};
 use crate::{api, ingest};
+use telemetry_core::retry::RetrySchedule;
 
 /// The node id the core attributes in-process calls to (ingest calls always name their node).
 const SERVICE_NODE: &str = "rtc-telemetry";
@@ -43,12 +46,13 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store and builds the core and the pipeline; binds nothing.
+    /// Opens the store, builds the core and the pipeline, brings the configured webhook endpoints
+    /// into the store and queues the pending deliveries; binds nothing.
     ///
     /// # Errors
     ///
     /// Fails if the store cannot be opened.
-    pub fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
         let sqlite = SqliteConfig {
             path: config.store.data_dir.join("telemetry.sqlite3"),
             synchronous: match config.store.synchronous {
@@ -61,8 +65,29 @@ impl App {
         })?);
         let metrics = Arc::new(ServerMetrics::default());
         let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
-        let (consumer, durable) = Consumer::new(receiver, notify, store.clone(), metrics.clone());
-        let state = AppState::new(config, service, store.clone(), durable, metrics);
+        let endpoints = Endpoints::default();
+        webhooks::sync_endpoints(store.as_ref(), &config.webhooks.endpoints, &endpoints)
+            .await
+            .context("bringing the configured webhook endpoints into the store")?;
+        let dispatcher = Dispatcher::new(
+            DispatchConfig {
+                schedule: RetrySchedule::new(config.webhooks.retry_schedule.clone()),
+                request_timeout: config.webhooks.request_timeout,
+                max_in_flight: config.webhooks.max_in_flight,
+                max_in_flight_per_endpoint: config.webhooks.max_in_flight_per_endpoint,
+            },
+            endpoints.clone(),
+            store.clone(),
+            service.clone(),
+        )?;
+        let pending = dispatcher.load().await.context("loading the pending webhook deliveries")?;
+        if pending > 0 {
+            tracing::info!(pending, "resuming webhook deliveries");
+        }
+        let webhooks = Webhooks { endpoints, dispatcher };
+        let (consumer, durable) =
+            Consumer::new(receiver, notify, store.clone(), metrics.clone(), webhooks.clone());
+        let state = AppState::new(config, service, store.clone(), durable, metrics, webhooks);
         Ok(App { state, consumer, store })
     }
 
@@ -89,6 +114,14 @@ impl App {
         let stop_servers = CancellationToken::new();
         let stop_timers = CancellationToken::new();
         let stop_consumer = CancellationToken::new();
+        let stop_dispatcher = CancellationToken::new();
+        let dispatcher = state.webhooks.dispatcher.clone();
+        let dispatcher_task = tokio::spawn(
+            dispatcher
+                .clone()
+                .run(stop_dispatcher.clone())
+                .instrument(tracing::info_span!("webhooks")),
+        );
 
         tracker
             .spawn(consumer.run(stop_consumer.clone()).instrument(tracing::info_span!("consumer")));
@@ -157,12 +190,19 @@ impl App {
             );
         }
 
-        // 3. Stop the consumer (it stores what is left first), then close the store.
+        // 3. Stop the consumer (it stores what is left first).
         stop_consumer.cancel();
         tracker.close();
         if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             tracing::warn!("tasks still running at the end of the grace period");
         }
+
+        // 4. Stop starting webhook attempts; finish (or abandon, still pending) those in flight.
+        stop_dispatcher.cancel();
+        let _ = dispatcher_task.await;
+        dispatcher.finish(deadline).await;
+
+        // 5. Close the store.
         let closing = store.clone();
         let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         tracing::info!(stored_through = state.durable.current(), "stopped");
@@ -188,6 +228,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/webhooks/endpoints",
+            get(webhooks::api::list_endpoints).post(webhooks::api::create_endpoint),
+        )
+        .route("/v1/webhooks/endpoints/{id}", axum::routing::delete(webhooks::api::delete_endpoint))
+        .route("/v1/webhooks/deliveries", get(webhooks::api::list_deliveries))
+        .route("/v1/webhooks/deliveries/{id}", get(webhooks::api::get_delivery))
+        .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::api::retry_delivery))
+        .route("/v1/webhooks/replay", post(webhooks::api::replay))
         .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -207,6 +256,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let core = state.service.metrics();
-    let text = crate::metrics::render(&core, &state.metrics, &[]);
+    let outbox = state.store.outbox_counts().await.ok();
+    let webhooks = state.webhooks.dispatcher.metric_families(outbox);
+    let text = crate::metrics::render(&core, &state.metrics, &webhooks);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

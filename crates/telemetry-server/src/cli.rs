@@ -116,7 +116,7 @@ impl ServeArgs {
 /// Fails if the addresses cannot be bound or the service fails.
 pub async fn serve(config: config::Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let app = crate::app::App::build(config.clone())?;
+    let app = crate::app::App::build(config.clone()).await?;
     let http = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.bind))?;

@@ -170,9 +170,13 @@ pub struct WebhooksConfig {
     pub retry_schedule: Vec<Duration>,
     /// Static endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// Requests in flight at once, over every endpoint.
+    pub max_in_flight: usize,
+    /// Requests in flight at once to one endpoint: a hung endpoint holds no more than this.
+    pub max_in_flight_per_endpoint: usize,
 }
 
-/// A static webhook endpoint.
+/// A webhook endpoint (in the configuration file, or created through the API).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
@@ -431,47 +435,62 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.webhooks.retry_schedule.is_empty() {
         return Err(invalid("webhooks.retry_schedule", "give at least one wait"));
     }
+    if config.webhooks.max_in_flight == 0 || config.webhooks.max_in_flight_per_endpoint == 0 {
+        return Err(invalid(
+            "webhooks.max_in_flight",
+            "the webhook concurrency bounds must be at least 1",
+        ));
+    }
     for (index, endpoint) in config.webhooks.endpoints.iter().enumerate() {
-        let key = |field: &str| format!("webhooks.endpoints[{index}].{field}");
-        if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
-            || reqwest::Url::parse(&endpoint.url).is_err()
-        {
-            return Err(invalid(
-                key("url"),
-                format!("{:?} is not an http:// or https:// URL", endpoint.url),
-            ));
-        }
-        match endpoint.signing {
-            Signing::Livekit => {
-                if endpoint.api_key.is_empty() {
-                    return Err(invalid(
-                        key("api_key"),
-                        "livekit signing needs the API key (the JWT issuer)",
-                    ));
-                }
-                if endpoint.secret.is_empty() {
-                    return Err(invalid(key("secret"), "must not be empty"));
-                }
-            }
-            Signing::Standard => {
-                telemetry_core::signing::standard_headers(&endpoint.secret, "msg_check", 0, b"")
-                    .map_err(|error| invalid(key("secret"), error.to_string()))?;
-            }
-        }
-        for name in endpoint.include_events.iter().chain(&endpoint.exclude_events) {
-            if !telemetry_core::webhook_names::ALL.contains(&name.as_str()) {
-                return Err(invalid(
-                    key(if endpoint.include_events.contains(name) {
-                        "include_events"
-                    } else {
-                        "exclude_events"
-                    }),
-                    format!(
-                        "unknown event `{name}`; known: {}",
-                        telemetry_core::webhook_names::ALL.join(", ")
-                    ),
+        validate_endpoint(endpoint).map_err(|(field, message)| {
+            invalid(format!("webhooks.endpoints[{index}].{field}"), message)
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one webhook endpoint; on a problem returns the field (its configuration name) and what
+/// is wrong.
+///
+/// # Errors
+///
+/// `(field, message)` of the first problem.
+pub fn validate_endpoint(endpoint: &EndpointConfig) -> Result<(), (&'static str, String)> {
+    if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://"))
+        || reqwest::Url::parse(&endpoint.url).is_err()
+    {
+        return Err(("url", format!("{:?} is not an http:// or https:// URL", endpoint.url)));
+    }
+    match endpoint.signing {
+        Signing::Livekit => {
+            if endpoint.api_key.is_empty() {
+                return Err((
+                    "api_key",
+                    "livekit signing needs the API key (the JWT issuer)".to_owned(),
                 ));
             }
+            if endpoint.secret.is_empty() {
+                return Err(("secret", "must not be empty".to_owned()));
+            }
+        }
+        Signing::Standard => {
+            telemetry_core::signing::standard_headers(&endpoint.secret, "msg_check", 0, b"")
+                .map_err(|error| ("secret", error.to_string()))?;
+        }
+    }
+    for (field, names) in
+        [("include_events", &endpoint.include_events), ("exclude_events", &endpoint.exclude_events)]
+    {
+        if let Some(name) =
+            names.iter().find(|name| !telemetry_core::webhook_names::ALL.contains(&name.as_str()))
+        {
+            return Err((
+                field,
+                format!(
+                    "unknown event `{name}`; known: {}",
+                    telemetry_core::webhook_names::ALL.join(", ")
+                ),
+            ));
         }
     }
     Ok(())

@@ -77,7 +77,7 @@ pub async fn run(args: DemoArgs, environment: &[(String, String)]) -> anyhow::Re
         dev: true,
     };
     let config = config::load(Some(("the demo's configuration", &file)), environment, &flags)?;
-    let app = crate::app::App::build(config.clone())?;
+    let app = crate::app::App::build(config.clone()).await?;
     let http = tokio::net::TcpListener::bind(config.http.bind).await.with_context(|| {
         format!(
             "binding HTTP on {} (is a service already running? try --http-bind)",

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// No such resource (404).
     NotFound,
+    /// The request conflicts with the resource's state (409).
+    Conflict,
     /// The body is too large (413).
     PayloadTooLarge,
     /// The content type or encoding is not supported (415).
@@ -35,6 +37,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Conflict => tonic::Code::FailedPrecondition,
             ErrorCode::PayloadTooLarge => tonic::Code::OutOfRange,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
             ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
@@ -65,6 +69,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ResourceExhausted => "resource_exhausted",

@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod shutdown;
 pub mod simulate;
 pub mod state;
+pub mod webhooks;

@@ -11,12 +11,14 @@ use std::time::Duration;
 use telemetry_core::{Clock, Output, OutputReceiver, Sequenced, SystemClock, TelemetryService};
 use telemetry_store::Store;
 use telemetry_store::model::{
-    EventRecord, NodeRoomsRecord, RateCellRecord, StatsWindowRecord, WriteBatch,
+    EventRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
+    WebhookMessage, WriteBatch,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ServerMetrics;
+use crate::webhooks::{Endpoints, Webhooks};
 
 /// Most outputs turned into one store write.
 const MAX_OUTPUTS_PER_WRITE: usize = 4096;
@@ -73,6 +75,7 @@ pub struct Consumer {
     store: Arc<dyn Store>,
     durable: watch::Sender<u64>,
     metrics: Arc<ServerMetrics>,
+    webhooks: Webhooks,
 }
 
 impl Consumer {
@@ -82,9 +85,13 @@ impl Consumer {
         notify: Arc<Notify>,
         store: Arc<dyn Store>,
         metrics: Arc<ServerMetrics>,
+        webhooks: Webhooks,
     ) -> (Self, Durable) {
         let (durable, watermark) = watch::channel(0);
-        (Self { receiver, notify, store, durable, metrics }, Durable { receiver: watermark })
+        (
+            Self { receiver, notify, store, durable, metrics, webhooks },
+            Durable { receiver: watermark },
+        )
     }
 
     /// Stores outputs as they come until `stop` is cancelled, then stores what is left and
@@ -110,13 +117,15 @@ impl Consumer {
             }
             let last = outputs.last().map(|output| output.seq).unwrap_or_default();
             let count = outputs.len() as u64;
-            let batch = to_write_batch(outputs, SystemClock.now());
+            let batch = to_write_batch(outputs, &self.webhooks.endpoints, SystemClock.now());
             let mut wait = FIRST_RETRY_WAIT;
             loop {
                 let started = tokio::time::Instant::now();
                 match self.store.write(batch.clone()).await {
-                    Ok(()) => {
+                    Ok(receipt) => {
                         self.metrics.store_write(started.elapsed(), count);
+                        // Only now, with its row on disk, may a webhook be sent.
+                        self.webhooks.dispatcher.enqueue(receipt.deliveries);
                         break;
                     }
                     Err(error) => {
@@ -133,12 +142,25 @@ impl Consumer {
     }
 }
 
-/// Turns core outputs into one store write.
-pub fn to_write_batch(outputs: Vec<Sequenced>, now: telemetry_core::UnixMillis) -> WriteBatch {
+/// Turns core outputs into one store write: events, stats windows, node states and rates, and
+/// each webhook with a delivery for every endpoint that wants it.
+pub fn to_write_batch(
+    outputs: Vec<Sequenced>,
+    endpoints: &Endpoints,
+    now: telemetry_core::UnixMillis,
+) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for output in outputs {
         match output.output {
             Output::Call(call) => {
+                if let Some(webhook) = &call.webhook {
+                    let endpoint_ids = endpoints.select(&webhook.event);
+                    if !endpoint_ids.is_empty() {
+                        let message =
+                            WebhookMessage::from_webhook(webhook, call.event.as_ref(), call.at);
+                        batch.webhooks.push(OutgoingWebhook { message, endpoint_ids });
+                    }
+                }
                 if let Some(event) = &call.event {
                     batch.events.push(EventRecord::from_event(event));
                 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
 use crate::pipeline::Durable;
+use crate::webhooks::Webhooks;
 
 /// What handlers share; cheap to clone.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct Inner {
     pub auth: Authenticator,
     /// The service's metrics.
     pub metrics: Arc<ServerMetrics>,
+    /// Webhook endpoints and delivery.
+    pub webhooks: Webhooks,
     /// Permits for ingest requests in flight; none left means 429.
     pub ingest_permits: Semaphore,
     /// False once shutdown began: readiness fails and ingest answers 503.
@@ -50,6 +53,7 @@ impl AppState {
         store: Arc<dyn Store>,
         durable: Durable,
         metrics: Arc<ServerMetrics>,
+        webhooks: Webhooks,
     ) -> Self {
         let auth = Authenticator::new(&config.keys);
         let ingest_permits = Semaphore::new(config.http.max_in_flight);
@@ -61,6 +65,7 @@ impl AppState {
                 durable,
                 auth,
                 metrics,
+                webhooks,
                 ingest_permits,
                 accepting: AtomicBool::new(true),
             }),

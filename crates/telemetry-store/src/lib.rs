@@ -12,8 +12,10 @@ use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 
 use crate::model::{
-    EventsQuery, NodeSummary, Page, PruneCounts, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch,
+    AttemptRow, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary,
+    OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail,
+    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch,
+    WriteReceipt,
 };
 
 /// Why a store operation failed.
@@ -40,8 +42,8 @@ impl From<rusqlite::Error> for StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes a batch atomically. Concurrent writes may be committed in one transaction; each
-    /// call returns once its batch is durable.
-    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// call returns once its batch is durable, with the deliveries it created.
+    async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, StoreError>;
 
     /// Lists rooms, newest first.
     async fn rooms(&self, query: RoomsQuery) -> Result<Page<RoomSummary, RoomCursor>, StoreError>;
@@ -69,7 +71,63 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns row counts.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
-    /// Removes what is older than `before`: events, stats windows, rate cells, and rooms that
-    /// ended before it.
+    /// Removes what is older than `before`: events, stats windows, rate cells, rooms that ended
+    /// before it, and delivered or dead webhook deliveries (pending ones are kept, whatever
+    /// their age).
     async fn prune(&self, before: UnixMillis) -> Result<PruneCounts, StoreError>;
+
+    /// Every pending delivery, in id order, with its message (for the dispatcher at start).
+    async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Lists deliveries, newest first.
+    async fn deliveries(
+        &self,
+        query: DeliveriesQuery,
+    ) -> Result<Page<DeliveryRecord, i64>, StoreError>;
+
+    /// Returns a delivery with every attempt.
+    async fn delivery(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRow>)>, StoreError>;
+
+    /// Makes a delivery pending again, due at `now` (its schedule restarts); returns it, or `None`
+    /// if there is no such delivery or it is already pending.
+    async fn requeue(
+        &self,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<PendingDelivery>, StoreError>;
+
+    /// Brings a pending delivery's next attempt forward to `now`; returns it, or `None` if there is
+    /// no such pending delivery.
+    async fn expedite(
+        &self,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<PendingDelivery>, StoreError>;
+
+    /// Makes every delivery that `query` selects pending again, due at `now`; returns them.
+    async fn replay(
+        &self,
+        query: ReplayQuery,
+        now: UnixMillis,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Lists webhook endpoints.
+    async fn endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError>;
+
+    /// Creates or replaces an endpoint.
+    async fn put_endpoint(&self, endpoint: EndpointRecord) -> Result<(), StoreError>;
+
+    /// Deletes an endpoint; its pending deliveries become dead (kept, replayable only if it is
+    /// created again). Returns it, if it existed.
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<EndpointRecord>, StoreError>;
+
+    /// Counts deliveries by status.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 }

@@ -86,20 +86,31 @@ impl EventRecord {
             .map(|t| t.as_str_name().to_owned())
             .unwrap_or_else(|_| event.r#type.to_string());
         let at = event.timestamp.as_ref().and_then(UnixMillis::from_timestamp).unwrap_or_default();
-        let room_sid =
-            first_non_empty(&event.room_id, event.room.as_ref().map(|room| room.sid.as_str()));
-        let room_name = event.room.as_ref().map(|room| room.name.clone()).unwrap_or_default();
-        let participant_sid = first_non_empty(
+        // A WEBHOOK event names its room, participant and track only inside its webhook info.
+        let webhook = event.webhook.as_ref();
+        let room_sid = first_non_empty(&[
+            &event.room_id,
+            event.room.as_ref().map_or("", |room| &room.sid),
+            webhook.map_or("", |info| &info.room_id),
+        ]);
+        let room_name = first_non_empty(&[
+            event.room.as_ref().map_or("", |room| &room.name),
+            webhook.map_or("", |info| &info.room_name),
+        ]);
+        let participant_sid = first_non_empty(&[
             &event.participant_id,
-            event.participant.as_ref().map(|p| p.sid.as_str()),
-        );
-        let participant_identity = event
-            .participant
-            .as_ref()
-            .map(|participant| participant.identity.clone())
-            .unwrap_or_default();
-        let track_sid =
-            first_non_empty(&event.track_id, event.track.as_ref().map(|track| track.sid.as_str()));
+            event.participant.as_ref().map_or("", |p| &p.sid),
+            webhook.map_or("", |info| &info.participant_id),
+        ]);
+        let participant_identity = first_non_empty(&[
+            event.participant.as_ref().map_or("", |p| &p.identity),
+            webhook.map_or("", |info| &info.participant_identity),
+        ]);
+        let track_sid = first_non_empty(&[
+            &event.track_id,
+            event.track.as_ref().map_or("", |track| &track.sid),
+            webhook.map_or("", |info| &info.track_id),
+        ]);
         let projections = project(
             event,
             at,
@@ -125,8 +136,13 @@ impl EventRecord {
     }
 }
 
-fn first_non_empty(first: &str, second: Option<&str>) -> String {
-    if first.is_empty() { second.unwrap_or_default().to_owned() } else { first.to_owned() }
+fn first_non_empty(candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .find(|candidate| !candidate.is_empty())
+        .copied()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn project(
@@ -441,23 +457,34 @@ pub struct WriteBatch {
     pub node_rooms: Vec<NodeRoomsRecord>,
     /// Node rate cells, added to the stored ones.
     pub rate_cells: Vec<RateCellRecord>,
+    /// Webhooks for the outbox: a message and its deliveries each.
+    pub webhooks: Vec<OutgoingWebhook>,
+    /// Delivery attempts and their outcomes.
+    pub attempts: Vec<AttemptRecord>,
 }
 
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-            && self.stats.is_empty()
-            && self.node_rooms.is_empty()
-            && self.rate_cells.is_empty()
+        // Destructured so that a new field cannot be forgotten here.
+        let Self { events, stats, node_rooms, rate_cells, webhooks, attempts } = self;
+        events.is_empty()
+            && stats.is_empty()
+            && node_rooms.is_empty()
+            && rate_cells.is_empty()
+            && webhooks.is_empty()
+            && attempts.is_empty()
     }
 
     /// Appends another batch.
     pub fn append(&mut self, other: &mut WriteBatch) {
-        self.events.append(&mut other.events);
-        self.stats.append(&mut other.stats);
-        self.node_rooms.append(&mut other.node_rooms);
-        self.rate_cells.append(&mut other.rate_cells);
+        let Self { events, stats, node_rooms, rate_cells, webhooks, attempts } = other;
+        self.events.append(events);
+        self.stats.append(stats);
+        self.node_rooms.append(node_rooms);
+        self.rate_cells.append(rate_cells);
+        self.webhooks.append(webhooks);
+        self.attempts.append(attempts);
     }
 }
 
@@ -644,4 +671,236 @@ pub struct PruneCounts {
     pub rate_cells: u64,
     /// Ended rooms removed, with their participants and tracks.
     pub rooms: u64,
+    /// Delivered or dead webhook deliveries removed, with their attempts.
+    pub deliveries: u64,
+}
+
+/// A webhook to store in the outbox with the event that caused it, for the endpoints it is for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingWebhook {
+    /// The message.
+    pub message: WebhookMessage,
+    /// The endpoints it goes to (already filtered); one delivery each.
+    pub endpoint_ids: Vec<String>,
+}
+
+/// A webhook message: the exact body every attempt to every endpoint sends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookMessage {
+    /// `EV_` id (the body's `id`).
+    pub id: String,
+    /// The event name (`participant_joined`, ...).
+    pub event: String,
+    /// The `AE_` id of the analytics event the same call produced, if any.
+    pub event_id: String,
+    /// The ordering key (LiveKit's `EventKey`).
+    pub resource_key: String,
+    /// The room's sid, when the webhook names one.
+    pub room_sid: String,
+    /// The room's name, when the webhook names one.
+    pub room_name: String,
+    /// The body: `WebhookEvent` in the protobuf JSON mapping.
+    pub payload: String,
+    /// When the call was made.
+    pub created_at: UnixMillis,
+}
+
+impl WebhookMessage {
+    /// Builds the message of a webhook event.
+    pub fn from_webhook(
+        event: &lk::WebhookEvent,
+        cause: Option<&lk::AnalyticsEvent>,
+        at: UnixMillis,
+    ) -> Self {
+        Self {
+            id: event.id.clone(),
+            event: event.event.clone(),
+            event_id: cause.map(|cause| cause.id.clone()).unwrap_or_default(),
+            resource_key: telemetry_core::webhook_resource_key(event).to_owned(),
+            room_sid: event.room.as_ref().map(|room| room.sid.clone()).unwrap_or_default(),
+            room_name: event.room.as_ref().map(|room| room.name.clone()).unwrap_or_default(),
+            payload: serde_json::to_string(event).expect("protobuf messages serialize to JSON"),
+            created_at: at,
+        }
+    }
+}
+
+/// Delivery states.
+pub mod delivery_status {
+    /// Waiting for an attempt, or between attempts.
+    pub const PENDING: &str = "pending";
+    /// A 2xx answer was received.
+    pub const DELIVERED: &str = "delivered";
+    /// Every scheduled attempt failed (or its endpoint was deleted); kept for replay.
+    pub const DEAD: &str = "dead";
+}
+
+/// A delivery the dispatcher has to make: what it sends, where, and how far along it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingDelivery {
+    /// The delivery's id: increasing in the order messages were produced.
+    pub id: i64,
+    /// The message.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The ordering key.
+    pub resource_key: String,
+    /// The event name.
+    pub event: String,
+    /// The body.
+    pub payload: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Attempts made before the last requeue: the schedule restarts from there.
+    pub retry_base: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: UnixMillis,
+    /// When the message was produced.
+    pub created_at: UnixMillis,
+}
+
+/// How an attempt ended, and what happens to its delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptOutcome {
+    /// A 2xx answer: delivered.
+    Delivered,
+    /// Failed; try again at this time.
+    Retry(UnixMillis),
+    /// Failed, and no attempt is left: dead.
+    Dead,
+}
+
+/// One delivery attempt, to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// Its number, from 1, over the delivery's life.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: UnixMillis,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The HTTP status, if an answer came.
+    pub status_code: Option<u16>,
+    /// What went wrong, if it failed.
+    pub error: Option<String>,
+    /// What happens next.
+    pub outcome: AttemptOutcome,
+}
+
+/// A delivery, for the API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRecord {
+    /// Id.
+    pub id: i64,
+    /// The `EV_` id of its message.
+    pub message_id: String,
+    /// The event name.
+    pub event: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The ordering key.
+    pub resource_key: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last HTTP status received.
+    pub last_status_code: Option<u16>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When the message was produced.
+    pub created_at: UnixMillis,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<UnixMillis>,
+    /// When it was delivered.
+    pub delivered_at: Option<UnixMillis>,
+}
+
+/// One recorded attempt, for the API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRow {
+    /// Its number.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: UnixMillis,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The HTTP status, if an answer came.
+    pub status_code: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// Which deliveries to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeliveriesQuery {
+    /// Only this endpoint's.
+    pub endpoint_id: Option<String>,
+    /// Only in this status.
+    pub status: Option<String>,
+    /// Only of this event name.
+    pub event: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// Only with an id below this (the next page).
+    pub before: Option<i64>,
+}
+
+/// Which deliveries a replay requeues.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayQuery {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Messages produced at or after this.
+    pub since: UnixMillis,
+    /// Messages produced before this.
+    pub until: UnixMillis,
+    /// Deliveries in this status (`dead` or `delivered`).
+    pub status: String,
+}
+
+/// A webhook endpoint, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointRecord {
+    /// Id.
+    pub id: String,
+    /// Where to POST.
+    pub url: String,
+    /// `livekit` or `standard`.
+    pub signing: String,
+    /// LiveKit signing: the JWT issuer.
+    pub api_key: String,
+    /// The signing secret.
+    pub secret: String,
+    /// Only these events, if any.
+    pub include_events: Vec<String>,
+    /// Not these events.
+    pub exclude_events: Vec<String>,
+    /// Whether deliveries are made to it.
+    pub enabled: bool,
+    /// `config` (from the configuration file, recreated at start) or `api`.
+    pub source: String,
+    /// When it was created.
+    pub created_at: UnixMillis,
+}
+
+/// Deliveries by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Pending.
+    pub pending: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Dead.
+    pub dead: u64,
+}
+
+/// What a write created that someone has to act on.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteReceipt {
+    /// Deliveries created, in id order.
+    pub deliveries: Vec<PendingDelivery>,
 }

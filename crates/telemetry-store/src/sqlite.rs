@@ -17,9 +17,11 @@ use telemetry_core::rates::RateCell;
 use tokio::sync::oneshot;
 
 use crate::model::{
-    EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow, Projection,
-    PruneCounts, RateCellRecord, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
-    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WriteBatch, participant_state,
+    AttemptOutcome, AttemptRecord, AttemptRow, DeliveriesQuery, DeliveryRecord, EndpointRecord,
+    EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, OutboxCounts, OutgoingWebhook, Page,
+    ParticipantRow, PendingDelivery, Projection, PruneCounts, RateCellRecord, ReplayQuery,
+    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
+    StoredEvent, TrackRow, WriteBatch, WriteReceipt, delivery_status, participant_state,
 };
 use crate::{Store, StoreError};
 
@@ -41,7 +43,10 @@ mod parking_lot_shim {
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_analytics.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_analytics.sql"),
+    include_str!("../migrations/sqlite/0002_webhooks.sql"),
+];
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -77,7 +82,7 @@ impl SqliteConfig {
 
 struct WriteRequest {
     batch: WriteBatch,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: oneshot::Sender<Result<WriteReceipt, StoreError>>,
 }
 
 /// The SQLite store.
@@ -224,7 +229,7 @@ fn writer_loop(mut connection: Connection, requests: mpsc::Receiver<WriteRequest
 fn commit_group(
     connection: &mut Connection,
     group: &[WriteRequest],
-) -> Vec<Result<(), StoreError>> {
+) -> Vec<Result<WriteReceipt, StoreError>> {
     let transaction = match connection.transaction() {
         Ok(transaction) => transaction,
         Err(error) => return group.iter().map(|_| Err(shared_error(&error))).collect(),
@@ -234,9 +239,9 @@ fn commit_group(
         let result = (|| {
             transaction.execute_batch("SAVEPOINT batch")?;
             match apply(&transaction, &request.batch) {
-                Ok(()) => {
+                Ok(receipt) => {
                     transaction.execute_batch("RELEASE batch")?;
-                    Ok(())
+                    Ok(receipt)
                 }
                 Err(error) => {
                     transaction.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
@@ -261,7 +266,8 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<(), StoreError> {
+fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteReceipt, StoreError> {
+    let mut receipt = WriteReceipt::default();
     // The nodes this batch heard from, with the latest time it has of each.
     let mut seen: Vec<(&str, UnixMillis)> = Vec::new();
     for event in &batch.events {
@@ -283,6 +289,12 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<(), StoreE
         add_rate_cell(transaction, cell)?;
         seen.push((&cell.node_id, UnixMillis::from_secs(cell.second)));
     }
+    for webhook in &batch.webhooks {
+        insert_webhook(transaction, webhook, &mut receipt)?;
+    }
+    for attempt in &batch.attempts {
+        record_attempt(transaction, attempt)?;
+    }
     seen.sort_unstable();
     let mut previous: Option<(&str, UnixMillis)> = None;
     for (node, at) in seen.into_iter().rev() {
@@ -292,8 +304,176 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<(), StoreE
         }
         previous = Some((node, at));
     }
+    Ok(receipt)
+}
+
+fn insert_webhook(
+    transaction: &Transaction<'_>,
+    webhook: &OutgoingWebhook,
+    receipt: &mut WriteReceipt,
+) -> Result<(), StoreError> {
+    let message = &webhook.message;
+    let inserted = transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, \
+             created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            message.id,
+            message.event,
+            message.event_id,
+            message.resource_key,
+            message.room_sid,
+            message.room_name,
+            message.payload,
+            message.created_at.0,
+        ])?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    for endpoint_id in &webhook.endpoint_ids {
+        transaction
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, retry_base, \
+                 next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5, ?5, ?5)",
+            )?
+            .execute(params![message.id, endpoint_id, message.resource_key, message.event, message.created_at.0])?;
+        receipt.deliveries.push(PendingDelivery {
+            id: transaction.last_insert_rowid(),
+            message_id: message.id.clone(),
+            endpoint_id: endpoint_id.clone(),
+            resource_key: message.resource_key.clone(),
+            event: message.event.clone(),
+            payload: message.payload.clone(),
+            attempts: 0,
+            retry_base: 0,
+            next_attempt_at: message.created_at,
+            created_at: message.created_at,
+        });
+    }
     Ok(())
 }
+
+fn record_attempt(
+    transaction: &Transaction<'_>,
+    attempt: &AttemptRecord,
+) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO webhook_attempts (delivery_id, attempt, started_at_ms, duration_ms, status_code, error) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            attempt.delivery_id,
+            attempt.attempt,
+            attempt.started_at.0,
+            attempt.duration_ms,
+            attempt.status_code,
+            attempt.error,
+        ])?;
+    let finished_at = attempt.started_at.plus_millis(attempt.duration_ms).0;
+    let (status, next, delivered_at) = match attempt.outcome {
+        AttemptOutcome::Delivered => (delivery_status::DELIVERED, None, Some(finished_at)),
+        AttemptOutcome::Retry(at) => (delivery_status::PENDING, Some(at.0), None),
+        AttemptOutcome::Dead => (delivery_status::DEAD, None, None),
+    };
+    // Only a pending delivery moves on: one made dead meanwhile (its endpoint deleted) stays so.
+    transaction
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET status = ?2, attempts = MAX(attempts, ?3), next_attempt_at_ms = ?4, \
+             last_status_code = ?5, last_error = ?6, delivered_at_ms = COALESCE(?7, delivered_at_ms), updated_at_ms = ?8 \
+             WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![
+            attempt.delivery_id,
+            status,
+            attempt.attempt,
+            next,
+            attempt.status_code,
+            attempt.error,
+            delivered_at,
+            finished_at,
+        ])?;
+    Ok(())
+}
+
+/// Runs `f` in an immediate write transaction on a connection of the read pool (for rare writes
+/// that need an answer: requeues, endpoint changes, pruning). SQLite serialises it with the
+/// writer thread's transactions.
+fn write_transaction<T>(
+    connection: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    match f(connection) {
+        Ok(value) => {
+            connection.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+const PENDING_COLUMNS: &str = "d.id, d.message_id, d.endpoint_id, d.resource_key, d.event, m.payload, d.attempts, \
+     d.retry_base, COALESCE(d.next_attempt_at_ms, d.created_at_ms), d.created_at_ms";
+
+fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDelivery> {
+    Ok(PendingDelivery {
+        id: row.get(0)?,
+        message_id: row.get(1)?,
+        endpoint_id: row.get(2)?,
+        resource_key: row.get(3)?,
+        event: row.get(4)?,
+        payload: row.get(5)?,
+        attempts: row.get(6)?,
+        retry_base: row.get(7)?,
+        next_attempt_at: UnixMillis(row.get(8)?),
+        created_at: UnixMillis(row.get(9)?),
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, message_id, event, endpoint_id, resource_key, status, attempts, last_status_code, \
+     last_error, created_at_ms, next_attempt_at_ms, delivered_at_ms";
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let status: String = row.get(5)?;
+    let pending = status == delivery_status::PENDING;
+    Ok(DeliveryRecord {
+        id: row.get(0)?,
+        message_id: row.get(1)?,
+        event: row.get(2)?,
+        endpoint_id: row.get(3)?,
+        resource_key: row.get(4)?,
+        status,
+        attempts: row.get(6)?,
+        last_status_code: row.get(7)?,
+        last_error: row.get(8)?,
+        created_at: UnixMillis(row.get(9)?),
+        next_attempt_at: if pending { optional_millis(row.get(10)?) } else { None },
+        delivered_at: optional_millis(row.get(11)?),
+    })
+}
+
+fn endpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRecord> {
+    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
+    Ok(EndpointRecord {
+        id: row.get(0)?,
+        url: row.get(1)?,
+        signing: row.get(2)?,
+        api_key: row.get(3)?,
+        secret: row.get(4)?,
+        include_events: list(row.get(5)?),
+        exclude_events: list(row.get(6)?),
+        enabled: row.get(7)?,
+        source: row.get(8)?,
+        created_at: UnixMillis(row.get(9)?),
+    })
+}
+
+const ENDPOINT_COLUMNS: &str = "id, url, signing, api_key, secret, include_events, exclude_events, enabled, source, created_at_ms";
 
 fn insert_event(transaction: &Transaction<'_>, event: &EventRecord) -> Result<(), StoreError> {
     let inserted = transaction
@@ -530,9 +710,9 @@ fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomSummary> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(WriteReceipt::default());
         }
         let (done, result) = oneshot::channel();
         {
@@ -824,19 +1004,300 @@ impl Store for SqliteStore {
         // Pruning writes, so it goes through a connection of its own rather than the writer's
         // queue: SQLite serialises writers, and WAL keeps readers going meanwhile.
         self.read(move |connection| {
-            let transaction = connection.unchecked_transaction()?;
-            let events = transaction.execute("DELETE FROM events WHERE at_ms < ?1", params![before.0])? as u64;
-            let stats_windows = transaction.execute("DELETE FROM stats_windows WHERE end_ms < ?1", params![before.0])? as u64;
-            let rate_cells = transaction.execute("DELETE FROM node_rate_cells WHERE second < ?1", params![before.as_secs()])? as u64;
-            transaction.execute(
-                "DELETE FROM participants WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
-                params![before.0],
+            write_transaction(connection, |transaction| {
+                let events = transaction.execute("DELETE FROM events WHERE at_ms < ?1", params![before.0])? as u64;
+                let stats_windows =
+                    transaction.execute("DELETE FROM stats_windows WHERE end_ms < ?1", params![before.0])? as u64;
+                let rate_cells =
+                    transaction.execute("DELETE FROM node_rate_cells WHERE second < ?1", params![before.as_secs()])? as u64;
+                transaction.execute(
+                    "DELETE FROM participants WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
+                    params![before.0],
+                )?;
+                transaction.execute(
+                    "DELETE FROM tracks WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
+                    params![before.0],
+                )?;
+                let rooms = transaction.execute("DELETE FROM rooms WHERE ended_at_ms < ?1", params![before.0])? as u64;
+                transaction.execute(
+                    "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries \
+                     WHERE created_at_ms < ?1 AND status != 'pending')",
+                    params![before.0],
+                )?;
+                let deliveries = transaction.execute(
+                    "DELETE FROM webhook_deliveries WHERE created_at_ms < ?1 AND status != 'pending'",
+                    params![before.0],
+                )? as u64;
+                transaction.execute(
+                    "DELETE FROM webhook_messages WHERE created_at_ms < ?1 AND id NOT IN \
+                     (SELECT message_id FROM webhook_deliveries)",
+                    params![before.0],
+                )?;
+                Ok(PruneCounts { events, stats_windows, rate_cells, rooms, deliveries })
+            })
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.read(|connection| {
+            let pending = connection
+                .prepare_cached(&format!(
+                    "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
+                     WHERE d.status = 'pending' ORDER BY d.id"
+                ))?
+                .query_map([], pending_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(pending)
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        query: DeliveriesQuery,
+    ) -> Result<Page<DeliveryRecord, i64>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE 1 = 1");
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            for (column, value) in [
+                ("endpoint_id", &query.endpoint_id),
+                ("status", &query.status),
+                ("event", &query.event),
+            ] {
+                if let Some(value) = value {
+                    sql.push_str(&format!(" AND {column} = ?"));
+                    values.push(value.clone().into());
+                }
+            }
+            if let Some(before) = query.before {
+                sql.push_str(" AND id < ?");
+                values.push(before.into());
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            values.push(i64::from(query.limit.saturating_add(1)).into());
+            let mut items = connection
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values), delivery_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if items.len() > query.limit as usize {
+                items.truncate(query.limit as usize);
+                items.last().map(|last| last.id)
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn delivery(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRow>)>, StoreError> {
+        self.read(move |connection| {
+            let delivery = connection
+                .prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?1"))?
+                .query_row(params![id], delivery_from_row)
+                .optional()?;
+            let Some(delivery) = delivery else { return Ok(None) };
+            let attempts = connection
+                .prepare_cached(
+                    "SELECT attempt, started_at_ms, duration_ms, status_code, error FROM webhook_attempts \
+                     WHERE delivery_id = ?1 ORDER BY attempt",
+                )?
+                .query_map(params![id], |row| {
+                    Ok(AttemptRow {
+                        attempt: row.get(0)?,
+                        started_at: UnixMillis(row.get(1)?),
+                        duration_ms: row.get(2)?,
+                        status_code: row.get(3)?,
+                        error: row.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((delivery, attempts)))
+        })
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<PendingDelivery>, StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                let changed = transaction.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at_ms = ?2, \
+                     updated_at_ms = ?2 WHERE id = ?1 AND status != 'pending' \
+                     AND endpoint_id IN (SELECT id FROM webhook_endpoints)",
+                    params![id, now.0],
+                )?;
+                if changed == 0 {
+                    return Ok(None);
+                }
+                Ok(transaction
+                    .prepare_cached(&format!(
+                        "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
+                         WHERE d.id = ?1"
+                    ))?
+                    .query_row(params![id], pending_from_row)
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    async fn expedite(
+        &self,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<PendingDelivery>, StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                let changed = transaction.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at_ms = ?2, updated_at_ms = ?2 \
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, now.0],
+                )?;
+                if changed == 0 {
+                    return Ok(None);
+                }
+                Ok(transaction
+                    .prepare_cached(&format!(
+                        "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
+                         WHERE d.id = ?1"
+                    ))?
+                    .query_row(params![id], pending_from_row)
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        query: ReplayQuery,
+        now: UnixMillis,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                let ids: Vec<i64> = transaction
+                    .prepare_cached(
+                        "SELECT id FROM webhook_deliveries WHERE endpoint_id = ?1 AND status = ?2 \
+                         AND created_at_ms >= ?3 AND created_at_ms < ?4 \
+                         AND endpoint_id IN (SELECT id FROM webhook_endpoints) ORDER BY id",
+                    )?
+                    .query_map(params![query.endpoint_id, query.status, query.since.0, query.until.0], |row| row.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut requeued = Vec::with_capacity(ids.len());
+                for id in ids {
+                    transaction.execute(
+                        "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at_ms = ?2, \
+                         updated_at_ms = ?2 WHERE id = ?1",
+                        params![id, now.0],
+                    )?;
+                    requeued.push(
+                        transaction
+                            .prepare_cached(&format!(
+                                "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
+                                 JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
+                            ))?
+                            .query_row(params![id], pending_from_row)?,
+                    );
+                }
+                Ok(requeued)
+            })
+        })
+        .await
+    }
+
+    async fn endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError> {
+        self.read(|connection| {
+            let endpoints = connection
+                .prepare_cached(&format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at_ms, id"
+                ))?
+                .query_map([], endpoint_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(endpoints)
+        })
+        .await
+    }
+
+    async fn put_endpoint(&self, endpoint: EndpointRecord) -> Result<(), StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                transaction.execute(
+                    "INSERT INTO webhook_endpoints (id, url, signing, api_key, secret, include_events, exclude_events, \
+                     enabled, source, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (id) DO UPDATE SET url = excluded.url, signing = excluded.signing, \
+                     api_key = excluded.api_key, secret = excluded.secret, include_events = excluded.include_events, \
+                     exclude_events = excluded.exclude_events, enabled = excluded.enabled, source = excluded.source",
+                    params![
+                        endpoint.id,
+                        endpoint.url,
+                        endpoint.signing,
+                        endpoint.api_key,
+                        endpoint.secret,
+                        serde_json::to_string(&endpoint.include_events).expect("a list of strings"),
+                        serde_json::to_string(&endpoint.exclude_events).expect("a list of strings"),
+                        endpoint.enabled,
+                        endpoint.source,
+                        endpoint.created_at.0,
+                    ],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                let endpoint = transaction
+                    .prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"))?
+                    .query_row(params![id], endpoint_from_row)
+                    .optional()?;
+                if endpoint.is_some() {
+                    transaction.execute("DELETE FROM webhook_endpoints WHERE id = ?1", params![id])?;
+                    transaction.execute(
+                        "UPDATE webhook_deliveries SET status = 'dead', last_error = 'endpoint deleted', \
+                         next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE endpoint_id = ?1 AND status = 'pending'",
+                        params![id, now.0],
+                    )?;
+                }
+                Ok(endpoint)
+            })
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.read(|connection| {
+            let mut counts = OutboxCounts::default();
+            let mut statement = connection.prepare_cached(
+                "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status",
             )?;
-            transaction
-                .execute("DELETE FROM tracks WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)", params![before.0])?;
-            let rooms = transaction.execute("DELETE FROM rooms WHERE ended_at_ms < ?1", params![before.0])? as u64;
-            transaction.commit()?;
-            Ok(PruneCounts { events, stats_windows, rate_cells, rooms })
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            for row in rows {
+                let (status, count) = row?;
+                match status.as_str() {
+                    delivery_status::PENDING => counts.pending = count,
+                    delivery_status::DELIVERED => counts.delivered = count,
+                    _ => counts.dead += count,
+                }
+            }
+            Ok(counts)
         })
         .await
     }

@@ -146,7 +146,12 @@ pub struct Recorder {
 
 impl Recorder {
     async fn store(&self, batch: WriteBatch) -> Result<(), Status> {
-        self.state.store.write(batch).await.map_err(|error| Status::from(ApiError::from(error)))
+        self.state
+            .store
+            .write(batch)
+            .await
+            .map(|_| ())
+            .map_err(|error| Status::from(ApiError::from(error)))
     }
 }
 

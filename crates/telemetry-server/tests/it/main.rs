@@ -3,9 +3,11 @@
 
 mod auth;
 mod bad_input;
+mod crash;
 mod dashboard;
 mod e2e_ingest;
 mod e2e_query;
 mod recorder;
 mod shutdown;
 mod support;
+mod webhooks;

@@ -51,6 +51,13 @@ roles = ["ingest"]
     config::load(Some(("test.toml", &file)), &[], &flags).expect("test configuration")
 }
 
+/// Logs to the test's output when `TELEMETRY_TEST_LOG` holds a filter (e.g. `debug`).
+fn init_test_log() {
+    if let Ok(filter) = std::env::var("TELEMETRY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
 impl TestApp {
     pub(crate) async fn start() -> Self {
         Self::start_with("").await
@@ -62,8 +69,9 @@ impl TestApp {
     }
 
     pub(crate) async fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        init_test_log();
         let config = test_config(dir.path(), extra);
-        let app = App::build(config).expect("build");
+        let app = App::build(config).await.expect("build");
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let (http_address, grpc_address) =
@@ -148,6 +156,88 @@ impl TestApp {
             .await
             .expect("flush");
         assert_eq!(response.status().as_u16(), 200, "flush");
+    }
+}
+
+/// The real binary, `serve` on `127.0.0.1:0` with a configuration file and a data directory, its
+/// log drained so it never blocks.
+pub(crate) struct Binary {
+    /// `None` once waited for.
+    child: Option<std::process::Child>,
+    /// `host:port` of the HTTP API.
+    pub(crate) http: String,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Binary {
+    /// Starts it and waits until it serves.
+    pub(crate) fn start(data_dir: &std::path::Path, config_path: &std::path::Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtc-telemetry"))
+            .args(["serve", "--http-bind", "127.0.0.1:0", "--grpc-bind", "127.0.0.1:0", "--config"])
+            .arg(config_path)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RTC_TELEMETRY_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        // Find the HTTP address in the log, then keep draining the log.
+        let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let mut seen = String::new();
+        let http = loop {
+            line.clear();
+            assert!(
+                log.read_line(&mut line).expect("log") > 0,
+                "the service exited before serving: {seen}"
+            );
+            seen.push_str(&line);
+            if let Some(rest) = line.split("http=").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        let log = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+            seen + &rest
+        });
+        Self { child: Some(child), http, log: Some(log) }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.as_ref().expect("running").id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -{signal}");
+    }
+
+    /// Waits for the process to exit: its status and its whole log.
+    pub(crate) async fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let log = self.log.take().expect("log");
+        tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("wait");
+            (status, log.join().expect("log"))
+        })
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // A failing test must not leave the service running.
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -370,3 +460,197 @@ pub(crate) async fn channel(endpoint: &str) -> tonic::transport::Channel {
         .await
         .expect("connect")
 }
+
+/// What a [`TestReceiver`] answers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Answer {
+    /// This status.
+    Status(u16),
+    /// 429 with `Retry-After` seconds.
+    TooManyRequests(u64),
+    /// Never answer.
+    Hang,
+    /// This status after this wait.
+    Slow(Duration, u16),
+}
+
+/// One request a [`TestReceiver`] got.
+#[derive(Clone, Debug)]
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: String,
+    pub(crate) at: std::time::Instant,
+}
+
+impl Received {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+
+    pub(crate) fn id(&self) -> String {
+        self.json()["id"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+type Rule = Box<dyn Fn(&str, &Value) -> Option<Answer> + Send + Sync>;
+
+/// A local webhook endpoint that records every request and answers as the test says: a default
+/// answer, switchable at any time, and rules by path and body that take precedence.
+#[derive(Clone)]
+pub(crate) struct TestReceiver {
+    pub(crate) address: SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    answer: std::sync::Arc<std::sync::Mutex<Answer>>,
+    rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>>,
+    /// Answers still to give before the default one, in order.
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
+}
+
+impl TestReceiver {
+    pub(crate) async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(listener)
+    }
+
+    pub(crate) fn serve(listener: tokio::net::TcpListener) -> Self {
+        let receiver = Self {
+            address: listener.local_addr().expect("addr"),
+            received: Default::default(),
+            answer: std::sync::Arc::new(std::sync::Mutex::new(Answer::Status(200))),
+            rules: Default::default(),
+            script: Default::default(),
+        };
+        let handler = receiver.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let handler = handler.clone();
+                async move { handler.handle(uri.path().to_owned(), headers, body).await }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        receiver
+    }
+
+    async fn handle(
+        &self,
+        path: String,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        self.received.lock().expect("lock").push(Received {
+            path: path.clone(),
+            headers,
+            body,
+            at: std::time::Instant::now(),
+        });
+        let ruled = self.rules.lock().expect("lock").iter().find_map(|rule| rule(&path, &json));
+        let answer = ruled
+            .or_else(|| self.script.lock().expect("lock").pop_front())
+            .unwrap_or_else(|| self.answer.lock().expect("lock").clone());
+        match answer {
+            Answer::Status(status) => {
+                axum::http::StatusCode::from_u16(status).expect("status").into_response()
+            }
+            Answer::TooManyRequests(seconds) => {
+                (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())])
+                    .into_response()
+            }
+            Answer::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            Answer::Slow(wait, status) => {
+                tokio::time::sleep(wait).await;
+                axum::http::StatusCode::from_u16(status).expect("status").into_response()
+            }
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub(crate) fn answer(&self, answer: Answer) {
+        *self.answer.lock().expect("lock") = answer;
+    }
+
+    pub(crate) fn script(&self, answers: Vec<Answer>) {
+        self.script.lock().expect("lock").extend(answers);
+    }
+
+    pub(crate) fn rule(
+        &self,
+        rule: impl Fn(&str, &Value) -> Option<Answer> + Send + Sync + 'static,
+    ) {
+        self.rules.lock().expect("lock").push(Box::new(rule));
+    }
+
+    pub(crate) fn clear_rules(&self) {
+        self.rules.lock().expect("lock").clear();
+    }
+
+    pub(crate) fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// Waits until `done` holds for what was received, at most `timeout`.
+    pub(crate) async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting; received {} requests: {:?}",
+                    received.len(),
+                    received
+                        .iter()
+                        .map(|r| (r.path.clone(), r.json()["event"].clone()))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Polls `GET path` until `done` holds for the body, at most `timeout`.
+pub(crate) async fn wait_for_api(
+    app: &TestApp,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let body = app.get_ok(path).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting on {path}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A webhook endpoint table for the test configuration.
+pub(crate) fn endpoint_config(url: &str, signing: &str, secret: &str) -> String {
+    format!(
+        "[[webhooks.endpoints]]\nurl = \"{url}\"\nsigning = \"{signing}\"\napi_key = \"{}\"\nsecret = \"{secret}\"\n",
+        ADMIN.0
+    )
+}
+
+/// Fast retries for tests: 3 more attempts after the first, 100 to 300 ms apart.
+pub(crate) const FAST_RETRIES: &str =
+    "[webhooks]\nretry_schedule = [\"100ms\", \"200ms\", \"300ms\"]\nrequest_timeout = \"500ms\"\n";

@@ -449,3 +449,277 @@ fn a_database_from_a_newer_version_is_refused() {
     let error = SqliteStore::open(SqliteConfig::in_dir(dir.path())).expect_err("refused");
     assert!(error.to_string().contains("newer version"), "{error}");
 }
+
+// --- The webhook outbox ---
+
+mod outbox {
+    use super::*;
+    use crate::model::{
+        AttemptOutcome, AttemptRecord, DeliveriesQuery, EndpointRecord, OutboxCounts,
+        OutgoingWebhook, ReplayQuery, WebhookMessage,
+    };
+
+    const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+    fn endpoint(id: &str) -> EndpointRecord {
+        EndpointRecord {
+            id: id.to_owned(),
+            url: format!("http://127.0.0.1:9/{id}"),
+            signing: "livekit".to_owned(),
+            api_key: "key".to_owned(),
+            secret: "secret".to_owned(),
+            include_events: Vec::new(),
+            exclude_events: vec!["room_finished".to_owned()],
+            enabled: true,
+            source: "api".to_owned(),
+            created_at: T0,
+        }
+    }
+
+    fn webhook(id: &str, room: &str, at: UnixMillis, endpoints: &[&str]) -> OutgoingWebhook {
+        OutgoingWebhook {
+            message: WebhookMessage {
+                id: id.to_owned(),
+                event: "room_started".to_owned(),
+                event_id: String::new(),
+                resource_key: room.to_owned(),
+                room_sid: format!("RM_{room}"),
+                room_name: room.to_owned(),
+                payload: format!("{{\"id\":\"{id}\"}}"),
+                created_at: at,
+            },
+            endpoint_ids: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    fn attempt(delivery_id: i64, attempt: u32, outcome: AttemptOutcome) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id,
+            attempt,
+            started_at: T0.plus_millis(i64::from(attempt) * 1000),
+            duration_ms: 12,
+            status_code: Some(if outcome == AttemptOutcome::Delivered { 200 } else { 503 }),
+            error: (outcome != AttemptOutcome::Delivered).then(|| "HTTP 503".to_owned()),
+            outcome,
+        }
+    }
+
+    async fn write(store: &SqliteStore, batch: WriteBatch) -> Vec<crate::model::PendingDelivery> {
+        store.write(batch).await.expect("write").deliveries
+    }
+
+    async fn status_of(store: &SqliteStore, id: i64) -> (String, u32) {
+        let (delivery, _) = store.delivery(id).await.expect("delivery").expect("exists");
+        (delivery.status, delivery.attempts)
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        for id in ["WE_a", "WE_b"] {
+            store.put_endpoint(endpoint(id)).await.expect("endpoint");
+        }
+        let batch = WriteBatch {
+            webhooks: vec![
+                webhook("EV_1", "r1", T0, &["WE_a", "WE_b"]),
+                webhook("EV_2", "r2", T0.plus_millis(1), &["WE_b"]),
+            ],
+            ..WriteBatch::default()
+        };
+        let created = write(&store, batch.clone()).await;
+        let shape: Vec<(&str, &str, &str)> = created
+            .iter()
+            .map(|d| (d.message_id.as_str(), d.endpoint_id.as_str(), d.resource_key.as_str()))
+            .collect();
+        assert_eq!(shape, [("EV_1", "WE_a", "r1"), ("EV_1", "WE_b", "r1"), ("EV_2", "WE_b", "r2")]);
+        assert!(created.windows(2).all(|pair| pair[0].id < pair[1].id), "ids in production order");
+        assert_eq!(created[0].payload, "{\"id\":\"EV_1\"}");
+        // The same messages again (a retried write): nothing new.
+        assert!(write(&store, batch).await.is_empty());
+        assert_eq!(
+            store.outbox_counts().await.expect("counts"),
+            OutboxCounts { pending: 3, delivered: 0, dead: 0 }
+        );
+        store.close();
+        let store = open(&dir);
+        let pending = store.pending_deliveries().await.expect("pending");
+        assert_eq!(pending, created, "pending deliveries survive a reopen, in id order");
+        let endpoints = store.endpoints().await.expect("endpoints");
+        assert_eq!(endpoints, [endpoint("WE_a"), endpoint("WE_b")]);
+    }
+
+    #[tokio::test]
+    async fn attempts_move_a_delivery_to_delivered_or_dead_and_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+        let created = write(
+            &store,
+            WriteBatch {
+                webhooks: vec![
+                    webhook("EV_1", "r", T0, &["WE_a"]),
+                    webhook("EV_2", "r", T0, &["WE_a"]),
+                ],
+                ..WriteBatch::default()
+            },
+        )
+        .await;
+        let (first, second) = (created[0].id, created[1].id);
+        let retry_at = T0.plus_millis(5000);
+        let attempts = vec![
+            attempt(first, 1, AttemptOutcome::Retry(retry_at)),
+            attempt(first, 2, AttemptOutcome::Delivered),
+            attempt(second, 1, AttemptOutcome::Dead),
+        ];
+        // Recorded twice (a retried write): the same result.
+        for _ in 0..2 {
+            store
+                .write(WriteBatch { attempts: attempts.clone(), ..WriteBatch::default() })
+                .await
+                .expect("write");
+        }
+        let (delivery, rows) = store.delivery(first).await.expect("delivery").expect("exists");
+        assert_eq!((delivery.status.as_str(), delivery.attempts), ("delivered", 2));
+        assert_eq!(delivery.last_status_code, Some(200));
+        assert_eq!(delivery.delivered_at, Some(T0.plus_millis(2012)));
+        let codes: Vec<Option<u16>> = rows.iter().map(|row| row.status_code).collect();
+        assert_eq!(codes, [Some(503), Some(200)]);
+        assert_eq!(status_of(&store, second).await, ("dead".to_owned(), 1));
+        assert!(store.pending_deliveries().await.expect("pending").is_empty());
+        assert_eq!(
+            store.outbox_counts().await.expect("counts"),
+            OutboxCounts { pending: 0, delivered: 1, dead: 1 }
+        );
+
+        // Listing: newest first, by status, paged.
+        let dead = store
+            .deliveries(DeliveriesQuery {
+                status: Some("dead".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(dead.items.iter().map(|d| d.id).collect::<Vec<_>>(), [second]);
+        let page = store
+            .deliveries(DeliveriesQuery { limit: 1, ..Default::default() })
+            .await
+            .expect("list");
+        assert_eq!((page.items[0].id, page.next), (second, Some(second)));
+        let rest = store
+            .deliveries(DeliveriesQuery { limit: 1, before: page.next, ..Default::default() })
+            .await
+            .expect("list");
+        assert_eq!((rest.items[0].id, rest.next), (first, None));
+    }
+
+    #[tokio::test]
+    async fn requeue_expedite_and_replay_make_deliveries_due_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+        let hooks = (0..4)
+            .map(|i| webhook(&format!("EV_{i}"), "r", T0.plus_millis(i * 1000), &["WE_a"]))
+            .collect();
+        let created = write(&store, WriteBatch { webhooks: hooks, ..WriteBatch::default() }).await;
+        let ids: Vec<i64> = created.iter().map(|d| d.id).collect();
+        let attempts =
+            ids.iter().map(|&id| attempt(id, 3, AttemptOutcome::Dead)).collect::<Vec<_>>();
+        store.write(WriteBatch { attempts, ..WriteBatch::default() }).await.expect("write");
+
+        let now = T0.plus_millis(60_000);
+        // Requeue one: pending, due now, its schedule restarting after its 3 attempts.
+        let requeued = store.requeue(ids[0], now).await.expect("requeue").expect("requeued");
+        assert_eq!((requeued.next_attempt_at, requeued.attempts, requeued.retry_base), (now, 3, 3));
+        assert_eq!(store.requeue(ids[0], now).await.expect("requeue"), None, "already pending");
+        assert_eq!(store.requeue(999, now).await.expect("requeue"), None, "no such delivery");
+        // Expedite a pending one; a dead one is not expedited.
+        let later = now.plus_millis(1);
+        assert_eq!(
+            store.expedite(ids[0], later).await.expect("expedite").map(|d| d.next_attempt_at),
+            Some(later)
+        );
+        assert_eq!(store.expedite(ids[1], later).await.expect("expedite"), None);
+        // Replay the dead ones produced in [1 s, 3 s): ids[1] and ids[2], in order.
+        let replayed = store
+            .replay(
+                ReplayQuery {
+                    endpoint_id: "WE_a".into(),
+                    since: T0.plus_millis(1000),
+                    until: T0.plus_millis(3000),
+                    status: "dead".into(),
+                },
+                now,
+            )
+            .await
+            .expect("replay");
+        assert_eq!(replayed.iter().map(|d| d.id).collect::<Vec<_>>(), &ids[1..3]);
+        assert_eq!(
+            store.outbox_counts().await.expect("counts"),
+            OutboxCounts { pending: 3, delivered: 0, dead: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_endpoint_leaves_its_deliveries_dead_and_not_requeueable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+        let created = write(
+            &store,
+            WriteBatch {
+                webhooks: vec![webhook("EV_1", "r", T0, &["WE_a"])],
+                ..WriteBatch::default()
+            },
+        )
+        .await;
+        let id = created[0].id;
+        let deleted = store.delete_endpoint("WE_a", T0).await.expect("delete");
+        assert_eq!(deleted.map(|e| e.id), Some("WE_a".to_owned()));
+        assert_eq!(store.delete_endpoint("WE_a", T0).await.expect("delete"), None);
+        assert_eq!(status_of(&store, id).await.0, "dead");
+        // An attempt in flight when it was deleted does not bring it back.
+        store
+            .write(WriteBatch {
+                attempts: vec![attempt(id, 1, AttemptOutcome::Retry(T0))],
+                ..WriteBatch::default()
+            })
+            .await
+            .expect("write");
+        assert_eq!(status_of(&store, id).await.0, "dead");
+        assert_eq!(store.requeue(id, T0).await.expect("requeue"), None, "no endpoint to send to");
+        assert!(store.pending_deliveries().await.expect("pending").is_empty());
+    }
+
+    #[tokio::test]
+    async fn prune_removes_finished_deliveries_but_never_pending_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+        let created = write(
+            &store,
+            WriteBatch {
+                webhooks: vec![
+                    webhook("EV_1", "r", T0, &["WE_a"]),
+                    webhook("EV_2", "r", T0, &["WE_a"]),
+                ],
+                ..WriteBatch::default()
+            },
+        )
+        .await;
+        store
+            .write(WriteBatch {
+                attempts: vec![attempt(created[0].id, 1, AttemptOutcome::Delivered)],
+                ..WriteBatch::default()
+            })
+            .await
+            .expect("write");
+        let pruned = store.prune(T0.plus_millis(86_400_000)).await.expect("prune");
+        assert_eq!(pruned.deliveries, 1);
+        let pending = store.pending_deliveries().await.expect("pending");
+        assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), [created[1].id]);
+        assert_eq!(pending[0].payload, "{\"id\":\"EV_2\"}", "a pending delivery keeps its message");
+        assert_eq!(store.delivery(created[0].id).await.expect("delivery"), None);
+    }
+}

@@ -1,0 +1,366 @@
+//! The webhook API: endpoints (listed with role `read`, changed with `admin`; secrets never
+//! returned), deliveries with their attempts, retry of one delivery, replay of a time range.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use telemetry_core::ids::IdGenerator;
+use telemetry_core::{Clock as _, SystemClock, UnixMillis};
+use telemetry_store::model::{
+    DeliveriesQuery, DeliveryRecord, EndpointRecord, ReplayQuery, delivery_status,
+};
+
+use crate::api::rfc3339;
+use crate::auth::Principal;
+use crate::config::{EndpointConfig, Role, Signing, validate_endpoint};
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+const CURSOR: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn endpoint_json(record: &EndpointRecord) -> Value {
+    json!({
+        "id": record.id,
+        "url": record.url,
+        "signing": record.signing,
+        "apiKey": record.api_key,
+        "includeEvents": record.include_events,
+        "excludeEvents": record.exclude_events,
+        "enabled": record.enabled,
+        "source": record.source,
+        "createdAt": rfc3339(record.created_at),
+    })
+}
+
+fn delivery_json(delivery: &DeliveryRecord) -> Value {
+    json!({
+        "id": delivery.id.to_string(),
+        "eventId": delivery.message_id,
+        "event": delivery.event,
+        "endpointId": delivery.endpoint_id,
+        "resourceKey": delivery.resource_key,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "lastStatusCode": delivery.last_status_code,
+        "lastError": delivery.last_error,
+        "createdAt": rfc3339(delivery.created_at),
+        "nextAttemptAt": delivery.next_attempt_at.map(rfc3339),
+        "deliveredAt": delivery.delivered_at.map(rfc3339),
+    })
+}
+
+/// `GET /v1/webhooks/endpoints`.
+///
+/// # Errors
+///
+/// 401, 403.
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    principal?.require(Role::Read)?;
+    let endpoints: Vec<Value> = state.store.endpoints().await?.iter().map(endpoint_json).collect();
+    Ok(Json(json!({ "endpoints": endpoints })))
+}
+
+/// The body of `POST /v1/webhooks/endpoints`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewEndpoint {
+    url: String,
+    #[serde(default)]
+    signing: Option<Signing>,
+    #[serde(default)]
+    api_key: String,
+    secret: String,
+    #[serde(default)]
+    include_events: Vec<String>,
+    #[serde(default)]
+    exclude_events: Vec<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// `POST /v1/webhooks/endpoints`: creates an endpoint; deliveries to it begin with the next
+/// webhook.
+///
+/// # Errors
+///
+/// 400 naming the field at fault; 401, 403.
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    body: Result<Json<NewEndpoint>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal?.require(Role::Admin)?;
+    let Json(body) =
+        body.map_err(|error| ApiError::invalid(format!("body: {}", error.body_text())))?;
+    let config = EndpointConfig {
+        url: body.url,
+        signing: body.signing.unwrap_or(Signing::Livekit),
+        api_key: body.api_key,
+        secret: body.secret,
+        include_events: body.include_events,
+        exclude_events: body.exclude_events,
+    };
+    validate_endpoint(&config).map_err(|(field, message)| {
+        let field = match field {
+            "api_key" => "apiKey",
+            "include_events" => "includeEvents",
+            "exclude_events" => "excludeEvents",
+            other => other,
+        };
+        ApiError::invalid(format!("`{field}`: {message}"))
+    })?;
+    let id = IdGenerator::from_os().next_id("WE_");
+    let mut record = crate::webhooks::endpoint_record(id, &config, "api", SystemClock.now());
+    record.enabled = body.enabled.unwrap_or(true);
+    state.store.put_endpoint(record.clone()).await?;
+    state.webhooks.endpoints.set(state.store.endpoints().await?);
+    Ok((StatusCode::CREATED, Json(json!({ "endpoint": endpoint_json(&record) }))))
+}
+
+/// `DELETE /v1/webhooks/endpoints/{id}`: its pending deliveries become dead (listed and
+/// replayable if an endpoint with its id comes back).
+///
+/// # Errors
+///
+/// 404 for an unknown endpoint, 409 for one from the configuration file; 401, 403.
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal?.require(Role::Admin)?;
+    let existing = state.store.endpoints().await?;
+    let endpoint = existing
+        .iter()
+        .find(|endpoint| endpoint.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint `{id}`")))?;
+    if endpoint.source == "config" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "endpoint `{id}` comes from the configuration file: remove it there and restart"
+            ),
+        ));
+    }
+    state.store.delete_endpoint(&id, SystemClock.now()).await?;
+    state.webhooks.endpoints.set(state.store.endpoints().await?);
+    state.webhooks.dispatcher.remove_endpoint(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parameters of `GET /v1/webhooks/deliveries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeliveriesParams {
+    endpoint_id: Option<String>,
+    status: Option<String>,
+    event: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn check_status(name: &str, status: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("`{name}`: {status:?} is not one of {}", allowed.join(", "))))
+    }
+}
+
+/// `GET /v1/webhooks/deliveries?endpointId=&status=&event=&limit=&cursor=`: newest first.
+///
+/// # Errors
+///
+/// 400 for a bad parameter; 401, 403.
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    params: Result<Query<DeliveriesParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    principal?.require(Role::Read)?;
+    let Query(params) =
+        params.map_err(|error| ApiError::invalid(format!("query: {}", error.body_text())))?;
+    if let Some(status) = &params.status {
+        check_status(
+            "status",
+            status,
+            &[delivery_status::PENDING, delivery_status::DELIVERED, delivery_status::DEAD],
+        )?;
+    }
+    if let Some(event) = &params.event
+        && !telemetry_core::webhook_names::ALL.contains(&event.as_str())
+    {
+        return Err(ApiError::invalid(format!("`event`: unknown event `{event}`")));
+    }
+    let limit = match params.limit {
+        None => 100,
+        Some(limit @ 1..=1000) => limit,
+        Some(_) => return Err(ApiError::invalid("`limit`: between 1 and 1000")),
+    };
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            CURSOR
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| text.parse::<i64>().ok())
+                .ok_or_else(|| ApiError::invalid("`cursor`: not a cursor this API returned"))
+        })
+        .transpose()?;
+    let page = state
+        .store
+        .deliveries(DeliveriesQuery {
+            endpoint_id: params.endpoint_id,
+            status: params.status,
+            event: params.event,
+            limit,
+            before,
+        })
+        .await?;
+    let deliveries: Vec<Value> = page.items.iter().map(delivery_json).collect();
+    Ok(Json(
+        json!({ "deliveries": deliveries, "nextCursor": page.next.map(|id| CURSOR.encode(id.to_string())) }),
+    ))
+}
+
+fn delivery_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found(format!("no delivery `{text}`")))
+}
+
+/// `GET /v1/webhooks/deliveries/{id}`: the delivery and every attempt.
+///
+/// # Errors
+///
+/// 404 for an unknown delivery; 401, 403.
+pub async fn get_delivery(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal?.require(Role::Read)?;
+    let (delivery, attempts) = state
+        .store
+        .delivery(delivery_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no delivery `{id}`")))?;
+    let attempts: Vec<Value> = attempts
+        .iter()
+        .map(|attempt| {
+            json!({
+                "attempt": attempt.attempt,
+                "startedAt": rfc3339(attempt.started_at),
+                "durationMs": attempt.duration_ms,
+                "statusCode": attempt.status_code,
+                "error": attempt.error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "delivery": delivery_json(&delivery), "attempts": attempts })))
+}
+
+/// `POST /v1/webhooks/deliveries/{id}/retry`: makes a dead or delivered delivery pending again
+/// (its schedule restarts), or brings a pending one's next attempt forward to now.
+///
+/// # Errors
+///
+/// 404 for an unknown delivery or one whose endpoint is gone; 401, 403.
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal?.require(Role::Admin)?;
+    let id = delivery_id(&id)?;
+    let now = SystemClock.now();
+    let requeued = match state.store.requeue(id, now).await? {
+        Some(delivery) => delivery,
+        None => state.store.expedite(id, now).await?.ok_or_else(|| {
+            ApiError::not_found(format!("no delivery `{id}` with a live endpoint"))
+        })?,
+    };
+    state.webhooks.dispatcher.enqueue(vec![requeued]);
+    let (delivery, _) = state
+        .store
+        .delivery(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no delivery `{id}`")))?;
+    Ok(Json(json!({ "delivery": delivery_json(&delivery) })))
+}
+
+/// The body of `POST /v1/webhooks/replay`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReplayBody {
+    endpoint_id: String,
+    since: Value,
+    until: Option<Value>,
+    status: Option<String>,
+}
+
+fn time_field(name: &str, value: &Value) -> Result<UnixMillis, ApiError> {
+    match value {
+        Value::Number(number) => number
+            .as_i64()
+            .map(UnixMillis)
+            .ok_or_else(|| ApiError::invalid(format!("`{name}`: milliseconds"))),
+        Value::String(text) => {
+            let time = humantime::parse_rfc3339_weak(text).map_err(|error| {
+                ApiError::invalid(format!("`{name}`: {text:?} is not RFC 3339: {error}"))
+            })?;
+            let since = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| ApiError::invalid(format!("`{name}`: before 1970")))?;
+            Ok(UnixMillis(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)))
+        }
+        _ => Err(ApiError::invalid(format!("`{name}`: RFC 3339 text or milliseconds"))),
+    }
+}
+
+/// `POST /v1/webhooks/replay {endpointId, since, until, status}`: makes the endpoint's
+/// deliveries of messages produced in `[since, until)` in `status` (default `dead`; `delivered`
+/// sends them again) pending again, in their original order.
+///
+/// # Errors
+///
+/// 400 naming the field at fault, 404 for an unknown endpoint; 401, 403.
+pub async fn replay(
+    State(state): State<AppState>,
+    principal: Result<Principal, ApiError>,
+    body: Result<Json<ReplayBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    principal?.require(Role::Admin)?;
+    let Json(body) =
+        body.map_err(|error| ApiError::invalid(format!("body: {}", error.body_text())))?;
+    let now = SystemClock.now();
+    let since = time_field("since", &body.since)?;
+    let until = body
+        .until
+        .as_ref()
+        .map(|until| time_field("until", until))
+        .transpose()?
+        .unwrap_or(now.plus_millis(1));
+    if since >= until {
+        return Err(ApiError::invalid("`since`: must be before `until`"));
+    }
+    let status = body.status.unwrap_or_else(|| delivery_status::DEAD.to_owned());
+    check_status("status", &status, &[delivery_status::DEAD, delivery_status::DELIVERED])?;
+    if state.webhooks.endpoints.get(&body.endpoint_id).is_none() {
+        return Err(ApiError::not_found(format!("no endpoint `{}`", body.endpoint_id)));
+    }
+    let requeued = state
+        .store
+        .replay(ReplayQuery { endpoint_id: body.endpoint_id, since, until, status }, now)
+        .await?;
+    let count = requeued.len();
+    state.webhooks.dispatcher.enqueue(requeued);
+    Ok(Json(json!({ "requeued": count })))
+}
