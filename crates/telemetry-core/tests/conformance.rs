@@ -8,20 +8,19 @@
 //! to the same event, and must reject a tampered body, a wrong secret and an expired signature.
 //! One process per receiver checks every case (`tools/conformance/*`).
 //!
-//! The receivers are installed by `tools/setup-conformance.sh` (`cargo xtask test` runs it).
-//! These tests run when `TELEMETRY_TEST_CONFORMANCE=1`; they then find the venv's Python through
-//! `TELEMETRY_TEST_PYTHON` and the scripts and `node_modules` through
-//! `TELEMETRY_TEST_CONFORMANCE_DIR` (defaults: `tools/.venv/bin/python` and `tools/conformance`),
-//! and fail if a tool is missing. Without the variable they are skipped, so a bare `cargo test`
-//! passes on a machine without Python or Node packages.
+//! How the receivers are found and when these tests run: `common/receivers.rs`. Without
+//! `TELEMETRY_TEST_CONFORMANCE=1` they are skipped, so a bare `cargo test` passes on a machine
+//! without Python or Node packages.
+
+#[path = "common/receivers.rs"]
+mod receivers;
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use receivers::{run_receiver, tools};
 use serde_json::{Value, json};
 use telemetry_core::proto as lk;
 use telemetry_core::signing::{livekit_authorization, standard_headers};
@@ -44,92 +43,8 @@ const WRONG_STANDARD_SECRET: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGhlLWNoZWNrc
 /// (token ttl 5 min + leeway 1 min for LiveKit; 5 min for Standard Webhooks).
 const EXPIRED_BY_SECS: i64 = 600;
 
-const SETUP_HINT: &str = "run tools/setup-conformance.sh (or `cargo xtask test`)";
-
 /// 2023-11-14T22:13:20Z: the service's clock, so payloads carry fixed times.
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
-
-// --- Finding the tools ---
-
-struct Tools {
-    python: PathBuf,
-    dir: PathBuf,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The tools when the conformance tests are enabled; `None` (after saying so) when skipped.
-fn tools() -> Option<Tools> {
-    if std::env::var("TELEMETRY_TEST_CONFORMANCE").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set TELEMETRY_TEST_CONFORMANCE=1 to check against the official receivers"
-        );
-        return None;
-    }
-    let root = workspace_root();
-    let from_env = |name: &str, default: PathBuf| {
-        std::env::var_os(name).filter(|value| !value.is_empty()).map_or(default, PathBuf::from)
-    };
-    // Absolute (a child's relative program path is ambiguous once its directory is set), but
-    // not canonical: the venv's `python` is a symlink that must stay the venv's.
-    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
-    let tools = Tools {
-        python: absolute(from_env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))),
-        dir: absolute(from_env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))),
-    };
-    let required = [
-        ("the venv's Python (TELEMETRY_TEST_PYTHON)", tools.python.clone()),
-        ("verify_livekit.py", tools.dir.join("verify_livekit.py")),
-        ("verify_livekit.mjs", tools.dir.join("verify_livekit.mjs")),
-        ("verify_standard.py", tools.dir.join("verify_standard.py")),
-        ("npm package livekit-server-sdk", tools.dir.join("node_modules/livekit-server-sdk")),
-    ];
-    for (what, path) in required {
-        assert!(path.exists(), "{what} is missing at {}: {SETUP_HINT}", path.display());
-    }
-    Some(tools)
-}
-
-/// Runs one receiver script over every case at once and returns its results, in case order.
-fn run_receiver(program: &Path, script: &Path, dir: &Path, cases: &[Value]) -> Vec<Value> {
-    let mut child = Command::new(program)
-        .arg(script)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot start {}: {error}: {SETUP_HINT}", program.display())
-        });
-    // The scripts read all of stdin before writing anything, so this cannot deadlock.
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(&serde_json::to_vec(cases).expect("cases serialize"))
-        .expect("write the cases");
-    let output = child.wait_with_output().expect("wait for the receiver");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} {} failed with {}: {stderr}\n{SETUP_HINT} if a package is missing",
-        program.display(),
-        script.display(),
-        output.status
-    );
-    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON result per line"))
-        .collect();
-    assert_eq!(results.len(), cases.len(), "one result per case; stderr: {stderr}");
-    for (case, result) in cases.iter().zip(&results) {
-        assert_eq!(case["name"], result["name"], "results in case order");
-    }
-    results
-}
 
 fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64

@@ -3,10 +3,13 @@
 
 mod auth;
 mod bad_input;
+mod conformance;
 mod crash;
 mod dashboard;
 mod e2e_ingest;
 mod e2e_query;
+#[path = "../../../telemetry-core/tests/common/receivers.rs"]
+mod receivers;
 mod recorder;
 mod shutdown;
 mod support;

@@ -6,36 +6,19 @@
 //! runs when `TELEMETRY_TEST_CONFORMANCE=1` (as `cargo xtask test` sets it) and is skipped
 //! otherwise. The other test sends the same kind of messages with the Rust client.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 use telemetry_core::proto as lk;
 use telemetry_proto::recorder::analytics_recorder_service_client::AnalyticsRecorderServiceClient;
 
+use crate::receivers::tools;
 use crate::support::{INGESTER, TestApp};
-
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    if std::env::var("TELEMETRY_TEST_CONFORMANCE").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set TELEMETRY_TEST_CONFORMANCE=1 (cargo xtask test does) to run LiveKit's Python client"
-        );
-        return None;
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("TELEMETRY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tools/.venv/bin/python"));
-    let dir = std::env::var_os("TELEMETRY_TEST_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tools/conformance"));
-    assert!(python.exists(), "no Python at {}: run tools/setup-conformance.sh", python.display());
-    Some((python, dir))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_python_analytics_are_stored_and_queryable() {
-    let Some((python, dir)) = tools() else { return };
+    let Some(tools) = tools() else { return };
+    let (python, dir) = (tools.python, tools.dir);
     let app = TestApp::start().await;
     let target = app.grpc.to_string();
     let token = TestApp::token(INGESTER);
