@@ -29,8 +29,10 @@ use crate::webhooks::{Endpoint, Endpoints};
 /// LiveKit's `livekit_webhook_queue_length` buckets.
 const QUEUE_LENGTH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 40.0, 80.0];
 
-/// The node the `WEBHOOK` analytics events are attributed to.
-pub const WEBHOOK_EVENT_NODE: &str = "rtc-telemetry";
+/// The node the `WEBHOOK` analytics events are attributed to: none. (LiveKit's come from the SFU
+/// node that sent the webhook; here the service sends it, and it is not an SFU node to list in
+/// `/v1/nodes`.)
+pub const WEBHOOK_EVENT_NODE: &str = "";
 
 /// How the dispatcher delivers.
 #[derive(Clone, Debug)]

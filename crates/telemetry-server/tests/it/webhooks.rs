@@ -140,6 +140,18 @@ async fn every_webhook_arrives_signed_in_order_and_is_recorded() {
     )
     .await;
     assert_eq!(webhook_events["events"][0]["webhook"]["httpStatusCode"], 200);
+    let nodes = app.get_ok("/v1/nodes").await;
+    let nodes: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["nodeId"].as_str())
+        .collect();
+    assert_eq!(
+        nodes,
+        ["sfu-test-1"],
+        "the service that sends webhooks is not listed as an SFU node"
+    );
     assert!(
         webhook_events["events"][0]["webhook"]["eventId"]
             .as_str()
