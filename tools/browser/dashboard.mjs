@@ -7,8 +7,7 @@
 // Environment: DASHBOARD_TOKEN (a token with the read and admin roles), DASHBOARD_READER_TOKEN
 // (read only; optional), DASHBOARD_INGEST_TOKEN (no read role; optional), DASHBOARD_SCREENSHOTS
 // (where screenshots go; default ../../target/dashboard-screenshots), DASHBOARD_CHROMIUM
-// (default /usr/bin/chromium), DASHBOARD_ALLOW_WEBHOOK_FAILURE=1 (report a failing webhook step
-// but exit 0 if everything else passed).
+// (default /usr/bin/chromium).
 //
 // Run by crates/telemetry-server/tests/it/dashboard.rs with TELEMETRY_TEST_BROWSER=1; the tools
 // come from tools/setup-browser.sh. Exits non-zero with a message naming the failed check.
@@ -25,7 +24,6 @@ const readerToken = process.env.DASHBOARD_READER_TOKEN ?? '';
 const ingestToken = process.env.DASHBOARD_INGEST_TOKEN ?? '';
 const shots = process.env.DASHBOARD_SCREENSHOTS ?? path.join(here, '../../target/dashboard-screenshots');
 const executablePath = process.env.DASHBOARD_CHROMIUM ?? '/usr/bin/chromium';
-const allowWebhookFailure = process.env.DASHBOARD_ALLOW_WEBHOOK_FAILURE === '1';
 
 if (!base || !token) {
   console.error('usage: DASHBOARD_TOKEN=... node dashboard.mjs BASE_URL');
@@ -129,13 +127,13 @@ async function canvasDrawn(page, selector) {
   });
 }
 
-async function step(name, run, { optional = false } = {}) {
+async function step(name, run) {
   log(`step: ${name}`);
   try {
     await run();
   } catch (error) {
     const message = error instanceof CheckFailed ? error.message : `${error.stack ?? error}`;
-    failures.push({ name, message, optional });
+    failures.push({ name, message });
     log(`FAILED: ${name}: ${message}`);
   }
 }
@@ -187,8 +185,8 @@ await step('3. sign in; the overview shows what /v1/overview answers', async () 
   const tracks = await page.locator('[data-testid="published-tracks"]').textContent();
   check(digits(tracks) === overview.publishedTracks, `tracks: the page shows "${tracks}", the API ${overview.publishedTracks}`);
   const outbox = await page.locator('[data-testid="webhook-outbox"]').textContent();
-  if (overview.webhooks) check(outbox.includes(`${overview.webhooks.pending}`), `outbox: "${outbox}" vs ${JSON.stringify(overview.webhooks)}`);
-  else check(outbox === 'n/a', `outbox without webhooks in the overview: "${outbox}"`);
+  check(overview.webhooks, `no webhook outbox in /v1/overview: ${JSON.stringify(overview)}`);
+  check(outbox.includes(`${overview.webhooks.pending} pending`), `outbox: "${outbox}" vs ${JSON.stringify(overview.webhooks)}`);
   check(page.apiRequests.every((request) => request.authorization === `Bearer ${token}`), 'an API request without the token');
   await page.waitForLoadState('networkidle');
   await shot(page, 'overview-1280x800');
@@ -336,7 +334,7 @@ await step('6. webhooks: deliveries, and retry of a dead one', async () => {
     check(await page.locator('[data-testid="replay"]').count() === 0, 'a read-only token is shown the replay form');
     check(await page.locator('[data-testid="admin-note"]').count() === 1, 'no note that retry needs the admin role');
   }
-}, { optional: allowWebhookFailure });
+});
 
 await step('7. a phone (390×844): overview and room without sideways scrolling', async () => {
   const phone = await newPage({ width: 390, height: 844 }, { isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
@@ -367,15 +365,14 @@ await step('7. a phone (390×844): overview and room without sideways scrolling'
 });
 
 await browser.close();
-if (problems.length) failures.push({ name: 'the page logged errors', message: problems.join('\n'), optional: false });
+if (problems.length) failures.push({ name: 'the page logged errors', message: problems.join('\n') });
 
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-const hard = failures.filter((failure) => !failure.optional);
 for (const failure of failures) {
-  console.error(`dashboard.mjs: ${failure.optional ? 'allowed to fail' : 'FAILED'}: ${failure.name}: ${failure.message}`);
+  console.error(`dashboard.mjs: FAILED: ${failure.name}: ${failure.message}`);
 }
-if (hard.length) {
-  console.error(`dashboard.mjs: ${hard.length} failed (${seconds} s); screenshots in ${shots}`);
+if (failures.length) {
+  console.error(`dashboard.mjs: ${failures.length} failed (${seconds} s); screenshots in ${shots}`);
   process.exit(1);
 }
-console.error(`dashboard.mjs: every check passed${failures.length ? ' but the ones allowed to fail' : ''} (${seconds} s); screenshots in ${shots}`);
+console.error(`dashboard.mjs: every check passed (${seconds} s); screenshots in ${shots}`);

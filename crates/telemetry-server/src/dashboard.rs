@@ -137,7 +137,8 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
 }
 
 /// `GET /v1/overview` (role `read`): what the dashboard's overview shows, `{activeRooms,
-/// activeParticipants, publishedTracks, acceptedCalls, principal: {key, roles}}`. The page
+/// activeParticipants, publishedTracks, acceptedCalls, webhooks: {pending, delivered, dead},
+/// principal: {key, roles}}`. The page
 /// derives the ingest rate from `acceptedCalls` of two polls, and shows the admin actions only
 /// when `principal.roles` has `admin`.
 ///
@@ -151,12 +152,14 @@ pub async fn overview(
     let principal = principal?;
     principal.require(Role::Read)?;
     let counts = state.store.counts().await?;
+    let outbox = state.store.outbox_counts().await?;
     let roles: Vec<&str> = principal.roles.iter().map(|role| role.as_str()).collect();
     Ok(Json(serde_json::json!({
         "activeRooms": counts.active_rooms,
         "activeParticipants": counts.active_participants,
         "publishedTracks": counts.published_tracks,
         "acceptedCalls": state.metrics.accepted_calls(),
+        "webhooks": { "pending": outbox.pending, "delivered": outbox.delivered, "dead": outbox.dead },
         "principal": { "key": principal.key, "roles": roles },
     })))
 }

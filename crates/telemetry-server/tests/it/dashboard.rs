@@ -36,6 +36,11 @@ async fn overview_counts_what_is_live_and_names_the_callers_roles() {
     assert_eq!(overview["activeParticipants"], 2, "{overview}");
     assert_eq!(overview["publishedTracks"], 1, "{overview}");
     assert!(overview["acceptedCalls"].as_u64().expect("a number") >= 9, "{overview}");
+    assert_eq!(
+        overview["webhooks"],
+        serde_json::json!({ "pending": 0, "delivered": 0, "dead": 0 }),
+        "no endpoint, no deliveries: {overview}"
+    );
     assert_eq!(overview["principal"]["key"], READER.0);
     assert_eq!(overview["principal"]["roles"], serde_json::json!(["read"]));
 
