@@ -179,6 +179,15 @@ fn main() -> anyhow::Result<()> {
         assert!(flushed.status().is_success());
         let elapsed = started.elapsed();
         let counts = telemetry_store::Store::counts(state.store.as_ref()).await?;
+        // What the core did with every sample (recorded, or why not), from /metrics.
+        let metrics =
+            client.get(url.replace("/v1/telemetry", "/metrics")).send().await?.text().await?;
+        let outcomes: Vec<String> = metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("rtc_telemetry_stats_samples_total{outcome=\""))
+            .map(|rest| rest.replacen("\"} ", " ", 1))
+            .collect();
+        println!("| samples | {} |", outcomes.join(", "));
         stop.cancel();
         server.await??;
         latencies.sort_unstable();
