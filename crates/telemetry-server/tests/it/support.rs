@@ -505,6 +505,8 @@ pub(crate) struct TestReceiver {
     rules: std::sync::Arc<std::sync::Mutex<Vec<Rule>>>,
     /// Answers still to give before the default one, in order.
     script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
+    /// Requests answered `Hang` whose connection is still open.
+    hanging: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestReceiver {
@@ -520,6 +522,7 @@ impl TestReceiver {
             answer: std::sync::Arc::new(std::sync::Mutex::new(Answer::Status(200))),
             rules: Default::default(),
             script: Default::default(),
+            hanging: Default::default(),
         };
         let handler = receiver.clone();
         let app = axum::Router::new().fallback(
@@ -561,6 +564,15 @@ impl TestReceiver {
                     .into_response()
             }
             Answer::Hang => {
+                // Counted while open: the client closing the request drops this future.
+                struct Open(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+                impl Drop for Open {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                self.hanging.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _open = Open(self.hanging.clone());
                 std::future::pending::<()>().await;
                 unreachable!()
             }
@@ -588,6 +600,11 @@ impl TestReceiver {
         rule: impl Fn(&str, &Value) -> Option<Answer> + Send + Sync + 'static,
     ) {
         self.rules.lock().expect("lock").push(Box::new(rule));
+    }
+
+    /// Requests answered `Hang` whose connection is still open.
+    pub(crate) fn hanging(&self) -> usize {
+        self.hanging.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn clear_rules(&self) {
