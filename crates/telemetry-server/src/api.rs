@@ -21,7 +21,9 @@ use crate::config::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const CURSOR: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+/// How cursors are encoded in URLs.
+pub(crate) const CURSOR: base64::engine::GeneralPurpose =
+    base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Formats a time as RFC 3339 with milliseconds, in UTC.
 pub fn rfc3339(at: UnixMillis) -> String {
@@ -35,18 +37,34 @@ fn parse_time(name: &str, value: &str) -> Result<UnixMillis, ApiError> {
     if let Ok(millis) = value.parse::<i64>() {
         return Ok(UnixMillis(millis));
     }
-    let time = humantime::parse_rfc3339_weak(value).map_err(|error| {
-        ApiError::invalid(format!(
-            "`{name}`: {value:?} is neither RFC 3339 nor milliseconds: {error}"
-        ))
-    })?;
+    parse_rfc3339(name, value, "neither RFC 3339 nor milliseconds")
+}
+
+/// Parses RFC 3339 text; an error says the value `is_not` what it should be.
+pub(crate) fn parse_rfc3339(name: &str, value: &str, is_not: &str) -> Result<UnixMillis, ApiError> {
+    let time = humantime::parse_rfc3339_weak(value)
+        .map_err(|error| ApiError::invalid(format!("`{name}`: {value:?} is {is_not}: {error}")))?;
     let since = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| ApiError::invalid(format!("`{name}`: before 1970")))?;
     Ok(UnixMillis(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)))
 }
 
-fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+/// Decodes a cursor that holds an id, as `CURSOR.encode(id.to_string())` made it.
+pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|cursor| {
+            CURSOR
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| text.parse::<i64>().ok())
+                .ok_or_else(|| ApiError::invalid("`cursor`: not a cursor this API returned"))
+        })
+        .transpose()
+}
+
+pub(crate) fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
     match value {
         None => Ok(default),
         Some(0) => Err(ApiError::invalid("`limit`: must be at least 1")),
@@ -217,18 +235,7 @@ pub async fn room_events(
             "`type`: unknown event type `{event_type}` (an AnalyticsEventType name, like PARTICIPANT_JOINED)"
         )));
     }
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            CURSOR
-                .decode(cursor)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::invalid("`cursor`: not a cursor this API returned"))
-        })
-        .transpose()?;
+    let after = id_cursor(params.cursor.as_deref())?;
     let page = state
         .store
         .room_events(EventsQuery {

@@ -417,6 +417,32 @@ fn write_transaction<T>(
     }
 }
 
+/// Makes delivery `?1` pending again, due at `?2`, its schedule restarting: unless it is
+/// pending already, or its endpoint is gone.
+const REQUEUE_DELIVERY: &str = "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, \
+     next_attempt_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND status != 'pending' \
+     AND endpoint_id IN (SELECT id FROM webhook_endpoints)";
+
+/// Runs `update` (parameters: the delivery's id, `now`) and returns the delivery as pending, or
+/// `None` if the update changed nothing.
+fn update_pending(
+    connection: &Connection,
+    update: &str,
+    id: i64,
+    now: UnixMillis,
+) -> Result<Option<PendingDelivery>, StoreError> {
+    if connection.prepare_cached(update)?.execute(params![id, now.0])? == 0 {
+        return Ok(None);
+    }
+    Ok(connection
+        .prepare_cached(&format!(
+            "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
+             JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
+        ))?
+        .query_row(params![id], pending_from_row)
+        .optional()?)
+}
+
 const PENDING_COLUMNS: &str = "d.id, d.message_id, d.endpoint_id, d.resource_key, d.event, m.payload, d.attempts, \
      d.retry_base, COALESCE(d.next_attempt_at_ms, d.created_at_ms), d.created_at_ms";
 
@@ -1128,22 +1154,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<PendingDelivery>, StoreError> {
         self.read(move |connection| {
             write_transaction(connection, |transaction| {
-                let changed = transaction.execute(
-                    "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at_ms = ?2, \
-                     updated_at_ms = ?2 WHERE id = ?1 AND status != 'pending' \
-                     AND endpoint_id IN (SELECT id FROM webhook_endpoints)",
-                    params![id, now.0],
-                )?;
-                if changed == 0 {
-                    return Ok(None);
-                }
-                Ok(transaction
-                    .prepare_cached(&format!(
-                        "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
-                         WHERE d.id = ?1"
-                    ))?
-                    .query_row(params![id], pending_from_row)
-                    .optional()?)
+                update_pending(transaction, REQUEUE_DELIVERY, id, now)
             })
         })
         .await
@@ -1156,21 +1167,13 @@ impl Store for SqliteStore {
     ) -> Result<Option<PendingDelivery>, StoreError> {
         self.read(move |connection| {
             write_transaction(connection, |transaction| {
-                let changed = transaction.execute(
+                update_pending(
+                    transaction,
                     "UPDATE webhook_deliveries SET next_attempt_at_ms = ?2, updated_at_ms = ?2 \
                      WHERE id = ?1 AND status = 'pending'",
-                    params![id, now.0],
-                )?;
-                if changed == 0 {
-                    return Ok(None);
-                }
-                Ok(transaction
-                    .prepare_cached(&format!(
-                        "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
-                         WHERE d.id = ?1"
-                    ))?
-                    .query_row(params![id], pending_from_row)
-                    .optional()?)
+                    id,
+                    now,
+                )
             })
         })
         .await
@@ -1186,26 +1189,16 @@ impl Store for SqliteStore {
                 let ids: Vec<i64> = transaction
                     .prepare_cached(
                         "SELECT id FROM webhook_deliveries WHERE endpoint_id = ?1 AND status = ?2 \
-                         AND created_at_ms >= ?3 AND created_at_ms < ?4 \
-                         AND endpoint_id IN (SELECT id FROM webhook_endpoints) ORDER BY id",
+                         AND created_at_ms >= ?3 AND created_at_ms < ?4 ORDER BY id",
                     )?
-                    .query_map(params![query.endpoint_id, query.status, query.since.0, query.until.0], |row| row.get(0))?
+                    .query_map(
+                        params![query.endpoint_id, query.status, query.since.0, query.until.0],
+                        |row| row.get(0),
+                    )?
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut requeued = Vec::with_capacity(ids.len());
                 for id in ids {
-                    transaction.execute(
-                        "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at_ms = ?2, \
-                         updated_at_ms = ?2 WHERE id = ?1",
-                        params![id, now.0],
-                    )?;
-                    requeued.push(
-                        transaction
-                            .prepare_cached(&format!(
-                                "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
-                                 JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
-                            ))?
-                            .query_row(params![id], pending_from_row)?,
-                    );
+                    requeued.extend(update_pending(transaction, REQUEUE_DELIVERY, id, now)?);
                 }
                 Ok(requeued)
             })

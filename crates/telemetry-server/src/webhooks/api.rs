@@ -14,13 +14,11 @@ use telemetry_store::model::{
     DeliveriesQuery, DeliveryRecord, EndpointRecord, ReplayQuery, delivery_status,
 };
 
-use crate::api::rfc3339;
+use crate::api::{CURSOR, id_cursor, limit, parse_rfc3339, rfc3339};
 use crate::auth::Principal;
 use crate::config::{EndpointConfig, Role, Signing, validate_endpoint};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-
-const CURSOR: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 fn endpoint_json(record: &EndpointRecord) -> Value {
     json!({
@@ -199,23 +197,8 @@ pub async fn list_deliveries(
     {
         return Err(ApiError::invalid(format!("`event`: unknown event `{event}`")));
     }
-    let limit = match params.limit {
-        None => 100,
-        Some(limit @ 1..=1000) => limit,
-        Some(_) => return Err(ApiError::invalid("`limit`: between 1 and 1000")),
-    };
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            CURSOR
-                .decode(cursor)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::invalid("`cursor`: not a cursor this API returned"))
-        })
-        .transpose()?;
+    let limit = limit(params.limit, 100, 1000)?;
+    let before = id_cursor(params.cursor.as_deref())?;
     let page = state
         .store
         .deliveries(DeliveriesQuery {
@@ -312,15 +295,7 @@ fn time_field(name: &str, value: &Value) -> Result<UnixMillis, ApiError> {
             .as_i64()
             .map(UnixMillis)
             .ok_or_else(|| ApiError::invalid(format!("`{name}`: milliseconds"))),
-        Value::String(text) => {
-            let time = humantime::parse_rfc3339_weak(text).map_err(|error| {
-                ApiError::invalid(format!("`{name}`: {text:?} is not RFC 3339: {error}"))
-            })?;
-            let since = time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| ApiError::invalid(format!("`{name}`: before 1970")))?;
-            Ok(UnixMillis(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)))
-        }
+        Value::String(text) => parse_rfc3339(name, text, "not RFC 3339"),
         _ => Err(ApiError::invalid(format!("`{name}`: RFC 3339 text or milliseconds"))),
     }
 }

@@ -161,25 +161,11 @@ impl Dispatcher {
                 (delivery.endpoint_id.as_str().into(), delivery.resource_key.as_str().into());
             let queue = state.queues.entry(key.clone()).or_default();
             // Newly committed deliveries have ids above every queued one: only a requeue can
-            // find itself already queued.
+            // find itself already queued, or go anywhere but the back.
             let newest = queue.items.back().is_none_or(|back| back.id < delivery.id);
-            if newest {
-                let position = queue.items.len();
-                queue.items.push_back(delivery);
-                let startable = position == 0 && !queue.in_flight;
-                state.pending += 1;
-                self.shared
-                    .metrics
-                    .queue_length
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .observe((position + 1) as f64);
-                if startable {
-                    schedule_head(&mut state, key, now);
-                }
-                continue;
-            }
-            if let Some(queued) = queue.items.iter_mut().find(|queued| queued.id == delivery.id) {
+            if !newest
+                && let Some(queued) = queue.items.iter_mut().find(|queued| queued.id == delivery.id)
+            {
                 queued.next_attempt_at = delivery.next_attempt_at;
                 queued.retry_base = delivery.retry_base;
                 let head = queue.items.front().is_some_and(|head| head.id == delivery.id);
@@ -189,12 +175,16 @@ impl Dispatcher {
                 continue;
             }
             // In id order: the order the messages were produced in. The head in flight stays.
-            let after = queue
-                .items
-                .iter()
-                .rposition(|queued| queued.id < delivery.id)
-                .map_or(0, |index| index + 1);
-            let position = if queue.in_flight { after.max(1) } else { after };
+            let position = if newest {
+                queue.items.len()
+            } else {
+                let after = queue
+                    .items
+                    .iter()
+                    .rposition(|queued| queued.id < delivery.id)
+                    .map_or(0, |index| index + 1);
+                if queue.in_flight { after.max(1) } else { after }
+            };
             queue.items.insert(position, delivery);
             let length = queue.items.len();
             let startable = position == 0 && !queue.in_flight;
