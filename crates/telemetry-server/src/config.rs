@@ -435,11 +435,13 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.webhooks.retry_schedule.is_empty() {
         return Err(invalid("webhooks.retry_schedule", "give at least one wait"));
     }
-    if config.webhooks.max_in_flight == 0 || config.webhooks.max_in_flight_per_endpoint == 0 {
-        return Err(invalid(
-            "webhooks.max_in_flight",
-            "the webhook concurrency bounds must be at least 1",
-        ));
+    for (key, bound) in [
+        ("webhooks.max_in_flight", config.webhooks.max_in_flight),
+        ("webhooks.max_in_flight_per_endpoint", config.webhooks.max_in_flight_per_endpoint),
+    ] {
+        if bound == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
     }
     for (index, endpoint) in config.webhooks.endpoints.iter().enumerate() {
         validate_endpoint(endpoint).map_err(|(field, message)| {

@@ -108,6 +108,14 @@ fn bad_values_are_refused_naming_the_key() {
             "`webhooks.endpoints[0].include_events`",
         ),
         ("[webhooks]\nretry_schedule = []", "`webhooks.retry_schedule`"),
+        ("[webhooks]\nretry_schedule = [\"soon\"]", "`webhooks.retry_schedule`"),
+        ("[webhooks]\nrequest_timeout = \"0s\"", "`webhooks.request_timeout`"),
+        ("[webhooks]\nmax_in_flight = 0", "`webhooks.max_in_flight`"),
+        ("[webhooks]\nmax_in_flight_per_endpoint = 0", "`webhooks.max_in_flight_per_endpoint`"),
+        (
+            "[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook\"\nsigning = \"jwt\"\nsecret = \"s\"\napi_key = \"k\"",
+            "signing",
+        ),
     ];
     for (file, expected) in cases {
         let message = error_of(load(Some(("bad.toml", file)), &[], &dev()));
