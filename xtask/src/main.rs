@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("tidy") => tidy::check(&root()).map_err(|problems| problems.join("\n")),
         Some("codegen") => codegen::run(&root(), std::env::args().nth(2).as_deref() == Some("--check")),
-        _ => Err("usage: cargo xtask <test|tidy|codegen [--check]>\n  test     set up what the tests need, then run every test\n  tidy     repository checks (module docs, dependency direction, generated code current)\n  codegen  regenerate crates/telemetry-proto/src/gen".to_owned()),
+        _ => Err("usage: cargo xtask <test|tidy|codegen [--check]>\n  test     set up what the tests need (conformance tools, browser, PostgreSQL), then run every test\n  tidy     repository checks (module docs, dependency direction, generated code current)\n  codegen  regenerate crates/telemetry-proto/src/gen".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,13 +32,15 @@ fn root() -> PathBuf {
 }
 
 /// Runs every check and test of the workspace, the webhook conformance tests included (after
-/// installing the official receivers they check against).
+/// installing the official receivers they check against), and the tests against PostgreSQL
+/// (after installing it where it is missing).
 fn test() -> Result<(), String> {
     let root = root();
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
     codegen::run(&root, true)?;
     run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-browser.sh").current_dir(&root))?;
+    run(Command::new("bash").arg("tools/setup-postgres.sh").current_dir(&root))?;
     run(Command::new("cargo")
         .args(["test", "--workspace", "--all-targets"])
         .env("TELEMETRY_TEST_CONFORMANCE", "1")
