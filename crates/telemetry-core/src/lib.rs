@@ -26,6 +26,7 @@ pub mod retry;
 pub mod service;
 pub mod signing;
 pub mod time;
+pub mod webhook;
 mod workers;
 
 pub use call::{Call, DEFAULT_GUARD};
@@ -39,6 +40,7 @@ pub use output::{
 };
 pub use service::{CallMeta, NodeId, ServiceBuilder, Shed, TelemetryService};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use webhook::{RenderedWebhook, WebhookSubject};
 
 /// The inline string type of track ids and mimes in outputs.
 pub use compact_str::CompactString;
