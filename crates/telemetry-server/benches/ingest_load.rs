@@ -1,8 +1,9 @@
 //! The end-to-end ingest load harness: the real service in process (HTTP, the core, the pipeline,
-//! SQLite with every commit synced) on loopback, fed the simulator's traffic by concurrent
-//! clients, against the rate at which the same batches are merely decoded, measured in the same
-//! run. Run with `cargo bench -p telemetry-server --features bench --bench ingest_load`
-//! (`-- --clients 16 --rooms 200` to change the load).
+//! SQLite with every commit synced, then PostgreSQL on a private server with `fsync` on) on
+//! loopback, fed the simulator's traffic by concurrent clients, against the rate at which the
+//! same batches are merely decoded, measured in the same run. Run with
+//! `cargo bench -p telemetry-server --features bench --bench ingest_load`
+//! (`-- --clients 16 --rooms 200` to change the load, `--store sqlite` for one backend).
 
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
@@ -23,6 +24,8 @@ struct Options {
     participants: u32,
     batch: usize,
     synchronous: String,
+    /// Only this backend.
+    store: Option<String>,
 }
 
 fn options() -> Options {
@@ -32,6 +35,7 @@ fn options() -> Options {
         participants: 8,
         batch: 500,
         synchronous: "full".to_owned(),
+        store: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -45,6 +49,7 @@ fn options() -> Options {
             }
             "--batch" => options.batch = value.parse().unwrap_or(options.batch),
             "--synchronous" => options.synchronous = value,
+            "--store" => options.store = Some(value),
             _ => {
                 index += 1;
                 continue;
@@ -116,98 +121,121 @@ fn main() -> anyhow::Result<()> {
         "| baseline | prost decodes {prost_rate:.0} calls/s; serde_json (pbjson) decodes {json_rate:.0} calls/s |"
     );
 
-    // The service, fed over HTTP by concurrent clients.
-    let dir = tempfile::tempdir()?;
-    let file = format!(
-        "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"{}\"\n",
-        options.synchronous
-    );
-    let flags = FlagOverrides {
-        data_dir: Some(dir.path().to_path_buf()),
-        dev: true,
-        ..FlagOverrides::default()
+    // The service, fed over HTTP by concurrent clients: on SQLite, then on PostgreSQL.
+    let postgres = if options.store.as_deref().is_none_or(|store| store == "postgres") {
+        Some(telemetry_test_support::postgres::PgServer::start()?)
+    } else {
+        None
     };
-    let config = config::load(Some(("bench", &file)), &[], &flags)?;
-    let (service_rate, latencies, stored) = runtime.block_on(async {
-        let app = App::build(config).await?;
-        let state = app.state();
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/v1/telemetry", http.local_addr()?);
-        let stop = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
-        let token =
-            telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let client = reqwest::Client::new();
-        let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
-        let started = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..options.clients {
-            let (queue, client, url, token) =
-                (queue.clone(), client.clone(), url.clone(), token.clone());
-            workers.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let Some(body) = queue.lock().await.next() else { break };
-                    let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", "application/x-protobuf")
-                        .body(body)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert!(response.status().is_success(), "{}", response.status());
-                    let _ = response.bytes().await;
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            }));
+    for store in ["sqlite", "postgres"] {
+        if options.store.as_deref().is_some_and(|only| only != store) {
+            continue;
         }
-        let mut latencies = Vec::new();
-        for worker in workers {
-            latencies.extend(worker.await?);
-        }
-        // Stats samples are stored when flushed: count that flush in.
-        let flushed = client
-            .post(url.replace("/v1/telemetry", "/v1/flush"))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        assert!(flushed.status().is_success());
-        let elapsed = started.elapsed();
-        let counts = telemetry_store::Store::counts(state.store.as_ref()).await?;
-        // What the core did with every sample (recorded, or why not), from /metrics.
-        let metrics =
-            client.get(url.replace("/v1/telemetry", "/metrics")).send().await?.text().await?;
-        let outcomes: Vec<String> = metrics
-            .lines()
-            .filter_map(|line| line.strip_prefix("rtc_telemetry_stats_samples_total{outcome=\""))
-            .map(|rest| rest.replacen("\"} ", " ", 1))
-            .collect();
-        println!("| samples | {} |", outcomes.join(", "));
-        stop.cancel();
-        server.await??;
-        latencies.sort_unstable();
-        anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
-    })?;
-    println!(
-        "| service | {service_rate:.0} calls/s accepted and stored ({} clients, HTTP protobuf, SQLite synchronous={}); request p50 {:.1} ms, p99 {:.1} ms |",
-        options.clients,
-        options.synchronous,
-        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
-    );
-    println!(
-        "| stored | {} events, {} stats windows holding {} samples |",
-        stored.events, stored.stats_windows, stored.samples
-    );
-    println!(
-        "| ratio | stored rate / prost decode rate = {:.3}; / JSON decode rate = {:.3} |",
-        service_rate / prost_rate,
-        service_rate / json_rate
-    );
+        let dir = tempfile::tempdir()?;
+        let file = format!(
+            "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"{}\"\n",
+            options.synchronous
+        );
+        let flags = FlagOverrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            dev: true,
+            ..FlagOverrides::default()
+        };
+        let environment = match (store, &postgres) {
+            ("postgres", Some(server)) => vec![
+                ("RTC_TELEMETRY_STORE__BACKEND".to_owned(), "postgres".to_owned()),
+                ("RTC_TELEMETRY_STORE__URL".to_owned(), server.create_database()?),
+            ],
+            _ => Vec::new(),
+        };
+        let config = config::load(Some(("bench", &file)), &environment, &flags)?;
+        let (service_rate, latencies, stored) = runtime.block_on(async {
+            let app = App::build(config).await?;
+            let state = app.state();
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}/v1/telemetry", http.local_addr()?);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
+            let token =
+                telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let client = reqwest::Client::new();
+            let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
+            let started = Instant::now();
+            let mut workers = Vec::new();
+            for _ in 0..options.clients {
+                let (queue, client, url, token) =
+                    (queue.clone(), client.clone(), url.clone(), token.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let Some(body) = queue.lock().await.next() else { break };
+                        let sent = Instant::now();
+                        let response = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("content-type", "application/x-protobuf")
+                            .body(body)
+                            .send()
+                            .await
+                            .expect("request");
+                        assert!(response.status().is_success(), "{}", response.status());
+                        let _ = response.bytes().await;
+                        latencies.push(sent.elapsed());
+                    }
+                    latencies
+                }));
+            }
+            let mut latencies = Vec::new();
+            for worker in workers {
+                latencies.extend(worker.await?);
+            }
+            // Stats samples are stored when flushed: count that flush in.
+            let flushed = client
+                .post(url.replace("/v1/telemetry", "/v1/flush"))
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            assert!(flushed.status().is_success());
+            let elapsed = started.elapsed();
+            let counts = telemetry_store::AnalyticsStore::counts(state.store.as_ref()).await?;
+            // What the core did with every sample (recorded, or why not), from /metrics.
+            let metrics =
+                client.get(url.replace("/v1/telemetry", "/metrics")).send().await?.text().await?;
+            let outcomes: Vec<String> = metrics
+                .lines()
+                .filter_map(|line| {
+                    line.strip_prefix("rtc_telemetry_stats_samples_total{outcome=\"")
+                })
+                .map(|rest| rest.replacen("\"} ", " ", 1))
+                .collect();
+            println!("| samples | {} |", outcomes.join(", "));
+            stop.cancel();
+            server.await??;
+            latencies.sort_unstable();
+            anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
+        })?;
+        let durability = if store == "sqlite" {
+            format!("SQLite synchronous={}", options.synchronous)
+        } else {
+            "PostgreSQL fsync=on, synchronous_commit=on".to_owned()
+        };
+        println!(
+            "| service ({store}) | {service_rate:.0} calls/s accepted and stored ({} clients, HTTP protobuf, {durability}); request p50 {:.1} ms, p99 {:.1} ms |",
+            options.clients,
+            percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+        );
+        println!(
+            "| stored ({store}) | {} events, {} stats windows holding {} samples |",
+            stored.events, stored.stats_windows, stored.samples
+        );
+        println!(
+            "| ratio ({store}) | stored rate / prost decode rate = {:.3}; / JSON decode rate = {:.3} |",
+            service_rate / prost_rate,
+            service_rate / json_rate
+        );
+    }
     Ok(())
 }

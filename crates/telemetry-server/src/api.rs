@@ -179,7 +179,7 @@ pub async fn room(
                 "joinedAt": p.joined_at.map(rfc3339),
                 "activeAt": p.active_at.map(rfc3339),
                 "leftAt": p.left_at.map(rfc3339),
-                "state": p.state,
+                "state": p.state.as_str(),
             })
         })
         .collect();
@@ -289,13 +289,17 @@ pub async fn stats(
     read(principal)?;
     let Query(params) =
         params.map_err(|error| ApiError::invalid(format!("query: {}", error.body_text())))?;
-    if let Some(direction) = &params.direction
-        && telemetry_core::Direction::parse(direction).is_none()
-    {
-        return Err(ApiError::invalid(format!(
-            "`direction`: {direction:?} is neither \"upstream\" nor \"downstream\""
-        )));
-    }
+    let direction = params
+        .direction
+        .as_deref()
+        .map(|direction| {
+            telemetry_core::Direction::parse(direction).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`direction`: {direction:?} is neither \"upstream\" nor \"downstream\""
+                ))
+            })
+        })
+        .transpose()?;
     let to = params
         .to
         .as_deref()
@@ -317,21 +321,21 @@ pub async fn stats(
             room_sid: params.room_sid,
             participant_sid: params.participant_sid,
             track_sid: params.track_sid,
-            direction: params.direction,
+            direction,
             from: Some(from),
             to: Some(to),
             limit: limit(params.limit, 10_000, 100_000)?,
         })
         .await?;
     // (track, participant, direction) -> (kind, mime, windows)
-    type SeriesKey = (String, String, String);
-    let mut series: BTreeMap<SeriesKey, (String, String, Vec<Value>)> = BTreeMap::new();
+    type SeriesKey = (String, String, &'static str);
+    let mut series: BTreeMap<SeriesKey, (&'static str, String, Vec<Value>)> = BTreeMap::new();
     for window in windows {
         let key =
-            (window.track_sid.clone(), window.participant_sid.clone(), window.direction.clone());
+            (window.track_sid.clone(), window.participant_sid.clone(), window.direction.as_str());
         let entry = series
             .entry(key)
-            .or_insert_with(|| (window.kind.clone(), window.mime.clone(), Vec::new()));
+            .or_insert_with(|| (window.kind.as_str(), window.mime.clone(), Vec::new()));
         if !window.mime.is_empty() {
             entry.1 = window.mime.clone();
         }

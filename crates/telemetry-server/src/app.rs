@@ -3,9 +3,10 @@
 //! their own trigger exactly as the binary does.
 //!
 //! Task inventory (all tracked): the HTTP server, the gRPC server, the pipeline's consumer and
-//! its timers. Shutdown follows the data: stop accepting (readiness fails, servers finish
-//! in-flight requests), stop the timers, flush every stats worker, wait until every output is
-//! stored, stop the consumer, close the store; all within `shutdown_grace_period`.
+//! its timers, the store's health watch, the webhook dispatcher. Shutdown follows the data: stop
+//! accepting (readiness fails, servers finish in-flight requests), stop the timers, flush every
+//! stats worker, wait until every output is stored, stop the consumer, stop the dispatcher
+//! (finishing or releasing its attempts), close the store; all within `shutdown_grace_period`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,19 +19,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use telemetry_store::Store;
-use telemetry_store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::config::{Config, SynchronousMode};
+use crate::config::{Config, StoreBackend};
 use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
-use crate::pipeline::{self, Consumer};
+use crate::pipeline::{self, Consumer, StoreHealth};
 use crate::state::AppState;
 use crate::webhooks::dispatcher::{DispatchConfig, Dispatcher};
-use crate::webhooks::{self, Endpoints, Webhooks};
+use crate::webhooks::{self, EndpointRegistry, Webhooks};
 use crate::{api, ingest};
 use telemetry_core::retry::RetrySchedule;
 
@@ -42,31 +42,36 @@ const SERVICE_NODE: &str = "rtc-telemetry";
 pub struct App {
     state: AppState,
     consumer: Consumer,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    registry: EndpointRegistry,
 }
 
 impl App {
-    /// Opens the store, builds the core and the pipeline, brings the configured webhook endpoints
-    /// into the store and queues the pending deliveries; binds nothing.
+    /// Opens the store, builds the core and the pipeline, and brings the configured webhook
+    /// endpoints into the store; binds nothing.
     ///
     /// # Errors
     ///
-    /// Fails if the store cannot be opened.
+    /// Fails if the store cannot be opened (unreachable, or written by a newer version).
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let sqlite = SqliteConfig {
-            path: config.store.data_dir.join("telemetry.sqlite3"),
-            synchronous: match config.store.synchronous {
-                SynchronousMode::Full => Synchronous::Full,
-                SynchronousMode::Normal => Synchronous::Normal,
-            },
+        let place = match config.store.backend {
+            StoreBackend::Sqlite => format!("SQLite in `{}`", config.store.data_dir.display()),
+            StoreBackend::Postgres => format!("PostgreSQL at `{}`", redact(&config.store.url)),
         };
-        let store = Arc::new(SqliteStore::open(sqlite).with_context(|| {
-            format!("opening the store in `{}`", config.store.data_dir.display())
-        })?);
+        let store = telemetry_store::open(config.store_config())
+            .await
+            .with_context(|| format!("opening the store ({place})"))?;
+        tracing::info!(store = %place, "store open");
+        let instance_id = config.instance_id();
         let metrics = Arc::new(ServerMetrics::default());
         let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
-        let endpoints = Endpoints::default();
-        webhooks::sync_endpoints(store.as_ref(), &config.webhooks.endpoints, &endpoints)
+        let registry = EndpointRegistry::new(
+            instance_id.clone(),
+            &config.webhooks.endpoints,
+            config.webhooks.claim_lease,
+        );
+        registry
+            .refresh(store.as_ref())
             .await
             .context("bringing the configured webhook endpoints into the store")?;
         let dispatcher = Dispatcher::new(
@@ -75,20 +80,27 @@ impl App {
                 request_timeout: config.webhooks.request_timeout,
                 max_in_flight: config.webhooks.max_in_flight,
                 max_in_flight_per_endpoint: config.webhooks.max_in_flight_per_endpoint,
+                instance_id: instance_id.clone(),
+                claim_lease: config.webhooks.claim_lease,
             },
-            endpoints.clone(),
+            registry.clone(),
             store.clone(),
             service.clone(),
         )?;
-        let pending = dispatcher.load().await.context("loading the pending webhook deliveries")?;
-        if pending > 0 {
-            tracing::info!(pending, "resuming webhook deliveries");
-        }
-        let webhooks = Webhooks { endpoints, dispatcher };
-        let (consumer, durable) =
-            Consumer::new(receiver, notify, store.clone(), metrics.clone(), webhooks.clone());
-        let state = AppState::new(config, service, store.clone(), durable, metrics, webhooks);
-        Ok(App { state, consumer, store })
+        tracing::info!(instance = %instance_id, "webhook deliveries are claimed under this instance id");
+        let webhooks = Webhooks { endpoints: registry.endpoints.clone(), dispatcher };
+        let health = Arc::new(StoreHealth::default());
+        let (consumer, durable) = Consumer::new(
+            receiver,
+            notify,
+            store.clone(),
+            metrics.clone(),
+            webhooks.clone(),
+            health.clone(),
+        );
+        let state =
+            AppState::new(config, service, store.clone(), durable, health, metrics, webhooks);
+        Ok(App { state, consumer, store, registry })
     }
 
     /// The shared state (for tests and the demo).
@@ -108,7 +120,7 @@ impl App {
         grpc: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let App { state, consumer, store } = self;
+        let App { state, consumer, store, registry } = self;
         let grace = state.config.shutdown_grace_period;
         let tracker = TaskTracker::new();
         let stop_servers = CancellationToken::new();
@@ -126,9 +138,13 @@ impl App {
         tracker
             .spawn(consumer.run(stop_consumer.clone()).instrument(tracing::info_span!("consumer")));
         tracker.spawn(
+            pipeline::watch_store(store.clone(), state.store_health.clone(), stop_timers.clone())
+                .instrument(tracing::info_span!("store_health")),
+        );
+        tracker.spawn(
             pipeline::run_timers(
                 state.service.clone(),
-                store.clone() as Arc<dyn Store>,
+                store.clone(),
                 state.metrics.clone(),
                 state.config.stats.flush_interval,
                 state.config.store.retention,
@@ -202,9 +218,11 @@ impl App {
         let _ = dispatcher_task.await;
         dispatcher.finish(deadline).await;
 
-        // 5. Close the store.
-        let closing = store.clone();
-        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        // 5. Unlist this instance's configured endpoints, close the store.
+        if let Err(error) = registry.unlist(store.as_ref()).await {
+            tracing::warn!(%error, "unlisting this instance's configured endpoints failed");
+        }
+        store.close().await;
         tracing::info!(stored_through = state.durable.current(), "stopped");
         match failure {
             Some(failure) => anyhow::bail!(failure),
@@ -247,10 +265,26 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.accepting() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
+    if !state.accepting() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !state.store_health.available() {
+        (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
+    } else {
+        (StatusCode::OK, "ready").into_response()
+    }
+}
+
+/// A database URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 

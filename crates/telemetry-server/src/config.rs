@@ -41,6 +41,17 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// Webhooks.
     pub webhooks: WebhooksConfig,
+    /// This instance among others on one database.
+    pub cluster: ClusterConfig,
+}
+
+/// What identifies this instance among several sharing a database.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's id (claims and endpoint listings are made under it); empty: the host name
+    /// and the process id.
+    pub instance_id: String,
 }
 
 /// The HTTP listener.
@@ -80,6 +91,10 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// How SQLite syncs commits.
     pub synchronous: SynchronousMode,
+    /// The PostgreSQL database (`postgres://user@host:port/database`).
+    pub url: String,
+    /// Most PostgreSQL connections this instance opens.
+    pub max_connections: usize,
     /// How long data is kept.
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
@@ -91,7 +106,7 @@ pub struct StoreConfig {
 pub enum StoreBackend {
     /// The embedded SQLite store.
     Sqlite,
-    /// A shared PostgreSQL database (not available yet).
+    /// A PostgreSQL database, which several instances can share.
     Postgres,
 }
 
@@ -174,6 +189,10 @@ pub struct WebhooksConfig {
     pub max_in_flight: usize,
     /// Requests in flight at once to one endpoint: a hung endpoint holds no more than this.
     pub max_in_flight_per_endpoint: usize,
+    /// How long a dispatcher's claim on a delivery lasts: after it, another instance takes the
+    /// delivery over. Also how long an instance's listing of its configured endpoints lasts.
+    #[serde(deserialize_with = "duration")]
+    pub claim_lease: Duration,
 }
 
 /// A webhook endpoint (in the configuration file, or created through the API).
@@ -210,6 +229,15 @@ pub enum Signing {
     Livekit,
     /// Standard Webhooks headers.
     Standard,
+}
+
+impl From<Signing> for telemetry_store::model::Signing {
+    fn from(signing: Signing) -> Self {
+        match signing {
+            Signing::Livekit => Self::Livekit,
+            Signing::Standard => Self::Standard,
+        }
+    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -404,7 +432,25 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(invalid("stats.max_samples_per_track", "must be at least 1"));
     }
     if config.store.backend == StoreBackend::Postgres {
-        return Err(invalid("store.backend", "\"postgres\" is not available yet; use \"sqlite\""));
+        let url = &config.store.url;
+        if url.is_empty() {
+            return Err(invalid(
+                "store.url",
+                "store.backend = \"postgres\" needs the database's URL (postgres://user@host:port/database)",
+            ));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid("store.url", "must be a postgres:// or postgresql:// URL"));
+        }
+        if config.store.max_connections < 2 {
+            return Err(invalid("store.max_connections", "must be at least 2"));
+        }
+    }
+    if config.webhooks.claim_lease <= config.webhooks.request_timeout {
+        return Err(invalid(
+            "webhooks.claim_lease",
+            "must be longer than `webhooks.request_timeout`, or a slow attempt's delivery is taken over while it is still being sent",
+        ));
     }
     if config.keys.is_empty() {
         return Err(invalid(
@@ -499,6 +545,47 @@ pub fn validate_endpoint(endpoint: &EndpointConfig) -> Result<(), (&'static str,
 }
 
 impl Config {
+    /// The store this configuration names.
+    pub fn store_config(&self) -> telemetry_store::StoreConfig {
+        match self.store.backend {
+            StoreBackend::Sqlite => {
+                telemetry_store::StoreConfig::Sqlite(telemetry_store::sqlite::SqliteConfig {
+                    path: self.store.data_dir.join("telemetry.sqlite3"),
+                    synchronous: match self.store.synchronous {
+                        SynchronousMode::Full => telemetry_store::sqlite::Synchronous::Full,
+                        SynchronousMode::Normal => telemetry_store::sqlite::Synchronous::Normal,
+                    },
+                })
+            }
+            StoreBackend::Postgres => {
+                telemetry_store::StoreConfig::Postgres(telemetry_store::postgres::PostgresConfig {
+                    url: self.store.url.clone(),
+                    max_connections: self.store.max_connections,
+                })
+            }
+        }
+    }
+
+    /// This instance's id: `cluster.instance_id`, or the host name and the process id (and a
+    /// number after the first, for several services in one process, as tests run them).
+    pub fn instance_id(&self) -> String {
+        static SERVICES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if !self.cluster.instance_id.is_empty() {
+            return self.cluster.instance_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let pid = std::process::id();
+        match SERVICES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+            0 => format!("{host}-{pid}"),
+            later => format!("{host}-{pid}-{}", later + 1),
+        }
+    }
+
     /// The core's settings from this configuration.
     pub fn core(&self, node_id: &str) -> telemetry_core::CoreConfig {
         telemetry_core::CoreConfig {

@@ -145,6 +145,11 @@ impl From<telemetry_store::StoreError> for ApiError {
             telemetry_store::StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the store is shutting down").retry_after(1)
             }
+            error if error.is_transient() => {
+                tracing::warn!(%error, "the store is unavailable");
+                ApiError::new(ErrorCode::Unavailable, "the store is unavailable; try again")
+                    .retry_after(1)
+            }
             error => ApiError::internal(&error),
         }
     }

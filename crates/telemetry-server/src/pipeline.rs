@@ -6,9 +6,12 @@
 //! the call's last output: an acknowledged event, and later its webhook, is on disk.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use telemetry_core::{Clock, Output, OutputReceiver, Sequenced, SystemClock, TelemetryService};
+use telemetry_core::{
+    Clock, Output, OutputReceiver, RenderedWebhook, Sequenced, SystemClock, TelemetryService,
+};
 use telemetry_store::Store;
 use telemetry_store::model::{
     EventRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
@@ -56,6 +59,60 @@ impl Durable {
     }
 }
 
+/// Whether the store takes writes: set by the consumer's writes and by a periodic ping. While it
+/// does not, readiness fails and ingest answers 503 instead of accepting what it cannot store.
+#[derive(Debug)]
+pub struct StoreHealth {
+    available: AtomicBool,
+}
+
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self { available: AtomicBool::new(true) }
+    }
+}
+
+impl StoreHealth {
+    /// Whether the store answered last time.
+    pub fn available(&self) -> bool {
+        self.available.load(Ordering::SeqCst)
+    }
+
+    /// Records how the last store call went.
+    pub fn set(&self, available: bool) {
+        let was = self.available.swap(available, Ordering::SeqCst);
+        if was != available {
+            if available {
+                tracing::info!("the store is available again");
+            } else {
+                tracing::error!("the store is unavailable: ingest answers 503 until it is back");
+            }
+        }
+    }
+}
+
+/// How often the store is pinged, and how long a ping may take.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pings the store until `stop` is cancelled, recording whether it answers.
+pub async fn watch_store(store: Arc<dyn Store>, health: Arc<StoreHealth>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let answered = matches!(
+                    tokio::time::timeout(PING_TIMEOUT, store.ping()).await,
+                    Ok(Ok(()))
+                );
+                health.set(answered);
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// Builds the core with a notifier that wakes the consumer.
 pub fn build_core(
     config: telemetry_core::CoreConfig,
@@ -76,6 +133,7 @@ pub struct Consumer {
     durable: watch::Sender<u64>,
     metrics: Arc<ServerMetrics>,
     webhooks: Webhooks,
+    health: Arc<StoreHealth>,
 }
 
 impl Consumer {
@@ -86,10 +144,11 @@ impl Consumer {
         store: Arc<dyn Store>,
         metrics: Arc<ServerMetrics>,
         webhooks: Webhooks,
+        health: Arc<StoreHealth>,
     ) -> (Self, Durable) {
         let (durable, watermark) = watch::channel(0);
         (
-            Self { receiver, notify, store, durable, metrics, webhooks },
+            Self { receiver, notify, store, durable, metrics, webhooks, health },
             Durable { receiver: watermark },
         )
     }
@@ -122,14 +181,18 @@ impl Consumer {
             loop {
                 let started = tokio::time::Instant::now();
                 match self.store.write(batch.clone()).await {
-                    Ok(receipt) => {
+                    Ok(_) => {
+                        // The store wakes the dispatcher for the deliveries it created: only
+                        // now, with their rows committed, may webhooks be sent.
                         self.metrics.store_write(started.elapsed(), count);
-                        // Only now, with its row on disk, may a webhook be sent.
-                        self.webhooks.dispatcher.enqueue(receipt.deliveries);
+                        self.health.set(true);
                         break;
                     }
                     Err(error) => {
                         // Never drop what was accepted: retry until the store takes it.
+                        if error.is_transient() {
+                            self.health.set(false);
+                        }
                         self.metrics.store_write_failed();
                         tracing::error!(%error, retry_in = ?wait, "store write failed");
                         tokio::time::sleep(wait).await;
@@ -156,8 +219,14 @@ pub fn to_write_batch(
                 if let Some(webhook) = &call.webhook {
                     let endpoint_ids = endpoints.select(&webhook.event);
                     if !endpoint_ids.is_empty() {
-                        let message =
-                            WebhookMessage::from_webhook(webhook, call.event.as_ref(), call.at);
+                        // Rendered once: every attempt to every endpoint sends these bytes.
+                        let event_id =
+                            call.event.as_ref().map(|event| event.id.clone()).unwrap_or_default();
+                        let message = WebhookMessage::new(
+                            RenderedWebhook::render(webhook),
+                            event_id,
+                            call.at,
+                        );
                         batch.webhooks.push(OutgoingWebhook { message, endpoint_ids });
                     }
                 }

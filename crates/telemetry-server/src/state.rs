@@ -13,7 +13,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
-use crate::pipeline::Durable;
+use crate::pipeline::{Durable, StoreHealth};
 use crate::webhooks::Webhooks;
 
 /// What handlers share; cheap to clone.
@@ -33,6 +33,8 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     /// How far outputs are stored.
     pub durable: Durable,
+    /// Whether the store takes writes.
+    pub store_health: Arc<StoreHealth>,
     /// API keys.
     pub auth: Authenticator,
     /// The service's metrics.
@@ -52,6 +54,7 @@ impl AppState {
         service: TelemetryService,
         store: Arc<dyn Store>,
         durable: Durable,
+        store_health: Arc<StoreHealth>,
         metrics: Arc<ServerMetrics>,
         webhooks: Webhooks,
     ) -> Self {
@@ -63,6 +66,7 @@ impl AppState {
                 service,
                 store,
                 durable,
+                store_health,
                 auth,
                 metrics,
                 webhooks,
@@ -75,6 +79,30 @@ impl AppState {
     /// Whether the service accepts new work.
     pub fn accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Why new work cannot be taken now, if it cannot: shutting down, or the store is
+    /// unavailable (what is accepted could not be stored).
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` (503, with `Retry-After`).
+    pub fn check_accepting(&self) -> Result<(), ApiError> {
+        if !self.accepting() {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the service is shutting down",
+            )
+            .retry_after(5));
+        }
+        if !self.store_health.available() {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the store is unavailable; nothing was accepted, try again",
+            )
+            .retry_after(1));
+        }
+        Ok(())
     }
 
     /// Stops accepting new work (shutdown).

@@ -8,19 +8,26 @@
 //! id, room name, participant identity, track sid), one request in flight per key, keys in
 //! parallel within a global and a per-endpoint bound, retrying on the configured schedule until
 //! a 2xx answer (delivered) or the last attempt (dead: kept, listed, replayable). Every attempt is
-//! recorded; a restart resumes from the store.
+//! recorded; a restart resumes from the store, and several instances share one database safely
+//! (see [`dispatcher`]).
+//!
+//! The [`EndpointRegistry`] keeps this instance's view of the endpoints: the configured ones are
+//! listed in the store under this instance's id and refreshed while it runs (an instance never
+//! deletes an endpoint another live instance's configuration lists), and endpoints added or
+//! removed through another instance's API show up here within a refresh.
 
 pub mod api;
 pub mod dispatcher;
 pub mod sender;
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use telemetry_core::{Clock as _, SystemClock, UnixMillis};
-use telemetry_store::Store;
-use telemetry_store::model::EndpointRecord;
+use telemetry_store::model::{ConfiguredEndpoints, EndpointRecord, EndpointSource, Signing};
+use telemetry_store::{Store, StoreError};
 
-use crate::config::{EndpointConfig, Signing};
+use crate::config::EndpointConfig;
 
 /// The webhook parts handlers and the pipeline share.
 #[derive(Clone, Debug)]
@@ -36,15 +43,12 @@ pub struct Webhooks {
 pub struct Endpoint {
     /// As stored.
     pub record: EndpointRecord,
-    /// How requests are signed.
-    pub signing: Signing,
 }
 
 impl Endpoint {
-    fn from_record(record: EndpointRecord) -> Self {
-        let signing =
-            if record.signing == "standard" { Signing::Standard } else { Signing::Livekit };
-        Self { record, signing }
+    /// How requests to it are signed.
+    pub fn signing(&self) -> Signing {
+        self.record.signing
     }
 
     /// Whether `event` goes to this endpoint.
@@ -86,8 +90,7 @@ impl Endpoints {
 
     /// Replaces the registry with what the store holds.
     pub fn set(&self, records: Vec<EndpointRecord>) {
-        let endpoints =
-            records.into_iter().map(|record| Arc::new(Endpoint::from_record(record))).collect();
+        let endpoints = records.into_iter().map(|record| Arc::new(Endpoint { record })).collect();
         *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints;
     }
 
@@ -110,56 +113,87 @@ pub fn config_endpoint_id(endpoint: &EndpointConfig) -> String {
     format!("WE_cfg_{hash:016x}")
 }
 
-/// Makes the store's endpoints match the configuration: configured endpoints are created or
-/// updated; endpoints configured before and gone now are deleted (their pending deliveries
-/// become dead, still listed and replayable if the endpoint comes back). Then loads the registry.
-///
-/// # Errors
-///
-/// Fails if the store does.
-pub async fn sync_endpoints(
-    store: &dyn Store,
-    configured: &[EndpointConfig],
-    endpoints: &Endpoints,
-) -> Result<(), telemetry_store::StoreError> {
-    let now = SystemClock.now();
-    let existing = store.endpoints().await?;
-    let ids: Vec<String> = configured.iter().map(config_endpoint_id).collect();
-    for stale in
-        existing.iter().filter(|record| record.source == "config" && !ids.contains(&record.id))
-    {
-        tracing::info!(endpoint = %stale.id, url = %stale.url, "a configured webhook endpoint was removed");
-        store.delete_endpoint(&stale.id, now).await?;
+/// This instance's configured endpoints and its view of every endpoint.
+#[derive(Clone, Debug)]
+pub struct EndpointRegistry {
+    /// The endpoints deliveries are made to (what the store holds, refreshed).
+    pub endpoints: Endpoints,
+    instance_id: String,
+    configured: Vec<EndpointRecord>,
+    /// How long this instance's listing lasts without a refresh.
+    liveness: Duration,
+}
+
+impl EndpointRegistry {
+    /// A registry for `instance_id`'s `configured` endpoints; its listing lasts `liveness`
+    /// without a refresh (and is refreshed three times within it).
+    pub fn new(instance_id: String, configured: &[EndpointConfig], liveness: Duration) -> Self {
+        let now = SystemClock.now();
+        let configured = configured
+            .iter()
+            .map(|endpoint| {
+                endpoint_record(config_endpoint_id(endpoint), endpoint, EndpointSource::Config, now)
+            })
+            .collect();
+        Self { endpoints: Endpoints::default(), instance_id, configured, liveness }
     }
-    for (endpoint, id) in configured.iter().zip(ids) {
-        let created_at =
-            existing.iter().find(|record| record.id == id).map_or(now, |record| record.created_at);
-        store.put_endpoint(endpoint_record(id, endpoint, "config", created_at)).await?;
+
+    /// How often [`EndpointRegistry::refresh`] runs.
+    pub fn refresh_interval(&self) -> Duration {
+        (self.liveness / 3).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
-    endpoints.set(store.endpoints().await?);
-    Ok(())
+
+    /// Lists this instance's configured endpoints in the store (creating or updating them),
+    /// lets the store delete configured endpoints no live instance lists (their pending
+    /// deliveries become dead, still listed and replayable if the endpoint comes back), and
+    /// reloads the registry from the store.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store does.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let deleted = store
+            .sync_configured_endpoints(ConfiguredEndpoints {
+                instance_id: self.instance_id.clone(),
+                endpoints: self.configured.clone(),
+                now: SystemClock.now(),
+                liveness_ms: i64::try_from(self.liveness.as_millis()).unwrap_or(i64::MAX),
+            })
+            .await?;
+        for id in deleted {
+            tracing::info!(endpoint = %id, "a configured webhook endpoint no live instance lists was removed");
+        }
+        self.endpoints.set(store.endpoints().await?);
+        Ok(())
+    }
+
+    /// Removes this instance's listing (a graceful stop).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store does.
+    pub async fn unlist(&self, store: &dyn Store) -> Result<(), StoreError> {
+        store.unlist_instance(&self.instance_id).await
+    }
 }
 
 /// The stored form of an endpoint.
 pub fn endpoint_record(
     id: String,
     endpoint: &EndpointConfig,
-    source: &str,
+    source: EndpointSource,
     created_at: UnixMillis,
 ) -> EndpointRecord {
     EndpointRecord {
         id,
         url: endpoint.url.clone(),
-        signing: match endpoint.signing {
-            Signing::Livekit => "livekit".to_owned(),
-            Signing::Standard => "standard".to_owned(),
-        },
+        signing: endpoint.signing.into(),
         api_key: endpoint.api_key.clone(),
         secret: endpoint.secret.clone(),
         include_events: endpoint.include_events.clone(),
         exclude_events: endpoint.exclude_events.clone(),
         enabled: true,
-        source: source.to_owned(),
+        source,
         created_at,
     }
 }

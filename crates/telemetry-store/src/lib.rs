@@ -1,48 +1,125 @@
-//! The analytics store of rtc-telemetry: the [`Store`] trait the service writes to and queries,
-//! its model ([`model`]), and [`sqlite::SqliteStore`], the embedded default.
+//! The analytics store of rtc-telemetry: the store contract the service writes to and queries,
+//! its typed model ([`model`]), and two backends behind features: [`sqlite`] (embedded, the
+//! default) and [`postgres`] (a shared server, for several instances).
 //!
-//! The trait speaks in the model's records and queries only; nothing SQLite-specific crosses it,
-//! so a PostgreSQL implementation can sit beside this one.
+//! The contract is three traits, composed into [`Store`]:
+//! - [`AnalyticsStore`]: atomic writes of what the core produced, and the query routes' reads;
+//! - [`Outbox`]: the webhook outbox, with the claim protocol that lets several dispatchers
+//!   share one database (see [`Outbox::claim`]);
+//! - [`EndpointStore`]: webhook endpoints, and which instance's configuration lists which.
+//!
+//! The traits speak in the model's records and queries only; no backend type crosses them, and
+//! rules that hold for every backend (state transitions, requeue rules, page cursors, u64
+//! saturation) live once in [`model`]. [`conformance`] is the suite every backend passes.
+//! [`open`] opens the backend a [`StoreConfig`] names.
 
 pub mod model;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 
 use crate::model::{
-    AttemptRow, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary,
-    OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail,
-    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch,
-    WriteReceipt,
+    AttemptRecord, AttemptRow, ClaimRequest, Claimed, ConfiguredEndpoints, DeliveriesQuery,
+    DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary, OutboxCounts, Page, PendingDelivery,
+    PruneCounts, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
+    StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch, WriteReceipt,
 };
+
+/// A boxed error from a backend's driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error.
+    /// The database cannot be reached now (connection refused or lost, a timeout, the server
+    /// shutting down, a serialization failure): the same operation may succeed later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The database refused the operation (a constraint, a bad statement): retrying the same
+    /// operation fails the same way.
     #[error("database error: {0}")]
-    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Database(#[source] BoxError),
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
-    /// Stored data could not be read back.
+    /// Stored data could not be read back, or the schema is not one this build knows.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(error))
+impl StoreError {
+    /// Whether the same operation may succeed if tried again later: the consumer and the
+    /// dispatcher retry these with backoff, and ingest answers 503 while they last.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }
 
-/// The analytics store.
+/// Which backend a store is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite store.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl Backend {
+    /// The name used in the configuration (`store.backend`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Which store to open, and how.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// The embedded SQLite store.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteConfig),
+    /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresConfig),
+}
+
+/// Opens (creating and migrating if needed) the store `config` names.
+///
+/// # Errors
+///
+/// Fails if the database cannot be reached, opened or migrated, or was written by a newer
+/// version.
+pub async fn open(config: StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match config {
+        #[cfg(feature = "sqlite")]
+        StoreConfig::Sqlite(config) => {
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(config))
+                .await
+                .map_err(|error| StoreError::Database(Box::new(error)))??;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres(config) => Ok(Arc::new(postgres::PostgresStore::open(config).await?)),
+    }
+}
+
+/// The analytics side: atomic writes of the core's outputs, and the reads of the query API.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
     /// Writes a batch atomically. Concurrent writes may be committed in one transaction; each
-    /// call returns once its batch is durable, with the deliveries it created.
+    /// call returns once its batch is committed (durable), with what it created.
     async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, StoreError>;
 
     /// Lists rooms, newest first.
@@ -73,11 +150,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Removes what is older than `before`: events, stats windows, rate cells, rooms that ended
     /// before it, and delivered or dead webhook deliveries (pending ones are kept, whatever
-    /// their age).
+    /// their age). Removes in batches, so that no transaction holds the database for long.
     async fn prune(&self, before: UnixMillis) -> Result<PruneCounts, StoreError>;
+}
 
-    /// Every pending delivery, in id order, with its message (for the dispatcher at start).
-    async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError>;
+/// The webhook outbox.
+///
+/// **Claims.** A dispatcher sends only deliveries it has claimed. [`Outbox::claim`] hands out the
+/// head of a queue (the pending delivery with the lowest id of its endpoint and resource key),
+/// once due, and only while no live claim holds it or another delivery of its key (a requeued
+/// delivery waits for its key's request in flight); a claim names its owner, expires after the
+/// lease, and bumps the delivery's epoch. [`Outbox::record_attempts`] records an attempt only
+/// while the claim it was made under is the delivery's current one (same owner, same epoch, still
+/// pending), and releases the claim. So, whatever the number of dispatchers on one database, a
+/// key has one request in flight, its first attempts go in id order, and a dead dispatcher's
+/// claims are taken over once their lease has run out.
+#[async_trait]
+pub trait Outbox: Send + Sync + std::fmt::Debug {
+    /// Claims due queue heads for `request.owner`: per endpoint of `request.slots`, at most its
+    /// count, lowest ids first.
+    async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError>;
+
+    /// Records attempts, each under the claim it was made with; returns, per attempt, whether it
+    /// was recorded (false: the claim was no longer current, and nothing was written for it).
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<Vec<bool>, StoreError>;
+
+    /// Releases every claim `owner` holds (a dispatcher stopping with attempts abandoned):
+    /// those deliveries can be claimed again at once. Returns how many.
+    async fn release_claims(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// A wake-up for dispatchers: notified after a commit that created or requeued deliveries
+    /// (in this process, and from other processes where the backend can tell). Polling
+    /// [`Outbox::claim`] stays the source of truth; this only shortens the wait.
+    fn outbox_changed(&self) -> Arc<tokio::sync::Notify>;
 
     /// Lists deliveries, newest first.
     async fn deliveries(
@@ -91,8 +196,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: i64,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRow>)>, StoreError>;
 
-    /// Makes a delivery pending again, due at `now` (its schedule restarts); returns it, or `None`
-    /// if there is no such delivery or it is already pending.
+    /// Makes a finished delivery pending again, due at `now` (its schedule restarts); returns
+    /// it, or `None` if there is no such delivery, it is pending already, or its endpoint is gone.
     async fn requeue(
         &self,
         id: i64,
@@ -114,10 +219,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: UnixMillis,
     ) -> Result<Vec<PendingDelivery>, StoreError>;
 
-    /// Lists webhook endpoints.
+    /// Counts deliveries by status.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+}
+
+/// Webhook endpoints.
+///
+/// Endpoints from a configuration file are *listed* by the instances whose configuration names
+/// them; an instance refreshes its listing while it runs. A configured endpoint is deleted only
+/// once no live instance lists it, so an instance never deletes an endpoint that another
+/// instance's configuration lists.
+#[async_trait]
+pub trait EndpointStore: Send + Sync + std::fmt::Debug {
+    /// Lists webhook endpoints, oldest first.
     async fn endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError>;
 
-    /// Creates or replaces an endpoint.
+    /// Creates or replaces an endpoint (its `created_at` is kept if it exists).
     async fn put_endpoint(&self, endpoint: EndpointRecord) -> Result<(), StoreError>;
 
     /// Deletes an endpoint; its pending deliveries become dead (kept, replayable only if it is
@@ -128,6 +245,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: UnixMillis,
     ) -> Result<Option<EndpointRecord>, StoreError>;
 
-    /// Counts deliveries by status.
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// Lists `configured.endpoints` for `configured.instance_id` (created or updated, the
+    /// instance's listing replaced and refreshed), forgets the listings of instances not seen
+    /// for `configured.liveness_ms`, and deletes configured endpoints no live instance lists.
+    /// Returns the ids deleted.
+    async fn sync_configured_endpoints(
+        &self,
+        configured: ConfiguredEndpoints,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Removes `instance_id`'s listing (a graceful stop): its endpoints stay until the next sync
+    /// of an instance that does not list them.
+    async fn unlist_instance(&self, instance_id: &str) -> Result<(), StoreError>;
+}
+
+/// The whole store: analytics, outbox and endpoints, on one database.
+#[async_trait]
+pub trait Store: AnalyticsStore + Outbox + EndpointStore {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Commits every write already sent, then closes the store: later calls fail with
+    /// [`StoreError::Closed`].
+    async fn close(&self);
 }

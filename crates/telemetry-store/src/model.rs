@@ -5,7 +5,9 @@
 
 use telemetry_core::proto as lk;
 use telemetry_core::rates::RateCell;
-use telemetry_core::{CoalescedStat, StatsBatch, StreamKind, UnixMillis};
+use telemetry_core::{
+    CoalescedStat, Direction, RenderedWebhook, StatsBatch, StreamKind, UnixMillis, WebhookSubject,
+};
 
 /// An analytics event, as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +44,8 @@ pub enum Projection {
     /// A room ended.
     RoomEnded { sid: String, at: UnixMillis },
     /// A participant joined (signalling); a participant already further along keeps its state.
+    /// Times merge to the earliest known (events may arrive out of order): `joined_at`,
+    /// `active_at` and a track's `published_at` keep the earliest value written.
     ParticipantJoined { room_sid: String, sid: String, identity: String, at: UnixMillis },
     /// A participant became active (media connected), or resumed.
     ParticipantActive { room_sid: String, sid: String, identity: String, at: UnixMillis },
@@ -67,16 +71,42 @@ pub enum Projection {
     TrackUnpublished { room_sid: String, sid: String, participant_sid: String, at: UnixMillis },
 }
 
-/// Participant states of the query API.
-pub mod participant_state {
+/// A participant's state, as the query API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParticipantState {
     /// Signalling connected.
-    pub const JOINED: &str = "joined";
+    Joined,
     /// Media connected.
-    pub const ACTIVE: &str = "active";
+    Active,
     /// Left after being active.
-    pub const LEFT: &str = "left";
+    Left,
     /// Left without ever becoming active.
-    pub const ABORTED: &str = "aborted";
+    Aborted,
+}
+
+impl ParticipantState {
+    /// Every state.
+    pub const ALL: [ParticipantState; 4] = [Self::Joined, Self::Active, Self::Left, Self::Aborted];
+
+    /// The query API's name (`joined`, `active`, `left`, `aborted`), also the stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::Active => "active",
+            Self::Left => "left",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    /// Parses [`ParticipantState::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// Whether the participant is still in its room.
+    pub fn is_present(self) -> bool {
+        matches!(self, Self::Joined | Self::Active)
+    }
 }
 
 impl EventRecord {
@@ -234,10 +264,10 @@ pub struct StatsWindowRecord {
     pub participant_identity: String,
     /// The track.
     pub track_sid: String,
-    /// `upstream` or `downstream`.
-    pub direction: String,
-    /// `media`, `data` or `signal`.
-    pub kind: String,
+    /// Upstream or downstream.
+    pub direction: Direction,
+    /// Media, data or signal.
+    pub kind: StreamKind,
     /// The codec.
     pub mime: String,
     /// The reporting node.
@@ -309,8 +339,8 @@ impl StatsWindowRecord {
             participant_sid: batch.participant_id.to_string(),
             participant_identity: batch.identity.to_string(),
             track_sid: stat.track_id.to_string(),
-            direction: stat.direction.as_str().to_owned(),
-            kind: stat.kind.as_str().to_owned(),
+            direction: stat.direction,
+            kind: stat.kind,
             mime: coalesced.mime.to_string(),
             node_id: stat.node.to_string(),
             start: window.start,
@@ -377,8 +407,8 @@ impl StatsWindowRecord {
             participant_sid: stat.participant_id.clone(),
             participant_identity: String::new(),
             track_sid: stat.track_id.clone(),
-            direction: direction.as_str().to_owned(),
-            kind: kind.as_str().to_owned(),
+            direction,
+            kind,
             mime: stat.mime.clone(),
             node_id: stat.node.clone(),
             start,
@@ -459,32 +489,28 @@ pub struct WriteBatch {
     pub rate_cells: Vec<RateCellRecord>,
     /// Webhooks for the outbox: a message and its deliveries each.
     pub webhooks: Vec<OutgoingWebhook>,
-    /// Delivery attempts and their outcomes.
-    pub attempts: Vec<AttemptRecord>,
 }
 
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Self { events, stats, node_rooms, rate_cells, webhooks, attempts } = self;
+        let Self { events, stats, node_rooms, rate_cells, webhooks } = self;
         events.is_empty()
             && stats.is_empty()
             && node_rooms.is_empty()
             && rate_cells.is_empty()
             && webhooks.is_empty()
-            && attempts.is_empty()
     }
 
     /// Appends another batch.
     pub fn append(&mut self, other: &mut WriteBatch) {
-        let Self { events, stats, node_rooms, rate_cells, webhooks, attempts } = other;
+        let Self { events, stats, node_rooms, rate_cells, webhooks } = other;
         self.events.append(events);
         self.stats.append(stats);
         self.node_rooms.append(node_rooms);
         self.rate_cells.append(rate_cells);
         self.webhooks.append(webhooks);
-        self.attempts.append(attempts);
     }
 }
 
@@ -495,6 +521,33 @@ pub struct Page<T, C> {
     pub items: Vec<T>,
     /// The cursor of the next page; `None` on the last page.
     pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// The page of `items`, read with a limit of `limit + 1` (one more than asked): if the extra
+    /// item came, it is dropped and the cursor is the last item kept; otherwise this is the last
+    /// page.
+    pub fn from_overfetch(mut items: Vec<T>, limit: u32, cursor: impl FnOnce(&T) -> C) -> Self {
+        let limit = limit as usize;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
+/// The stored form of a counter: databases keep signed 64-bit integers, so a count above
+/// `i64::MAX` is stored as `i64::MAX` (saturated, never wrapped to a negative number).
+pub fn stored_count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A counter read back: a negative stored value (never written by this store) reads as 0.
+pub fn count_from_stored(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
 
 /// Which rooms to list.
@@ -549,8 +602,8 @@ pub struct ParticipantRow {
     pub active_at: Option<UnixMillis>,
     /// When it left.
     pub left_at: Option<UnixMillis>,
-    /// `joined`, `active`, `left` or `aborted`.
-    pub state: String,
+    /// Its state.
+    pub state: ParticipantState,
 }
 
 /// A track of a room.
@@ -616,8 +669,8 @@ pub struct StatsQuery {
     pub participant_sid: Option<String>,
     /// Only this track.
     pub track_sid: Option<String>,
-    /// Only `upstream` or `downstream`.
-    pub direction: Option<String>,
+    /// Only this direction.
+    pub direction: Option<Direction>,
     /// Windows ending after this time.
     pub from: Option<UnixMillis>,
     /// Windows starting before this time.
@@ -669,10 +722,16 @@ pub struct PruneCounts {
     pub stats_windows: u64,
     /// Node rate cells removed.
     pub rate_cells: u64,
-    /// Ended rooms removed, with their participants and tracks.
+    /// Ended rooms removed.
     pub rooms: u64,
+    /// Participants of those rooms removed.
+    pub participants: u64,
+    /// Tracks of those rooms removed.
+    pub tracks: u64,
     /// Delivered or dead webhook deliveries removed, with their attempts.
     pub deliveries: u64,
+    /// Webhook messages no delivery refers to any more, removed.
+    pub messages: u64,
 }
 
 /// A webhook to store in the outbox with the event that caused it, for the endpoints it is for.
@@ -687,52 +746,55 @@ pub struct OutgoingWebhook {
 /// A webhook message: the exact body every attempt to every endpoint sends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookMessage {
-    /// `EV_` id (the body's `id`).
-    pub id: String,
-    /// The event name (`participant_joined`, ...).
-    pub event: String,
+    /// The rendered event: id, name, ordering key, subject, body.
+    pub webhook: RenderedWebhook,
     /// The `AE_` id of the analytics event the same call produced, if any.
     pub event_id: String,
-    /// The ordering key (LiveKit's `EventKey`).
-    pub resource_key: String,
-    /// The room's sid, when the webhook names one.
-    pub room_sid: String,
-    /// The room's name, when the webhook names one.
-    pub room_name: String,
-    /// The body: `WebhookEvent` in the protobuf JSON mapping.
-    pub payload: String,
     /// When the call was made.
     pub created_at: UnixMillis,
 }
 
 impl WebhookMessage {
-    /// Builds the message of a webhook event.
-    pub fn from_webhook(
-        event: &lk::WebhookEvent,
-        cause: Option<&lk::AnalyticsEvent>,
-        at: UnixMillis,
-    ) -> Self {
-        Self {
-            id: event.id.clone(),
-            event: event.event.clone(),
-            event_id: cause.map(|cause| cause.id.clone()).unwrap_or_default(),
-            resource_key: telemetry_core::webhook_resource_key(event).to_owned(),
-            room_sid: event.room.as_ref().map(|room| room.sid.clone()).unwrap_or_default(),
-            room_name: event.room.as_ref().map(|room| room.name.clone()).unwrap_or_default(),
-            payload: serde_json::to_string(event).expect("protobuf messages serialize to JSON"),
-            created_at: at,
-        }
+    /// The message of a rendered webhook, caused by the analytics event `event_id` (or none).
+    pub fn new(webhook: RenderedWebhook, event_id: String, at: UnixMillis) -> Self {
+        Self { webhook, event_id, created_at: at }
     }
 }
 
-/// Delivery states.
-pub mod delivery_status {
+/// A delivery's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
     /// Waiting for an attempt, or between attempts.
-    pub const PENDING: &str = "pending";
+    Pending,
     /// A 2xx answer was received.
-    pub const DELIVERED: &str = "delivered";
+    Delivered,
     /// Every scheduled attempt failed (or its endpoint was deleted); kept for replay.
-    pub const DEAD: &str = "dead";
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// Every status.
+    pub const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Delivered, Self::Dead];
+
+    /// The API's name (`pending`, `delivered`, `dead`), also the stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses [`DeliveryStatus::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Whether a delivery in this status can be made pending again (a retry or a replay): a
+    /// finished one. A pending delivery is brought forward instead.
+    pub fn can_requeue(self) -> bool {
+        self != Self::Pending
+    }
 }
 
 /// A delivery the dispatcher has to make: what it sends, where, and how far along it is.
@@ -750,6 +812,8 @@ pub struct PendingDelivery {
     pub event: String,
     /// The body.
     pub payload: String,
+    /// What it is about.
+    pub subject: WebhookSubject,
     /// Attempts made so far.
     pub attempts: u32,
     /// Attempts made before the last requeue: the schedule restarts from there.
@@ -776,6 +840,8 @@ pub enum AttemptOutcome {
 pub struct AttemptRecord {
     /// The delivery.
     pub delivery_id: i64,
+    /// The claim it was made under: recorded only while that claim is current.
+    pub claim: ClaimToken,
     /// Its number, from 1, over the delivery's life.
     pub attempt: u32,
     /// When it started.
@@ -803,8 +869,8 @@ pub struct DeliveryRecord {
     pub endpoint_id: String,
     /// The ordering key.
     pub resource_key: String,
-    /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    /// Its status.
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: u32,
     /// The last HTTP status received.
@@ -840,7 +906,7 @@ pub struct DeliveriesQuery {
     /// Only this endpoint's.
     pub endpoint_id: Option<String>,
     /// Only in this status.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only of this event name.
     pub event: Option<String>,
     /// At most this many.
@@ -858,8 +924,8 @@ pub struct ReplayQuery {
     pub since: UnixMillis,
     /// Messages produced before this.
     pub until: UnixMillis,
-    /// Deliveries in this status (`dead` or `delivered`).
-    pub status: String,
+    /// Deliveries in this status (dead or delivered).
+    pub status: DeliveryStatus,
 }
 
 /// A webhook endpoint, as stored.
@@ -869,8 +935,8 @@ pub struct EndpointRecord {
     pub id: String,
     /// Where to POST.
     pub url: String,
-    /// `livekit` or `standard`.
-    pub signing: String,
+    /// How requests are signed.
+    pub signing: Signing,
     /// LiveKit signing: the JWT issuer.
     pub api_key: String,
     /// The signing secret.
@@ -881,8 +947,8 @@ pub struct EndpointRecord {
     pub exclude_events: Vec<String>,
     /// Whether deliveries are made to it.
     pub enabled: bool,
-    /// `config` (from the configuration file, recreated at start) or `api`.
-    pub source: String,
+    /// Where it comes from.
+    pub source: EndpointSource,
     /// When it was created.
     pub created_at: UnixMillis,
 }
@@ -898,9 +964,160 @@ pub struct OutboxCounts {
     pub dead: u64,
 }
 
-/// What a write created that someone has to act on.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What a write created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteReceipt {
-    /// Deliveries created, in id order.
-    pub deliveries: Vec<PendingDelivery>,
+    /// Webhook deliveries created (a repeated message creates none).
+    pub deliveries: u64,
+}
+
+/// How a webhook endpoint's requests are signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    /// LiveKit's JWT in `Authorization` (what LiveKit's `WebhookReceiver` verifies).
+    Livekit,
+    /// Standard Webhooks headers.
+    Standard,
+}
+
+impl Signing {
+    /// The configuration's and the API's name, also the stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Livekit => "livekit",
+            Self::Standard => "standard",
+        }
+    }
+
+    /// Parses [`Signing::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Livekit, Self::Standard].into_iter().find(|signing| signing.as_str() == name)
+    }
+}
+
+/// Where a webhook endpoint comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointSource {
+    /// A configuration file (kept while a live instance's configuration lists it).
+    Config,
+    /// The endpoints API.
+    Api,
+}
+
+impl EndpointSource {
+    /// The API's name, also the stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Api => "api",
+        }
+    }
+
+    /// Parses [`EndpointSource::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Config, Self::Api].into_iter().find(|source| source.as_str() == name)
+    }
+}
+
+/// What becomes of a delivery when an attempt is recorded: the rule every backend applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Its new status.
+    pub status: DeliveryStatus,
+    /// When its next attempt is due (pending only).
+    pub next_attempt_at: Option<UnixMillis>,
+    /// When it was delivered (delivered only).
+    pub delivered_at: Option<UnixMillis>,
+}
+
+impl AttemptRecord {
+    /// When the attempt finished.
+    pub fn finished_at(&self) -> UnixMillis {
+        self.started_at.plus_millis(self.duration_ms)
+    }
+
+    /// What the attempt makes of its delivery: delivered at its end, pending until the retry's
+    /// time, or dead.
+    pub fn transition(&self) -> Transition {
+        match self.outcome {
+            AttemptOutcome::Delivered => Transition {
+                status: DeliveryStatus::Delivered,
+                next_attempt_at: None,
+                delivered_at: Some(self.finished_at()),
+            },
+            AttemptOutcome::Retry(at) => Transition {
+                status: DeliveryStatus::Pending,
+                next_attempt_at: Some(at),
+                delivered_at: None,
+            },
+            AttemptOutcome::Dead => Transition {
+                status: DeliveryStatus::Dead,
+                next_attempt_at: None,
+                delivered_at: None,
+            },
+        }
+    }
+}
+
+/// The claim an attempt is made under: its owner and the delivery's epoch when it was claimed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimToken {
+    /// The dispatcher (instance id) that holds it.
+    pub owner: String,
+    /// The delivery's claim epoch: bumped at every claim, so a later claim fences this one.
+    pub epoch: i64,
+}
+
+/// What to claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimRequest {
+    /// Who claims.
+    pub owner: String,
+    /// Now: deliveries due by then, claims expired by then.
+    pub now: UnixMillis,
+    /// How long the claims last.
+    pub lease_ms: i64,
+    /// Per endpoint, how many deliveries at most.
+    pub slots: Vec<(String, u32)>,
+}
+
+impl ClaimRequest {
+    /// When claims made now expire.
+    pub fn expires_at(&self) -> UnixMillis {
+        self.now.plus_millis(self.lease_ms)
+    }
+}
+
+/// A claimed delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub delivery: PendingDelivery,
+    /// The claim to record its attempt under.
+    pub claim: ClaimToken,
+    /// When the claim expires.
+    pub expires_at: UnixMillis,
+}
+
+/// What a claim returned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claimed {
+    /// The deliveries claimed, by endpoint, in id order within an endpoint.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// When the earliest pending delivery of the endpoints asked for that is not due yet will
+    /// be due (a hint for when to claim again; polling still runs).
+    pub next_due: Option<UnixMillis>,
+}
+
+/// An instance's configured endpoints, to list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfiguredEndpoints {
+    /// The instance.
+    pub instance_id: String,
+    /// Its configured endpoints (source [`EndpointSource::Config`]).
+    pub endpoints: Vec<EndpointRecord>,
+    /// Now.
+    pub now: UnixMillis,
+    /// How long an instance's listing lasts without a refresh.
+    pub liveness_ms: i64,
 }

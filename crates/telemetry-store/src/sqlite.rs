@@ -4,6 +4,10 @@
 //!
 //! Durability: with `synchronous = "full"` (the default) a write returns only after the WAL is
 //! synced, so it survives a process kill and a power loss; `"normal"` survives a process kill.
+//!
+//! Claims and attempt records go through the writer thread too, committed with the writes
+//! waiting beside them; SQLite serialises writers, so a claim's choice of queue heads cannot race
+//! another claim.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -11,19 +15,22 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use parking_lot_shim::Mutex;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 use tokio::sync::oneshot;
 
 use crate::model::{
-    AttemptOutcome, AttemptRecord, AttemptRow, DeliveriesQuery, DeliveryRecord, EndpointRecord,
-    EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, OutboxCounts, OutgoingWebhook, Page,
-    ParticipantRow, PendingDelivery, Projection, PruneCounts, RateCellRecord, ReplayQuery,
-    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
-    StoredEvent, TrackRow, WriteBatch, WriteReceipt, delivery_status, participant_state,
+    AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed, ClaimedDelivery,
+    ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus, EndpointRecord,
+    EndpointSource, EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, OutboxCounts,
+    OutgoingWebhook, Page, ParticipantRow, ParticipantState, PendingDelivery, Projection,
+    PruneCounts, RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
+    Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WriteBatch,
+    WriteReceipt, count_from_stored, stored_count,
 };
-use crate::{Store, StoreError};
+use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
+use telemetry_core::{Direction, StreamKind, WebhookSubject};
 
 /// `std::sync::Mutex` with poisoning ignored: a panic while holding the pool lock leaves the pool
 /// in a usable state (it only holds idle connections).
@@ -46,7 +53,33 @@ mod parking_lot_shim {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_analytics.sql"),
     include_str!("../migrations/sqlite/0002_webhooks.sql"),
+    include_str!("../migrations/sqlite/0003_claims.sql"),
 ];
+
+/// Most rows one pruning transaction removes from a table before it commits and starts the next,
+/// so that the writer thread never waits long behind it.
+const PRUNE_BATCH: i64 = 5_000;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let transient = matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::CannotOpen
+            )
+        );
+        if transient {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Database(Box::new(error))
+        }
+    }
+}
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -80,9 +113,15 @@ impl SqliteConfig {
     }
 }
 
+/// What the writer thread does, each answered on its own channel.
+enum Operation {
+    Write(WriteBatch, oneshot::Sender<Result<WriteReceipt, StoreError>>),
+    Claim(ClaimRequest, oneshot::Sender<Result<Claimed, StoreError>>),
+    Record(Vec<AttemptRecord>, oneshot::Sender<Result<Vec<bool>, StoreError>>),
+}
+
 struct WriteRequest {
-    batch: WriteBatch,
-    done: oneshot::Sender<Result<WriteReceipt, StoreError>>,
+    operation: Operation,
 }
 
 /// The SQLite store.
@@ -94,6 +133,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Notified when deliveries were created or requeued.
+    outbox_changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for WriteRequest {
@@ -127,6 +168,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(sender)),
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            outbox_changed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -136,7 +178,7 @@ impl SqliteStore {
     }
 
     /// Stops the writer after it has committed every write already sent, and waits for it.
-    pub fn close(&self) {
+    pub fn close_blocking(&self) {
         drop(self.writer.lock().take());
         if let Some(thread) = self.writer_thread.lock().take() {
             let _ = thread.join();
@@ -169,7 +211,25 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        self.close_blocking();
+    }
+}
+
+impl SqliteStore {
+    /// Sends an operation to the writer thread and waits for its answer.
+    async fn submit<T>(
+        &self,
+        operation: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Operation,
+    ) -> Result<T, StoreError> {
+        let (done, result) = oneshot::channel();
+        {
+            let writer = self.writer.lock();
+            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
+            writer
+                .send(WriteRequest { operation: operation(done) })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        result.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -219,18 +279,46 @@ fn writer_loop(mut connection: Connection, requests: mpsc::Receiver<WriteRequest
         }
         let results = commit_group(&mut connection, &group);
         for (request, result) in group.into_iter().zip(results) {
-            let _ = request.done.send(result);
+            match (request.operation, result) {
+                (Operation::Write(_, done), result) => {
+                    let _ = done.send(result.map(|answer| match answer {
+                        Answer::Written(receipt) => receipt,
+                        _ => unreachable!("a write is answered with a receipt"),
+                    }));
+                }
+                (Operation::Claim(_, done), result) => {
+                    let _ = done.send(result.map(|answer| match answer {
+                        Answer::Claimed(claimed) => claimed,
+                        _ => unreachable!("a claim is answered with claims"),
+                    }));
+                }
+                (Operation::Record(_, done), result) => {
+                    let _ = done.send(result.map(|answer| match answer {
+                        Answer::Recorded(recorded) => recorded,
+                        _ => unreachable!("a record is answered with flags"),
+                    }));
+                }
+            }
         }
     }
 }
 
 /// Commits every request of `group` in one transaction, each under its own savepoint, so a
 /// failing batch is rolled back alone.
+/// The answer to one operation.
+enum Answer {
+    Written(WriteReceipt),
+    Claimed(Claimed),
+    Recorded(Vec<bool>),
+}
+
 fn commit_group(
     connection: &mut Connection,
     group: &[WriteRequest],
-) -> Vec<Result<WriteReceipt, StoreError>> {
-    let transaction = match connection.transaction() {
+) -> Vec<Result<Answer, StoreError>> {
+    // Immediate: the write lock is taken at the start, so a transaction that reads before it
+    // writes (a claim) waits for another process's writer instead of failing.
+    let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(transaction) => transaction,
         Err(error) => return group.iter().map(|_| Err(shared_error(&error))).collect(),
     };
@@ -238,10 +326,19 @@ fn commit_group(
     for request in group {
         let result = (|| {
             transaction.execute_batch("SAVEPOINT batch")?;
-            match apply(&transaction, &request.batch) {
-                Ok(receipt) => {
+            let answer = match &request.operation {
+                Operation::Write(batch, _) => apply(&transaction, batch).map(Answer::Written),
+                Operation::Claim(claim, _) => claim_heads(&transaction, claim).map(Answer::Claimed),
+                Operation::Record(attempts, _) => attempts
+                    .iter()
+                    .map(|attempt| record_attempt(&transaction, attempt))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Answer::Recorded),
+            };
+            match answer {
+                Ok(answer) => {
                     transaction.execute_batch("RELEASE batch")?;
-                    Ok(receipt)
+                    Ok(answer)
                 }
                 Err(error) => {
                     transaction.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
@@ -260,10 +357,6 @@ fn commit_group(
 /// A copy of a transaction-wide error for each request of the group.
 fn shared_error(error: &rusqlite::Error) -> StoreError {
     StoreError::Database(error.to_string().into())
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteReceipt, StoreError> {
@@ -292,9 +385,6 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteRecei
     for webhook in &batch.webhooks {
         insert_webhook(transaction, webhook, &mut receipt)?;
     }
-    for attempt in &batch.attempts {
-        record_attempt(transaction, attempt)?;
-    }
     seen.sort_unstable();
     let mut previous: Option<(&str, UnixMillis)> = None;
     for (node, at) in seen.into_iter().rev() {
@@ -313,20 +403,28 @@ fn insert_webhook(
     receipt: &mut WriteReceipt,
 ) -> Result<(), StoreError> {
     let message = &webhook.message;
+    let rendered = &message.webhook;
+    let subject = &rendered.subject;
     let inserted = transaction
         .prepare_cached(
             "INSERT OR IGNORE INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, \
-             created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
-            message.id,
-            message.event,
+            rendered.id,
+            rendered.event,
             message.event_id,
-            message.resource_key,
-            message.room_sid,
-            message.room_name,
-            message.payload,
+            rendered.resource_key,
+            subject.room_sid,
+            subject.room_name,
+            rendered.body,
             message.created_at.0,
+            subject.participant_sid,
+            subject.participant_identity,
+            subject.track_sid,
+            subject.egress_id,
+            subject.ingress_id,
         ])?;
     if inserted == 0 {
         return Ok(());
@@ -337,27 +435,43 @@ fn insert_webhook(
                 "INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, retry_base, \
                  next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5, ?5, ?5)",
             )?
-            .execute(params![message.id, endpoint_id, message.resource_key, message.event, message.created_at.0])?;
-        receipt.deliveries.push(PendingDelivery {
-            id: transaction.last_insert_rowid(),
-            message_id: message.id.clone(),
-            endpoint_id: endpoint_id.clone(),
-            resource_key: message.resource_key.clone(),
-            event: message.event.clone(),
-            payload: message.payload.clone(),
-            attempts: 0,
-            retry_base: 0,
-            next_attempt_at: message.created_at,
-            created_at: message.created_at,
-        });
+            .execute(params![rendered.id, endpoint_id, rendered.resource_key, rendered.event, message.created_at.0])?;
+        receipt.deliveries += 1;
     }
     Ok(())
 }
 
+/// Records one attempt if its claim is still the delivery's current one; returns whether it did.
 fn record_attempt(
     transaction: &Transaction<'_>,
     attempt: &AttemptRecord,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let transition = attempt.transition();
+    // Fenced: only the current claimant of a pending delivery moves it on (one made dead
+    // meanwhile, its endpoint deleted, stays so; one claimed again after its lease ran out
+    // belongs to the new claimant). The claim is released.
+    let updated = transaction
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET status = ?2, attempts = MAX(attempts, ?3), next_attempt_at_ms = ?4, \
+             last_status_code = ?5, last_error = ?6, delivered_at_ms = COALESCE(?7, delivered_at_ms), updated_at_ms = ?8, \
+             claimed_by = NULL, claim_expires_at_ms = NULL \
+             WHERE id = ?1 AND status = 'pending' AND claimed_by = ?9 AND claim_epoch = ?10",
+        )?
+        .execute(params![
+            attempt.delivery_id,
+            transition.status.as_str(),
+            attempt.attempt,
+            transition.next_attempt_at.map(|at| at.0),
+            attempt.status_code,
+            attempt.error,
+            transition.delivered_at.map(|at| at.0),
+            attempt.finished_at().0,
+            attempt.claim.owner,
+            attempt.claim.epoch,
+        ])?;
+    if updated == 0 {
+        return Ok(false);
+    }
     transaction
         .prepare_cached(
             "INSERT OR IGNORE INTO webhook_attempts (delivery_id, attempt, started_at_ms, duration_ms, status_code, error) \
@@ -371,30 +485,68 @@ fn record_attempt(
             attempt.status_code,
             attempt.error,
         ])?;
-    let finished_at = attempt.started_at.plus_millis(attempt.duration_ms).0;
-    let (status, next, delivered_at) = match attempt.outcome {
-        AttemptOutcome::Delivered => (delivery_status::DELIVERED, None, Some(finished_at)),
-        AttemptOutcome::Retry(at) => (delivery_status::PENDING, Some(at.0), None),
-        AttemptOutcome::Dead => (delivery_status::DEAD, None, None),
-    };
-    // Only a pending delivery moves on: one made dead meanwhile (its endpoint deleted) stays so.
-    transaction
-        .prepare_cached(
-            "UPDATE webhook_deliveries SET status = ?2, attempts = MAX(attempts, ?3), next_attempt_at_ms = ?4, \
-             last_status_code = ?5, last_error = ?6, delivered_at_ms = COALESCE(?7, delivered_at_ms), updated_at_ms = ?8 \
-             WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![
-            attempt.delivery_id,
-            status,
-            attempt.attempt,
-            next,
-            attempt.status_code,
-            attempt.error,
-            delivered_at,
-            finished_at,
-        ])?;
-    Ok(())
+    Ok(true)
+}
+
+/// Claims, per endpoint asked for, its due queue heads that no live claim holds, lowest ids first.
+/// A head is also refused while another delivery of its key holds a live claim: a requeued
+/// delivery can have a lower id than one of its key in flight, and waits for it.
+fn claim_heads(
+    transaction: &Transaction<'_>,
+    request: &ClaimRequest,
+) -> Result<Claimed, StoreError> {
+    let mut claimed = Claimed::default();
+    let expires_at = request.expires_at();
+    for (endpoint_id, slots) in &request.slots {
+        if *slots == 0 {
+            continue;
+        }
+        let heads: Vec<(i64, i64)> = transaction
+            .prepare_cached(
+                "SELECT d.id, d.claim_epoch + 1 FROM webhook_deliveries d \
+                 WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_attempt_at_ms <= ?2 \
+                 AND (d.claimed_by IS NULL OR d.claim_expires_at_ms <= ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
+                     AND e.resource_key = d.resource_key AND e.status = 'pending' AND e.id < d.id) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries c WHERE c.endpoint_id = d.endpoint_id \
+                     AND c.resource_key = d.resource_key AND c.status = 'pending' AND c.id != d.id \
+                     AND c.claimed_by IS NOT NULL AND c.claim_expires_at_ms > ?2) \
+                 ORDER BY d.id LIMIT ?3",
+            )?
+            .query_map(params![endpoint_id, request.now.0, i64::from(*slots)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (id, epoch) in heads {
+            transaction
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET claimed_by = ?2, claim_expires_at_ms = ?3, claim_epoch = ?4 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, request.owner, expires_at.0, epoch])?;
+            let delivery = transaction
+                .prepare_cached(&format!(
+                    "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
+                     JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
+                ))?
+                .query_row(params![id], pending_from_row)?;
+            claimed.deliveries.push(ClaimedDelivery {
+                delivery,
+                claim: ClaimToken { owner: request.owner.clone(), epoch },
+                expires_at,
+            });
+        }
+        let next_due: Option<i64> = transaction
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at_ms) FROM webhook_deliveries \
+                 WHERE endpoint_id = ?1 AND status = 'pending' AND next_attempt_at_ms > ?2",
+            )?
+            .query_row(params![endpoint_id, request.now.0], |row| row.get(0))?;
+        if let Some(due) = next_due.map(UnixMillis) {
+            claimed.next_due = Some(claimed.next_due.map_or(due, |next| next.min(due)));
+        }
+    }
+    Ok(claimed)
 }
 
 /// Runs `f` in an immediate write transaction on a connection of the read pool (for rare writes
@@ -418,10 +570,10 @@ fn write_transaction<T>(
 }
 
 /// Makes delivery `?1` pending again, due at `?2`, its schedule restarting: unless it is
-/// pending already, or its endpoint is gone.
+/// pending already (see [`DeliveryStatus::can_requeue`]), or its endpoint is gone.
 const REQUEUE_DELIVERY: &str = "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, \
-     next_attempt_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND status != 'pending' \
-     AND endpoint_id IN (SELECT id FROM webhook_endpoints)";
+     next_attempt_at_ms = ?2, updated_at_ms = ?2, claimed_by = NULL, claim_expires_at_ms = NULL \
+     WHERE id = ?1 AND status != 'pending' AND endpoint_id IN (SELECT id FROM webhook_endpoints)";
 
 /// Runs `update` (parameters: the delivery's id, `now`) and returns the delivery as pending, or
 /// `None` if the update changed nothing.
@@ -444,7 +596,8 @@ fn update_pending(
 }
 
 const PENDING_COLUMNS: &str = "d.id, d.message_id, d.endpoint_id, d.resource_key, d.event, m.payload, d.attempts, \
-     d.retry_base, COALESCE(d.next_attempt_at_ms, d.created_at_ms), d.created_at_ms";
+     d.retry_base, COALESCE(d.next_attempt_at_ms, d.created_at_ms), d.created_at_ms, m.room_sid, m.room_name, \
+     m.participant_sid, m.participant_identity, m.track_sid, m.egress_id, m.ingress_id";
 
 fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDelivery> {
     Ok(PendingDelivery {
@@ -458,6 +611,31 @@ fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDelivery
         retry_base: row.get(7)?,
         next_attempt_at: UnixMillis(row.get(8)?),
         created_at: UnixMillis(row.get(9)?),
+        subject: WebhookSubject {
+            room_sid: row.get(10)?,
+            room_name: row.get(11)?,
+            participant_sid: row.get(12)?,
+            participant_identity: row.get(13)?,
+            track_sid: row.get(14)?,
+            egress_id: row.get(15)?,
+            ingress_id: row.get(16)?,
+        },
+    })
+}
+
+/// Reads a stored enum name, failing the row if it is not one `parse` knows.
+fn parse_column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown stored value `{text}`").into(),
+        )
     })
 }
 
@@ -465,8 +643,8 @@ const DELIVERY_COLUMNS: &str = "id, message_id, event, endpoint_id, resource_key
      last_error, created_at_ms, next_attempt_at_ms, delivered_at_ms";
 
 fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
-    let status: String = row.get(5)?;
-    let pending = status == delivery_status::PENDING;
+    let status = parse_column(row, 5, DeliveryStatus::parse)?;
+    let pending = status == DeliveryStatus::Pending;
     Ok(DeliveryRecord {
         id: row.get(0)?,
         message_id: row.get(1)?,
@@ -488,13 +666,13 @@ fn endpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRecord
     Ok(EndpointRecord {
         id: row.get(0)?,
         url: row.get(1)?,
-        signing: row.get(2)?,
+        signing: parse_column(row, 2, Signing::parse)?,
         api_key: row.get(3)?,
         secret: row.get(4)?,
         include_events: list(row.get(5)?),
         exclude_events: list(row.get(6)?),
         enabled: row.get(7)?,
-        source: row.get(8)?,
+        source: parse_column(row, 8, EndpointSource::parse)?,
         created_at: UnixMillis(row.get(9)?),
     })
 }
@@ -552,9 +730,9 @@ fn project(transaction: &Transaction<'_>, projection: &Projection) -> Result<(),
                     "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (room_sid, sid) DO UPDATE SET \
                      identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
-                     joined_at_ms = COALESCE(participants.joined_at_ms, excluded.joined_at_ms)",
+                     joined_at_ms = COALESCE(MIN(participants.joined_at_ms, excluded.joined_at_ms), participants.joined_at_ms, excluded.joined_at_ms)",
                 )?
-                .execute(params![room_sid, sid, identity, at.0, participant_state::JOINED])?;
+                .execute(params![room_sid, sid, identity, at.0, ParticipantState::Joined.as_str()])?;
         }
         Projection::ParticipantActive { room_sid, sid, identity, at } => {
             transaction
@@ -562,14 +740,15 @@ fn project(transaction: &Transaction<'_>, projection: &Projection) -> Result<(),
                     "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, active_at_ms, state) \
                      VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (room_sid, sid) DO UPDATE SET \
                      identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
-                     joined_at_ms = COALESCE(participants.joined_at_ms, excluded.joined_at_ms), \
-                     active_at_ms = COALESCE(participants.active_at_ms, excluded.active_at_ms), \
+                     joined_at_ms = COALESCE(MIN(participants.joined_at_ms, excluded.joined_at_ms), participants.joined_at_ms, excluded.joined_at_ms), \
+                     active_at_ms = COALESCE(MIN(participants.active_at_ms, excluded.active_at_ms), participants.active_at_ms, excluded.active_at_ms), \
                      left_at_ms = NULL, state = excluded.state",
                 )?
-                .execute(params![room_sid, sid, identity, at.0, participant_state::ACTIVE])?;
+                .execute(params![room_sid, sid, identity, at.0, ParticipantState::Active.as_str()])?;
         }
         Projection::ParticipantLeft { room_sid, sid, identity, at, aborted } => {
-            let state = if *aborted { participant_state::ABORTED } else { participant_state::LEFT };
+            let state =
+                if *aborted { ParticipantState::Aborted } else { ParticipantState::Left }.as_str();
             transaction
                 .prepare_cached(
                     "INSERT INTO participants (room_sid, sid, identity, left_at_ms, state) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -594,7 +773,7 @@ fn project(transaction: &Transaction<'_>, projection: &Projection) -> Result<(),
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room_sid, sid) DO UPDATE SET \
                      participant_sid = excluded.participant_sid, kind = excluded.kind, source = excluded.source, \
                      mime_type = CASE WHEN excluded.mime_type = '' THEN tracks.mime_type ELSE excluded.mime_type END, \
-                     published_at_ms = COALESCE(tracks.published_at_ms, excluded.published_at_ms), \
+                     published_at_ms = COALESCE(MIN(tracks.published_at_ms, excluded.published_at_ms), tracks.published_at_ms, excluded.published_at_ms), \
                      unpublished_at_ms = NULL",
                 )?
                 .execute(params![room_sid, sid, participant_sid, kind, source, mime_type, at.0])?;
@@ -631,17 +810,17 @@ fn insert_window(
             window.participant_sid,
             window.participant_identity,
             window.track_sid,
-            window.direction,
-            window.kind,
+            window.direction.as_str(),
+            window.kind.as_str(),
             window.mime,
             window.node_id,
             window.start.0,
             window.end.0,
             window.flushed_at.0,
             window.covered_ms,
-            to_i64(window.bytes),
-            to_i64(window.packets),
-            to_i64(window.packets_lost),
+            stored_count(window.bytes),
+            stored_count(window.packets),
+            stored_count(window.packets_lost),
             window.avg_bps,
             window.peak_bps,
             window.resolution_ms,
@@ -650,10 +829,10 @@ fn insert_window(
             f64::from(window.score),
             f64::from(window.min_score),
             f64::from(window.median_score),
-            to_i64(window.nacks),
-            to_i64(window.plis),
-            to_i64(window.firs),
-            to_i64(window.frames),
+            stored_count(window.nacks),
+            stored_count(window.plis),
+            stored_count(window.firs),
+            stored_count(window.frames),
             window.samples,
             window.invalid_samples,
         ])?;
@@ -676,7 +855,7 @@ fn upsert_node_rooms(
                  THEN excluded.rooms_payload ELSE nodes.rooms_payload END, \
              rooms_at_ms = MAX(COALESCE(nodes.rooms_at_ms, excluded.rooms_at_ms), excluded.rooms_at_ms)",
         )?
-        .execute(params![rooms.node_id, rooms.at.0, to_i64(rooms.sequence), rooms.payload])?;
+        .execute(params![rooms.node_id, rooms.at.0, stored_count(rooms.sequence), rooms.payload])?;
     Ok(())
 }
 
@@ -691,10 +870,10 @@ fn add_rate_cell(transaction: &Transaction<'_>, cell: &RateCellRecord) -> Result
         .execute(params![
             cell.node_id,
             cell.second,
-            to_i64(cell.cell.bytes_in),
-            to_i64(cell.cell.bytes_out),
-            to_i64(cell.cell.packets_in),
-            to_i64(cell.cell.packets_out),
+            stored_count(cell.cell.bytes_in),
+            stored_count(cell.cell.bytes_out),
+            stored_count(cell.cell.packets_in),
+            stored_count(cell.cell.packets_out),
         ])?;
     Ok(())
 }
@@ -729,24 +908,52 @@ fn room_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomSummary> {
         name: row.get(1)?,
         started_at: UnixMillis(row.get(2)?),
         ended_at: optional_millis(row.get(3)?),
-        num_participants: row.get::<_, i64>(4)? as u64,
-        num_tracks: row.get::<_, i64>(5)? as u64,
+        num_participants: count_from_stored(row.get(4)?),
+        num_tracks: count_from_stored(row.get(5)?),
     })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.lock().is_none() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let writer = self.writer.lock().take();
+        let thread = self.writer_thread.lock().take();
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(writer);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+#[async_trait]
+impl AnalyticsStore for SqliteStore {
     async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, StoreError> {
         if batch.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        let (done, result) = oneshot::channel();
-        {
-            let writer = self.writer.lock();
-            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
-            writer.send(WriteRequest { batch, done }).map_err(|_| StoreError::Closed)?;
+        let receipt = self.submit(|done| Operation::Write(batch, done)).await?;
+        if receipt.deliveries > 0 {
+            self.wake_dispatchers();
         }
-        result.await.map_err(|_| StoreError::Closed)?
+        Ok(receipt)
     }
 
     async fn rooms(&self, query: RoomsQuery) -> Result<Page<RoomSummary, RoomCursor>, StoreError> {
@@ -770,18 +977,13 @@ impl Store for SqliteStore {
             sql.push_str(" ORDER BY r.started_at_ms DESC, r.sid DESC LIMIT ?");
             values.push(i64::from(query.limit.saturating_add(1)).into());
             let mut statement = connection.prepare_cached(&sql)?;
-            let mut items = statement
+            let items = statement
                 .query_map(rusqlite::params_from_iter(values), room_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > query.limit as usize {
-                items.truncate(query.limit as usize);
-                items
-                    .last()
-                    .map(|last| RoomCursor { started_at: last.started_at, sid: last.sid.clone() })
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(Page::from_overfetch(items, query.limit, |last| RoomCursor {
+                started_at: last.started_at,
+                sid: last.sid.clone(),
+            }))
         })
         .await
     }
@@ -806,7 +1008,7 @@ impl Store for SqliteStore {
                         joined_at: optional_millis(row.get(2)?),
                         active_at: optional_millis(row.get(3)?),
                         left_at: optional_millis(row.get(4)?),
-                        state: row.get(5)?,
+                        state: parse_column(row, 5, ParticipantState::parse)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -848,7 +1050,7 @@ impl Store for SqliteStore {
             sql.push_str(" ORDER BY position LIMIT ?");
             values.push(i64::from(query.limit.saturating_add(1)).into());
             let mut statement = connection.prepare_cached(&sql)?;
-            let mut items = statement
+            let items = statement
                 .query_map(rusqlite::params_from_iter(values), |row| {
                     Ok(StoredEvent {
                         position: row.get(0)?,
@@ -857,13 +1059,7 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > query.limit as usize {
-                items.truncate(query.limit as usize);
-                items.last().map(|last| last.position)
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(Page::from_overfetch(items, query.limit, |last| last.position))
         })
         .await
     }
@@ -876,11 +1072,12 @@ impl Store for SqliteStore {
                  samples, invalid_samples FROM stats_windows WHERE 1 = 1"
                 .to_owned();
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let direction = query.direction.map(|direction| direction.as_str().to_owned());
             for (column, value) in [
                 ("room_sid", &query.room_sid),
                 ("participant_sid", &query.participant_sid),
                 ("track_sid", &query.track_sid),
-                ("direction", &query.direction),
+                ("direction", &direction),
             ] {
                 if let Some(value) = value {
                     sql.push_str(&format!(" AND {column} = ?"));
@@ -907,17 +1104,17 @@ impl Store for SqliteStore {
                         participant_sid: row.get(3)?,
                         participant_identity: row.get(4)?,
                         track_sid: row.get(5)?,
-                        direction: row.get(6)?,
-                        kind: row.get(7)?,
+                        direction: parse_column(row, 6, Direction::parse)?,
+                        kind: parse_column(row, 7, StreamKind::parse)?,
                         mime: row.get(8)?,
                         node_id: row.get(9)?,
                         start: UnixMillis(row.get(10)?),
                         end: UnixMillis(row.get(11)?),
                         flushed_at: UnixMillis(row.get(12)?),
                         covered_ms: row.get(13)?,
-                        bytes: row.get::<_, i64>(14)? as u64,
-                        packets: row.get::<_, i64>(15)? as u64,
-                        packets_lost: row.get::<_, i64>(16)? as u64,
+                        bytes: count_from_stored(row.get(14)?),
+                        packets: count_from_stored(row.get(15)?),
+                        packets_lost: count_from_stored(row.get(16)?),
                         avg_bps: row.get(17)?,
                         peak_bps: row.get(18)?,
                         resolution_ms: row.get(19)?,
@@ -926,10 +1123,10 @@ impl Store for SqliteStore {
                         score: row.get::<_, f64>(22)? as f32,
                         min_score: row.get::<_, f64>(23)? as f32,
                         median_score: row.get::<_, f64>(24)? as f32,
-                        nacks: row.get::<_, i64>(25)? as u64,
-                        plis: row.get::<_, i64>(26)? as u64,
-                        firs: row.get::<_, i64>(27)? as u64,
-                        frames: row.get::<_, i64>(28)? as u64,
+                        nacks: count_from_stored(row.get(25)?),
+                        plis: count_from_stored(row.get(26)?),
+                        firs: count_from_stored(row.get(27)?),
+                        frames: count_from_stored(row.get(28)?),
                         samples: row.get(29)?,
                         invalid_samples: row.get(30)?,
                     })
@@ -988,10 +1185,10 @@ impl Store for SqliteStore {
                     Ok((
                         row.get(0)?,
                         RateCell {
-                            bytes_in: row.get::<_, i64>(1)? as u64,
-                            bytes_out: row.get::<_, i64>(2)? as u64,
-                            packets_in: row.get::<_, i64>(3)? as u64,
-                            packets_out: row.get::<_, i64>(4)? as u64,
+                            bytes_in: count_from_stored(row.get(1)?),
+                            bytes_out: count_from_stored(row.get(2)?),
+                            packets_in: count_from_stored(row.get(3)?),
+                            packets_out: count_from_stored(row.get(4)?),
                         },
                     ))
                 })?
@@ -1027,56 +1224,118 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: UnixMillis) -> Result<PruneCounts, StoreError> {
-        // Pruning writes, so it goes through a connection of its own rather than the writer's
-        // queue: SQLite serialises writers, and WAL keeps readers going meanwhile.
-        self.read(move |connection| {
-            write_transaction(connection, |transaction| {
-                let events = transaction.execute("DELETE FROM events WHERE at_ms < ?1", params![before.0])? as u64;
-                let stats_windows =
-                    transaction.execute("DELETE FROM stats_windows WHERE end_ms < ?1", params![before.0])? as u64;
-                let rate_cells =
-                    transaction.execute("DELETE FROM node_rate_cells WHERE second < ?1", params![before.as_secs()])? as u64;
-                transaction.execute(
-                    "DELETE FROM participants WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
-                    params![before.0],
-                )?;
-                transaction.execute(
-                    "DELETE FROM tracks WHERE room_sid IN (SELECT sid FROM rooms WHERE ended_at_ms < ?1)",
-                    params![before.0],
-                )?;
-                let rooms = transaction.execute("DELETE FROM rooms WHERE ended_at_ms < ?1", params![before.0])? as u64;
-                transaction.execute(
-                    "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries \
-                     WHERE created_at_ms < ?1 AND status != 'pending')",
-                    params![before.0],
-                )?;
-                let deliveries = transaction.execute(
-                    "DELETE FROM webhook_deliveries WHERE created_at_ms < ?1 AND status != 'pending'",
-                    params![before.0],
-                )? as u64;
-                transaction.execute(
-                    "DELETE FROM webhook_messages WHERE created_at_ms < ?1 AND id NOT IN \
-                     (SELECT message_id FROM webhook_deliveries)",
-                    params![before.0],
-                )?;
-                Ok(PruneCounts { events, stats_windows, rate_cells, rooms, deliveries })
-            })
-        })
-        .await
+        // Pruning writes through a connection of its own rather than the writer's queue (SQLite
+        // serialises writers, and WAL keeps readers going meanwhile), in batches of
+        // `PRUNE_BATCH` rows a transaction, so the writer thread never waits long behind it.
+        let mut counts = PruneCounts::default();
+        let cutoff = before.0;
+        let steps: [(&str, i64, fn(&mut PruneCounts) -> &mut u64); 8] = [
+            (
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.events,
+            ),
+            (
+                "DELETE FROM stats_windows WHERE rowid IN (SELECT rowid FROM stats_windows WHERE end_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.stats_windows,
+            ),
+            (
+                "DELETE FROM node_rate_cells WHERE (node_id, second) IN (SELECT node_id, second FROM node_rate_cells WHERE second < ?1 LIMIT ?2)",
+                before.as_secs(),
+                |c| &mut c.rate_cells,
+            ),
+            (
+                "DELETE FROM participants WHERE rowid IN (SELECT p.rowid FROM participants p JOIN rooms r ON r.sid = p.room_sid WHERE r.ended_at_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.participants,
+            ),
+            (
+                "DELETE FROM tracks WHERE rowid IN (SELECT t.rowid FROM tracks t JOIN rooms r ON r.sid = t.room_sid WHERE r.ended_at_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.tracks,
+            ),
+            (
+                "DELETE FROM rooms WHERE rowid IN (SELECT rowid FROM rooms WHERE ended_at_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.rooms,
+            ),
+            (
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE created_at_ms < ?1 AND status != 'pending' LIMIT ?2)",
+                cutoff,
+                |c| &mut c.deliveries,
+            ),
+            (
+                "DELETE FROM webhook_messages WHERE rowid IN (SELECT rowid FROM webhook_messages m WHERE m.created_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id) LIMIT ?2)",
+                cutoff,
+                |c| &mut c.messages,
+            ),
+        ];
+        for (sql, bound, count) in steps {
+            loop {
+                let removed = self
+                    .read(move |connection| {
+                        write_transaction(connection, |transaction| {
+                            let removed = transaction.execute(sql, params![bound, PRUNE_BATCH])?;
+                            if sql.starts_with("DELETE FROM webhook_deliveries") {
+                                // Attempts of deliveries no longer there.
+                                transaction.execute(
+                                    "DELETE FROM webhook_attempts WHERE delivery_id NOT IN \
+                                     (SELECT id FROM webhook_deliveries)",
+                                    [],
+                                )?;
+                            }
+                            Ok(removed as u64)
+                        })
+                    })
+                    .await?;
+                *count(&mut counts) += removed;
+                if removed < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
+        if request.slots.iter().all(|(_, slots)| *slots == 0) {
+            return Ok(Claimed::default());
+        }
+        self.submit(|done| Operation::Claim(request, done)).await
     }
 
-    async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError> {
-        self.read(|connection| {
-            let pending = connection
-                .prepare_cached(&format!(
-                    "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
-                     WHERE d.status = 'pending' ORDER BY d.id"
-                ))?
-                .query_map([], pending_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(pending)
-        })
-        .await
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<Vec<bool>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|done| Operation::Record(attempts, done)).await
+    }
+
+    async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        let released = self
+            .read(move |connection| {
+                write_transaction(connection, |transaction| {
+                    Ok(transaction.execute(
+                        "UPDATE webhook_deliveries SET claimed_by = NULL, claim_expires_at_ms = NULL \
+                         WHERE claimed_by = ?1 AND status = 'pending'",
+                        params![owner],
+                    )? as u64)
+                })
+            })
+            .await?;
+        if released > 0 {
+            self.wake_dispatchers();
+        }
+        Ok(released)
+    }
+
+    fn outbox_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_changed.clone()
     }
 
     async fn deliveries(
@@ -1086,11 +1345,10 @@ impl Store for SqliteStore {
         self.read(move |connection| {
             let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE 1 = 1");
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
-            for (column, value) in [
-                ("endpoint_id", &query.endpoint_id),
-                ("status", &query.status),
-                ("event", &query.event),
-            ] {
+            let status = query.status.map(|status| status.as_str().to_owned());
+            for (column, value) in
+                [("endpoint_id", &query.endpoint_id), ("status", &status), ("event", &query.event)]
+            {
                 if let Some(value) = value {
                     sql.push_str(&format!(" AND {column} = ?"));
                     values.push(value.clone().into());
@@ -1102,17 +1360,11 @@ impl Store for SqliteStore {
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?");
             values.push(i64::from(query.limit.saturating_add(1)).into());
-            let mut items = connection
+            let items = connection
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(values), delivery_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if items.len() > query.limit as usize {
-                items.truncate(query.limit as usize);
-                items.last().map(|last| last.id)
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(Page::from_overfetch(items, query.limit, |last| last.id))
         })
         .await
     }
@@ -1152,12 +1404,17 @@ impl Store for SqliteStore {
         id: i64,
         now: UnixMillis,
     ) -> Result<Option<PendingDelivery>, StoreError> {
-        self.read(move |connection| {
-            write_transaction(connection, |transaction| {
-                update_pending(transaction, REQUEUE_DELIVERY, id, now)
+        let requeued = self
+            .read(move |connection| {
+                write_transaction(connection, |transaction| {
+                    update_pending(transaction, REQUEUE_DELIVERY, id, now)
+                })
             })
-        })
-        .await
+            .await?;
+        if requeued.is_some() {
+            self.wake_dispatchers();
+        }
+        Ok(requeued)
     }
 
     async fn expedite(
@@ -1165,18 +1422,23 @@ impl Store for SqliteStore {
         id: i64,
         now: UnixMillis,
     ) -> Result<Option<PendingDelivery>, StoreError> {
-        self.read(move |connection| {
-            write_transaction(connection, |transaction| {
-                update_pending(
-                    transaction,
-                    "UPDATE webhook_deliveries SET next_attempt_at_ms = ?2, updated_at_ms = ?2 \
-                     WHERE id = ?1 AND status = 'pending'",
-                    id,
-                    now,
-                )
+        let expedited = self
+            .read(move |connection| {
+                write_transaction(connection, |transaction| {
+                    update_pending(
+                        transaction,
+                        "UPDATE webhook_deliveries SET next_attempt_at_ms = ?2, updated_at_ms = ?2 \
+                         WHERE id = ?1 AND status = 'pending'",
+                        id,
+                        now,
+                    )
+                })
             })
-        })
-        .await
+            .await?;
+        if expedited.is_some() {
+            self.wake_dispatchers();
+        }
+        Ok(expedited)
     }
 
     async fn replay(
@@ -1192,7 +1454,12 @@ impl Store for SqliteStore {
                          AND created_at_ms >= ?3 AND created_at_ms < ?4 ORDER BY id",
                     )?
                     .query_map(
-                        params![query.endpoint_id, query.status, query.since.0, query.until.0],
+                        params![
+                            query.endpoint_id,
+                            query.status.as_str(),
+                            query.since.0,
+                            query.until.0
+                        ],
                         |row| row.get(0),
                     )?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -1204,8 +1471,38 @@ impl Store for SqliteStore {
             })
         })
         .await
+        .inspect(|requeued| {
+            if !requeued.is_empty() {
+                self.wake_dispatchers();
+            }
+        })
     }
 
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.read(|connection| {
+            let mut counts = OutboxCounts::default();
+            let mut statement = connection.prepare_cached(
+                "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((parse_column(row, 0, DeliveryStatus::parse)?, count_from_stored(row.get(1)?)))
+            })?;
+            for row in rows {
+                let (status, count) = row?;
+                match status {
+                    DeliveryStatus::Pending => counts.pending = count,
+                    DeliveryStatus::Delivered => counts.delivered = count,
+                    DeliveryStatus::Dead => counts.dead = count,
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EndpointStore for SqliteStore {
     async fn endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError> {
         self.read(|connection| {
             let endpoints = connection
@@ -1221,28 +1518,7 @@ impl Store for SqliteStore {
 
     async fn put_endpoint(&self, endpoint: EndpointRecord) -> Result<(), StoreError> {
         self.read(move |connection| {
-            write_transaction(connection, |transaction| {
-                transaction.execute(
-                    "INSERT INTO webhook_endpoints (id, url, signing, api_key, secret, include_events, exclude_events, \
-                     enabled, source, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                     ON CONFLICT (id) DO UPDATE SET url = excluded.url, signing = excluded.signing, \
-                     api_key = excluded.api_key, secret = excluded.secret, include_events = excluded.include_events, \
-                     exclude_events = excluded.exclude_events, enabled = excluded.enabled, source = excluded.source",
-                    params![
-                        endpoint.id,
-                        endpoint.url,
-                        endpoint.signing,
-                        endpoint.api_key,
-                        endpoint.secret,
-                        serde_json::to_string(&endpoint.include_events).expect("a list of strings"),
-                        serde_json::to_string(&endpoint.exclude_events).expect("a list of strings"),
-                        endpoint.enabled,
-                        endpoint.source,
-                        endpoint.created_at.0,
-                    ],
-                )?;
-                Ok(())
-            })
+            write_transaction(connection, |transaction| upsert_endpoint(transaction, &endpoint))
         })
         .await
     }
@@ -1256,16 +1532,13 @@ impl Store for SqliteStore {
         self.read(move |connection| {
             write_transaction(connection, |transaction| {
                 let endpoint = transaction
-                    .prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"))?
+                    .prepare_cached(&format!(
+                        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"
+                    ))?
                     .query_row(params![id], endpoint_from_row)
                     .optional()?;
                 if endpoint.is_some() {
-                    transaction.execute("DELETE FROM webhook_endpoints WHERE id = ?1", params![id])?;
-                    transaction.execute(
-                        "UPDATE webhook_deliveries SET status = 'dead', last_error = 'endpoint deleted', \
-                         next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE endpoint_id = ?1 AND status = 'pending'",
-                        params![id, now.0],
-                    )?;
+                    remove_endpoint(transaction, &id, now)?;
                 }
                 Ok(endpoint)
             })
@@ -1273,27 +1546,115 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        self.read(|connection| {
-            let mut counts = OutboxCounts::default();
-            let mut statement = connection.prepare_cached(
-                "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-            })?;
-            for row in rows {
-                let (status, count) = row?;
-                match status.as_str() {
-                    delivery_status::PENDING => counts.pending = count,
-                    delivery_status::DELIVERED => counts.delivered = count,
-                    _ => counts.dead += count,
-                }
-            }
-            Ok(counts)
+    async fn sync_configured_endpoints(
+        &self,
+        configured: ConfiguredEndpoints,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| sync_configured(transaction, &configured))
         })
         .await
     }
+
+    async fn unlist_instance(&self, instance_id: &str) -> Result<(), StoreError> {
+        let instance_id = instance_id.to_owned();
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                transaction.execute(
+                    "DELETE FROM webhook_endpoint_listings WHERE instance_id = ?1",
+                    params![instance_id],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Wakes the dispatchers waiting on [`Outbox::outbox_changed`].
+    fn wake_dispatchers(&self) {
+        self.outbox_changed.notify_waiters();
+        self.outbox_changed.notify_one();
+    }
+}
+
+fn sync_configured(
+    transaction: &Connection,
+    configured: &ConfiguredEndpoints,
+) -> Result<Vec<String>, StoreError> {
+    let now = configured.now.0;
+    transaction.execute(
+        "DELETE FROM webhook_endpoint_listings WHERE instance_id = ?1",
+        params![configured.instance_id],
+    )?;
+    for endpoint in &configured.endpoints {
+        upsert_endpoint(transaction, endpoint)?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO webhook_endpoint_listings (instance_id, endpoint_id, seen_at_ms) \
+             VALUES (?1, ?2, ?3)",
+            params![configured.instance_id, endpoint.id, now],
+        )?;
+    }
+    transaction.execute(
+        "DELETE FROM webhook_endpoint_listings WHERE seen_at_ms < ?1",
+        params![now.saturating_sub(configured.liveness_ms)],
+    )?;
+    let unlisted: Vec<String> = transaction
+        .prepare_cached(
+            "SELECT id FROM webhook_endpoints WHERE source = 'config' AND id NOT IN \
+             (SELECT endpoint_id FROM webhook_endpoint_listings) ORDER BY id",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &unlisted {
+        remove_endpoint(transaction, id, configured.now)?;
+    }
+    Ok(unlisted)
+}
+
+/// Creates or updates an endpoint, keeping its creation time.
+fn upsert_endpoint(transaction: &Connection, endpoint: &EndpointRecord) -> Result<(), StoreError> {
+    transaction.execute(
+        "INSERT INTO webhook_endpoints (id, url, signing, api_key, secret, include_events, exclude_events, \
+         enabled, source, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, signing = excluded.signing, \
+         api_key = excluded.api_key, secret = excluded.secret, include_events = excluded.include_events, \
+         exclude_events = excluded.exclude_events, enabled = excluded.enabled, source = excluded.source",
+        params![
+            endpoint.id,
+            endpoint.url,
+            endpoint.signing.as_str(),
+            endpoint.api_key,
+            endpoint.secret,
+            serde_json::to_string(&endpoint.include_events).expect("a list of strings"),
+            serde_json::to_string(&endpoint.exclude_events).expect("a list of strings"),
+            endpoint.enabled,
+            endpoint.source.as_str(),
+            endpoint.created_at.0,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes an endpoint and makes its pending deliveries dead; returns whether it existed.
+fn remove_endpoint(
+    transaction: &Connection,
+    id: &str,
+    now: UnixMillis,
+) -> Result<bool, StoreError> {
+    if transaction.execute("DELETE FROM webhook_endpoints WHERE id = ?1", params![id])? == 0 {
+        return Ok(false);
+    }
+    transaction.execute(
+        "UPDATE webhook_deliveries SET status = 'dead', last_error = 'endpoint deleted', \
+         next_attempt_at_ms = NULL, claimed_by = NULL, claim_expires_at_ms = NULL, updated_at_ms = ?2 \
+         WHERE endpoint_id = ?1 AND status = 'pending'",
+        params![id, now.0],
+    )?;
+    transaction
+        .execute("DELETE FROM webhook_endpoint_listings WHERE endpoint_id = ?1", params![id])?;
+    Ok(true)
 }
 
 #[cfg(test)]

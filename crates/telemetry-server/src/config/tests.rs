@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, FlagOverrides, Role, load};
+use crate::config::{ConfigError, FlagOverrides, Role, StoreBackend, load};
 
 fn dev() -> FlagOverrides {
     FlagOverrides { dev: true, ..FlagOverrides::default() }
@@ -68,6 +68,37 @@ roles = ["read"]
 }
 
 #[test]
+fn postgres_is_configured_from_the_file_or_the_environment() {
+    let environment = env(&[
+        ("RTC_TELEMETRY_STORE__BACKEND", "postgres"),
+        ("RTC_TELEMETRY_STORE__URL", "postgres://rtct:pw@127.0.0.1:5432/rtc_telemetry"),
+    ]);
+    let config = load(None, &environment, &dev()).expect("loads");
+    assert_eq!(config.store.backend, StoreBackend::Postgres);
+    match config.store_config() {
+        telemetry_store::StoreConfig::Postgres(postgres) => {
+            assert_eq!(postgres.url, "postgres://rtct:pw@127.0.0.1:5432/rtc_telemetry");
+            assert_eq!(postgres.max_connections, 16, "the default");
+        }
+        other => panic!("not PostgreSQL: {other:?}"),
+    }
+    let config = load(None, &[], &dev()).expect("loads");
+    assert!(matches!(config.store_config(), telemetry_store::StoreConfig::Sqlite(_)));
+}
+
+#[test]
+fn instance_ids_are_configured_or_unique_in_the_process() {
+    let config =
+        load(Some(("f.toml", "[cluster]\ninstance_id = \"sfu-telemetry-1\"")), &[], &dev())
+            .expect("loads");
+    assert_eq!(config.instance_id(), "sfu-telemetry-1");
+    let config = load(None, &[], &dev()).expect("loads");
+    let (first, second) = (config.instance_id(), config.instance_id());
+    assert_ne!(first, second, "two services in one process claim under different ids");
+    assert!(first.contains(&std::process::id().to_string()), "{first}");
+}
+
+#[test]
 fn keys_can_come_from_the_environment() {
     let environment = env(&[(
         "RTC_TELEMETRY_KEYS",
@@ -86,7 +117,15 @@ fn bad_values_are_refused_naming_the_key() {
         ("[http]\nmax_in_flight = -1", "`http.max_in_flight`"),
         ("[http]\nmax_in_flight = 0", "`http.max_in_flight`"),
         ("[store]\nbackend = \"mysql\"", "`store.backend`"),
-        ("[store]\nbackend = \"postgres\"", "`store.backend`"),
+        ("[store]\nbackend = \"postgres\"", "`store.url`"),
+        ("[store]\nbackend = \"postgres\"\nurl = \"mysql://x/y\"", "`store.url`"),
+        (
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@h/d\"\nmax_connections = 1",
+            "`store.max_connections`",
+        ),
+        ("[webhooks]\nclaim_lease = \"5s\"", "`webhooks.claim_lease`"),
+        ("[webhooks]\nclaim_lease = \"10s\"\nrequest_timeout = \"10s\"", "`webhooks.claim_lease`"),
+        ("[cluster]\ninstance = \"x\"", "instance"),
         ("[stats]\nflush_intervall = \"5s\"", "flush_intervall"),
         ("[[keys]]\nkey = \"k\"\nsecret = \"\"\nroles = [\"read\"]", "`keys[0].secret`"),
         ("[[keys]]\nkey = \"k\"\nsecret = \"s\"\nroles = [\"root\"]", "`keys[0].roles[0]`"),

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal};
 use crate::config::Role;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::ingest::http::wait_durable;
 use crate::ingest::{Outcome, apply_calls};
 use crate::metrics::{RecorderStream, Transport};
@@ -73,11 +73,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 }
 
 fn check_accepting(state: &AppState) -> Result<(), Status> {
-    if state.accepting() {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Unavailable, "the service is shutting down").into())
-    }
+    state.check_accepting().map_err(Status::from)
 }
 
 /// `rtctelemetry.v1.TelemetryIngest`.

@@ -53,11 +53,7 @@ async fn ingest_inner(
 ) -> Result<Json<IngestResponse>, ApiError> {
     let principal = principal?;
     principal.require(Role::Ingest)?;
-    if !state.accepting() {
-        return Err(
-            ApiError::new(ErrorCode::Unavailable, "the service is shutting down").retry_after(5)
-        );
-    }
+    state.check_accepting()?;
     let format = content_format(headers)?;
     let gzip = content_encoding_is_gzip(headers)?;
     let _permit = state.ingest_permits.try_acquire().map_err(|_| {

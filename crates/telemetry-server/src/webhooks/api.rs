@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use telemetry_core::ids::IdGenerator;
 use telemetry_core::{Clock as _, SystemClock, UnixMillis};
 use telemetry_store::model::{
-    DeliveriesQuery, DeliveryRecord, EndpointRecord, ReplayQuery, delivery_status,
+    DeliveriesQuery, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointSource, ReplayQuery,
 };
 
 use crate::api::{CURSOR, id_cursor, limit, parse_rfc3339, rfc3339};
@@ -24,12 +24,12 @@ fn endpoint_json(record: &EndpointRecord) -> Value {
     json!({
         "id": record.id,
         "url": record.url,
-        "signing": record.signing,
+        "signing": record.signing.as_str(),
         "apiKey": record.api_key,
         "includeEvents": record.include_events,
         "excludeEvents": record.exclude_events,
         "enabled": record.enabled,
-        "source": record.source,
+        "source": record.source.as_str(),
         "createdAt": rfc3339(record.created_at),
     })
 }
@@ -41,7 +41,7 @@ fn delivery_json(delivery: &DeliveryRecord) -> Value {
         "event": delivery.event,
         "endpointId": delivery.endpoint_id,
         "resourceKey": delivery.resource_key,
-        "status": delivery.status,
+        "status": delivery.status.as_str(),
         "attempts": delivery.attempts,
         "lastStatusCode": delivery.last_status_code,
         "lastError": delivery.last_error,
@@ -115,7 +115,8 @@ pub async fn create_endpoint(
         ApiError::invalid(format!("`{field}`: {message}"))
     })?;
     let id = IdGenerator::from_os().next_id("WE_");
-    let mut record = crate::webhooks::endpoint_record(id, &config, "api", SystemClock.now());
+    let mut record =
+        crate::webhooks::endpoint_record(id, &config, EndpointSource::Api, SystemClock.now());
     record.enabled = body.enabled.unwrap_or(true);
     state.store.put_endpoint(record.clone()).await?;
     state.webhooks.endpoints.set(state.store.endpoints().await?);
@@ -139,7 +140,7 @@ pub async fn delete_endpoint(
         .iter()
         .find(|endpoint| endpoint.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no endpoint `{id}`")))?;
-    if endpoint.source == "config" {
+    if endpoint.source == EndpointSource::Config {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
@@ -149,7 +150,6 @@ pub async fn delete_endpoint(
     }
     state.store.delete_endpoint(&id, SystemClock.now()).await?;
     state.webhooks.endpoints.set(state.store.endpoints().await?);
-    state.webhooks.dispatcher.remove_endpoint(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,12 +164,15 @@ pub struct DeliveriesParams {
     cursor: Option<String>,
 }
 
-fn check_status(name: &str, status: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&status) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!("`{name}`: {status:?} is not one of {}", allowed.join(", "))))
-    }
+fn check_status(
+    name: &str,
+    status: &str,
+    allowed: &[DeliveryStatus],
+) -> Result<DeliveryStatus, ApiError> {
+    DeliveryStatus::parse(status).filter(|status| allowed.contains(status)).ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
+        ApiError::invalid(format!("`{name}`: {status:?} is not one of {}", names.join(", ")))
+    })
 }
 
 /// `GET /v1/webhooks/deliveries?endpointId=&status=&event=&limit=&cursor=`: newest first.
@@ -185,13 +188,11 @@ pub async fn list_deliveries(
     principal?.require(Role::Read)?;
     let Query(params) =
         params.map_err(|error| ApiError::invalid(format!("query: {}", error.body_text())))?;
-    if let Some(status) = &params.status {
-        check_status(
-            "status",
-            status,
-            &[delivery_status::PENDING, delivery_status::DELIVERED, delivery_status::DEAD],
-        )?;
-    }
+    let status = params
+        .status
+        .as_deref()
+        .map(|status| check_status("status", status, &DeliveryStatus::ALL))
+        .transpose()?;
     if let Some(event) = &params.event
         && !telemetry_core::webhook_names::ALL.contains(&event.as_str())
     {
@@ -203,7 +204,7 @@ pub async fn list_deliveries(
         .store
         .deliveries(DeliveriesQuery {
             endpoint_id: params.endpoint_id,
-            status: params.status,
+            status,
             event: params.event,
             limit,
             before,
@@ -264,13 +265,12 @@ pub async fn retry_delivery(
     principal?.require(Role::Admin)?;
     let id = delivery_id(&id)?;
     let now = SystemClock.now();
-    let requeued = match state.store.requeue(id, now).await? {
-        Some(delivery) => delivery,
-        None => state.store.expedite(id, now).await?.ok_or_else(|| {
+    // The store wakes the dispatchers.
+    if state.store.requeue(id, now).await?.is_none() {
+        state.store.expedite(id, now).await?.ok_or_else(|| {
             ApiError::not_found(format!("no delivery `{id}` with a live endpoint"))
-        })?,
-    };
-    state.webhooks.dispatcher.enqueue(vec![requeued]);
+        })?;
+    }
     let (delivery, _) = state
         .store
         .delivery(id)
@@ -326,8 +326,11 @@ pub async fn replay(
     if since >= until {
         return Err(ApiError::invalid("`since`: must be before `until`"));
     }
-    let status = body.status.unwrap_or_else(|| delivery_status::DEAD.to_owned());
-    check_status("status", &status, &[delivery_status::DEAD, delivery_status::DELIVERED])?;
+    let status = check_status(
+        "status",
+        body.status.as_deref().unwrap_or(DeliveryStatus::Dead.as_str()),
+        &[DeliveryStatus::Dead, DeliveryStatus::Delivered],
+    )?;
     if state.webhooks.endpoints.get(&body.endpoint_id).is_none() {
         return Err(ApiError::not_found(format!("no endpoint `{}`", body.endpoint_id)));
     }
@@ -335,7 +338,5 @@ pub async fn replay(
         .store
         .replay(ReplayQuery { endpoint_id: body.endpoint_id, since, until, status }, now)
         .await?;
-    let count = requeued.len();
-    state.webhooks.dispatcher.enqueue(requeued);
-    Ok(Json(json!({ "requeued": count })))
+    Ok(Json(json!({ "requeued": requeued.len() })))
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
 
-use crate::config::Signing;
 use crate::webhooks::Endpoint;
+use telemetry_store::model::Signing;
 
 /// The `User-Agent` of deliveries.
 pub const USER_AGENT_VALUE: &str = concat!("rtc-telemetry/", env!("CARGO_PKG_VERSION"));
@@ -48,7 +48,7 @@ pub async fn send(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let record = &endpoint.record;
-    let headers = match endpoint.signing {
+    let headers = match endpoint.signing() {
         Signing::Livekit => telemetry_core::signing::livekit_authorization(
             &record.api_key,
             &record.secret,

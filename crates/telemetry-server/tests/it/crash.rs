@@ -9,11 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::{ADMIN, Answer, Binary, TestApp, TestData, TestReceiver, endpoint_config};
 use serde_json::{Value, json};
-use telemetry_store::Store as _;
-use telemetry_store::sqlite::{SqliteConfig, SqliteStore};
-
-use crate::support::{ADMIN, Answer, Binary, TestApp, TestReceiver, endpoint_config};
 
 const ROOMS: usize = 300;
 /// Per room: `room_started`, `participant_joined` × 8, `room_finished`.
@@ -55,11 +52,12 @@ async fn sigkill_with_thousands_pending_loses_no_webhook() {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         Some(Answer::Slow(Duration::from_millis(200), if n.is_multiple_of(3) { 503 } else { 200 }))
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Enough attempts that nothing is dead by the end.
+    let data = TestData::new();
+    // Enough attempts that nothing is dead by the end. A short claim lease: the restarted
+    // service (a new instance id) takes over what the killed one had claimed once it runs out.
     let config = format!(
         "[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n\
-         [webhooks]\nretry_schedule = [{}]\nrequest_timeout = \"2s\"\n{}{}",
+         [webhooks]\nretry_schedule = [{}]\nrequest_timeout = \"2s\"\nclaim_lease = \"3s\"\n{}{}",
         ADMIN.0,
         ADMIN.1,
         vec!["\"300ms\""; 40].join(", "),
@@ -74,10 +72,10 @@ async fn sigkill_with_thousands_pending_loses_no_webhook() {
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         ),
     );
-    let config_path = dir.path().join("config.toml");
+    let config_path = data.path().join("config.toml");
     std::fs::write(&config_path, config).expect("config");
 
-    let binary = Binary::start(dir.path(), &config_path);
+    let binary = Binary::start(&data, &config_path);
     let client = reqwest::Client::new();
     let token = TestApp::token(ADMIN);
     // Rooms interleaved, in batches of 500 calls: every room spans several batches.
@@ -109,7 +107,7 @@ async fn sigkill_with_thousands_pending_loses_no_webhook() {
     let before_restart = receiver.received().len();
 
     // What the crash left: thousands of deliveries still pending.
-    let store = SqliteStore::open(SqliteConfig::in_dir(dir.path())).expect("open the store");
+    let store = data.open_store().await;
     let outbox = store.outbox_counts().await.expect("outbox counts");
     assert!(outbox.pending >= 2000, "thousands pending at the crash: {outbox:?}");
     assert_eq!(
@@ -127,12 +125,12 @@ async fn sigkill_with_thousands_pending_loses_no_webhook() {
             .expect("deliveries");
         page.items.iter().map(|delivery| delivery.message_id.clone()).collect()
     };
-    store.close();
+    store.close().await;
     assert_eq!(messages.len(), ROOMS * STEPS, "one message per webhook");
 
     // Restart on the same data; the endpoints now answer at once.
     receiver.clear_rules();
-    let binary = Binary::start(dir.path(), &config_path);
+    let binary = Binary::start(&data, &config_path);
     let received = receiver
         .wait_for(Duration::from_secs(120), |received| {
             ENDPOINTS.iter().all(|endpoint| {

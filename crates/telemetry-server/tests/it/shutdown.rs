@@ -4,23 +4,19 @@
 
 use std::time::Duration;
 
-use telemetry_store::Store as _;
-use telemetry_store::sqlite::{SqliteConfig, SqliteStore};
-
-use crate::support::{ADMIN, Binary, test_config};
+use crate::support::{ADMIN, Binary, TestData};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_load_loses_no_accepted_call() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let data = TestData::new();
     // The test configuration as a file, so the binary reads it as a user would.
-    let _ = test_config(dir.path(), "");
     let config = format!(
         "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n",
         ADMIN.0, ADMIN.1
     );
-    let config_path = dir.path().join("config.toml");
+    let config_path = data.path().join("config.toml");
     std::fs::write(&config_path, config).expect("config");
-    let binary = Binary::start(dir.path(), &config_path);
+    let binary = Binary::start(&data, &config_path);
 
     let args = telemetry_server::simulate::SimulateArgs {
         url: binary.url(""),
@@ -42,7 +38,7 @@ async fn sigterm_during_load_loses_no_accepted_call() {
     assert!(summary.accepted > 1000, "load was running when SIGTERM came: {summary:?}");
     assert!(summary.unsent > 0, "SIGTERM came before the end of the simulation: {summary:?}");
 
-    let store = SqliteStore::open(SqliteConfig::in_dir(dir.path())).expect("open the store");
+    let store = data.open_store().await;
     let counts = store.counts().await.expect("counts");
     assert_eq!(
         counts.events, summary.accepted_events,

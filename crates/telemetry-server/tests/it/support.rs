@@ -1,5 +1,10 @@
 //! `TestApp`: the service on `127.0.0.1:0` with a temporary database, and clients for it.
+//!
+//! The store is SQLite in a temporary folder, or, with `TELEMETRY_TEST_STORE=postgres`, a
+//! database of its own on the PostgreSQL server this test binary starts (one server per binary,
+//! one database per test): `cargo xtask test` runs this suite once for each backend.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,10 +28,61 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    pub(crate) dir: tempfile::TempDir,
+    pub(crate) data: TestData,
 }
 
-pub(crate) fn test_config(dir: &std::path::Path, extra: &str) -> config::Config {
+/// Which backend the suite runs against: `TELEMETRY_TEST_STORE` (`sqlite`, the default, or
+/// `postgres`).
+pub(crate) fn backend() -> telemetry_store::Backend {
+    match std::env::var("TELEMETRY_TEST_STORE").as_deref() {
+        Ok("postgres") => telemetry_store::Backend::Postgres,
+        Ok("sqlite") | Err(_) => telemetry_store::Backend::Sqlite,
+        Ok(other) => panic!("TELEMETRY_TEST_STORE={other:?}: give \"sqlite\" or \"postgres\""),
+    }
+}
+
+/// Where one test's service keeps its data: a temporary folder (SQLite's file, configuration
+/// files), and on PostgreSQL a database of its own. Kept across restarts of the service.
+pub(crate) struct TestData {
+    pub(crate) dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the suite runs on PostgreSQL.
+    pub(crate) postgres_url: Option<String>,
+}
+
+impl TestData {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let postgres_url = (backend() == telemetry_store::Backend::Postgres).then(|| {
+            telemetry_test_support::postgres::PgServer::shared()
+                .create_database()
+                .expect("a database on the test PostgreSQL server")
+        });
+        Self { dir, postgres_url }
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The configuration variables that point a service at this data's database.
+    pub(crate) fn environment(&self) -> Vec<(String, String)> {
+        match &self.postgres_url {
+            Some(url) => vec![
+                ("RTC_TELEMETRY_STORE__BACKEND".to_owned(), "postgres".to_owned()),
+                ("RTC_TELEMETRY_STORE__URL".to_owned(), url.clone()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// Opens the store the service wrote (after it stopped, or beside it).
+    pub(crate) async fn open_store(&self) -> std::sync::Arc<dyn telemetry_store::Store> {
+        let config = test_config(self, "");
+        telemetry_store::open(config.store_config()).await.expect("open the store")
+    }
+}
+
+pub(crate) fn test_config(data: &TestData, extra: &str) -> config::Config {
     let file = format!(
         r#"
 [stats]
@@ -47,8 +103,10 @@ roles = ["ingest"]
 "#,
         ADMIN.0, ADMIN.1, READER.0, READER.1, INGESTER.0, INGESTER.1
     );
-    let flags = FlagOverrides { data_dir: Some(dir.to_path_buf()), ..FlagOverrides::default() };
-    config::load(Some(("test.toml", &file)), &[], &flags).expect("test configuration")
+    let flags =
+        FlagOverrides { data_dir: Some(data.path().to_path_buf()), ..FlagOverrides::default() };
+    config::load(Some(("test.toml", &file)), &data.environment(), &flags)
+        .expect("test configuration")
 }
 
 /// Logs to the test's output when `TELEMETRY_TEST_LOG` holds a filter (e.g. `debug`).
@@ -64,13 +122,12 @@ impl TestApp {
     }
 
     pub(crate) async fn start_with(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_in(dir, extra).await
+        Self::start_in(TestData::new(), extra).await
     }
 
-    pub(crate) async fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+    pub(crate) async fn start_in(data: TestData, extra: &str) -> Self {
         init_test_log();
-        let config = test_config(dir.path(), extra);
+        let config = test_config(&data, extra);
         let app = App::build(config).await.expect("build");
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
@@ -84,14 +141,14 @@ impl TestApp {
             client: reqwest::Client::new(),
             stop,
             task,
-            dir,
+            data,
         }
     }
 
-    pub(crate) async fn stop(self) -> tempfile::TempDir {
+    pub(crate) async fn stop(self) -> TestData {
         self.stop.cancel();
         self.task.await.expect("app task").expect("app ran");
-        self.dir
+        self.data
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -171,13 +228,14 @@ pub(crate) struct Binary {
 
 impl Binary {
     /// Starts it and waits until it serves.
-    pub(crate) fn start(data_dir: &std::path::Path, config_path: &std::path::Path) -> Self {
+    pub(crate) fn start(data: &TestData, config_path: &std::path::Path) -> Self {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtc-telemetry"))
             .args(["serve", "--http-bind", "127.0.0.1:0", "--grpc-bind", "127.0.0.1:0", "--config"])
             .arg(config_path)
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data.path())
+            .envs(data.environment())
             .env("RTC_TELEMETRY_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -474,6 +532,38 @@ pub(crate) enum Answer {
     Slow(Duration, u16),
 }
 
+/// Requests being answered per (path, room name), and the most there ever were at once.
+type OpenCounts = std::sync::Arc<std::sync::Mutex<(HashMap<(String, String), usize>, usize)>>;
+
+/// A request being answered, counted per path and room until it is answered or its client goes
+/// away (dropped with the handler's future).
+struct OpenRequest {
+    counts: OpenCounts,
+    key: (String, String),
+}
+
+impl OpenRequest {
+    fn new(counts: OpenCounts, key: (String, String)) -> Self {
+        {
+            let mut guard = counts.lock().expect("lock");
+            let (open, max) = &mut *guard;
+            let count = open.entry(key.clone()).or_default();
+            *count += 1;
+            *max = (*max).max(*count);
+        }
+        Self { counts, key }
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let mut guard = self.counts.lock().expect("lock");
+        if let Some(count) = guard.0.get_mut(&self.key) {
+            *count -= 1;
+        }
+    }
+}
+
 /// One request a [`TestReceiver`] got.
 #[derive(Clone, Debug)]
 pub(crate) struct Received {
@@ -507,6 +597,8 @@ pub(crate) struct TestReceiver {
     script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
     /// Requests answered `Hang` whose connection is still open.
     hanging: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests being answered now, per path and room name, and the most there ever were.
+    open_per_room: OpenCounts,
 }
 
 impl TestReceiver {
@@ -523,6 +615,7 @@ impl TestReceiver {
             rules: Default::default(),
             script: Default::default(),
             hanging: Default::default(),
+            open_per_room: Default::default(),
         };
         let handler = receiver.clone();
         let app = axum::Router::new().fallback(
@@ -545,6 +638,10 @@ impl TestReceiver {
     ) -> axum::response::Response {
         use axum::response::IntoResponse as _;
         let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let _open = OpenRequest::new(
+            self.open_per_room.clone(),
+            (path.clone(), json["room"]["name"].as_str().unwrap_or("").to_owned()),
+        );
         self.received.lock().expect("lock").push(Received {
             path: path.clone(),
             headers,
@@ -600,6 +697,11 @@ impl TestReceiver {
         rule: impl Fn(&str, &Value) -> Option<Answer> + Send + Sync + 'static,
     ) {
         self.rules.lock().expect("lock").push(Box::new(rule));
+    }
+
+    /// The most requests for one room that were ever open at once on one path.
+    pub(crate) fn max_open_per_room(&self) -> usize {
+        self.open_per_room.lock().expect("lock").1
     }
 
     /// Requests answered `Hang` whose connection is still open.

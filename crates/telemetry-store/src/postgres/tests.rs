@@ -1,0 +1,502 @@
+//! The PostgreSQL backend: the conformance suite against a real server (one per test process,
+//! from `telemetry-test-support`, a database per test), and what only this backend does: its
+//! schema versions, concurrent migrations, failing fast when the server is unreachable, and
+//! wake-ups across instances through LISTEN/NOTIFY.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use telemetry_core::{RenderedWebhook, UnixMillis, WebhookSubject};
+use telemetry_test_support::postgres::PgServer;
+use tokio_postgres::NoTls;
+
+use crate::conformance::{Database, Harness};
+use crate::model::{
+    EndpointRecord, EndpointSource, EventRecord, OutgoingWebhook, Projection, Signing,
+    WebhookMessage, WriteBatch,
+};
+use crate::postgres::writer::{WriteRequest, commit_group};
+use crate::postgres::{CONNECT_TIMEOUT, PostgresConfig, PostgresStore};
+use crate::{AnalyticsStore, EndpointStore, Outbox, Store, StoreError};
+
+struct PostgresHarness;
+
+struct PostgresDatabase {
+    url: String,
+}
+
+/// A fresh database on the test process's server.
+async fn create_database() -> String {
+    tokio::task::spawn_blocking(|| PgServer::shared().create_database())
+        .await
+        .expect("createdb task")
+        .expect("a fresh database")
+}
+
+fn config(url: &str) -> PostgresConfig {
+    PostgresConfig { url: url.to_owned(), max_connections: 8 }
+}
+
+#[async_trait]
+impl Harness for PostgresHarness {
+    async fn database(&self) -> Box<dyn Database> {
+        Box::new(PostgresDatabase { url: create_database().await })
+    }
+}
+
+#[async_trait]
+impl Database for PostgresDatabase {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(PostgresStore::open(config(&self.url)).await.expect("open"))
+    }
+}
+
+crate::conformance_tests!(PostgresHarness);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_version_is_refused() {
+    let url = create_database().await;
+    PostgresStore::open(config(&url)).await.expect("open").close().await;
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+        .execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+        .await
+        .expect("insert");
+    let error = PostgresStore::open(config(&url)).await.expect_err("refused");
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+    assert!(error.to_string().contains("written by a newer version"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let url = create_database().await;
+    let opens = (0..4).map(|_| PostgresStore::open(config(&url)));
+    let stores = futures_util::future::try_join_all(opens).await.expect("every instance opens");
+    for store in &stores {
+        store.ping().await.expect("ping");
+    }
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .expect("versions")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_fails_fast_as_unavailable() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let started = tokio::time::Instant::now();
+    let error = PostgresStore::open(config(&format!("postgres://postgres@127.0.0.1:{port}/none")))
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.is_transient(), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
+    // Accepts connections and never says a word: the start-up handshake times out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let error = PostgresStore::open(config(&format!("postgres://postgres@127.0.0.1:{port}/none")))
+        .await
+        .expect_err("never answers");
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.is_transient(), "{error:?}");
+    silent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_url_is_refused() {
+    let error =
+        PostgresStore::open(config("postgres://host:notaport/db")).await.expect_err("invalid");
+    assert!(!error.is_transient(), "{error:?}");
+}
+
+/// A write on one instance wakes the dispatchers of another through NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_created_by_one_instance_wake_another() {
+    let url = create_database().await;
+    let writer = PostgresStore::open(config(&url)).await.expect("open");
+    let other = PostgresStore::open(config(&url)).await.expect("open");
+    let wake = other.outbox_changed();
+    // The other instance wakes once when it starts listening: wait for that, so that the wake
+    // below can only come from the notification.
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("the listener starts");
+    writer
+        .put_endpoint(EndpointRecord {
+            id: "WE_a".into(),
+            url: "http://127.0.0.1:9/".into(),
+            signing: Signing::Livekit,
+            api_key: "key".into(),
+            secret: "secret".into(),
+            include_events: Vec::new(),
+            exclude_events: Vec::new(),
+            enabled: true,
+            source: EndpointSource::Api,
+            created_at: UnixMillis(0),
+        })
+        .await
+        .expect("endpoint");
+    let notified = wake.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let webhook = OutgoingWebhook {
+        message: WebhookMessage::new(
+            RenderedWebhook {
+                id: "EV_1".into(),
+                event: "room_started".into(),
+                resource_key: "r".into(),
+                subject: WebhookSubject::default(),
+                body: "{}".into(),
+            },
+            String::new(),
+            UnixMillis(0),
+        ),
+        endpoint_ids: vec!["WE_a".into()],
+    };
+    let receipt = writer
+        .write(WriteBatch { webhooks: vec![webhook], ..WriteBatch::default() })
+        .await
+        .expect("write");
+    assert_eq!(receipt.deliveries, 1);
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the other instance is woken by the notification");
+    writer.close().await;
+    other.close().await;
+}
+
+/// Writes committed in one group: one that fails is rolled back alone (its savepoint), the
+/// others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_fails_alone_in_its_group() {
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let event = |id: &str, payload: &str| EventRecord {
+        id: id.to_owned(),
+        event_type: "TRACK_MUTED".into(),
+        at: UnixMillis(1),
+        room_sid: "RM_1".into(),
+        room_name: "one".into(),
+        participant_sid: String::new(),
+        participant_identity: String::new(),
+        track_sid: String::new(),
+        node_id: "sfu-1".into(),
+        payload: payload.to_owned(),
+        projections: vec![Projection::RoomSeen {
+            sid: "RM_1".into(),
+            name: "one".into(),
+            at: UnixMillis(1),
+        }],
+    };
+    // PostgreSQL's text refuses a NUL byte: the second write fails.
+    let payloads = ["{}", "bad\0payload", "{}"];
+    let mut group = Vec::new();
+    for (index, payload) in payloads.iter().enumerate() {
+        let (done, _) = tokio::sync::oneshot::channel();
+        let batch = WriteBatch {
+            events: vec![event(&format!("AE_{index}"), payload)],
+            ..WriteBatch::default()
+        };
+        group.push(WriteRequest { batch, done });
+    }
+    let results = commit_group(&store.pool, &group).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let error = results[1].as_ref().expect_err("refused");
+    assert!(!error.is_transient(), "{error:?}");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.events, counts.rooms), (2, 1));
+    let nodes = store.nodes().await.expect("nodes");
+    assert_eq!(
+        nodes.len(),
+        1,
+        "the failed write's node touch is rolled back with it, the others stay"
+    );
+}
+
+/// More claimants than the conformance suite's two, on separate stores (separate pools): still
+/// one request in flight per key, in id order, and every delivery delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_claimants_keep_one_request_in_flight_per_key_in_order() {
+    use std::collections::{HashMap, HashSet};
+
+    use crate::model::{AttemptOutcome, AttemptRecord, ClaimRequest};
+
+    let url = create_database().await;
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(PostgresStore::open(config(&url)).await.expect("open")));
+    }
+    stores[0]
+        .put_endpoint(EndpointRecord {
+            id: "WE_a".into(),
+            url: "http://127.0.0.1:9/".into(),
+            signing: Signing::Livekit,
+            api_key: "key".into(),
+            secret: "secret".into(),
+            include_events: Vec::new(),
+            exclude_events: Vec::new(),
+            enabled: true,
+            source: EndpointSource::Api,
+            created_at: UnixMillis(0),
+        })
+        .await
+        .expect("endpoint");
+    let (keys, per_key) = (6, 20);
+    let webhooks: Vec<OutgoingWebhook> = (0..keys * per_key)
+        .map(|index| OutgoingWebhook {
+            message: WebhookMessage::new(
+                RenderedWebhook {
+                    id: format!("EV_{index}"),
+                    event: "room_started".into(),
+                    resource_key: format!("k{}", index % keys),
+                    subject: WebhookSubject::default(),
+                    body: "{}".into(),
+                },
+                String::new(),
+                UnixMillis(0),
+            ),
+            endpoint_ids: vec!["WE_a".into()],
+        })
+        .collect();
+    for chunk in webhooks.chunks(10) {
+        stores[0]
+            .write(WriteBatch { webhooks: chunk.to_vec(), ..WriteBatch::default() })
+            .await
+            .expect("write");
+    }
+    let total = keys * per_key;
+    #[derive(Default)]
+    struct Log {
+        in_flight: HashSet<String>,
+        first_attempts: HashMap<String, Vec<i64>>,
+        delivered: Vec<i64>,
+        violations: Vec<String>,
+    }
+    let log = Arc::new(std::sync::Mutex::new(Log::default()));
+    let mut tasks = Vec::new();
+    for (index, store) in stores.iter().enumerate() {
+        let (store, log) = (store.clone(), log.clone());
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("d{index}");
+            for _ in 0..100_000 {
+                let claimed = store
+                    .claim(ClaimRequest {
+                        owner: owner.clone(),
+                        now: UnixMillis(1),
+                        lease_ms: 60_000,
+                        slots: vec![("WE_a".into(), 4)],
+                    })
+                    .await
+                    .expect("claim");
+                {
+                    let mut log = log.lock().expect("log");
+                    if log.delivered.len() == total {
+                        return;
+                    }
+                    for claimed in &claimed.deliveries {
+                        let key = claimed.delivery.resource_key.clone();
+                        if !log.in_flight.insert(key.clone()) {
+                            log.violations.push(format!("two in flight on `{key}`"));
+                        }
+                        log.first_attempts.entry(key).or_default().push(claimed.delivery.id);
+                    }
+                }
+                tokio::task::yield_now().await;
+                {
+                    // Out of flight before the record commits: the store, not this log, keeps
+                    // the key from being claimed until then.
+                    let mut log = log.lock().expect("log");
+                    for claimed in &claimed.deliveries {
+                        log.in_flight.remove(&claimed.delivery.resource_key);
+                    }
+                }
+                let records = claimed
+                    .deliveries
+                    .iter()
+                    .map(|claimed| AttemptRecord {
+                        delivery_id: claimed.delivery.id,
+                        claim: claimed.claim.clone(),
+                        attempt: 1,
+                        started_at: UnixMillis(1),
+                        duration_ms: 1,
+                        status_code: Some(200),
+                        error: None,
+                        outcome: AttemptOutcome::Delivered,
+                    })
+                    .collect::<Vec<_>>();
+                let recorded = store.record_attempts(records.clone()).await.expect("record");
+                let mut log = log.lock().expect("log");
+                for (record, recorded) in records.iter().zip(recorded) {
+                    if recorded {
+                        log.delivered.push(record.delivery_id);
+                    } else {
+                        log.violations
+                            .push(format!("a current claim was fenced: {}", record.delivery_id));
+                    }
+                }
+            }
+            panic!("the claimants made no progress");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("claimant");
+    }
+    let log = log.lock().expect("log");
+    assert!(log.violations.is_empty(), "{:?}", log.violations);
+    let mut delivered = log.delivered.clone();
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!((delivered.len(), log.delivered.len()), (total, total));
+    for (key, ids) in &log.first_attempts {
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "out of order on `{key}`: {ids:?}");
+    }
+}
+
+/// The server goes away while the store is open: calls fail as unavailable (transient), and
+/// once it is back the store serves again by itself, its listener listening again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_is_unavailable_and_the_store_recovers_when_it_returns() {
+    let (server, url) = tokio::task::spawn_blocking(|| {
+        let server = PgServer::builder().fast().start().expect("a server of its own");
+        let url = server.create_database().expect("a database");
+        (server, url)
+    })
+    .await
+    .expect("start task");
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let wake = store.outbox_changed();
+    tokio::time::timeout(Duration::from_secs(10), wake.notified())
+        .await
+        .expect("the listener starts");
+    let event = |id: &str| WriteBatch {
+        events: vec![EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+            id: id.to_owned(),
+            room_id: "RM_1".into(),
+            ..Default::default()
+        })],
+        ..WriteBatch::default()
+    };
+    store.write(event("AE_before")).await.expect("write");
+
+    let mut server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.stop().expect("stop");
+        server
+    })
+    .await
+    .expect("stop task");
+    let error = store.ping().await.expect_err("no server");
+    assert!(error.is_transient(), "{error:?}");
+    let error = store.write(event("AE_during")).await.expect_err("no server");
+    assert!(error.is_transient(), "{error:?}");
+    let error = store.counts().await.expect_err("no server");
+    assert!(error.is_transient(), "{error:?}");
+
+    let notified = wake.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart().expect("restart");
+        server
+    })
+    .await
+    .expect("restart task");
+    store.ping().await.expect("the pool connects again");
+    store.write(event("AE_after")).await.expect("write");
+    assert_eq!(store.counts().await.expect("counts").events, 2);
+    tokio::time::timeout(Duration::from_secs(15), notified)
+        .await
+        .expect("the listener listens again (and wakes, having missed notifications)");
+    store.close().await;
+    tokio::task::spawn_blocking(move || drop(server)).await.expect("drop task");
+}
+
+/// Writes committed in one group are applied as one: each still gets its own receipt, a
+/// message repeated in a later write of the group creates nothing more, and ids follow the
+/// order of the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_merged_in_a_group_get_their_own_receipts() {
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let webhook = |id: &str, endpoints: &[&str]| OutgoingWebhook {
+        message: WebhookMessage::new(
+            RenderedWebhook {
+                id: id.to_owned(),
+                event: "room_started".into(),
+                resource_key: "r".into(),
+                subject: WebhookSubject::default(),
+                body: format!("{{\"id\":\"{id}\"}}"),
+            },
+            String::new(),
+            UnixMillis(0),
+        ),
+        endpoint_ids: endpoints.iter().map(|endpoint| (*endpoint).to_owned()).collect(),
+    };
+    let batches = [
+        WriteBatch { webhooks: vec![webhook("EV_1", &["WE_a", "WE_b"])], ..WriteBatch::default() },
+        WriteBatch {
+            webhooks: vec![webhook("EV_1", &["WE_a", "WE_b"]), webhook("EV_2", &["WE_a"])],
+            ..WriteBatch::default()
+        },
+        WriteBatch {
+            events: vec![EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+                id: "AE_1".into(),
+                room_id: "RM_1".into(),
+                ..Default::default()
+            })],
+            ..WriteBatch::default()
+        },
+    ];
+    let group: Vec<WriteRequest> = batches
+        .into_iter()
+        .map(|batch| WriteRequest { batch, done: tokio::sync::oneshot::channel().0 })
+        .collect();
+    let results = commit_group(&store.pool, &group).await;
+    let deliveries: Vec<u64> =
+        results.into_iter().map(|result| result.expect("written").deliveries).collect();
+    assert_eq!(deliveries, [2, 1, 0]);
+    let page = store
+        .deliveries(crate::model::DeliveriesQuery { limit: 10, ..Default::default() })
+        .await
+        .expect("deliveries");
+    let order: Vec<(&str, &str)> = page
+        .items
+        .iter()
+        .rev()
+        .map(|delivery| (delivery.message_id.as_str(), delivery.endpoint_id.as_str()))
+        .collect();
+    assert_eq!(order, [("EV_1", "WE_a"), ("EV_1", "WE_b"), ("EV_2", "WE_a")]);
+    assert_eq!(store.counts().await.expect("counts").rooms, 1);
+}

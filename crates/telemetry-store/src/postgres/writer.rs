@@ -1,0 +1,683 @@
+//! The writer task: group commit of [`WriteBatch`]es, and how batches become SQL.
+//!
+//! Writes wait in a channel; the task takes every write waiting (up to [`MAX_GROUP`]) and commits
+//! them in one transaction, then answers each. While one group commits, the next one gathers:
+//! under load a commit (and its WAL flush) serves many writes. A group is first applied as one
+//! batch (the same few statements whatever its size) under a savepoint; if that fails, it is
+//! rolled back and each write is applied again under a savepoint of its own, so that a write
+//! that fails fails alone and the others commit.
+//!
+//! Batches become a handful of statements whatever their size: one multi-row `INSERT ... SELECT
+//! FROM unnest(...)` per table, each array a column. Statements that do not depend on each other
+//! are pipelined on the connection (sent together, answered in order), so applying costs two
+//! round trips. Events and webhook messages are inserted with `ON CONFLICT DO NOTHING RETURNING
+//! id`: an event whose id is stored already applies no projection again, and a message stored
+//! already creates no delivery.
+
+use std::collections::{BTreeMap, HashSet};
+
+use deadpool_postgres::{Pool, Transaction};
+use futures_util::future::{BoxFuture, FutureExt, try_join_all};
+use telemetry_core::UnixMillis;
+use telemetry_core::rates::RateCell;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+
+use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
+use crate::StoreError;
+use crate::model::{
+    EventRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection, RateCellRecord,
+    StatsWindowRecord, WriteBatch, WriteReceipt, stored_count,
+};
+
+/// Most writes committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// A write waiting for the writer, and where its answer goes.
+#[derive(Debug)]
+pub(super) struct WriteRequest {
+    /// What to write.
+    pub(super) batch: WriteBatch,
+    /// The answer, sent once the transaction has committed (or failed).
+    pub(super) done: oneshot::Sender<Result<WriteReceipt, StoreError>>,
+}
+
+/// Commits the writes that `requests` brings, in groups, until the channel closes (the store
+/// closed or dropped its sender): what was sent before is committed first.
+pub(super) async fn run(pool: Pool, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+    let mut group = Vec::new();
+    while let Some(first) = requests.recv().await {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&pool, &group).await;
+        for (request, result) in group.drain(..).zip(results) {
+            let _ = request.done.send(result);
+        }
+    }
+}
+
+/// Commits `group` in one transaction; returns each write's result.
+pub(super) async fn commit_group(
+    pool: &Pool,
+    group: &[WriteRequest],
+) -> Vec<Result<WriteReceipt, StoreError>> {
+    match try_commit_group(pool, group).await {
+        Ok(results) => results,
+        Err(failure) => {
+            let error = failure.into_store();
+            if group.len() == 1 {
+                return vec![Err(error)];
+            }
+            group.iter().map(|_| Err(copy_error(&error))).collect()
+        }
+    }
+}
+
+async fn try_commit_group(
+    pool: &Pool,
+    group: &[WriteRequest],
+) -> Result<Vec<Result<WriteReceipt, StoreError>>, Failure> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    if group.iter().any(|request| takes_ids(&request.batch)) {
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&ORDERED_INSERTS_LOCK]).await?;
+    }
+    let batches: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
+    let results = if let [batch] = batches[..] {
+        // Alone in its transaction: its failure is the transaction's, no savepoint needed.
+        vec![Ok(apply_one(&transaction, batch).await?)]
+    } else {
+        // The whole group as one batch first: the same statements whatever the group's size.
+        // If that fails, each batch again under its own savepoint, so that only the ones that
+        // fail fail.
+        transaction.batch_execute("SAVEPOINT group_write").await?;
+        match apply(&transaction, &batches).await {
+            Ok(receipts) => {
+                transaction.batch_execute("RELEASE SAVEPOINT group_write").await?;
+                receipts.into_iter().map(Ok).collect()
+            }
+            Err(_) => {
+                // If the connection broke, this fails too and takes the group down.
+                transaction.batch_execute("ROLLBACK TO SAVEPOINT group_write").await?;
+                let mut results = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    transaction.batch_execute("SAVEPOINT batch").await?;
+                    match apply_one(&transaction, batch).await {
+                        Ok(receipt) => {
+                            transaction.batch_execute("RELEASE SAVEPOINT batch").await?;
+                            results.push(Ok(receipt));
+                        }
+                        Err(failure) => {
+                            transaction
+                                .batch_execute(
+                                    "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch",
+                                )
+                                .await?;
+                            results.push(Err(failure.into_store()));
+                        }
+                    }
+                }
+                results
+            }
+        }
+    };
+    let created =
+        results.iter().any(|result| matches!(result, Ok(receipt) if receipt.deliveries > 0));
+    if created {
+        // Delivered to the listeners of every instance when (and only if) this commits.
+        transaction.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL]).await?;
+    }
+    transaction.commit().await?;
+    Ok(results)
+}
+
+/// Whether a batch takes ids (event positions, delivery ids), and so must hold
+/// [`ORDERED_INSERTS_LOCK`].
+fn takes_ids(batch: &WriteBatch) -> bool {
+    !batch.events.is_empty() || !batch.webhooks.is_empty()
+}
+
+/// Writes one batch in the current transaction.
+async fn apply_one(
+    transaction: &Transaction<'_>,
+    batch: &WriteBatch,
+) -> Result<WriteReceipt, Failure> {
+    let receipts = apply(transaction, &[batch]).await?;
+    Ok(receipts.into_iter().next().unwrap_or_default())
+}
+
+/// Writes batches, as if one after the other, in the current transaction; returns each one's
+/// receipt.
+///
+/// Applied together, they come out as applied in order: events and messages are inserted in
+/// order, so that the first occurrence of an id wins and ids increase in order; projections
+/// apply in order once every event is in (they read nothing of the events table); rate cells
+/// add up and node times merge whatever the order.
+async fn apply(
+    transaction: &Transaction<'_>,
+    batches: &[&WriteBatch],
+) -> Result<Vec<WriteReceipt>, Failure> {
+    let events: Vec<&EventRecord> = batches.iter().flat_map(|batch| &batch.events).collect();
+    let stats: Vec<&StatsWindowRecord> = batches.iter().flat_map(|batch| &batch.stats).collect();
+    let node_rooms: Vec<&NodeRoomsRecord> =
+        batches.iter().flat_map(|batch| &batch.node_rooms).collect();
+    let rate_cells: Vec<&RateCellRecord> =
+        batches.iter().flat_map(|batch| &batch.rate_cells).collect();
+    // Each webhook with the batch it belongs to, for the receipts.
+    let webhooks: Vec<(usize, &OutgoingWebhook)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(index, batch)| batch.webhooks.iter().map(move |webhook| (index, webhook)))
+        .collect();
+    // First the rows, pipelined; events and messages say which of them are new.
+    let (new_events, new_messages, (), (), (), ()) = tokio::try_join!(
+        insert_events(transaction, &events),
+        insert_messages(transaction, &webhooks),
+        insert_windows(transaction, &stats),
+        upsert_node_rooms(transaction, &node_rooms),
+        add_rate_cells(transaction, &rate_cells),
+        touch_nodes(transaction, &events, &stats, &rate_cells),
+    )?;
+    // Then what the new ones imply.
+    let ((), deliveries) = tokio::try_join!(
+        project(transaction, &events, new_events),
+        insert_deliveries(transaction, &webhooks, new_messages),
+    )?;
+    let mut receipts = vec![WriteReceipt::default(); batches.len()];
+    for index in deliveries {
+        receipts[index].deliveries += 1;
+    }
+    Ok(receipts)
+}
+
+/// One column of a multi-row insert.
+fn column<'a, T, V>(records: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
+    records.iter().map(value).collect()
+}
+
+/// Inserts events, in call order (their positions increase in it); returns the ids that were
+/// new.
+async fn insert_events(
+    transaction: &Transaction<'_>,
+    events: &[&EventRecord],
+) -> Result<HashSet<String>, Failure> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO events (id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, \
+             track_sid, node_id, payload) \
+             SELECT id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, track_sid, \
+             node_id, payload \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS input (id, type, at_ms, room_sid, room_name, \
+             participant_sid, participant_identity, track_sid, node_id, payload, ordinal) \
+             ORDER BY ordinal \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .await?;
+    let rows = transaction
+        .query(
+            &statement,
+            &[
+                &column(events, |e| e.id.as_str()),
+                &column(events, |e| e.event_type.as_str()),
+                &column(events, |e| e.at.0),
+                &column(events, |e| e.room_sid.as_str()),
+                &column(events, |e| e.room_name.as_str()),
+                &column(events, |e| e.participant_sid.as_str()),
+                &column(events, |e| e.participant_identity.as_str()),
+                &column(events, |e| e.track_sid.as_str()),
+                &column(events, |e| e.node_id.as_str()),
+                &column(events, |e| e.payload.as_str()),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?)
+}
+
+/// Applies the projections of the events that were new, in call order.
+async fn project(
+    transaction: &Transaction<'_>,
+    events: &[&EventRecord],
+    mut new_events: HashSet<String>,
+) -> Result<(), Failure> {
+    // An id repeated within the batch was inserted once: its first occurrence projects.
+    let projections: Vec<&Projection> = events
+        .iter()
+        .filter(|event| new_events.remove(&event.id))
+        .flat_map(|event| &event.projections)
+        .collect();
+    if projections.is_empty() {
+        return Ok(());
+    }
+    // Prepared before any is executed, so that the executions below are sent in order, one
+    // after the other, without a round trip in between: a participant's join, activation and
+    // departure in one batch apply in that order.
+    let statements = ProjectionStatements::prepare(transaction).await?;
+    let executions: Vec<_> = projections
+        .into_iter()
+        .map(|projection| execute_projection(transaction, &statements, projection))
+        .collect();
+    try_join_all(executions).await?;
+    Ok(())
+}
+
+/// The prepared statement of each kind of projection.
+struct ProjectionStatements {
+    room_seen: tokio_postgres::Statement,
+    room_ended: tokio_postgres::Statement,
+    participant_joined: tokio_postgres::Statement,
+    participant_active: tokio_postgres::Statement,
+    participant_left: tokio_postgres::Statement,
+    track_published: tokio_postgres::Statement,
+    track_unpublished: tokio_postgres::Statement,
+}
+
+impl ProjectionStatements {
+    /// Prepares them (once per connection: the pool caches them).
+    async fn prepare(transaction: &Transaction<'_>) -> Result<Self, Failure> {
+        let (
+            room_seen,
+            room_ended,
+            participant_joined,
+            participant_active,
+            participant_left,
+            track_published,
+            track_unpublished,
+        ) = tokio::try_join!(
+            // A room keeps its first known name and its earliest start (a start of 0 or less is
+            // unknown).
+            transaction.prepare_cached(
+                "INSERT INTO rooms (sid, name, started_at_ms) VALUES ($1, $2, $3) ON CONFLICT (sid) DO UPDATE SET \
+                 name = CASE WHEN rooms.name = '' THEN excluded.name ELSE rooms.name END, \
+                 started_at_ms = CASE WHEN rooms.started_at_ms <= 0 THEN excluded.started_at_ms \
+                     WHEN excluded.started_at_ms <= 0 THEN rooms.started_at_ms \
+                     ELSE LEAST(rooms.started_at_ms, excluded.started_at_ms) END",
+            ),
+            transaction.prepare_cached("UPDATE rooms SET ended_at_ms = $2 WHERE sid = $1"),
+            // Times merge to the earliest known (LEAST ignores NULLs); a participant already
+            // further along keeps its state; an identity, once known, stays.
+            transaction.prepare_cached(
+                "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, state) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                 identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                 joined_at_ms = LEAST(participants.joined_at_ms, excluded.joined_at_ms)",
+            ),
+            transaction.prepare_cached(
+                "INSERT INTO participants (room_sid, sid, identity, joined_at_ms, active_at_ms, state) \
+                 VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                 identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                 joined_at_ms = LEAST(participants.joined_at_ms, excluded.joined_at_ms), \
+                 active_at_ms = LEAST(participants.active_at_ms, excluded.active_at_ms), \
+                 left_at_ms = NULL, state = excluded.state",
+            ),
+            transaction.prepare_cached(
+                "INSERT INTO participants (room_sid, sid, identity, left_at_ms, state) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                 identity = CASE WHEN participants.identity = '' THEN excluded.identity ELSE participants.identity END, \
+                 left_at_ms = excluded.left_at_ms, state = excluded.state",
+            ),
+            transaction.prepare_cached(
+                "INSERT INTO tracks (room_sid, sid, participant_sid, kind, source, mime_type, published_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                 participant_sid = excluded.participant_sid, kind = excluded.kind, source = excluded.source, \
+                 mime_type = CASE WHEN excluded.mime_type = '' THEN tracks.mime_type ELSE excluded.mime_type END, \
+                 published_at_ms = LEAST(tracks.published_at_ms, excluded.published_at_ms), \
+                 unpublished_at_ms = NULL",
+            ),
+            transaction.prepare_cached(
+                "INSERT INTO tracks (room_sid, sid, participant_sid, kind, source, mime_type, unpublished_at_ms) \
+                 VALUES ($1, $2, $3, '', '', '', $4) ON CONFLICT (room_sid, sid) DO UPDATE SET \
+                 unpublished_at_ms = excluded.unpublished_at_ms",
+            ),
+        )?;
+        Ok(Self {
+            room_seen,
+            room_ended,
+            participant_joined,
+            participant_active,
+            participant_left,
+            track_published,
+            track_unpublished,
+        })
+    }
+}
+
+/// Executes one projection (sent when first polled).
+fn execute_projection<'a>(
+    transaction: &'a Transaction<'_>,
+    statements: &'a ProjectionStatements,
+    projection: &'a Projection,
+) -> BoxFuture<'a, Result<u64, tokio_postgres::Error>> {
+    match projection {
+        Projection::RoomSeen { sid, name, at } => {
+            async move { transaction.execute(&statements.room_seen, &[sid, name, &at.0]).await }
+                .boxed()
+        }
+        Projection::RoomEnded { sid, at } => {
+            async move { transaction.execute(&statements.room_ended, &[sid, &at.0]).await }.boxed()
+        }
+        Projection::ParticipantJoined { room_sid, sid, identity, at } => async move {
+            let state = ParticipantState::Joined.as_str();
+            transaction
+                .execute(&statements.participant_joined, &[room_sid, sid, identity, &at.0, &state])
+                .await
+        }
+        .boxed(),
+        Projection::ParticipantActive { room_sid, sid, identity, at } => async move {
+            let state = ParticipantState::Active.as_str();
+            transaction
+                .execute(&statements.participant_active, &[room_sid, sid, identity, &at.0, &state])
+                .await
+        }
+        .boxed(),
+        Projection::ParticipantLeft { room_sid, sid, identity, at, aborted } => async move {
+            let state =
+                if *aborted { ParticipantState::Aborted } else { ParticipantState::Left }.as_str();
+            transaction
+                .execute(&statements.participant_left, &[room_sid, sid, identity, &at.0, &state])
+                .await
+        }
+        .boxed(),
+        Projection::TrackPublished {
+            room_sid,
+            sid,
+            participant_sid,
+            kind,
+            source,
+            mime_type,
+            at,
+        } => async move {
+            transaction
+                .execute(
+                    &statements.track_published,
+                    &[room_sid, sid, participant_sid, kind, source, mime_type, &at.0],
+                )
+                .await
+        }
+        .boxed(),
+        Projection::TrackUnpublished { room_sid, sid, participant_sid, at } => async move {
+            transaction
+                .execute(&statements.track_unpublished, &[room_sid, sid, participant_sid, &at.0])
+                .await
+        }
+        .boxed(),
+    }
+}
+
+/// Inserts stats windows (a repeated id is stored once).
+async fn insert_windows(
+    transaction: &Transaction<'_>,
+    windows: &[&StatsWindowRecord],
+) -> Result<(), Failure> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO stats_windows (id, room_sid, room_name, participant_sid, participant_identity, \
+             track_sid, direction, kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, \
+             packets_lost, avg_bps, peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, \
+             nacks, plis, firs, frames, samples, invalid_samples) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], \
+             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::float8[], $19::float8[], \
+             $20::bigint[], $21::bigint[], $22::bigint[], $23::real[], $24::real[], $25::real[], $26::bigint[], \
+             $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let w = windows;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &column(w, |w| w.id.as_str()),
+                &column(w, |w| w.room_sid.as_str()),
+                &column(w, |w| w.room_name.as_str()),
+                &column(w, |w| w.participant_sid.as_str()),
+                &column(w, |w| w.participant_identity.as_str()),
+                &column(w, |w| w.track_sid.as_str()),
+                &column(w, |w| w.direction.as_str()),
+                &column(w, |w| w.kind.as_str()),
+                &column(w, |w| w.mime.as_str()),
+                &column(w, |w| w.node_id.as_str()),
+                &column(w, |w| w.start.0),
+                &column(w, |w| w.end.0),
+                &column(w, |w| w.flushed_at.0),
+                &column(w, |w| w.covered_ms),
+                &column(w, |w| stored_count(w.bytes)),
+                &column(w, |w| stored_count(w.packets)),
+                &column(w, |w| stored_count(w.packets_lost)),
+                &column(w, |w| w.avg_bps),
+                &column(w, |w| w.peak_bps),
+                &column(w, |w| w.resolution_ms),
+                &column(w, |w| i64::from(w.jitter_max)),
+                &column(w, |w| i64::from(w.rtt_max)),
+                &column(w, |w| w.score),
+                &column(w, |w| w.min_score),
+                &column(w, |w| w.median_score),
+                &column(w, |w| stored_count(w.nacks)),
+                &column(w, |w| stored_count(w.plis)),
+                &column(w, |w| stored_count(w.firs)),
+                &column(w, |w| stored_count(w.frames)),
+                &column(w, |w| i64::from(w.samples)),
+                &column(w, |w| i64::from(w.invalid_samples)),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stores nodes' room states, in order: a node keeps the latest by time.
+async fn upsert_node_rooms(
+    transaction: &Transaction<'_>,
+    node_rooms: &[&NodeRoomsRecord],
+) -> Result<(), Failure> {
+    if node_rooms.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO nodes (node_id, first_seen_ms, last_seen_ms, rooms_sequence, rooms_at_ms, rooms_payload) \
+             VALUES ($1, $2, $2, $3, $2, $4) ON CONFLICT (node_id) DO UPDATE SET \
+             first_seen_ms = LEAST(nodes.first_seen_ms, excluded.first_seen_ms), \
+             last_seen_ms = GREATEST(nodes.last_seen_ms, excluded.last_seen_ms), \
+             rooms_sequence = CASE WHEN nodes.rooms_at_ms IS NULL OR excluded.rooms_at_ms >= nodes.rooms_at_ms \
+                 THEN excluded.rooms_sequence ELSE nodes.rooms_sequence END, \
+             rooms_payload = CASE WHEN nodes.rooms_at_ms IS NULL OR excluded.rooms_at_ms >= nodes.rooms_at_ms \
+                 THEN excluded.rooms_payload ELSE nodes.rooms_payload END, \
+             rooms_at_ms = GREATEST(nodes.rooms_at_ms, excluded.rooms_at_ms)",
+        )
+        .await?;
+    let sequences: Vec<i64> = node_rooms.iter().map(|rooms| stored_count(rooms.sequence)).collect();
+    // One statement per record (a node may appear twice), pipelined in order.
+    let statement = &statement;
+    try_join_all(node_rooms.iter().zip(&sequences).map(|(rooms, sequence)| async move {
+        transaction
+            .execute(statement, &[&rooms.node_id, &rooms.at.0, sequence, &rooms.payload])
+            .await
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Adds rate cells to the stored ones (saturating at `i64::MAX`).
+async fn add_rate_cells(
+    transaction: &Transaction<'_>,
+    records: &[&RateCellRecord],
+) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    // One row per cell (a statement may not update a row twice), in key order (so that
+    // concurrent transactions lock rows in the same order).
+    let mut cells: BTreeMap<(&str, i64), RateCell> = BTreeMap::new();
+    for record in records {
+        let cell = cells.entry((record.node_id.as_str(), record.second)).or_default();
+        cell.bytes_in = cell.bytes_in.saturating_add(record.cell.bytes_in);
+        cell.bytes_out = cell.bytes_out.saturating_add(record.cell.bytes_out);
+        cell.packets_in = cell.packets_in.saturating_add(record.cell.packets_in);
+        cell.packets_out = cell.packets_out.saturating_add(record.cell.packets_out);
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO node_rate_cells (node_id, second, bytes_in, bytes_out, packets_in, packets_out) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+             ON CONFLICT (node_id, second) DO UPDATE SET \
+             bytes_in = CASE WHEN node_rate_cells.bytes_in > 9223372036854775807 - excluded.bytes_in \
+                 THEN 9223372036854775807 ELSE node_rate_cells.bytes_in + excluded.bytes_in END, \
+             bytes_out = CASE WHEN node_rate_cells.bytes_out > 9223372036854775807 - excluded.bytes_out \
+                 THEN 9223372036854775807 ELSE node_rate_cells.bytes_out + excluded.bytes_out END, \
+             packets_in = CASE WHEN node_rate_cells.packets_in > 9223372036854775807 - excluded.packets_in \
+                 THEN 9223372036854775807 ELSE node_rate_cells.packets_in + excluded.packets_in END, \
+             packets_out = CASE WHEN node_rate_cells.packets_out > 9223372036854775807 - excluded.packets_out \
+                 THEN 9223372036854775807 ELSE node_rate_cells.packets_out + excluded.packets_out END",
+        )
+        .await?;
+    let cells: Vec<(&(&str, i64), &RateCell)> = cells.iter().collect();
+    transaction
+        .execute(
+            &statement,
+            &[
+                &column(&cells, |(key, _)| key.0),
+                &column(&cells, |(key, _)| key.1),
+                &column(&cells, |(_, cell)| stored_count(cell.bytes_in)),
+                &column(&cells, |(_, cell)| stored_count(cell.bytes_out)),
+                &column(&cells, |(_, cell)| stored_count(cell.packets_in)),
+                &column(&cells, |(_, cell)| stored_count(cell.packets_out)),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records when the batch heard from each node: its earliest and latest times merge with the
+/// stored ones. A node's time is the latest the batch has of it (events' times, windows' ends,
+/// rate cells' seconds), as SQLite records it.
+async fn touch_nodes(
+    transaction: &Transaction<'_>,
+    events: &[&EventRecord],
+    windows: &[&StatsWindowRecord],
+    rate_cells: &[&RateCellRecord],
+) -> Result<(), Failure> {
+    let mut latest: BTreeMap<&str, UnixMillis> = BTreeMap::new();
+    let mut note = |node, at: UnixMillis| {
+        latest
+            .entry(node)
+            .and_modify(|time: &mut UnixMillis| *time = (*time).max(at))
+            .or_insert(at);
+    };
+    for event in events.iter().filter(|event| !event.node_id.is_empty()) {
+        note(event.node_id.as_str(), event.at);
+    }
+    for window in windows.iter().filter(|window| !window.node_id.is_empty()) {
+        note(window.node_id.as_str(), window.end);
+    }
+    for cell in rate_cells {
+        note(cell.node_id.as_str(), UnixMillis::from_secs(cell.second));
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO nodes (node_id, first_seen_ms, last_seen_ms) \
+             SELECT node_id, at_ms, at_ms FROM unnest($1::text[], $2::bigint[]) AS input (node_id, at_ms) \
+             ON CONFLICT (node_id) DO UPDATE SET first_seen_ms = LEAST(nodes.first_seen_ms, excluded.first_seen_ms), \
+             last_seen_ms = GREATEST(nodes.last_seen_ms, excluded.last_seen_ms)",
+        )
+        .await?;
+    let nodes: Vec<&str> = latest.keys().copied().collect();
+    let times: Vec<i64> = latest.values().map(|at| at.0).collect();
+    transaction.execute(&statement, &[&nodes, &times]).await?;
+    Ok(())
+}
+
+/// Inserts webhook messages; returns the ids that were new.
+async fn insert_messages(
+    transaction: &Transaction<'_>,
+    webhooks: &[(usize, &OutgoingWebhook)],
+) -> Result<HashSet<String>, Failure> {
+    if webhooks.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, \
+             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .await?;
+    let w = webhooks;
+    let rows = transaction
+        .query(
+            &statement,
+            &[
+                &column(w, |(_, w)| w.message.webhook.id.as_str()),
+                &column(w, |(_, w)| w.message.webhook.event.as_str()),
+                &column(w, |(_, w)| w.message.event_id.as_str()),
+                &column(w, |(_, w)| w.message.webhook.resource_key.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.room_sid.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.room_name.as_str()),
+                &column(w, |(_, w)| w.message.webhook.body.as_str()),
+                &column(w, |(_, w)| w.message.created_at.0),
+                &column(w, |(_, w)| w.message.webhook.subject.participant_sid.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.participant_identity.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.track_sid.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.egress_id.as_str()),
+                &column(w, |(_, w)| w.message.webhook.subject.ingress_id.as_str()),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?)
+}
+
+/// Creates one delivery per endpoint for each message that was new, in message order (their ids
+/// increase in it); returns, for each delivery, the batch its message came in.
+async fn insert_deliveries(
+    transaction: &Transaction<'_>,
+    webhooks: &[(usize, &OutgoingWebhook)],
+    mut new_messages: HashSet<String>,
+) -> Result<Vec<usize>, Failure> {
+    // A message repeated within the batches was inserted once: its first occurrence delivers.
+    let rows: Vec<(usize, &OutgoingWebhook, &str)> = webhooks
+        .iter()
+        .filter(|(_, webhook)| new_messages.remove(&webhook.message.webhook.id))
+        .flat_map(|&(index, webhook)| {
+            webhook.endpoint_ids.iter().map(move |endpoint| (index, webhook, endpoint.as_str()))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, \
+             retry_base, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+             SELECT message_id, endpoint_id, resource_key, event, 'pending', 0, 0, created_at_ms, created_at_ms, \
+             created_at_ms \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY \
+             AS input (message_id, endpoint_id, resource_key, event, created_at_ms, ordinal) \
+             ORDER BY ordinal",
+        )
+        .await?;
+    let parameters: [&(dyn ToSql + Sync); 5] = [
+        &column(&rows, |(_, w, _)| w.message.webhook.id.as_str()),
+        &column(&rows, |(_, _, endpoint)| *endpoint),
+        &column(&rows, |(_, w, _)| w.message.webhook.resource_key.as_str()),
+        &column(&rows, |(_, w, _)| w.message.webhook.event.as_str()),
+        &column(&rows, |(_, w, _)| w.message.created_at.0),
+    ];
+    transaction.execute(&statement, &parameters).await?;
+    Ok(rows.iter().map(|(index, _, _)| *index).collect())
+}
