@@ -33,7 +33,8 @@ fn root() -> PathBuf {
 
 /// Runs every check and test of the workspace, the webhook conformance tests included (after
 /// installing the official receivers they check against), and the tests against PostgreSQL
-/// (after installing it where it is missing).
+/// (after installing it where it is missing): the service's end-to-end suite runs twice, on
+/// SQLite and on PostgreSQL.
 fn test() -> Result<(), String> {
     let root = root();
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
@@ -41,13 +42,27 @@ fn test() -> Result<(), String> {
     run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-browser.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-postgres.sh").current_dir(&root))?;
-    run(Command::new("cargo")
-        .args(["test", "--workspace", "--all-targets"])
-        .env("TELEMETRY_TEST_CONFORMANCE", "1")
-        .env("TELEMETRY_TEST_BROWSER", "1")
-        .env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))
-        .env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))
-        .current_dir(&root))?;
+    let with_tools = |command: &mut Command| {
+        command
+            .env("TELEMETRY_TEST_CONFORMANCE", "1")
+            .env("TELEMETRY_TEST_BROWSER", "1")
+            .env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))
+            .env("TELEMETRY_TEST_CONFORMANCE_DIR", root.join("tools/conformance"))
+            .current_dir(&root);
+    };
+    // Every test, the service's end-to-end suite on SQLite (the store's conformance suite runs
+    // against both backends here already).
+    let mut everything = Command::new("cargo");
+    everything.args(["test", "--workspace", "--all-targets"]);
+    with_tools(&mut everything);
+    run(&mut everything)?;
+    // The service's end-to-end suite again, on PostgreSQL.
+    let mut on_postgres = Command::new("cargo");
+    on_postgres
+        .args(["test", "-p", "telemetry-server", "--test", "it"])
+        .env("TELEMETRY_TEST_STORE", "postgres");
+    with_tools(&mut on_postgres);
+    run(&mut on_postgres)?;
     Ok(())
 }
 

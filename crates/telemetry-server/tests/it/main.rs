@@ -6,11 +6,13 @@ mod bad_input;
 mod conformance;
 mod crash;
 mod dashboard;
+mod database_failure;
 mod e2e_ingest;
 mod e2e_query;
 #[path = "../../../telemetry-core/tests/common/receivers.rs"]
 mod receivers;
 mod recorder;
+mod shared_database;
 mod shutdown;
 mod support;
 mod webhooks;
