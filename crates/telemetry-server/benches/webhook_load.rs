@@ -1,7 +1,9 @@
 //! The durable webhook load harness: the real service in process (HTTP ingest, the core, the
-//! pipeline writing the outbox to SQLite with every commit synced, the dispatcher recording every
-//! attempt) delivering signed webhooks to a local receiver, for 1 and 16 endpoints and 1 and 1000
-//! rooms (the resource keys: one request in flight per endpoint and room).
+//! pipeline writing the outbox with every commit synced, the dispatcher claiming every delivery
+//! and recording every attempt) delivering signed webhooks to a local receiver, for 1 and 16
+//! endpoints and 1 and 1000 rooms (the resource keys: one request in flight per endpoint and
+//! room), on SQLite and on PostgreSQL (a private server this harness starts, `fsync` on) in one
+//! run.
 //!
 //! Two measurements per case:
 //! - burst: every call ingested at once; webhook deliveries per second until the last one
@@ -12,7 +14,8 @@
 //!   call to the webhook's arrival.
 //!
 //! Run with `cargo bench -p telemetry-server --features bench --bench webhook_load`
-//! (`-- --webhooks 4000 --rate 200` to change the load, `--only 16,1000` for one case).
+//! (`-- --webhooks 4000 --rate 200` to change the load, `--only 16,1000` for one case,
+//! `--store postgres` for one backend).
 
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
@@ -34,11 +37,19 @@ struct Options {
     paced_seconds: f64,
     /// Only this case (`endpoints,rooms`).
     only: Option<(usize, usize)>,
+    /// Only this backend.
+    store: Option<String>,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { webhooks: 4000, batch: 100, rate: 200.0, paced_seconds: 10.0, only: None };
+    let mut options = Options {
+        webhooks: 4000,
+        batch: 100,
+        rate: 200.0,
+        paced_seconds: 10.0,
+        only: None,
+        store: None,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut index = 1;
     while index < args.len() {
@@ -50,6 +61,7 @@ fn options() -> Options {
             "--paced-seconds" => {
                 options.paced_seconds = value.parse().unwrap_or(options.paced_seconds)
             }
+            "--store" => options.store = Some(value),
             "--only" => {
                 options.only = value
                     .split_once(',')
@@ -128,8 +140,20 @@ struct Service {
 }
 
 impl Service {
-    async fn start(receiver: std::net::SocketAddr, endpoints: usize) -> anyhow::Result<Self> {
+    /// The service on SQLite, or on a new database of `postgres`.
+    async fn start(
+        receiver: std::net::SocketAddr,
+        endpoints: usize,
+        postgres: Option<&telemetry_test_support::postgres::PgServer>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let environment = match postgres {
+            Some(server) => vec![
+                ("RTC_TELEMETRY_STORE__BACKEND".to_owned(), "postgres".to_owned()),
+                ("RTC_TELEMETRY_STORE__URL".to_owned(), server.create_database()?),
+            ],
+            None => Vec::new(),
+        };
         let mut file =
             "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"full\"\n".to_owned();
         for endpoint in 0..endpoints {
@@ -142,7 +166,7 @@ impl Service {
             dev: true,
             ..FlagOverrides::default()
         };
-        let config = config::load(Some(("bench", &file)), &[], &flags)?;
+        let config = config::load(Some(("bench", &file)), &environment, &flags)?;
         let app = App::build(config).await?;
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -226,18 +250,31 @@ async fn baseline(
 fn main() -> anyhow::Result<()> {
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // PostgreSQL as a user runs it: durable commits.
+    let postgres = if options.store.as_deref().is_none_or(|store| store == "postgres") {
+        Some(telemetry_test_support::postgres::PgServer::start()?)
+    } else {
+        None
+    };
     println!(
-        "| endpoints | rooms | burst: deliveries/s | baseline: plain POSTs/s | ratio | paced: rate | p50 ingest→delivery | p99 |"
+        "| store | endpoints | rooms | burst: deliveries/s | baseline: plain POSTs/s | ratio | paced: rate | p50 ingest→delivery | p99 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (endpoints, rooms) in [(1, 1), (1, 1000), (16, 1), (16, 1000)] {
-        if options.only.is_some_and(|only| only != (endpoints, rooms)) {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cases = [(1, 1), (1, 1000), (16, 1), (16, 1000)];
+    let stores = ["sqlite", "postgres"];
+    for (store, (endpoints, rooms)) in
+        stores.iter().flat_map(|store| cases.iter().map(move |case| (*store, *case)))
+    {
+        if options.only.is_some_and(|only| only != (endpoints, rooms))
+            || options.store.as_deref().is_some_and(|only| only != store)
+        {
             continue;
         }
+        let server = if store == "postgres" { postgres.as_ref() } else { None };
         runtime.block_on(async {
             let receiver = Receiver::default();
             let address = receiver.start().await?;
-            let service = Service::start(address, endpoints).await?;
+            let service = Service::start(address, endpoints, server).await?;
 
             // Burst.
             let total = options.webhooks;
@@ -285,7 +322,7 @@ fn main() -> anyhow::Result<()> {
             let concurrency = (endpoints * rooms.min(128)).min(512);
             let plain = baseline(address, total * endpoints, concurrency, &body).await;
             println!(
-                "| {endpoints} | {rooms} | {burst:.0} | {plain:.0} ({concurrency} at once) | {:.3} | {:.0} calls/s × {endpoints} | {:.1} ms | {:.1} ms |",
+                "| {store} | {endpoints} | {rooms} | {burst:.0} | {plain:.0} ({concurrency} at once) | {:.3} | {:.0} calls/s × {endpoints} | {:.1} ms | {:.1} ms |",
                 burst / plain,
                 options.rate,
                 percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
