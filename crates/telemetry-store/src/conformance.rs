@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             a_stale_claim_records_nothing_and_an_expired_one_is_taken_over,
             released_claims_can_be_claimed_at_once,
             a_requeued_delivery_waits_for_the_request_in_flight_on_its_key,
+            a_queue_is_claimed_with_its_run_and_released_claims_are_fenced,
             two_claimants_keep_one_request_in_flight_per_key_in_order,
             writes_that_create_deliveries_wake_dispatchers,
             configured_endpoints_are_deleted_only_when_no_live_instance_lists_them,
@@ -684,6 +685,7 @@ fn claim_request(owner: &str, now: UnixMillis, endpoints: &[(&str, u32)]) -> Cla
         now,
         lease_ms: LEASE_MS,
         slots: endpoints.iter().map(|(id, slots)| ((*id).to_owned(), *slots)).collect(),
+        run: 1,
     }
 }
 
@@ -1099,6 +1101,53 @@ pub async fn a_requeued_delivery_waits_for_the_request_in_flight_on_its_key(harn
         [first[0].delivery.id],
         "once the key is free"
     );
+}
+
+/// A claim takes a queue's head with the deliveries after it (its run), in order, as long as
+/// each is due and free; a run cut short is released, and a release under a stale claim changes
+/// nothing.
+pub async fn a_queue_is_claimed_with_its_run_and_released_claims_are_fenced(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let store = store.as_ref();
+    store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+    let mut hooks: Vec<OutgoingWebhook> =
+        (0..5).map(|i| webhook(&format!("EV_{i}"), "r", T0, &["WE_a"])).collect();
+    hooks.push(webhook("EV_other", "other", T0, &["WE_a"]));
+    hooks.push(webhook("EV_late", "r", T0.plus_millis(60_000), &["WE_a"]));
+    write(store, WriteBatch { webhooks: hooks, ..WriteBatch::default() }).await;
+    let request =
+        |owner: &str, run: u32| ClaimRequest { run, ..claim_request(owner, T0, &[("WE_a", 10)]) };
+    let claimed = store.claim(request("i1", 3)).await.expect("claim").deliveries;
+    let messages: Vec<&str> = claimed.iter().map(|c| c.delivery.message_id.as_str()).collect();
+    assert_eq!(messages, ["EV_0", "EV_1", "EV_2", "EV_other"], "each queue's head, then its run");
+    assert!(store.claim(request("i2", 10)).await.expect("claim").deliveries.is_empty());
+    // The run's first two are sent; the third is cut short and released.
+    assert_eq!(
+        record(
+            store,
+            vec![
+                attempt(&claimed[0], AttemptOutcome::Delivered),
+                attempt(&claimed[1], AttemptOutcome::Delivered)
+            ]
+        )
+        .await,
+        [true, true]
+    );
+    let stale = ClaimToken { owner: "i1".into(), epoch: claimed[2].claim.epoch + 1 };
+    assert_eq!(store.release(vec![(claimed[2].delivery.id, stale)]).await.expect("release"), 0);
+    assert_eq!(
+        store
+            .release(vec![(claimed[2].delivery.id, claimed[2].claim.clone())])
+            .await
+            .expect("release"),
+        1
+    );
+    // The rest of the queue, up to the message that is not due yet.
+    let rest = store.claim(request("i2", 10)).await.expect("claim").deliveries;
+    let messages: Vec<&str> = rest.iter().map(|c| c.delivery.message_id.as_str()).collect();
+    assert_eq!(messages, ["EV_2", "EV_3", "EV_4"], "a run stops at a delivery not due");
+    assert!(rest.windows(2).all(|pair| pair[0].delivery.id < pair[1].delivery.id));
 }
 
 /// Two dispatchers on one database, each claiming, "sending" and recording in a loop with some

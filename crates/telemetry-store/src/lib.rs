@@ -29,10 +29,10 @@ use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 
 use crate::model::{
-    AttemptRecord, AttemptRow, ClaimRequest, Claimed, ConfiguredEndpoints, DeliveriesQuery,
-    DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary, OutboxCounts, Page, PendingDelivery,
-    PruneCounts, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
-    StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch, WriteReceipt,
+    AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed, ConfiguredEndpoints,
+    DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary, OutboxCounts, Page,
+    PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
+    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch, WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -160,7 +160,9 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
 /// head of a queue (the pending delivery with the lowest id of its endpoint and resource key),
 /// once due, and only while no live claim holds it or another delivery of its key (a requeued
 /// delivery waits for its key's request in flight); a claim names its owner, expires after the
-/// lease, and bumps the delivery's epoch. [`Outbox::record_attempts`] records an attempt only
+/// lease, and bumps the delivery's epoch (the head's run, claimed with it, is safe from other
+/// claimants: none of it is a head while the head is pending). [`Outbox::record_attempts`]
+/// records an attempt only
 /// while the claim it was made under is the delivery's current one (same owner, same epoch, still
 /// pending), and releases the claim. So, whatever the number of dispatchers on one database, a
 /// key has one request in flight, its first attempts go in id order, and a dead dispatcher's
@@ -168,8 +170,14 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Claims due queue heads for `request.owner`: per endpoint of `request.slots`, at most its
-    /// count, lowest ids first.
+    /// count of queues, lowest head ids first; with each head, up to `request.run - 1` of the
+    /// pending deliveries after it in its queue, in id order, stopping at the first that is not
+    /// due or is claimed. The claimant sends a queue's run one after the other, in order.
     async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError>;
+
+    /// Releases these claims (a run cut short: the head is to be retried later, or its lease is
+    /// running out), each only if it is still current; returns how many were.
+    async fn release(&self, claims: Vec<(i64, ClaimToken)>) -> Result<u64, StoreError>;
 
     /// Records attempts, each under the claim it was made with; returns, per attempt, whether it
     /// was recorded (false: the claim was no longer current, and nothing was written for it).

@@ -1077,8 +1077,12 @@ pub struct ClaimRequest {
     pub now: UnixMillis,
     /// How long the claims last.
     pub lease_ms: i64,
-    /// Per endpoint, how many deliveries at most.
+    /// Per endpoint, how many queues (endpoint and resource key) at most.
     pub slots: Vec<(String, u32)>,
+    /// Per queue, how many deliveries at most: its head and the pending deliveries after it, in
+    /// id order, as long as each is due and unclaimed (a run the claimant sends one after the
+    /// other). 1: heads only.
+    pub run: u32,
 }
 
 impl ClaimRequest {
@@ -1102,7 +1106,8 @@ pub struct ClaimedDelivery {
 /// What a claim returned.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Claimed {
-    /// The deliveries claimed, by endpoint, in id order within an endpoint.
+    /// The deliveries claimed, in id order within each queue (a queue's head first, then its
+    /// run).
     pub deliveries: Vec<ClaimedDelivery>,
     /// When the earliest pending delivery of the endpoints asked for that is not due yet will
     /// be due (a hint for when to claim again; polling still runs).

@@ -517,7 +517,32 @@ fn claim_heads(
                 Ok((row.get(0)?, row.get(1)?))
             })?
             .collect::<Result<_, _>>()?;
-        for (id, epoch) in heads {
+        let mut queues: Vec<Vec<(i64, i64)>> = Vec::with_capacity(heads.len());
+        for (head, epoch) in heads {
+            // The head's run: the pending deliveries after it in its queue, while due and free.
+            let followers: Vec<(i64, i64, bool)> = transaction
+                .prepare_cached(
+                    "SELECT f.id, f.claim_epoch + 1, f.next_attempt_at_ms <= ?3 \
+                         AND (f.claimed_by IS NULL OR f.claim_expires_at_ms <= ?3) \
+                     FROM webhook_deliveries h JOIN webhook_deliveries f ON f.endpoint_id = h.endpoint_id \
+                         AND f.resource_key = h.resource_key AND f.status = 'pending' AND f.id > h.id \
+                     WHERE h.id = ?1 ORDER BY f.id LIMIT ?2",
+                )?
+                .query_map(
+                    params![head, i64::from(request.run.saturating_sub(1)), request.now.0],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut queue = vec![(head, epoch)];
+            queue.extend(
+                followers
+                    .into_iter()
+                    .take_while(|(_, _, free)| *free)
+                    .map(|(id, epoch, _)| (id, epoch)),
+            );
+            queues.push(queue);
+        }
+        for (id, epoch) in queues.into_iter().flatten() {
             transaction
                 .prepare_cached(
                     "UPDATE webhook_deliveries SET claimed_by = ?2, claim_expires_at_ms = ?3, claim_epoch = ?4 \
@@ -1313,6 +1338,32 @@ impl Outbox for SqliteStore {
             return Ok(Vec::new());
         }
         self.submit(|done| Operation::Record(attempts, done)).await
+    }
+
+    async fn release(&self, claims: Vec<(i64, ClaimToken)>) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let released = self
+            .read(move |connection| {
+                write_transaction(connection, |transaction| {
+                    let mut released = 0;
+                    for (id, claim) in &claims {
+                        released += transaction
+                            .prepare_cached(
+                                "UPDATE webhook_deliveries SET claimed_by = NULL, claim_expires_at_ms = NULL \
+                                 WHERE id = ?1 AND status = 'pending' AND claimed_by = ?2 AND claim_epoch = ?3",
+                            )?
+                            .execute(params![id, claim.owner, claim.epoch])? as u64;
+                    }
+                    Ok(released)
+                })
+            })
+            .await?;
+        if released > 0 {
+            self.wake_dispatchers();
+        }
+        Ok(released)
     }
 
     async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {

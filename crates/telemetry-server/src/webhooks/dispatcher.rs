@@ -49,6 +49,17 @@ pub const WEBHOOK_EVENT_NODE: &str = "";
 /// PostgreSQL notification).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most deliveries of one queue (endpoint and resource key) claimed together: its head and the
+/// pending deliveries after it, sent one after the other without a claim between them (a
+/// busy room's webhooks do not wait for a database round trip each).
+pub const MAX_RUN: u32 = 64;
+
+/// A run's next delivery is sent only if its claim has at least `request_timeout` and a margin
+/// left (this much, or half of what the lease has beyond `request_timeout` if that is less);
+/// otherwise the rest of the run is released for a fresh claim. (The head is always sent: the
+/// lease is longer than `request_timeout`.)
+const RUN_MARGIN: Duration = Duration::from_secs(2);
+
 /// How the dispatcher delivers.
 #[derive(Clone, Debug)]
 pub struct DispatchConfig {
@@ -91,6 +102,15 @@ struct Shared {
 }
 
 type RecordWaiter = tokio::sync::oneshot::Sender<Option<bool>>;
+
+/// An attempt made, waiting for its record.
+#[derive(Debug)]
+struct Finished {
+    claimed: ClaimedDelivery,
+    url: String,
+    started_at: telemetry_core::UnixMillis,
+    result: sender::SendResult,
+}
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -217,19 +237,31 @@ impl Dispatcher {
             now,
             lease_ms: i64::try_from(self.shared.config.claim_lease.as_millis()).unwrap_or(i64::MAX),
             slots: budget.clone(),
+            run: MAX_RUN,
         };
         match self.shared.store.claim(request).await {
             Ok(claimed) => {
-                let endpoints: Vec<&str> = claimed
-                    .deliveries
-                    .iter()
-                    .map(|claimed| claimed.delivery.endpoint_id.as_str())
-                    .collect();
-                let after = self.state().claimed(&budget, &endpoints, claimed.next_due, now);
                 self.shared.metrics.claimed(claimed.deliveries.len());
+                // A queue's head, then its run: one slot, one request in flight.
+                let mut runs: Vec<Vec<ClaimedDelivery>> = Vec::new();
                 for delivery in claimed.deliveries {
+                    match runs.last_mut() {
+                        Some(run)
+                            if run[0].delivery.endpoint_id == delivery.delivery.endpoint_id
+                                && run[0].delivery.resource_key
+                                    == delivery.delivery.resource_key =>
+                        {
+                            run.push(delivery)
+                        }
+                        _ => runs.push(vec![delivery]),
+                    }
+                }
+                let endpoints: Vec<&str> =
+                    runs.iter().map(|run| run[0].delivery.endpoint_id.as_str()).collect();
+                let after = self.state().claimed(&budget, &endpoints, claimed.next_due, now);
+                for run in runs {
                     let dispatcher = self.clone();
-                    self.shared.attempts.spawn(async move { dispatcher.attempt(delivery).await });
+                    self.shared.attempts.spawn(async move { dispatcher.send_run(run).await });
                 }
                 if after == AfterClaim::ClaimAgain {
                     tokio::task::yield_now().await;
@@ -243,50 +275,101 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, claimed: ClaimedDelivery) {
+    /// Sends a queue's run in order, one request at a time. A delivered or dead outcome lets
+    /// the next delivery go at once while its record is written (the next one is claimed
+    /// already, so no other dispatcher can send it; after a crash before the record, the
+    /// delivery is made again: at least once, and the order of first attempts holds). A retry
+    /// ends the run: its record is written, the rest released. The slot is freed once every
+    /// record is written, so the queue's next claim sees them.
+    async fn send_run(&self, run: Vec<ClaimedDelivery>) {
         let shared = &self.shared;
-        let delivery = &claimed.delivery;
-        let Some(endpoint) = shared.endpoints.get(&delivery.endpoint_id) else {
-            // Deleted meanwhile: the store made the delivery dead.
-            self.finished(&delivery.endpoint_id);
-            return;
-        };
-        let started_at = SystemClock.now();
-        let result = sender::send(
-            &shared.client,
-            &endpoint,
-            &delivery.message_id,
-            &delivery.payload,
-            shared.config.request_timeout,
-        )
-        .await;
-        let random = rand::rng().random_range(0.0..1.0);
-        let outcome =
-            attempt::outcome(&result, delivery, &shared.config.schedule, started_at, random);
-        shared.metrics.attempt(result.result);
-        tracing::debug!(delivery = delivery.id, attempt = delivery.attempts + 1, status = ?result.status,
-            error = ?result.error, ?outcome, "webhook attempt");
-        let record = attempt::record(&claimed, started_at, &result, outcome.clone());
-        let recorded = self.record(record).await;
-        // The key's next delivery can be claimed once the record is committed: claim again.
-        self.finished(&delivery.endpoint_id);
-        match recorded {
-            Some(true) if outcome == AttemptOutcome::Delivered => {
-                shared.metrics.dispatched(true);
-                self.analytics_event(&claimed, &endpoint.record.url, started_at, &result);
+        let endpoint_id = run[0].delivery.endpoint_id.clone();
+        let mut records = Vec::new();
+        let config = &shared.config;
+        let margin = RUN_MARGIN.min(config.claim_lease.saturating_sub(config.request_timeout) / 2);
+        let needed =
+            i64::try_from((config.request_timeout + margin).as_millis()).unwrap_or(i64::MAX);
+        let mut run = run.into_iter().enumerate();
+        while let Some((index, claimed)) = run.next() {
+            if index > 0 && claimed.expires_at.millis_since(SystemClock.now()) < needed {
+                let rest = std::iter::once(claimed).chain(run.map(|(_, claimed)| claimed));
+                self.release(rest.collect()).await;
+                break;
             }
-            Some(true) if outcome == AttemptOutcome::Dead => {
+            let Some(endpoint) = shared.endpoints.get(&claimed.delivery.endpoint_id) else {
+                // Deleted meanwhile: the store made its deliveries dead.
+                break;
+            };
+            let delivery = &claimed.delivery;
+            let started_at = SystemClock.now();
+            let result = sender::send(
+                &shared.client,
+                &endpoint,
+                &delivery.message_id,
+                &delivery.payload,
+                shared.config.request_timeout,
+            )
+            .await;
+            let random = rand::rng().random_range(0.0..1.0);
+            let outcome =
+                attempt::outcome(&result, delivery, &shared.config.schedule, started_at, random);
+            shared.metrics.attempt(result.result);
+            tracing::debug!(delivery = delivery.id, attempt = delivery.attempts + 1, status = ?result.status,
+                error = ?result.error, ?outcome, "webhook attempt");
+            let record = attempt::record(&claimed, started_at, &result, outcome.clone());
+            let finished =
+                Finished { claimed, url: endpoint.record.url.clone(), started_at, result };
+            if matches!(outcome, AttemptOutcome::Retry(_)) {
+                // The head waits for its retry: the rest of the run goes back.
+                let recorded = self.record(record).await;
+                self.recorded(recorded, &outcome, &finished);
+                self.release(run.map(|(_, claimed)| claimed).collect()).await;
+                break;
+            }
+            let dispatcher = self.clone();
+            records.push(shared.attempts.spawn(async move {
+                let recorded = dispatcher.record(record).await;
+                dispatcher.recorded(recorded, &outcome, &finished);
+            }));
+        }
+        for record in records {
+            let _ = record.await;
+        }
+        self.finished(&endpoint_id);
+    }
+
+    /// Releases what is left of a run, so that it can be claimed again at once.
+    async fn release(&self, rest: Vec<ClaimedDelivery>) {
+        if rest.is_empty() {
+            return;
+        }
+        let claims = rest.into_iter().map(|claimed| (claimed.delivery.id, claimed.claim)).collect();
+        if let Err(error) = self.shared.store.release(claims).await {
+            tracing::warn!(%error, "releasing the rest of a run failed; its claims expire after the lease");
+        }
+    }
+
+    /// Counts and reports an attempt once its record is written (or fenced out).
+    fn recorded(&self, recorded: Option<bool>, outcome: &AttemptOutcome, finished: &Finished) {
+        let shared = &self.shared;
+        let delivery = &finished.claimed.delivery;
+        match recorded {
+            Some(true) if *outcome == AttemptOutcome::Delivered => {
+                shared.metrics.dispatched(true);
+                self.analytics_event(finished);
+            }
+            Some(true) if *outcome == AttemptOutcome::Dead => {
                 shared.metrics.dispatched(false);
-                tracing::warn!(delivery = delivery.id, endpoint = %endpoint.record.id, event = %delivery.event,
-                    error = ?result.error, "webhook delivery is dead after its last attempt");
-                self.analytics_event(&claimed, &endpoint.record.url, started_at, &result);
+                tracing::warn!(delivery = delivery.id, endpoint = %delivery.endpoint_id, event = %delivery.event,
+                    error = ?finished.result.error, "webhook delivery is dead after its last attempt");
+                self.analytics_event(finished);
             }
             Some(true) => {}
             Some(false) => {
                 shared.metrics.fenced();
                 tracing::info!(
                     delivery = delivery.id,
-                    epoch = claimed.claim.epoch,
+                    epoch = finished.claimed.claim.epoch,
                     "attempt not recorded: the claim is no longer current (taken over, or the endpoint was deleted)"
                 );
             }
@@ -353,14 +436,13 @@ impl Dispatcher {
     }
 
     /// The `WEBHOOK` analytics event of a delivery's final outcome (reference §3.10).
-    fn analytics_event(
-        &self,
-        claimed: &ClaimedDelivery,
-        url: &str,
-        started_at: telemetry_core::UnixMillis,
-        result: &sender::SendResult,
-    ) {
-        let info = attempt::webhook_info(&claimed.delivery, url, started_at, result);
+    fn analytics_event(&self, finished: &Finished) {
+        let info = attempt::webhook_info(
+            &finished.claimed.delivery,
+            &finished.url,
+            finished.started_at,
+            &finished.result,
+        );
         let service = &self.shared.service;
         let meta = CallMeta { at: SystemClock.now(), node: service.node(WEBHOOK_EVENT_NODE) };
         let _ = service.apply(meta, Call::Webhook { info });

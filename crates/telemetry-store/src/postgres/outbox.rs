@@ -161,6 +161,9 @@ impl Outbox for PostgresStore {
         async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
+            // A claim lost in a crash of the server is harmless (the delivery is claimed again:
+            // at least once), so claims need not wait for the WAL to reach the disk.
+            transaction.batch_execute("SET LOCAL synchronous_commit = off").await?;
             transaction
                 .execute("SELECT pg_advisory_xact_lock_shared($1)", &[&REQUEUE_LOCK])
                 .await?;
@@ -195,26 +198,86 @@ impl Outbox for PostgresStore {
                 }
             }))
             .await?;
-            transaction.commit().await?;
-            let mut claimed = Claimed::default();
-            for (heads, next) in per_endpoint {
-                let mut deliveries = heads
-                    .iter()
-                    .map(|row| {
-                        Ok(ClaimedDelivery {
-                            delivery: pending_from_row(row)?,
-                            claim: ClaimToken {
-                                owner: request.owner.clone(),
-                                epoch: row.try_get(17)?,
-                            },
-                            expires_at,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, Failure>>()?;
-                deliveries.sort_by_key(|claimed| claimed.delivery.id);
-                claimed.deliveries.extend(deliveries);
+            let to_claimed = |row: &Row| -> Result<ClaimedDelivery, Failure> {
+                Ok(ClaimedDelivery {
+                    delivery: pending_from_row(row)?,
+                    claim: ClaimToken { owner: request.owner.clone(), epoch: row.try_get(17)? },
+                    expires_at,
+                })
+            };
+            let mut heads: Vec<ClaimedDelivery> = Vec::new();
+            let mut next_due: Option<UnixMillis> = None;
+            for (rows, next) in &per_endpoint {
+                for row in rows {
+                    heads.push(to_claimed(row)?);
+                }
                 if let Some(due) = next.map(UnixMillis) {
-                    claimed.next_due = Some(claimed.next_due.map_or(due, |next| next.min(due)));
+                    next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                }
+            }
+            heads.sort_by_key(|claimed| claimed.delivery.id);
+            // Each head's run: the pending deliveries after it in its queue, while due and
+            // free. No row lock is needed: none of them is a head while their head is pending.
+            let mut runs: std::collections::HashMap<i64, Vec<ClaimedDelivery>> =
+                std::collections::HashMap::new();
+            if request.run > 1 && !heads.is_empty() {
+                let endpoints: Vec<&str> =
+                    heads.iter().map(|h| h.delivery.endpoint_id.as_str()).collect();
+                let keys: Vec<&str> =
+                    heads.iter().map(|h| h.delivery.resource_key.as_str()).collect();
+                let ids: Vec<i64> = heads.iter().map(|h| h.delivery.id).collect();
+                let limit = i64::from(request.run - 1);
+                let candidates = transaction
+                    .query(
+                        "SELECT h.head_id, f.id, f.free FROM \
+                         unnest($1::text[], $2::text[], $3::bigint[]) AS h(endpoint_id, resource_key, head_id) \
+                         CROSS JOIN LATERAL (SELECT g.id, g.next_attempt_at_ms <= $4 \
+                             AND (g.claimed_by IS NULL OR g.claim_expires_at_ms <= $4) AS free \
+                             FROM webhook_deliveries g WHERE g.endpoint_id = h.endpoint_id \
+                             AND g.resource_key = h.resource_key AND g.status = 'pending' AND g.id > h.head_id \
+                             ORDER BY g.id LIMIT $5) f ORDER BY h.head_id, f.id",
+                        &[&endpoints, &keys, &ids, now, &limit],
+                    )
+                    .await?;
+                let mut followers: Vec<i64> = Vec::new();
+                let mut blocked: Option<i64> = None;
+                let mut follower_head: std::collections::HashMap<i64, i64> =
+                    std::collections::HashMap::new();
+                for row in &candidates {
+                    let (head, id, free): (i64, i64, bool) =
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    if blocked == Some(head) {
+                        continue;
+                    }
+                    if free {
+                        followers.push(id);
+                        follower_head.insert(id, head);
+                    } else {
+                        blocked = Some(head);
+                    }
+                }
+                if !followers.is_empty() {
+                    let statement = format!(
+                        "UPDATE webhook_deliveries d SET claimed_by = $2, claim_expires_at_ms = $3, \
+                         claim_epoch = d.claim_epoch + 1 FROM webhook_messages m \
+                         WHERE d.id = ANY($1) AND m.id = d.message_id RETURNING {PENDING_COLUMNS}, d.claim_epoch"
+                    );
+                    let rows = transaction.query(&statement, &[&followers, owner, expires]).await?;
+                    for row in &rows {
+                        let claimed = to_claimed(row)?;
+                        let head = follower_head[&claimed.delivery.id];
+                        runs.entry(head).or_default().push(claimed);
+                    }
+                }
+            }
+            transaction.commit().await?;
+            let mut claimed = Claimed { deliveries: Vec::new(), next_due };
+            for head in heads {
+                let id = head.delivery.id;
+                claimed.deliveries.push(head);
+                if let Some(mut run) = runs.remove(&id) {
+                    run.sort_by_key(|claimed| claimed.delivery.id);
+                    claimed.deliveries.extend(run);
                 }
             }
             Ok(claimed)
@@ -256,6 +319,39 @@ impl Outbox for PostgresStore {
         }
         .await
         .map_err(Failure::into_store)
+    }
+
+    async fn release(&self, claims: Vec<(i64, ClaimToken)>) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let released = async {
+            let ids: Vec<i64> = claims.iter().map(|(id, _)| *id).collect();
+            let owners: Vec<&str> = claims.iter().map(|(_, claim)| claim.owner.as_str()).collect();
+            let epochs: Vec<i64> = claims.iter().map(|(_, claim)| claim.epoch).collect();
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let released = transaction
+                .execute(
+                    "UPDATE webhook_deliveries d SET claimed_by = NULL, claim_expires_at_ms = NULL \
+                     FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS c(id, owner, epoch) \
+                     WHERE d.id = c.id AND d.status = 'pending' AND d.claimed_by = c.owner \
+                     AND d.claim_epoch = c.epoch",
+                    &[&ids, &owners, &epochs],
+                )
+                .await?;
+            if released > 0 {
+                notify(&transaction).await?;
+            }
+            transaction.commit().await?;
+            Ok(released)
+        }
+        .await
+        .map_err(Failure::into_store)?;
+        if released > 0 {
+            self.wake_dispatchers();
+        }
+        Ok(released)
     }
 
     async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {

@@ -317,6 +317,7 @@ async fn four_claimants_keep_one_request_in_flight_per_key_in_order() {
                         now: UnixMillis(1),
                         lease_ms: 60_000,
                         slots: vec![("WE_a".into(), 4)],
+                        run: 1,
                     })
                     .await
                     .expect("claim");
