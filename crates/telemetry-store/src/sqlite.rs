@@ -503,14 +503,13 @@ fn claim_heads(
         }
         let heads: Vec<(i64, i64)> = transaction
             .prepare_cached(
-                "SELECT d.id, d.claim_epoch + 1 FROM webhook_deliveries d \
-                 WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_attempt_at_ms <= ?2 \
-                 AND (d.claimed_by IS NULL OR d.claim_expires_at_ms <= ?2) \
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
-                     AND e.resource_key = d.resource_key AND e.status = 'pending' AND e.id < d.id) \
+                "SELECT d.id, d.claim_epoch + 1 FROM (SELECT MIN(q.id) AS id FROM webhook_deliveries q \
+                     WHERE q.endpoint_id = ?1 AND q.status = 'pending' GROUP BY q.resource_key) h \
+                 JOIN webhook_deliveries d ON d.id = h.id \
+                 WHERE d.next_attempt_at_ms <= ?2 AND (d.claimed_by IS NULL OR d.claim_expires_at_ms <= ?2) \
                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries c WHERE c.endpoint_id = d.endpoint_id \
-                     AND c.resource_key = d.resource_key AND c.status = 'pending' AND c.id != d.id \
-                     AND c.claimed_by IS NOT NULL AND c.claim_expires_at_ms > ?2) \
+                     AND c.resource_key = d.resource_key AND c.status = 'pending' AND c.claimed_by IS NOT NULL \
+                     AND c.id != d.id AND c.claim_expires_at_ms > ?2) \
                  ORDER BY d.id LIMIT ?3",
             )?
             .query_map(params![endpoint_id, request.now.0, i64::from(*slots)], |row| {

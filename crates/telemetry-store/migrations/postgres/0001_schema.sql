@@ -178,6 +178,9 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, id)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_next_due ON webhook_deliveries (endpoint_id, next_attempt_at_ms)
     WHERE status = 'pending';
+-- Live claims of a queue: a head waits while another delivery of its queue is claimed.
+CREATE INDEX webhook_deliveries_queue_claims ON webhook_deliveries (endpoint_id, resource_key)
+    WHERE status = 'pending' AND claimed_by IS NOT NULL;
 -- Releasing an owner's claims.
 CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries (claimed_by)
     WHERE status = 'pending' AND claimed_by IS NOT NULL;

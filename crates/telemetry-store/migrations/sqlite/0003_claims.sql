@@ -11,6 +11,8 @@ CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, resour
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at_ms)
     WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_queue_claims ON webhook_deliveries (endpoint_id, resource_key)
+    WHERE status = 'pending' AND claimed_by IS NOT NULL;
 CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, id);
 DROP INDEX webhook_deliveries_pending;
 

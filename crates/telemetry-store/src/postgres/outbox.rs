@@ -16,8 +16,9 @@
 //!    version and checks the conditions on it again (as it does for any row locked under READ
 //!    COMMITTED): it is claimed now, with a lease that has not run out, so it is not handed out.
 //! 2. **A claimant never gets a non-head while the head is pending.** A row is a head when no
-//!    pending delivery of its endpoint and key has a lower id, judged on the statement's
-//!    snapshot. A delivery only stops being pending by an attempt record (or its endpoint's
+//!    pending delivery of its endpoint and key has a lower id (`DISTINCT ON` the key over the
+//!    queue index: one index scan per endpoint, not a probe per pending row), judged on the
+//!    statement's snapshot. A delivery only stops being pending by an attempt record (or its endpoint's
 //!    deletion) committed before that snapshot, so a snapshot that shows the lower delivery
 //!    finished is right. And a lower delivery cannot be missing from the snapshot while a higher
 //!    one is in it: deliveries are inserted only by transactions holding
@@ -114,18 +115,19 @@ fn delivery_from_row(row: &Row) -> Result<DeliveryRecord, Failure> {
 /// Claims an endpoint's due queue heads (`$1` endpoint, `$2` now, `$3` how many, `$4` owner,
 /// `$5` expiry); see the module's docs for why it is race-free.
 const CLAIM_HEADS: &str = "WITH heads AS ( \
-         SELECT d.id FROM webhook_deliveries d \
-         WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at_ms <= $2 \
+         SELECT DISTINCT ON (q.resource_key) q.id FROM webhook_deliveries q \
+         WHERE q.endpoint_id = $1 AND q.status = 'pending' ORDER BY q.resource_key, q.id), \
+     free AS ( \
+         SELECT d.id FROM webhook_deliveries d JOIN heads h ON h.id = d.id \
+         WHERE d.status = 'pending' AND d.next_attempt_at_ms <= $2 \
          AND (d.claimed_by IS NULL OR d.claim_expires_at_ms <= $2) \
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
-             AND e.resource_key = d.resource_key AND e.status = 'pending' AND e.id < d.id) \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries c WHERE c.endpoint_id = d.endpoint_id \
              AND c.resource_key = d.resource_key AND c.status = 'pending' AND c.id <> d.id \
              AND c.claimed_by IS NOT NULL AND c.claim_expires_at_ms > $2) \
          ORDER BY d.id LIMIT $3 \
          FOR UPDATE OF d SKIP LOCKED) \
      UPDATE webhook_deliveries d SET claimed_by = $4, claim_expires_at_ms = $5, claim_epoch = d.claim_epoch + 1 \
-     FROM heads, webhook_messages m WHERE d.id = heads.id AND m.id = d.message_id \
+     FROM free, webhook_messages m WHERE d.id = free.id AND m.id = d.message_id \
      RETURNING ";
 
 /// Records one attempt under its claim (`$1` delivery, `$2` status, `$3` attempt number, `$4` next
@@ -257,10 +259,13 @@ impl Outbox for PostgresStore {
                     }
                 }
                 if !followers.is_empty() {
+                    // Each message fetched by its key (`OFFSET 0` keeps the planner from turning
+                    // the lookups into a join over every message).
                     let statement = format!(
-                        "UPDATE webhook_deliveries d SET claimed_by = $2, claim_expires_at_ms = $3, \
-                         claim_epoch = d.claim_epoch + 1 FROM webhook_messages m \
-                         WHERE d.id = ANY($1) AND m.id = d.message_id RETURNING {PENDING_COLUMNS}, d.claim_epoch"
+                        "WITH d AS (UPDATE webhook_deliveries SET claimed_by = $2, claim_expires_at_ms = $3, \
+                         claim_epoch = claim_epoch + 1 WHERE id = ANY($1) RETURNING *) \
+                         SELECT {PENDING_COLUMNS}, d.claim_epoch FROM d CROSS JOIN LATERAL \
+                         (SELECT * FROM webhook_messages WHERE id = d.message_id OFFSET 0) m"
                     );
                     let rows = transaction.query(&statement, &[&followers, owner, expires]).await?;
                     for row in &rows {
