@@ -62,6 +62,8 @@ pub struct HttpConfig {
     pub bind: SocketAddr,
     /// Largest request body, as sent.
     pub max_body_bytes: usize,
+    /// Most calls in one request (or one gRPC message).
+    pub max_calls_per_request: usize,
     /// Largest body after decompression.
     pub max_decompressed_bytes: usize,
     /// Ingest requests processed at once.
@@ -416,6 +418,9 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     positive("stats.flush_interval", config.stats.flush_interval)?;
     positive("store.retention", config.store.retention)?;
     positive("webhooks.request_timeout", config.webhooks.request_timeout)?;
+    if config.http.max_calls_per_request == 0 {
+        return Err(invalid("http.max_calls_per_request", "must be at least 1"));
+    }
     if config.http.max_body_bytes == 0 {
         return Err(invalid("http.max_body_bytes", "must be more than zero"));
     }

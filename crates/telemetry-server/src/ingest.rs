@@ -26,13 +26,18 @@ pub struct Rejection {
     pub error: String,
 }
 
+/// Most rejections an answer lists; the answer says how many there were in all.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
 /// What processing a batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Calls accepted.
     pub accepted: usize,
-    /// Calls rejected.
+    /// The first [`MAX_LISTED_REJECTIONS`] calls rejected.
     pub rejected: Vec<Rejection>,
+    /// How many calls were rejected in all.
+    pub rejected_count: usize,
     /// The sequence number of the last output the accepted calls produced, if any.
     pub last_seq: Option<u64>,
 }
@@ -40,8 +45,18 @@ pub struct Outcome {
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.accepted += other.accepted;
-        self.rejected.extend(other.rejected);
+        let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
+        self.rejected.extend(other.rejected.into_iter().take(room));
+        self.rejected_count += other.rejected_count;
         self.last_seq = self.last_seq.max(other.last_seq);
+    }
+
+    /// Counts a rejection, listing it while the list has room.
+    fn reject(&mut self, index: usize, error: String) {
+        self.rejected_count += 1;
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(Rejection { index, error });
+        }
     }
 }
 
@@ -62,7 +77,7 @@ pub fn apply_calls(
         let converted = match converted {
             Ok(converted) => converted,
             Err(error) => {
-                outcome.rejected.push(Rejection { index, error });
+                outcome.reject(index, error);
                 continue;
             }
         };
@@ -79,7 +94,7 @@ pub fn apply_calls(
                 outcome.accepted += 1;
                 outcome.last_seq = outcome.last_seq.max(seq);
             }
-            Err(shed) => outcome.rejected.push(Rejection { index, error: shed_message(shed) }),
+            Err(shed) => outcome.reject(index, shed_message(shed)),
         }
     }
     outcome

@@ -318,8 +318,12 @@ pub struct ApiCallCall {
 pub struct IngestSummary {
     #[prost(uint32, tag = "1")]
     pub accepted: u32,
+    /// The first 100 rejections.
     #[prost(message, repeated, tag = "2")]
     pub rejected: ::prost::alloc::vec::Vec<Rejection>,
+    /// How many calls were rejected in all.
+    #[prost(uint32, tag = "3")]
+    pub rejected_count: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Rejection {

@@ -203,12 +203,18 @@ impl serde::Serialize for IngestSummary {
         if !self.rejected.is_empty() {
             len += 1;
         }
+        if self.rejected_count != 0 {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("rtctelemetry.v1.IngestSummary", len)?;
         if self.accepted != 0 {
             struct_ser.serialize_field("accepted", &self.accepted)?;
         }
         if !self.rejected.is_empty() {
             struct_ser.serialize_field("rejected", &self.rejected)?;
+        }
+        if self.rejected_count != 0 {
+            struct_ser.serialize_field("rejectedCount", &self.rejected_count)?;
         }
         struct_ser.end()
     }
@@ -222,12 +228,15 @@ impl<'de> serde::Deserialize<'de> for IngestSummary {
         const FIELDS: &[&str] = &[
             "accepted",
             "rejected",
+            "rejected_count",
+            "rejectedCount",
         ];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Accepted,
             Rejected,
+            RejectedCount,
             __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
@@ -252,6 +261,7 @@ impl<'de> serde::Deserialize<'de> for IngestSummary {
                         match value {
                             "accepted" => Ok(GeneratedField::Accepted),
                             "rejected" => Ok(GeneratedField::Rejected),
+                            "rejectedCount" | "rejected_count" => Ok(GeneratedField::RejectedCount),
                             _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
@@ -273,6 +283,7 @@ impl<'de> serde::Deserialize<'de> for IngestSummary {
             {
                 let mut accepted__ = None;
                 let mut rejected__ = None;
+                let mut rejected_count__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::Accepted => {
@@ -289,6 +300,14 @@ impl<'de> serde::Deserialize<'de> for IngestSummary {
                             }
                             rejected__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::RejectedCount => {
+                            if rejected_count__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("rejectedCount"));
+                            }
+                            rejected_count__ = 
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
+                            ;
+                        }
                         GeneratedField::__SkipField__ => {
                             let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -297,6 +316,7 @@ impl<'de> serde::Deserialize<'de> for IngestSummary {
                 Ok(IngestSummary {
                     accepted: accepted__.unwrap_or_default(),
                     rejected: rejected__.unwrap_or_default(),
+                    rejected_count: rejected_count__.unwrap_or_default(),
                 })
             }
         }

@@ -116,6 +116,7 @@ fn bad_values_are_refused_naming_the_key() {
         ("[http]\nbind = \"nowhere\"", "`http.bind`"),
         ("[http]\nmax_in_flight = -1", "`http.max_in_flight`"),
         ("[http]\nmax_in_flight = 0", "`http.max_in_flight`"),
+        ("[http]\nmax_calls_per_request = 0", "`http.max_calls_per_request`"),
         ("[store]\nbackend = \"mysql\"", "`store.backend`"),
         ("[store]\nbackend = \"postgres\"", "`store.url`"),
         ("[store]\nbackend = \"postgres\"\nurl = \"mysql://x/y\"", "`store.url`"),

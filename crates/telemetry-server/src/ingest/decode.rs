@@ -61,15 +61,27 @@ struct RawBatch<'a> {
     calls: Vec<&'a RawValue>,
 }
 
-/// Decodes a batch body.
+/// The refusal of a request with more than `max_calls` calls (before any takes effect).
+pub fn too_many_calls(count: usize, max_calls: usize) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::PayloadTooLarge,
+        format!(
+            "calls: {count} calls in one request, more than {max_calls} (`http.max_calls_per_request`); split the batch"
+        ),
+    )
+}
+
+/// Decodes a batch body of at most `max_calls` calls.
 ///
 /// # Errors
 ///
-/// `InvalidArgument` if the body as a whole cannot be read; a call that cannot be read is an
-/// `Err` in its place instead.
+/// `InvalidArgument` if the body as a whole cannot be read, `PayloadTooLarge` if it holds more
+/// than `max_calls` calls (nothing is decoded further); a call that cannot be read is an `Err`
+/// in its place instead.
 pub fn decode_batch(
     format: Format,
     body: &[u8],
+    max_calls: usize,
 ) -> Result<Vec<Result<v1::TelemetryCall, String>>, ApiError> {
     match format {
         Format::Json => {
@@ -80,12 +92,18 @@ pub fn decode_batch(
                     "body: not a TelemetryBatch (`{{\"calls\": [...]}}`): {error}"
                 ))
             })?;
+            if batch.calls.len() > max_calls {
+                return Err(too_many_calls(batch.calls.len(), max_calls));
+            }
             Ok(batch.calls.into_iter().map(|raw| decode_json_call(raw.get())).collect())
         }
         Format::Protobuf => {
             let frames = v1::TelemetryBatchFrames::decode(body).map_err(|error| {
                 ApiError::invalid(format!("body: not a protobuf TelemetryBatch: {error}"))
             })?;
+            if frames.calls.len() > max_calls {
+                return Err(too_many_calls(frames.calls.len(), max_calls));
+            }
             Ok(frames.calls.iter().map(|frame| decode_protobuf_call(frame)).collect())
         }
     }

@@ -93,8 +93,13 @@ impl TelemetryIngest for GrpcIngest {
         let mut stream = request.into_inner();
         let mut outcome = Outcome::default();
         let mut index = 0;
+        let max_calls = self.state.config.http.max_calls_per_request;
         while let Some(batch) = stream.message().await? {
             let count = batch.calls.len();
+            if count > max_calls {
+                // Refused whole; messages before it in the stream have taken effect.
+                return Err(crate::ingest::decode::too_many_calls(count, max_calls).into());
+            }
             let service = self.state.service.clone();
             let key = principal.key.clone();
             let first = index;
@@ -118,7 +123,7 @@ impl TelemetryIngest for GrpcIngest {
         self.state.metrics.ingest(
             Transport::Grpc,
             outcome.accepted as u64,
-            outcome.rejected.len() as u64,
+            outcome.rejected_count as u64,
         );
         Ok(Response::new(v1::IngestSummary {
             accepted: outcome.accepted as u32,
@@ -130,6 +135,7 @@ impl TelemetryIngest for GrpcIngest {
                     error: rejection.error,
                 })
                 .collect(),
+            rejected_count: outcome.rejected_count as u32,
         }))
     }
 }

@@ -23,8 +23,11 @@ use crate::state::AppState;
 pub struct IngestResponse {
     /// Calls accepted.
     pub accepted: usize,
-    /// Calls rejected, with their index and why.
+    /// The first 100 calls rejected, with their index and why.
     pub rejected: Vec<Rejection>,
+    /// How many calls were rejected in all.
+    #[serde(rename = "rejectedCount")]
+    pub rejected_count: usize,
 }
 
 /// `POST /v1/telemetry`.
@@ -85,9 +88,10 @@ async fn ingest_inner(
     let max_decompressed = state.config.http.max_decompressed_bytes;
     let service = state.service.clone();
     let default_node = principal.key.clone();
+    let max_calls = state.config.http.max_calls_per_request;
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, ApiError> {
         let body = if gzip { gunzip(&bytes, max_decompressed)? } else { bytes.to_vec() };
-        let calls = decode_batch(format, &body)?;
+        let calls = decode_batch(format, &body, max_calls)?;
         Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now()))
     })
     .await
@@ -95,8 +99,12 @@ async fn ingest_inner(
     if let Some(seq) = outcome.last_seq {
         wait_durable(state, seq).await?;
     }
-    state.metrics.ingest(Transport::Http, outcome.accepted as u64, outcome.rejected.len() as u64);
-    Ok(Json(IngestResponse { accepted: outcome.accepted, rejected: outcome.rejected }))
+    state.metrics.ingest(Transport::Http, outcome.accepted as u64, outcome.rejected_count as u64);
+    Ok(Json(IngestResponse {
+        accepted: outcome.accepted,
+        rejected: outcome.rejected,
+        rejected_count: outcome.rejected_count,
+    }))
 }
 
 /// Waits until the outputs up to `seq` are stored, at most the request timeout.

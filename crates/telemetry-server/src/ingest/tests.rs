@@ -51,15 +51,15 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_batch(Format::Json, &bytes);
-        let _ = decode_batch(Format::Protobuf, &bytes);
+        let _ = decode_batch(Format::Json, &bytes, usize::MAX);
+        let _ = decode_batch(Format::Protobuf, &bytes, usize::MAX);
         let _ = decode_protobuf_call(&bytes);
     }
 
     #[test]
     fn arbitrary_json_calls_get_one_verdict_each(calls in prop::collection::vec(json_value(), 0..8)) {
         let body = serde_json::to_vec(&serde_json::json!({ "calls": calls })).expect("json");
-        let decoded = decode_batch(Format::Json, &body).expect("a list of calls is a readable batch");
+        let decoded = decode_batch(Format::Json, &body, usize::MAX).expect("a list of calls is a readable batch");
         prop_assert_eq!(decoded.len(), calls.len());
         let (service, _receiver) = TelemetryService::new(CoreConfig::default());
         let outcome = apply_calls(&service, decoded, 0, "key", UnixMillis(1_700_000_000_000));

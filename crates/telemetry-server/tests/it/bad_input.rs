@@ -237,3 +237,64 @@ async fn a_protobuf_call_with_two_members_is_rejected() {
     );
     app.stop().await;
 }
+
+/// More calls than `http.max_calls_per_request` in one request is refused whole with 413 before
+/// any call takes effect, over JSON, protobuf, gzip and gRPC; a gzip request of a million calls
+/// is refused without being decoded call by call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_call_cap_are_refused_whole() {
+    let app = TestApp::start_with("[http]\nmax_calls_per_request = 5\n").await;
+    let room = |n: usize| json!({ "roomStarted": { "room": { "sid": format!("RM_cap{n:04}"), "name": format!("cap-{n}") } } });
+    let six: Vec<Value> = (0..6).map(room).collect();
+    let (status, body) = app.ingest_json(&json!({ "calls": six })).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.to_string().contains("http.max_calls_per_request"), "names the limit: {body}");
+    let protobuf_six = v1::TelemetryBatch {
+        calls: (0..6).map(|n| serde_json::from_value(room(n)).expect("a call")).collect(),
+    };
+    let (status, body) = app.ingest_protobuf(&protobuf_six).await;
+    assert_eq!(status, 413, "{body}");
+    // A million empty calls, gzip: small on the wire, refused by count.
+    let million = format!("{{\"calls\":[{}{{}}]}}", "{},".repeat(999_999));
+    let compressed = gzip(million.as_bytes());
+    let (status, body) = post(&app, Some("application/json"), Some("gzip"), compressed).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.to_string().contains("1000000 calls"), "{body}");
+    // gRPC: the message is refused.
+    let mut client = v1::telemetry_ingest_client::TelemetryIngestClient::new(
+        crate::support::channel(&format!("http://{}", app.grpc)).await,
+    );
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![protobuf_six.clone()]));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", TestApp::token(ADMIN)).parse().expect("metadata"),
+    );
+    let status = client.ingest(request).await.expect_err("refused");
+    assert!(status.message().contains("http.max_calls_per_request"), "{status:?}");
+    // Nothing took effect; five calls are fine.
+    let (status, _) = app.get("/v1/rooms/RM_cap0000").await;
+    assert_eq!(status, 404, "no call of a refused request took effect");
+    let five: Vec<Value> = (0..5).map(room).collect();
+    let (status, body) = app.ingest_json(&json!({ "calls": five })).await;
+    assert_eq!((status, body["accepted"].as_u64()), (200, Some(5)), "{body}");
+    app.stop().await;
+}
+
+/// An answer lists the first 100 rejected calls and says how many there were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_lists_are_capped_and_counted() {
+    let app = TestApp::start().await;
+    let mut calls: Vec<Value> = (0..150).map(|_| json!({})).collect();
+    calls.push(json!({ "roomStarted": { "room": { "sid": "RM_counted", "name": "counted" } } }));
+    let (status, body) = app.ingest_json(&json!({ "calls": calls })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejectedCount"], 150);
+    let rejected = body["rejected"].as_array().expect("a list");
+    assert_eq!(rejected.len(), 100, "the first 100 only");
+    assert_eq!(rejected[0]["index"], 0);
+    assert_eq!(rejected[99]["index"], 99);
+    let (status, body) = app.ingest_json(&json!({ "calls": [] })).await;
+    assert_eq!((status, body["rejectedCount"].as_u64()), (200, Some(0)), "{body}");
+    app.stop().await;
+}
