@@ -146,7 +146,7 @@ async fn two_services_on_one_database_deliver_everything_once_in_order() {
     first.signal("KILL");
     let killed_at = Instant::now();
     let _ = first.wait().await;
-    let received = receiver
+    receiver
         .wait_for(Duration::from_secs(90), |_| {
             let successes = successes.lock().expect("lock");
             ENDPOINTS.iter().all(|endpoint| {
@@ -160,6 +160,8 @@ async fn two_services_on_one_database_deliver_everything_once_in_order() {
             })
         })
         .await;
+    // Every success is logged after its request is recorded: read what was received now.
+    let received = receiver.received();
 
     let successes = successes.lock().expect("lock").clone();
     let mut while_both_lived: HashMap<(String, String), usize> = HashMap::new();
