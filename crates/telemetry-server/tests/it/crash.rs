@@ -32,15 +32,7 @@ fn step(webhook: &Value) -> usize {
 }
 
 fn calls_of(room: usize) -> Vec<Value> {
-    let r = json!({ "sid": format!("RM_crash{room:04}"), "name": format!("crash-{room}") });
-    let mut calls = vec![json!({ "roomStarted": { "room": r } })];
-    for n in 1..STEPS - 1 {
-        let participant =
-            json!({ "sid": format!("PA_{room}_{n}"), "identity": format!("user-{n}") });
-        calls.push(json!({ "participantActive": { "room": r, "participant": participant } }));
-    }
-    calls.push(json!({ "roomEnded": { "room": r } }));
-    calls
+    crate::support::room_calls("crash", room, STEPS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,15 +20,7 @@ const STEPS: usize = 10;
 const ENDPOINTS: [&str; 2] = ["/a", "/b"];
 
 fn calls_of(room: usize) -> Vec<Value> {
-    let r = json!({ "sid": format!("RM_shared{room:04}"), "name": format!("shared-{room}") });
-    let mut calls = vec![json!({ "roomStarted": { "room": r } })];
-    for n in 1..STEPS - 1 {
-        let participant =
-            json!({ "sid": format!("PA_{room}_{n}"), "identity": format!("user-{n}") });
-        calls.push(json!({ "participantActive": { "room": r, "participant": participant } }));
-    }
-    calls.push(json!({ "roomEnded": { "room": r } }));
-    calls
+    crate::support::room_calls("shared", room, STEPS)
 }
 
 fn room_and_step(webhook: &Value) -> (usize, usize) {

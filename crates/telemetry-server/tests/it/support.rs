@@ -773,3 +773,20 @@ pub(crate) fn endpoint_config(url: &str, signing: &str, secret: &str) -> String 
 /// Fast retries for tests: 3 more attempts after the first, 100 to 300 ms apart.
 pub(crate) const FAST_RETRIES: &str =
     "[webhooks]\nretry_schedule = [\"100ms\", \"200ms\", \"300ms\"]\nrequest_timeout = \"500ms\"\n";
+
+/// The calls of room `room` named after `prefix` (sid `RM_<prefix><room>`, name
+/// `<prefix>-<room>`), `steps` in all: `roomStarted`, then `participantActive` of `user-1` to
+/// `user-<steps - 2>`, then `roomEnded`: one webhook each, in call order.
+pub(crate) fn room_calls(prefix: &str, room: usize, steps: usize) -> Vec<Value> {
+    let r = serde_json::json!({ "sid": format!("RM_{prefix}{room:04}"), "name": format!("{prefix}-{room}") });
+    let mut calls = vec![serde_json::json!({ "roomStarted": { "room": r } })];
+    for n in 1..steps - 1 {
+        let participant =
+            serde_json::json!({ "sid": format!("PA_{room}_{n}"), "identity": format!("user-{n}") });
+        calls.push(
+            serde_json::json!({ "participantActive": { "room": r, "participant": participant } }),
+        );
+    }
+    calls.push(serde_json::json!({ "roomEnded": { "room": r } }));
+    calls
+}

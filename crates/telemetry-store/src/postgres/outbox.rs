@@ -330,58 +330,26 @@ impl Outbox for PostgresStore {
         if claims.is_empty() {
             return Ok(0);
         }
-        let released = async {
-            let ids: Vec<i64> = claims.iter().map(|(id, _)| *id).collect();
-            let owners: Vec<&str> = claims.iter().map(|(_, claim)| claim.owner.as_str()).collect();
-            let epochs: Vec<i64> = claims.iter().map(|(_, claim)| claim.epoch).collect();
-            let mut client = self.client().await?;
-            let transaction = client.transaction().await?;
-            let released = transaction
-                .execute(
-                    "UPDATE webhook_deliveries d SET claimed_by = NULL, claim_expires_at_ms = NULL \
-                     FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS c(id, owner, epoch) \
-                     WHERE d.id = c.id AND d.status = 'pending' AND d.claimed_by = c.owner \
-                     AND d.claim_epoch = c.epoch",
-                    &[&ids, &owners, &epochs],
-                )
-                .await?;
-            if released > 0 {
-                notify(&transaction).await?;
-            }
-            transaction.commit().await?;
-            Ok(released)
-        }
+        let ids: Vec<i64> = claims.iter().map(|(id, _)| *id).collect();
+        let owners: Vec<&str> = claims.iter().map(|(_, claim)| claim.owner.as_str()).collect();
+        let epochs: Vec<i64> = claims.iter().map(|(_, claim)| claim.epoch).collect();
+        self.release_where(
+            "UPDATE webhook_deliveries d SET claimed_by = NULL, claim_expires_at_ms = NULL \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS c(id, owner, epoch) \
+             WHERE d.id = c.id AND d.status = 'pending' AND d.claimed_by = c.owner \
+             AND d.claim_epoch = c.epoch",
+            &[&ids, &owners, &epochs],
+        )
         .await
-        .map_err(Failure::into_store)?;
-        if released > 0 {
-            self.wake_dispatchers();
-        }
-        Ok(released)
     }
 
     async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {
-        let released = async {
-            let mut client = self.client().await?;
-            let transaction = client.transaction().await?;
-            let released = transaction
-                .execute(
-                    "UPDATE webhook_deliveries SET claimed_by = NULL, claim_expires_at_ms = NULL \
-                     WHERE claimed_by = $1 AND status = 'pending'",
-                    &[&owner],
-                )
-                .await?;
-            if released > 0 {
-                notify(&transaction).await?;
-            }
-            transaction.commit().await?;
-            Ok(released)
-        }
+        self.release_where(
+            "UPDATE webhook_deliveries SET claimed_by = NULL, claim_expires_at_ms = NULL \
+             WHERE claimed_by = $1 AND status = 'pending'",
+            &[&owner],
+        )
         .await
-        .map_err(Failure::into_store)?;
-        if released > 0 {
-            self.wake_dispatchers();
-        }
-        Ok(released)
     }
 
     fn outbox_changed(&self) -> Arc<tokio::sync::Notify> {
@@ -530,6 +498,31 @@ impl Outbox for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Runs `release` (an `UPDATE` that clears claims) in a transaction and, if it released
+    /// any, notifies every instance and wakes the local dispatcher; returns how many.
+    async fn release_where(
+        &self,
+        release: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let released = async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let released = transaction.execute(release, parameters).await?;
+            if released > 0 {
+                notify(&transaction).await?;
+            }
+            transaction.commit().await?;
+            Ok(released)
+        }
+        .await
+        .map_err(Failure::into_store)?;
+        if released > 0 {
+            self.wake_dispatchers();
+        }
+        Ok(released)
+    }
+
     /// Runs `changed` (a `WITH changed AS (UPDATE webhook_deliveries ... RETURNING *)` clause)
     /// and returns the deliveries it changed, as pending, in id order; notifies every instance
     /// if there are any. `needs_endpoint`: the update requires the endpoint to exist, so it runs
