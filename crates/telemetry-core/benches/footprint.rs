@@ -18,6 +18,45 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn main() {
     memory_per_track();
+    memory_per_node();
+}
+
+/// Net heap bytes per distinct reporting node: what a fleet whose nodes get new ids (or a caller
+/// inventing them) costs, each node sending one sample for a participant without a worker.
+fn memory_per_node() {
+    let nodes = 20_000;
+    let config = telemetry_core::CoreConfig {
+        limits: telemetry_core::CoreLimits { max_nodes: nodes, ..Default::default() },
+        ..Default::default()
+    };
+    let (service, receiver) = telemetry_core::TelemetryService::new(config);
+    let region = Region::new(GLOBAL);
+    let key = telemetry_core::StatsKey::for_track(
+        "DE",
+        telemetry_core::Direction::Upstream,
+        "PA_nobody".to_owned(),
+        "TR_nothing".to_owned(),
+        telemetry_core::proto::TrackSource::Camera,
+        telemetry_core::proto::TrackType::Video,
+    );
+    for index in 0..nodes {
+        let node = service.node(&format!("{index:050}")).expect("under the limit");
+        let at = START.plus_millis(index as i64);
+        let _ = service.track_stats_at(
+            telemetry_core::CallMeta { at, node },
+            "RM_x",
+            "",
+            &key,
+            &media_sample(at, index as u64),
+        );
+    }
+    service.drain_node_rates();
+    drain(&receiver);
+    let _metrics = service.metrics();
+    println!(
+        "| memory | state per distinct node after one sample | {:.0} B |",
+        net(&region) as f64 / nodes as f64
+    );
 }
 
 /// Net heap bytes per track: workers, tables, keys and accumulators, after six samples per track

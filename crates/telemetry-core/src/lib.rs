@@ -20,6 +20,7 @@ pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
+pub mod nodes;
 pub mod output;
 pub mod rates;
 pub mod retry;
@@ -31,14 +32,15 @@ mod workers;
 
 pub use call::{Call, DEFAULT_GUARD};
 pub use coalesce::{Coalesced, RateWindow, StreamTotals};
-pub use config::CoreConfig;
+pub use config::{CoreConfig, CoreLimits};
 pub use events::{names as webhook_names, passes_filter, webhook_resource_key};
 pub use keys::{Direction, StatsKey, StreamKind};
+pub use nodes::{NodeId, NodeLimit};
 pub use output::{
     AnalyticsSink, CallOutput, CoalescedStat, NodeRateCell, NodeRates, Output, OutputReceiver,
     Sequenced, StatsBatch, WebhookSink,
 };
-pub use service::{CallMeta, NodeId, ServiceBuilder, Shed, TelemetryService};
+pub use service::{CallMeta, ServiceBuilder, Shed, TelemetryService};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use webhook::{RenderedWebhook, WebhookSubject};
 

@@ -10,7 +10,7 @@ use hashbrown::{Equivalent, HashMap};
 use livekit_protocol as lk;
 
 use crate::keys::{Direction, StatsKey};
-use crate::service::NodeId;
+use crate::nodes::NodeId;
 
 /// LiveKit's `livekit_packet_loss_percent` and `livekit_packet_out_of_order_percent` buckets.
 pub const PERCENT_BUCKETS: &[f64] = &[0.0, 0.1, 0.3, 0.5, 0.7, 1.0, 5.0, 10.0, 40.0, 100.0];
@@ -176,6 +176,9 @@ pub struct SampleCounters {
     pub shed_overload: u64,
     /// Samples shed because one track sent more than `max_samples_per_track` between flushes.
     pub shed_track_limit: u64,
+    /// Samples of a new track shed because the participant had
+    /// `limits.max_tracks_per_participant` tracks.
+    pub shed_too_many_tracks: u64,
 }
 
 impl SampleCounters {
@@ -185,6 +188,18 @@ impl SampleCounters {
         self.invalid += other.invalid;
         self.shed_overload += other.shed_overload;
         self.shed_track_limit += other.shed_track_limit;
+        self.shed_too_many_tracks += other.shed_too_many_tracks;
+    }
+}
+
+/// The `country` label of a sample: LiveKit's country is a two-letter code (ISO 3166-1 alpha-2,
+/// from GeoIP) or empty; anything else a caller sends is `other`, so callers cannot grow the
+/// label's values past 26 × 26 + 2.
+pub(crate) fn country_label(country: &str) -> &str {
+    match country.as_bytes() {
+        [] => "",
+        [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => country,
+        _ => "other",
     }
 }
 
@@ -291,12 +306,13 @@ impl StatsMetrics {
     pub(crate) fn record(&mut self, node: NodeId, key: &StatsKey, stat: &lk::AnalyticsStat) {
         let direction = key.stream_type;
         let media = key.track.then_some((key.track_source, key.track_type));
-        let lookup = StatsLabelsRef { node, country: &key.country, direction, media };
+        let country = country_label(&key.country);
+        let lookup = StatsLabelsRef { node, country, direction, media };
         let cell = match self.cells.get_mut(&lookup) {
             Some(cell) => cell,
             None => self
                 .cells
-                .entry(StatsLabels { node, country: key.country.as_str().into(), direction, media })
+                .entry(StatsLabels { node, country: country.into(), direction, media })
                 .or_default(),
         };
         let (mut packets, mut bytes, mut retransmit_packets, mut retransmit_bytes) =
@@ -349,6 +365,11 @@ impl StatsMetrics {
         cell.bytes_initial = cell.bytes_initial.saturating_add(bytes);
         cell.packets_retransmit += retransmit_packets;
         cell.bytes_retransmit = cell.bytes_retransmit.saturating_add(retransmit_bytes);
+    }
+
+    /// Keeps only the cells of the nodes `keep` accepts.
+    pub(crate) fn retain_nodes(&mut self, keep: impl Fn(NodeId) -> bool) {
+        self.cells.retain(|labels, _| keep(labels.node));
     }
 
     pub(crate) fn merge_into(&self, total: &mut HashMap<StatsLabels, StatsCell>) {
@@ -415,6 +436,7 @@ pub(crate) fn build_snapshot(
     lifecycle: &[(NodeId, &LifecycleMetrics)],
     samples: &SampleCounters,
     queue: &QueueCounters,
+    limits: &LimitCounters,
     node_name: &dyn Fn(NodeId) -> String,
 ) -> MetricsSnapshot {
     let mut families = Vec::new();
@@ -718,7 +740,39 @@ pub(crate) fn build_snapshot(
             number(vec![("outcome", "invalid".to_owned())], samples.invalid),
             number(vec![("outcome", "shed_overload".to_owned())], samples.shed_overload),
             number(vec![("outcome", "shed_track_limit".to_owned())], samples.shed_track_limit),
+            number(
+                vec![("outcome", "shed_too_many_tracks".to_owned())],
+                samples.shed_too_many_tracks,
+            ),
         ],
+    });
+    let limit = |name: &str, value: u64| number(vec![("limit", name.to_owned())], value);
+    families.push(MetricFamily {
+        name: "rtc_telemetry_limit_refusals_total",
+        help: "What the limits on caller-keyed state refused: calls of new nodes (limits.max_nodes), stats workers of joins (limits.max_participants), rooms tracked in livekit_room_total (limits.max_open_rooms).",
+        kind: MetricKind::Counter,
+        samples: vec![
+            limit("nodes", limits.nodes_refused),
+            limit("participants", limits.participants_refused),
+            limit("open_rooms", limits.rooms_refused),
+        ],
+    });
+    let kind = |name: &str, value: u64| number(vec![("kind", name.to_owned())], value);
+    families.push(MetricFamily {
+        name: "rtc_telemetry_idle_expired_total",
+        help: "State forgotten for idleness: nodes (limits.node_idle_timeout), stats workers closed and tracks dropped (limits.participant_idle_timeout).",
+        kind: MetricKind::Counter,
+        samples: vec![
+            kind("nodes", limits.nodes_expired),
+            kind("participants", limits.participants_closed_idle),
+            kind("tracks", limits.tracks_dropped_idle),
+        ],
+    });
+    families.push(MetricFamily {
+        name: "rtc_telemetry_live",
+        help: "Caller-keyed state held now: nodes (limits.max_nodes), open rooms (limits.max_open_rooms).",
+        kind: MetricKind::Gauge,
+        samples: vec![kind("nodes", limits.nodes_live), kind("open_rooms", limits.open_rooms)],
     });
     families.push(MetricFamily {
         name: "rtc_telemetry_core_outputs_pushed_total",
@@ -743,6 +797,19 @@ pub(crate) fn build_snapshot(
 
 /// Extra labels and a value.
 type LabelledNumber = (Vec<(&'static str, String)>, f64);
+
+/// What the limits on caller-keyed state did, for the snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LimitCounters {
+    pub(crate) nodes_live: u64,
+    pub(crate) nodes_refused: u64,
+    pub(crate) nodes_expired: u64,
+    pub(crate) participants_refused: u64,
+    pub(crate) participants_closed_idle: u64,
+    pub(crate) tracks_dropped_idle: u64,
+    pub(crate) open_rooms: u64,
+    pub(crate) rooms_refused: u64,
+}
 
 /// Queue and worker counts for the snapshot.
 #[derive(Clone, Copy, Debug, Default)]

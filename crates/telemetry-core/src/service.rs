@@ -13,7 +13,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use livekit_protocol as lk;
 use lk::AnalyticsEventType as Type;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::call::Call;
 use crate::coalesce::SampleSummary;
@@ -24,19 +24,17 @@ use crate::ids::{
 };
 use crate::keys::StatsKey;
 use crate::metrics::{
-    self, LifecycleMetrics, MetricsSnapshot, QueueCounters, SampleCounters, track_kind_index,
+    self, LifecycleMetrics, LimitCounters, MetricsSnapshot, QueueCounters, SampleCounters,
+    track_kind_index,
 };
+use crate::nodes::{LOCAL_NODE, NodeId, NodeLimit, NodeTable};
 use crate::output::{
     CallOutput, CoalescedStat, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
     OutputReceiver, StatsBatch,
 };
 use crate::rates::{RateCell, sample_interval};
 use crate::time::{Clock, SystemClock, UnixMillis};
-use crate::workers::{Recorded, WorkerTable};
-
-/// A reporting SFU node, interned (see [`TelemetryService::node`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub(crate) u32);
+use crate::workers::{Obtained, Recorded, TrackLimits, WorkerTable};
 
 /// When and by which node a call was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +57,11 @@ pub enum Shed {
         "stats sample shed: the track sent more samples since the last flush than `max_samples_per_track`"
     )]
     TrackLimit,
+    /// A new track of a participant whose worker holds `limits.max_tracks_per_participant`.
+    #[error(
+        "stats sample shed: the participant has `limits.max_tracks_per_participant` tracks already"
+    )]
+    TooManyTracks,
 }
 
 /// Builds a [`TelemetryService`].
@@ -107,24 +110,27 @@ impl ServiceBuilder {
             None => IdGenerator::from_os(),
         };
         let queue = Arc::new(OutputQueue::new(self.notifier));
-        let default_node: Arc<str> = self.config.node_id.as_str().into();
-        let nodes = Nodes {
-            names: vec![default_node.clone()],
-            index: std::iter::once((default_node, NodeId(0))).collect(),
-        };
+        let nodes = NodeTable::new(
+            &self.config.node_id,
+            self.config.limits.max_nodes,
+            self.config.node_idle_millis(),
+        );
+        let workers = WorkerTable::new(self.config.limits.max_participants);
         let inner = Inner {
             analytics_key: self.config.analytics_key.as_str().into(),
+            unknown_node: self.config.node_id.as_str().into(),
             config: self.config,
             clock: self.clock,
-            workers: WorkerTable::default(),
+            workers,
             lifecycle: Mutex::new(Lifecycle {
                 ids: ids(0),
                 metrics: HashMap::new(),
                 node_room_sequence: HashMap::new(),
                 open_rooms: HashMap::new(),
+                rooms_refused: 0,
             }),
             queue: queue.clone(),
-            nodes: RwLock::new(nodes),
+            nodes,
             flush: Mutex::new(FlushState { ids: ids(1) }),
         };
         (TelemetryService { inner: Arc::new(inner) }, OutputReceiver { queue })
@@ -146,7 +152,9 @@ struct Inner {
     /// Serialises lifecycle calls: their worker changes, metrics and output pushes.
     lifecycle: Mutex<Lifecycle>,
     queue: Arc<OutputQueue>,
-    nodes: RwLock<Nodes>,
+    nodes: NodeTable,
+    /// The name given to a node id no longer known (see [`crate::nodes`]): the configured node's.
+    unknown_node: Arc<str>,
     /// Serialises flushes; owns the generator of stat ids.
     flush: Mutex<FlushState>,
 }
@@ -156,20 +164,17 @@ struct Lifecycle {
     ids: IdGenerator,
     metrics: HashMap<NodeId, LifecycleMetrics>,
     node_room_sequence: HashMap<NodeId, u64>,
-    /// Rooms started and not yet ended, by sid, with their start: for `livekit_room_total` and
-    /// `livekit_room_duration_seconds`.
-    open_rooms: HashMap<String, UnixMillis>,
+    /// Rooms started and not yet ended, by sid, with the node that started them and their
+    /// start: for `livekit_room_total` and `livekit_room_duration_seconds`. At most
+    /// `limits.max_open_rooms`; a forgotten node's rooms are dropped with it.
+    open_rooms: HashMap<String, (NodeId, UnixMillis)>,
+    /// Rooms not tracked because `open_rooms` was full.
+    rooms_refused: u64,
 }
 
 #[derive(Debug)]
 struct FlushState {
     ids: IdGenerator,
-}
-
-#[derive(Debug)]
-struct Nodes {
-    names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, NodeId>,
 }
 
 impl TelemetryService {
@@ -188,30 +193,32 @@ impl TelemetryService {
         &self.inner.config
     }
 
-    /// Returns the id of the node called `name`, registering it on first use.
-    pub fn node(&self, name: &str) -> NodeId {
-        if let Some(&node) = self.inner.nodes.read().index.get(name) {
-            return node;
-        }
-        let mut nodes = self.inner.nodes.write();
-        if let Some(&node) = nodes.index.get(name) {
-            return node;
-        }
-        let node = NodeId(u32::try_from(nodes.names.len()).expect("fewer than 2^32 nodes"));
-        let name: Arc<str> = name.into();
-        nodes.names.push(name.clone());
-        nodes.index.insert(name, node);
-        node
+    /// Returns the id of the node called `name`, registering it on first use, and marks it
+    /// active now. Call it for every request (or call) a node makes: a node without calls for
+    /// `limits.node_idle_timeout` is forgotten, and its id then names nothing.
+    ///
+    /// # Errors
+    ///
+    /// A new node is refused while `limits.max_nodes` nodes are live (counted in
+    /// `rtc_telemetry_limit_refusals_total{limit="nodes"}`).
+    pub fn node(&self, name: &str) -> Result<NodeId, NodeLimit> {
+        self.inner.nodes.get_or_register(name, self.inner.clock.now())
     }
 
-    /// Returns the name of `node`.
+    /// Returns the id of one of the service's own nodes (such as the webhook sender's): never
+    /// refused, never forgotten. Not for names callers choose.
+    pub fn service_node(&self, name: &str) -> NodeId {
+        self.inner.nodes.pinned(name, self.inner.clock.now())
+    }
+
+    /// Returns the name of `node` (for a node no longer known, the configured node's name).
     pub fn node_name(&self, node: NodeId) -> Arc<str> {
-        self.inner.nodes.read().names[node.0 as usize].clone()
+        self.inner.nodes.name(node).unwrap_or_else(|| self.inner.unknown_node.clone())
     }
 
     /// Returns the meta of an in-process call made now by the configured node.
     pub fn now(&self) -> CallMeta {
-        CallMeta { at: self.inner.clock.now(), node: NodeId(0) }
+        CallMeta { at: self.inner.clock.now(), node: LOCAL_NODE }
     }
 
     /// Applies one call. Returns the sequence number of the last output it produced, if it
@@ -263,7 +270,10 @@ impl TelemetryService {
                     stat,
                     &summary,
                     flush_interval_ms,
-                    inner.config.max_samples_per_track,
+                    TrackLimits {
+                        max_samples: inner.config.max_samples_per_track,
+                        max_tracks: inner.config.limits.max_tracks_per_participant,
+                    },
                     inner.workers.hasher(),
                 ),
                 None => Recorded::Reaped,
@@ -277,6 +287,10 @@ impl TelemetryService {
             Recorded::ShedTrackLimit => {
                 aux.counters.shed_track_limit += 1;
                 return Err(Shed::TrackLimit);
+            }
+            Recorded::TooManyTracks => {
+                aux.counters.shed_too_many_tracks += 1;
+                return Err(Shed::TooManyTracks);
             }
             Recorded::Invalid => {
                 aux.counters.invalid += 1;
@@ -330,8 +344,14 @@ impl TelemetryService {
                 unreachable!("`apply` routes `TrackStats` to `track_stats_at`")
             }
             Call::RoomStarted { room } => {
-                if lifecycle.open_rooms.insert(room.sid.clone(), at).is_none() {
-                    metrics.rooms += 1;
+                let open = &mut lifecycle.open_rooms;
+                if !open.contains_key(&room.sid) {
+                    if open.len() < inner.config.limits.max_open_rooms {
+                        open.insert(room.sid.clone(), (meta.node, at));
+                        metrics.rooms += 1;
+                    } else {
+                        lifecycle.rooms_refused += 1;
+                    }
                 }
                 let webhook = lk::WebhookEvent {
                     room: Some(room.clone()),
@@ -349,7 +369,7 @@ impl TelemetryService {
                 (Some(webhook), Some(event))
             }
             Call::RoomEnded { room } => {
-                if let Some(started) = lifecycle.open_rooms.remove(&room.sid) {
+                if let Some((_, started)) = lifecycle.open_rooms.remove(&room.sid) {
                     metrics.rooms -= 1;
                     let start = if room.creation_time > 0 {
                         UnixMillis::from_secs(room.creation_time)
@@ -384,9 +404,10 @@ impl TelemetryService {
                     &participant.identity,
                     &guard,
                     at,
+                    meta.node,
                     |_| {},
                 );
-                if created {
+                if created == Obtained::Created {
                     metrics.join_rtc_connected += 1;
                     metrics.participants += 1;
                 }
@@ -411,9 +432,10 @@ impl TelemetryService {
                     &participant.identity,
                     &guard,
                     at,
+                    meta.node,
                     |worker| worker.set_connected(),
                 );
-                if created {
+                if created == Obtained::Created {
                     metrics.participants += 1;
                 }
                 metrics.join_rtc_active += 1;
@@ -431,9 +453,10 @@ impl TelemetryService {
                     &participant.identity,
                     &guard,
                     at,
+                    meta.node,
                     |_| {},
                 );
-                if created {
+                if created == Obtained::Created {
                     metrics.participants += 1;
                 }
                 let event = lk::AnalyticsEvent {
@@ -766,18 +789,33 @@ impl TelemetryService {
         let inner = &*self.inner;
         let mut flush = inner.flush.lock();
         let cleanup_wait_ms = inner.config.cleanup_wait_millis();
-        let node_names = inner.nodes.read().names.clone();
+        let idle_ms = inner.config.participant_idle_millis();
         let mut last = None;
         let mut taken = Vec::new();
         let mut batches = Vec::new();
+        let mut closed_idle = Vec::new();
         for shard in inner.workers.shards() {
-            inner.workers.take_shard(shard, now, cleanup_wait_ms, &mut taken);
-            // Coalesce outside every lock.
-            batches.extend(
-                taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids, &node_names)),
+            inner.workers.take_shard(
+                shard,
+                now,
+                cleanup_wait_ms,
+                idle_ms,
+                &mut taken,
+                &mut closed_idle,
             );
+            // Coalesce outside every lock.
+            batches.extend(taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids)));
             if batches.len() >= 1024 {
                 last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
+            }
+        }
+        if !closed_idle.is_empty() {
+            // Workers closed for idleness leave the participant gauge of the node that made them.
+            let mut lifecycle = inner.lifecycle.lock();
+            for node in closed_idle {
+                if let Some(metrics) = lifecycle.metrics.get_mut(&node) {
+                    metrics.participants -= 1;
+                }
             }
         }
         inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
@@ -788,8 +826,8 @@ impl TelemetryService {
         taken: crate::workers::Taken,
         now: UnixMillis,
         ids: &mut IdGenerator,
-        node_names: &[Arc<str>],
     ) -> StatsBatch {
+        let names = self.inner.nodes.reader();
         let stats = taken
             .tracks
             .into_iter()
@@ -798,7 +836,7 @@ impl TelemetryService {
                 track_id: track.track_id,
                 direction: track.direction,
                 kind: track.kind,
-                node: node_names[track.node.0 as usize].clone(),
+                node: names.get(track.node, &self.inner.unknown_node),
                 coalesced: track.accumulator.finish(),
             })
             .collect();
@@ -814,32 +852,63 @@ impl TelemetryService {
     }
 
     /// Moves the node rate cells accumulated since the last drain onto the output queue as one
-    /// [`NodeRates`]; returns its sequence number, or `None` if there was nothing.
+    /// [`NodeRates`]; returns its sequence number, or `None` if there was nothing. Then forgets
+    /// the nodes idle for longer than `limits.node_idle_timeout` (see [`crate::nodes`]): call it
+    /// every second or so.
     pub fn drain_node_rates(&self) -> Option<u64> {
         let mut cells: Vec<(NodeId, i64, RateCell)> = Vec::new();
         for shard in self.inner.workers.shards() {
             shard.aux.lock().drain_rates(&mut cells);
         }
-        if cells.is_empty() {
-            return None;
-        }
         cells.sort_unstable_by_key(|&(node, second, _)| (node, second));
-        let node_names = self.inner.nodes.read().names.clone();
         let mut merged: Vec<NodeRateCell> = Vec::new();
-        let mut previous: Option<(NodeId, i64)> = None;
-        for (node, second, cell) in cells {
-            if previous == Some((node, second)) {
-                merged.last_mut().expect("a previous cell").cell.add(&cell);
-            } else {
-                merged.push(NodeRateCell {
-                    node: node_names[node.0 as usize].clone(),
-                    second,
-                    cell,
-                });
+        {
+            let names = self.inner.nodes.reader();
+            let mut previous: Option<(NodeId, i64)> = None;
+            let mut name = self.inner.unknown_node.clone();
+            for (node, second, cell) in cells {
+                if previous == Some((node, second)) {
+                    merged.last_mut().expect("a previous cell").cell.add(&cell);
+                    continue;
+                }
+                if previous.is_none_or(|(previous, _)| previous != node) {
+                    name = names.get(node, &self.inner.unknown_node);
+                }
+                merged.push(NodeRateCell { node: name.clone(), second, cell });
                 previous = Some((node, second));
             }
         }
-        self.inner.queue.push([Output::NodeRates(NodeRates { cells: merged })])
+        let last = if merged.is_empty() {
+            None
+        } else {
+            self.inner.queue.push([Output::NodeRates(NodeRates { cells: merged })])
+        };
+        self.expire_nodes();
+        last
+    }
+
+    /// Forgets the nodes idle for longer than `limits.node_idle_timeout` (their last rate cells
+    /// have just been drained) and drops their state: lifecycle metrics, room sequence, open
+    /// rooms, rate rings and Prometheus cells.
+    fn expire_nodes(&self) {
+        let inner = &*self.inner;
+        let expired = inner.nodes.expire(inner.clock.now());
+        if expired.is_empty() {
+            return;
+        }
+        let gone = |node: &NodeId| expired.binary_search(node).is_ok();
+        {
+            let mut lifecycle = inner.lifecycle.lock();
+            lifecycle.metrics.retain(|node, _| !gone(node));
+            lifecycle.node_room_sequence.retain(|node, _| !gone(node));
+            lifecycle.open_rooms.retain(|_, (node, _)| !gone(node));
+        }
+        for shard in inner.workers.shards() {
+            let mut aux = shard.aux.lock();
+            aux.rates.retain(|(node, _)| !gone(node));
+            aux.spilled.retain(|(node, _, _)| !gone(node));
+            aux.metrics.retain_nodes(|node| !gone(&node));
+        }
     }
 
     /// Returns the sequence number of the last output pushed so far (0 if none).
@@ -876,9 +945,21 @@ impl TelemetryService {
         let mut per_node: Vec<(NodeId, &LifecycleMetrics)> =
             lifecycle.metrics.iter().map(|(node, metrics)| (*node, metrics)).collect();
         per_node.sort_by_key(|(node, _)| *node);
-        let names = inner.nodes.read().names.clone();
-        metrics::build_snapshot(&stats, &per_node, &samples, &queue, &|node| {
-            names[node.0 as usize].to_string()
+        let nodes = inner.nodes.counters();
+        let workers = inner.workers.limit_counters();
+        let limits = LimitCounters {
+            nodes_live: nodes.live,
+            nodes_refused: nodes.refused,
+            nodes_expired: nodes.expired,
+            participants_refused: workers.refused,
+            participants_closed_idle: workers.closed_idle,
+            tracks_dropped_idle: workers.tracks_dropped,
+            open_rooms: lifecycle.open_rooms.len() as u64,
+            rooms_refused: lifecycle.rooms_refused,
+        };
+        let names = inner.nodes.reader();
+        metrics::build_snapshot(&stats, &per_node, &samples, &queue, &limits, &|node| {
+            names.get(node, &inner.unknown_node).to_string()
         })
     }
 

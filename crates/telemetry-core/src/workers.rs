@@ -12,6 +12,7 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use compact_str::CompactString;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -22,8 +23,8 @@ use smallvec::SmallVec;
 use crate::coalesce::{SampleSummary, TrackAccumulator};
 use crate::keys::{Direction, StatsKey, StreamKind};
 use crate::metrics::{SampleCounters, StatsMetrics};
+use crate::nodes::NodeId;
 use crate::rates::{RateCell, RateRing, sample_interval};
-use crate::service::NodeId;
 use crate::time::UnixMillis;
 
 /// Number of shards. A power of two well above the core count keeps two threads on different
@@ -38,6 +39,13 @@ pub(crate) struct Worker {
     pub(crate) participant_id: Arc<str>,
     pub(crate) identity: Arc<str>,
     pub(crate) created_at: UnixMillis,
+    /// The node whose call created the worker (its participant gauge counts the worker).
+    node: NodeId,
+    /// A lifecycle call or a sample reached the worker since the last flush.
+    touched: bool,
+    /// The last flush that found the worker touched, by the flush clock: an open worker idle for
+    /// longer than `participant_idle_timeout` is closed.
+    active_at: UnixMillis,
     connected: bool,
     closed_at: Option<UnixMillis>,
     /// Set by the flush that takes the final samples; later samples are counted as arriving
@@ -62,6 +70,9 @@ struct TrackState {
     track_id: CompactString,
     kind: StreamKind,
     node: NodeId,
+    /// The last flush that took samples of the track (or its creation): a track idle for longer
+    /// than `participant_idle_timeout` is dropped from the worker.
+    active_at: UnixMillis,
     /// End of the latest sample interval; survives flushes, so a timestamp-less sample always
     /// starts where the previous one ended.
     last_end: Option<UnixMillis>,
@@ -77,6 +88,8 @@ pub(crate) enum Recorded {
     Invalid,
     /// Not recorded: the track reached `max_samples_per_track` since the last flush.
     ShedTrackLimit,
+    /// Not recorded: a new track, and the worker holds `max_tracks_per_participant` already.
+    TooManyTracks,
     /// Not recorded: the worker was reaped.
     Reaped,
 }
@@ -98,6 +111,7 @@ impl Worker {
         participant_id: &str,
         identity: &str,
         created_at: UnixMillis,
+        node: NodeId,
     ) -> Self {
         Self {
             room_id: room_id.into(),
@@ -105,6 +119,9 @@ impl Worker {
             participant_id: participant_id.into(),
             identity: identity.into(),
             created_at,
+            node,
+            touched: true,
+            active_at: created_at,
             connected: false,
             closed_at: None,
             reaped: false,
@@ -117,6 +134,7 @@ impl Worker {
 
     /// Counts `guard` once: a guard already active adds nothing (LiveKit's `Activate`).
     pub(crate) fn activate(&mut self, guard: &str) {
+        self.touched = true;
         match self.guards.iter_mut().find(|(name, _)| &**name == guard) {
             Some((_, true)) => {}
             Some((_, active)) => {
@@ -164,6 +182,7 @@ impl Worker {
     }
 
     pub(crate) fn set_connected(&mut self) {
+        self.touched = true;
         self.connected = true;
     }
 
@@ -181,7 +200,7 @@ impl Worker {
         stat: &lk::AnalyticsStat,
         summary: &SampleSummary,
         flush_interval_ms: i64,
-        max_samples_per_track: u32,
+        limits: TrackLimits,
         hasher: &DefaultHashBuilder,
     ) -> Recorded {
         if self.reaped {
@@ -197,6 +216,7 @@ impl Worker {
         });
         let index = match found {
             Some(index) => index,
+            None if self.tracks.len() >= limits.max_tracks => return Recorded::TooManyTracks,
             None => {
                 self.track_hashes.push(hash);
                 self.tracks.push(TrackState {
@@ -204,6 +224,7 @@ impl Worker {
                     track_id: CompactString::from(key.track_id.as_str()),
                     kind: key.kind(),
                     node,
+                    active_at: self.active_at,
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
                 });
@@ -211,7 +232,7 @@ impl Worker {
             }
         };
         let track = &mut self.tracks[index];
-        if track.accumulator.samples() >= max_samples_per_track {
+        if track.accumulator.samples() >= limits.max_samples {
             return Recorded::ShedTrackLimit;
         }
         if !summary.valid {
@@ -227,20 +248,29 @@ impl Worker {
     }
 
     /// Takes every track's accumulated samples; returns them (upstream first, then by track id)
-    /// and whether the worker is now reaped: closed for longer than `cleanup_wait_ms`.
+    /// and what the flush did to the worker: reaped it (closed for longer than `cleanup_wait_ms`),
+    /// or closed it for idleness (open, untouched for longer than `idle_ms`). Drops the tracks
+    /// without samples for longer than `idle_ms`.
     pub(crate) fn take_for_flush(
         &mut self,
         now: UnixMillis,
         cleanup_wait_ms: i64,
-    ) -> (Vec<TakenTrack>, bool) {
+        idle_ms: i64,
+    ) -> (Vec<TakenTrack>, FlushEffect) {
         let reap =
             self.closed_at.is_some_and(|closed_at| now.millis_since(closed_at) > cleanup_wait_ms);
         if reap {
             self.reaped = true;
         }
+        let mut effect = FlushEffect { reaped: reap, ..FlushEffect::default() };
         let mut taken = Vec::new();
+        let mut idle_tracks = false;
         for track in &mut self.tracks {
-            if track.accumulator.samples() > 0 {
+            if track.accumulator.samples() == 0 {
+                idle_tracks |= now.millis_since(track.active_at) > idle_ms;
+            } else {
+                track.active_at = now;
+                self.touched = true;
                 taken.push(TakenTrack {
                     direction: track.direction,
                     track_id: track.track_id.clone(),
@@ -251,8 +281,68 @@ impl Worker {
             }
         }
         taken.sort_unstable_by(|a, b| (a.direction, &a.track_id).cmp(&(b.direction, &b.track_id)));
-        (taken, reap)
+        if idle_tracks {
+            let before = self.tracks.len();
+            let mut index = 0;
+            // `track_hashes` stays parallel to `tracks`.
+            self.track_hashes.retain(|_| {
+                let keep = self.tracks[index].accumulator.samples() > 0
+                    || now.millis_since(self.tracks[index].active_at) <= idle_ms;
+                index += 1;
+                keep
+            });
+            self.tracks.retain(|track| {
+                track.accumulator.samples() > 0 || now.millis_since(track.active_at) <= idle_ms
+            });
+            effect.tracks_dropped = before - self.tracks.len();
+        }
+        if std::mem::take(&mut self.touched) {
+            self.active_at = now;
+        } else if self.closed_at.is_none() && now.millis_since(self.active_at) > idle_ms {
+            self.closed_at = Some(now);
+            effect.closed_idle = true;
+        }
+        (taken, effect)
     }
+}
+
+/// The limits a sample is recorded under.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TrackLimits {
+    /// `max_samples_per_track`.
+    pub(crate) max_samples: u32,
+    /// `limits.max_tracks_per_participant`.
+    pub(crate) max_tracks: usize,
+}
+
+/// What a flush did to one worker besides taking its samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FlushEffect {
+    /// Closed for longer than `worker_cleanup_wait`: removed.
+    pub(crate) reaped: bool,
+    /// Open and untouched for longer than `participant_idle_timeout`: closed now.
+    pub(crate) closed_idle: bool,
+    /// Tracks without samples for longer than `participant_idle_timeout`, dropped.
+    pub(crate) tracks_dropped: usize,
+}
+
+/// What [`WorkerTable::get_or_create`] found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Obtained {
+    /// An open worker, joined.
+    Existing,
+    /// A new worker (replacing a closed one, or the first for its key).
+    Created,
+    /// No worker: the table holds `limits.max_participants` already (counted).
+    Refused,
+}
+
+/// Counters of the worker table's limits, for the metrics snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WorkerLimitCounters {
+    pub(crate) refused: u64,
+    pub(crate) closed_idle: u64,
+    pub(crate) tracks_dropped: u64,
 }
 
 /// Per-shard state that every `TrackStats` call updates: node rate cells, Prometheus accounting
@@ -346,20 +436,45 @@ impl Taken {
 pub(crate) struct WorkerTable {
     shards: Box<[Shard]>,
     hasher: DefaultHashBuilder,
-    next_generation: std::sync::atomic::AtomicU64,
+    next_generation: AtomicU64,
+    /// Slots in every shard (`limits.max_participants` bounds it).
+    slots: AtomicUsize,
+    max_slots: usize,
+    refused: AtomicU64,
+    closed_idle: AtomicU64,
+    tracks_dropped: AtomicU64,
 }
 
 impl Default for WorkerTable {
     fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            hasher: DefaultHashBuilder::default(),
-            next_generation: std::sync::atomic::AtomicU64::new(1),
-        }
+        Self::new(crate::config::CoreLimits::default().max_participants)
     }
 }
 
 impl WorkerTable {
+    /// A table of at most `max_slots` workers (one per room and participant; a closed worker
+    /// replaced by a rejoin shares its slot until the next flush).
+    pub(crate) fn new(max_slots: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: DefaultHashBuilder::default(),
+            next_generation: AtomicU64::new(1),
+            slots: AtomicUsize::new(0),
+            max_slots,
+            refused: AtomicU64::new(0),
+            closed_idle: AtomicU64::new(0),
+            tracks_dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn limit_counters(&self) -> WorkerLimitCounters {
+        WorkerLimitCounters {
+            refused: self.refused.load(Ordering::Relaxed),
+            closed_idle: self.closed_idle.load(Ordering::Relaxed),
+            tracks_dropped: self.tracks_dropped.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn hash(&self, room_id: &str, participant_id: &str) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         room_id.hash(&mut hasher);
@@ -397,7 +512,8 @@ impl WorkerTable {
 
     /// LiveKit's `getOrCreateWorker`: runs `f` on the open worker for the key with `guard`
     /// activated on it, or on a new one (carrying over a closed predecessor's connected state);
-    /// returns whether a worker was created.
+    /// returns which. A new key beyond `limits.max_participants` gets no worker (`f` is not
+    /// run).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn get_or_create(
         &self,
@@ -407,8 +523,9 @@ impl WorkerTable {
         identity: &str,
         guard: &str,
         at: UnixMillis,
+        node: NodeId,
         f: impl FnOnce(&mut Worker),
-    ) -> bool {
+    ) -> Obtained {
         let hash = self.hash(room_id, participant_id);
         let shard = self.shard(hash);
         let mut workers = shard.workers.write();
@@ -420,17 +537,20 @@ impl WorkerTable {
             let mut worker = slot.worker.lock();
             if !worker.closed_or_join(guard) {
                 f(&mut worker);
-                return false;
+                return Obtained::Existing;
             }
             was_connected = worker.is_connected();
+        } else if self.slots.load(Ordering::Relaxed) >= self.max_slots {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Obtained::Refused;
         }
-        let mut worker = Worker::new(room_id, room_name, participant_id, identity, at);
+        let mut worker = Worker::new(room_id, room_name, participant_id, identity, at, node);
         worker.activate(guard);
         // Carry over connected state (livekit/livekit#3173): a resume that recreates the worker
         // must still end in `participant_left`, not `participant_connection_aborted`.
         worker.connected = was_connected;
         f(&mut worker);
-        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         match found {
             Some(slot) => {
                 let old = std::mem::replace(slot.worker.get_mut(), worker);
@@ -438,6 +558,7 @@ impl WorkerTable {
                 shard.retired.lock().push(old);
             }
             None => {
+                self.slots.fetch_add(1, Ordering::Relaxed);
                 workers.insert_unique(
                     hash,
                     Slot {
@@ -451,44 +572,60 @@ impl WorkerTable {
                 );
             }
         }
-        true
+        Obtained::Created
     }
 
     /// Takes the samples of every worker of `shard` (and of its retired workers) into `out`, and
-    /// reaps the workers closed for longer than `cleanup_wait_ms`.
+    /// reaps the workers closed for longer than `cleanup_wait_ms`; closes the workers and drops
+    /// the tracks idle for longer than `idle_ms`.
     pub(crate) fn take_shard(
         &self,
         shard: &Shard,
         now: UnixMillis,
         cleanup_wait_ms: i64,
+        idle_ms: i64,
         out: &mut Vec<Taken>,
+        closed_idle_nodes: &mut Vec<NodeId>,
     ) {
         let mut reaped = Vec::new();
+        let (mut closed_idle, mut tracks_dropped) = (0, 0);
         {
             let workers = shard.workers.read();
             for slot in workers.iter() {
                 let mut worker = slot.worker.lock();
-                let (tracks, reap) = worker.take_for_flush(now, cleanup_wait_ms);
+                let (tracks, effect) = worker.take_for_flush(now, cleanup_wait_ms, idle_ms);
                 if !tracks.is_empty() {
                     out.push(Taken::from_worker(&worker, tracks));
                 }
-                if reap {
+                if effect.reaped {
                     reaped.push((slot.hash, slot.generation));
                 }
+                if effect.closed_idle {
+                    closed_idle += 1;
+                    closed_idle_nodes.push(worker.node);
+                }
+                tracks_dropped += effect.tracks_dropped as u64;
             }
+        }
+        if closed_idle > 0 {
+            self.closed_idle.fetch_add(closed_idle, Ordering::Relaxed);
+        }
+        if tracks_dropped > 0 {
+            self.tracks_dropped.fetch_add(tracks_dropped, Ordering::Relaxed);
         }
         if !reaped.is_empty() {
             let mut workers = shard.workers.write();
             for (hash, generation) in reaped {
                 if let Ok(entry) = workers.find_entry(hash, |slot| slot.generation == generation) {
                     entry.remove();
+                    self.slots.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
         // Replaced workers: their last samples go out, then they are dropped.
         let retired = std::mem::take(&mut *shard.retired.lock());
         for mut worker in retired {
-            let (tracks, _) = worker.take_for_flush(now, cleanup_wait_ms);
+            let (tracks, _) = worker.take_for_flush(now, cleanup_wait_ms, idle_ms);
             if !tracks.is_empty() {
                 out.push(Taken::from_worker(&worker, tracks));
             }

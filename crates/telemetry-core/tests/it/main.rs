@@ -5,6 +5,7 @@ mod coalesce_props;
 mod events_scenarios;
 mod harness;
 mod honest_rates;
+mod hostile_volume;
 mod method_table;
 mod ordering;
 mod stats_scenarios;

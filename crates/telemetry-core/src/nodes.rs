@@ -1,0 +1,194 @@
+//! Reporting nodes: the node names callers send, interned as [`NodeId`]s, and bounded.
+//!
+//! A node's name is chosen by its caller, so the table that interns them is the first thing a
+//! hostile client (or a fleet whose nodes take a new id at every restart) would grow without end:
+//! every node has rate rings, Prometheus cells and lifecycle metrics of its own. The table holds
+//! at most `max_nodes` nodes that made a call within `node_idle_timeout`; a new node beyond that
+//! is refused ([`NodeLimit`], counted) until an idle one is forgotten. Forgetting a node drops its
+//! per-node state everywhere (the service calls [`NodeTable::expire`] from its rate drain, after
+//! the node's last rate cells are out), as if the node had stopped exporting metrics.
+//!
+//! Ids are never reused: a stale id held somewhere resolves to nothing, never to another node.
+//! Activity is stamped with the service's clock, never with the caller's call times.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+
+use crate::time::UnixMillis;
+
+/// A reporting SFU node, interned (see [`crate::TelemetryService::node`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+/// The id of the configured node: in-process calls are made by it; it never expires.
+pub(crate) const LOCAL_NODE: NodeId = NodeId(0);
+
+/// A new node refused because `max_nodes` nodes are live.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node id refused: {max} nodes are live (`limits.max_nodes`); a node is forgotten after \
+     {idle_seconds} s without calls (`limits.node_idle_timeout`)"
+)]
+pub struct NodeLimit {
+    /// The limit.
+    pub max: usize,
+    /// The idle time after which a node is forgotten, in seconds.
+    pub idle_seconds: i64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: Arc<str>,
+    /// When the node last made a call, by the service's clock (milliseconds).
+    last_seen: AtomicI64,
+    /// Never forgotten and not counted against the limit: the configured node and the service's
+    /// own (the webhook sender).
+    pinned: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<NodeId, Entry>,
+    index: HashMap<Arc<str>, NodeId>,
+    next: u32,
+    /// Entries that are not pinned.
+    counted: usize,
+}
+
+/// The interned nodes. See the module docs.
+#[derive(Debug)]
+pub(crate) struct NodeTable {
+    state: RwLock<State>,
+    max: usize,
+    idle_ms: i64,
+    refused: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// Counters of the node table, for the metrics snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NodeCounters {
+    pub(crate) live: u64,
+    pub(crate) refused: u64,
+    pub(crate) expired: u64,
+}
+
+impl NodeTable {
+    /// A table holding `local` (pinned, as [`LOCAL_NODE`]), with room for `max` more nodes that
+    /// are forgotten after `idle_ms` without calls.
+    pub(crate) fn new(local: &str, max: usize, idle_ms: i64) -> Self {
+        let table = Self {
+            state: RwLock::new(State::default()),
+            max,
+            idle_ms,
+            refused: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        };
+        let id = table.insert(&mut table.state.write(), local, UnixMillis(0), true);
+        debug_assert_eq!(id, LOCAL_NODE);
+        table
+    }
+
+    /// Returns the id of the node called `name`, registering it on first use and stamping its
+    /// activity at `now`.
+    pub(crate) fn get_or_register(&self, name: &str, now: UnixMillis) -> Result<NodeId, NodeLimit> {
+        self.lookup(name, now, false)
+    }
+
+    /// Like [`Self::get_or_register`] for one of the service's own nodes: never refused, never
+    /// forgotten.
+    pub(crate) fn pinned(&self, name: &str, now: UnixMillis) -> NodeId {
+        self.lookup(name, now, true).expect("pinned nodes are never refused")
+    }
+
+    fn lookup(&self, name: &str, now: UnixMillis, pinned: bool) -> Result<NodeId, NodeLimit> {
+        {
+            let state = self.state.read();
+            if let Some(id) = state.index.get(name) {
+                state.entries[id].last_seen.store(now.0, Ordering::Relaxed);
+                return Ok(*id);
+            }
+        }
+        let mut state = self.state.write();
+        if let Some(id) = state.index.get(name) {
+            state.entries[id].last_seen.store(now.0, Ordering::Relaxed);
+            return Ok(*id);
+        }
+        if !pinned && (state.counted >= self.max || state.next == u32::MAX) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(NodeLimit { max: self.max, idle_seconds: self.idle_ms / 1000 });
+        }
+        Ok(self.insert(&mut state, name, now, pinned))
+    }
+
+    fn insert(&self, state: &mut State, name: &str, now: UnixMillis, pinned: bool) -> NodeId {
+        let id = NodeId(state.next);
+        state.next += 1;
+        let name: Arc<str> = name.into();
+        state.index.insert(name.clone(), id);
+        state.entries.insert(id, Entry { name, last_seen: AtomicI64::new(now.0), pinned });
+        if !pinned {
+            state.counted += 1;
+        }
+        id
+    }
+
+    /// The name of `node`, if it is still known.
+    pub(crate) fn name(&self, node: NodeId) -> Option<Arc<str>> {
+        self.state.read().entries.get(&node).map(|entry| entry.name.clone())
+    }
+
+    /// A reader that resolves many ids under one read lock (hold it briefly: a node being
+    /// registered waits for it, and lookups wait behind that).
+    pub(crate) fn reader(&self) -> NodeNames<'_> {
+        NodeNames(self.state.read())
+    }
+
+    /// Forgets every node without a call for longer than the idle timeout at `now`; returns their
+    /// ids (sorted), so the caller can drop their state.
+    pub(crate) fn expire(&self, now: UnixMillis) -> Vec<NodeId> {
+        let idle = |entry: &Entry| {
+            !entry.pinned
+                && now.0.saturating_sub(entry.last_seen.load(Ordering::Relaxed)) > self.idle_ms
+        };
+        if !self.state.read().entries.values().any(idle) {
+            return Vec::new();
+        }
+        let mut state = self.state.write();
+        let mut expired: Vec<NodeId> =
+            state.entries.iter().filter(|(_, entry)| idle(entry)).map(|(id, _)| *id).collect();
+        expired.sort_unstable();
+        for id in &expired {
+            if let Some(entry) = state.entries.remove(id) {
+                state.index.remove(&entry.name);
+                state.counted -= 1;
+            }
+        }
+        self.expired.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        expired
+    }
+
+    pub(crate) fn counters(&self) -> NodeCounters {
+        NodeCounters {
+            live: self.state.read().counted as u64,
+            refused: self.refused.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Resolves node ids under one read lock of the table.
+pub(crate) struct NodeNames<'a>(parking_lot::RwLockReadGuard<'a, State>);
+
+impl NodeNames<'_> {
+    /// The name of `node`, or `fallback` for a node no longer known.
+    pub(crate) fn get(&self, node: NodeId, fallback: &Arc<str>) -> Arc<str> {
+        self.0.entries.get(&node).map_or_else(|| fallback.clone(), |entry| entry.name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;
