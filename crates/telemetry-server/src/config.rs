@@ -37,6 +37,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The telemetry core.
     pub stats: StatsConfig,
+    /// Bounds on what callers' ids make the service hold.
+    pub limits: LimitsConfig,
     /// API keys.
     pub keys: Vec<KeyConfig>,
     /// Webhooks.
@@ -138,6 +140,26 @@ pub struct StatsConfig {
     pub max_samples_per_track: u32,
     /// Full rooms in track webhooks.
     pub full_room_in_track_webhooks: bool,
+}
+
+/// Bounds on state keyed by caller-chosen ids (see `telemetry_core::CoreLimits`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Live reporting nodes.
+    pub max_nodes: usize,
+    /// A node without calls for this long is forgotten.
+    #[serde(deserialize_with = "duration")]
+    pub node_idle_timeout: Duration,
+    /// Stats workers (participants in rooms).
+    pub max_participants: usize,
+    /// Tracks per participant's worker.
+    pub max_tracks_per_participant: usize,
+    /// A participant (or track) without samples or calls for this long is closed (dropped).
+    #[serde(deserialize_with = "duration")]
+    pub participant_idle_timeout: Duration,
+    /// Rooms tracked in the room gauge.
+    pub max_open_rooms: usize,
 }
 
 /// An API key.
@@ -409,6 +431,32 @@ fn set(tree: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<()
     Ok(())
 }
 
+fn validate_limits(config: &Config) -> Result<(), ConfigError> {
+    let limits = &config.limits;
+    for (key, value) in [
+        ("limits.max_nodes", limits.max_nodes),
+        ("limits.max_participants", limits.max_participants),
+        ("limits.max_tracks_per_participant", limits.max_tracks_per_participant),
+        ("limits.max_open_rooms", limits.max_open_rooms),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+    }
+    // A node's id is held by its tracks until the flush after its last sample, and a worker must
+    // outlive a flush without samples: both timeouts are at least one flush interval.
+    let floor = config.stats.flush_interval;
+    for (key, timeout) in [
+        ("limits.node_idle_timeout", limits.node_idle_timeout),
+        ("limits.participant_idle_timeout", limits.participant_idle_timeout),
+    ] {
+        if timeout < floor {
+            return Err(invalid(key, "must be at least `stats.flush_interval`"));
+        }
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), ConfigError> {
     let positive = |key: &str, duration: Duration| {
         if duration.is_zero() { Err(invalid(key, "must be more than zero")) } else { Ok(()) }
@@ -436,6 +484,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.stats.max_samples_per_track == 0 {
         return Err(invalid("stats.max_samples_per_track", "must be at least 1"));
     }
+    validate_limits(config)?;
     if config.store.backend == StoreBackend::Postgres {
         let url = &config.store.url;
         if url.is_empty() {
@@ -601,6 +650,14 @@ impl Config {
             max_samples_per_track: self.stats.max_samples_per_track,
             full_room_in_track_webhooks: self.stats.full_room_in_track_webhooks,
             analytics_key: String::new(),
+            limits: telemetry_core::CoreLimits {
+                max_nodes: self.limits.max_nodes,
+                node_idle_timeout: self.limits.node_idle_timeout,
+                max_participants: self.limits.max_participants,
+                max_tracks_per_participant: self.limits.max_tracks_per_participant,
+                participant_idle_timeout: self.limits.participant_idle_timeout,
+                max_open_rooms: self.limits.max_open_rooms,
+            },
         }
     }
 }

@@ -83,11 +83,16 @@ pub fn apply_calls(
         };
         let node = match nodes.get(&converted.node_id) {
             Some(&node) => node,
-            None => {
-                let node = service.node(&converted.node_id);
-                nodes.insert(converted.node_id.clone(), node);
-                node
-            }
+            None => match service.node(&converted.node_id) {
+                Ok(node) => {
+                    nodes.insert(converted.node_id.clone(), node);
+                    node
+                }
+                Err(limit) => {
+                    outcome.reject(index, format!("nodeId: {limit}"));
+                    continue;
+                }
+            },
         };
         match service.apply(CallMeta { at: converted.at, node }, converted.call) {
             Ok(seq) => {

@@ -444,7 +444,8 @@ impl Dispatcher {
             &finished.result,
         );
         let service = &self.shared.service;
-        let meta = CallMeta { at: SystemClock.now(), node: service.node(WEBHOOK_EVENT_NODE) };
+        let meta =
+            CallMeta { at: SystemClock.now(), node: service.service_node(WEBHOOK_EVENT_NODE) };
         let _ = service.apply(meta, Call::Webhook { info });
     }
 
