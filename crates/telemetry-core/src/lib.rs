@@ -38,7 +38,7 @@ pub use keys::{Direction, StatsKey, StreamKind};
 pub use nodes::{NodeId, NodeLimit};
 pub use output::{
     AnalyticsSink, CallOutput, CoalescedStat, NodeRateCell, NodeRates, Output, OutputReceiver,
-    Sequenced, StatsBatch, WebhookSink,
+    Sequenced, StatsBatch, WebhookSink, WorkerState,
 };
 pub use service::{CallMeta, ServiceBuilder, Shed, TelemetryService};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};

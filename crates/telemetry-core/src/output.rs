@@ -35,6 +35,37 @@ pub enum Output {
     NodeRooms(lk::AnalyticsNodeRooms),
     /// Node-level byte and packet cells, spread over the seconds they cover.
     NodeRates(NodeRates),
+    /// A stats worker's state after a call or a flush changed it, for the store to keep, so that
+    /// a restarted service can carry on the calls in progress
+    /// ([`crate::TelemetryService::restore_workers`]). Pushed right after the change (a lifecycle
+    /// call's own output comes first).
+    Worker(WorkerState),
+}
+
+/// What a stats worker needs to carry on after a restart: its identity, the node that made it,
+/// its guards and connected state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerState {
+    /// The room's sid.
+    pub room_id: Arc<str>,
+    /// The room's name.
+    pub room_name: Arc<str>,
+    /// The participant's sid.
+    pub participant_id: Arc<str>,
+    /// The participant's identity.
+    pub identity: Arc<str>,
+    /// The node whose call made the worker.
+    pub node: Arc<str>,
+    /// When the worker was made (its first sample's interval starts no earlier).
+    pub created_at: UnixMillis,
+    /// Whether the participant's connection came up (`participant_left` rather than
+    /// `participant_connection_aborted` at its leave).
+    pub connected: bool,
+    /// The active guards, in the order they were taken. A closed worker has none.
+    pub guards: Vec<String>,
+    /// Whether the worker is open: a closed one is gone for the store (its late samples until its
+    /// reap are not worth a restart's while).
+    pub open: bool,
 }
 
 /// The effects of one lifecycle call.
@@ -175,6 +206,7 @@ pub fn dispatch(outputs: &[Sequenced], analytics: &dyn AnalyticsSink, webhooks: 
             Output::Stats(batch) => analytics.send_stats(batch),
             Output::NodeRooms(rooms) => analytics.send_node_room_states(rooms),
             Output::NodeRates(rates) => analytics.send_node_rates(rates),
+            Output::Worker(_) => {}
         }
     }
 }

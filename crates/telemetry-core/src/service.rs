@@ -30,7 +30,7 @@ use crate::metrics::{
 use crate::nodes::{LOCAL_NODE, NodeId, NodeLimit, NodeTable};
 use crate::output::{
     CallOutput, CoalescedStat, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
-    OutputReceiver, StatsBatch,
+    OutputReceiver, StatsBatch, WorkerState,
 };
 use crate::rates::{RateCell, sample_interval};
 use crate::time::{Clock, SystemClock, UnixMillis};
@@ -329,6 +329,9 @@ impl TelemetryService {
         let mut lifecycle = inner.lifecycle.lock();
         let lifecycle = &mut *lifecycle;
         let metrics = lifecycle.metrics.entry(meta.node).or_default();
+        let node = self.node_name(meta.node);
+        // The state of the worker the call changed, for the store.
+        let mut worker_state: Option<WorkerState> = None;
         let full_room_in_track_webhooks = inner.config.full_room_in_track_webhooks;
         let track_webhook_room = |room: &lk::Room| {
             if full_room_in_track_webhooks { room.clone() } else { events::minimal_room(room) }
@@ -405,7 +408,7 @@ impl TelemetryService {
                     &guard,
                     at,
                     meta.node,
-                    |_| {},
+                    |worker| worker_state = Some(worker.state(node.clone())),
                 );
                 if created == Obtained::Created {
                     metrics.join_rtc_connected += 1;
@@ -433,7 +436,10 @@ impl TelemetryService {
                     &guard,
                     at,
                     meta.node,
-                    |worker| worker.set_connected(),
+                    |worker| {
+                        worker.set_connected();
+                        worker_state = Some(worker.state(node.clone()));
+                    },
                 );
                 if created == Obtained::Created {
                     metrics.participants += 1;
@@ -454,7 +460,7 @@ impl TelemetryService {
                     &guard,
                     at,
                     meta.node,
-                    |_| {},
+                    |worker| worker_state = Some(worker.state(node.clone())),
                 );
                 if created == Obtained::Created {
                     metrics.participants += 1;
@@ -477,7 +483,10 @@ impl TelemetryService {
                             Some(worker) => {
                                 let mut worker = worker.lock();
                                 let connected = worker.is_connected();
-                                (connected, worker.close(&guard, at))
+                                let closed = worker.close(&guard, at);
+                                let owner = self.node_name(worker.node());
+                                worker_state = Some(worker.state(owner));
+                                (connected, closed)
                             }
                             // No worker counts as never connected: aborted.
                             None => (false, false),
@@ -760,10 +769,10 @@ impl TelemetryService {
                 }),
             ),
         };
+        let worker_output = worker_state.map(Output::Worker);
         if webhook.is_none() && event.is_none() {
-            return None;
+            return worker_output.and_then(|output| inner.queue.push([output]));
         }
-        let node = self.node_name(meta.node);
         let webhook = webhook.map(|mut webhook| {
             webhook.id = lifecycle.ids.next_id(WEBHOOK_EVENT_PREFIX);
             webhook
@@ -774,7 +783,8 @@ impl TelemetryService {
             event.analytics_key = inner.config.analytics_key.clone();
             event
         });
-        inner.queue.push([Output::Call(Box::new(CallOutput { method, node, at, webhook, event }))])
+        let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event }));
+        inner.queue.push(std::iter::once(call).chain(worker_output))
     }
 
     /// Flushes every stats worker now (LiveKit's `FlushStats`).
@@ -810,13 +820,18 @@ impl TelemetryService {
             }
         }
         if !closed_idle.is_empty() {
-            // Workers closed for idleness leave the participant gauge of the node that made them.
+            // Workers closed for idleness leave the participant gauge of the node that made them,
+            // and the store's live workers.
             let mut lifecycle = inner.lifecycle.lock();
-            for node in closed_idle {
+            let mut states = Vec::with_capacity(closed_idle.len());
+            for (node, mut state) in closed_idle {
                 if let Some(metrics) = lifecycle.metrics.get_mut(&node) {
                     metrics.participants -= 1;
                 }
+                state.node = self.node_name(node);
+                states.push(Output::Worker(state));
             }
+            last = inner.queue.push(states).or(last);
         }
         inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
     }
@@ -919,6 +934,55 @@ impl TelemetryService {
     /// Returns the number of outputs waiting for the consumer.
     pub fn pending_outputs(&self) -> usize {
         self.inner.queue.depth()
+    }
+
+    /// Recreates the stats workers of calls in progress from their stored states (the
+    /// [`Output::Worker`]s a previous run produced), as the service starts: each open one gets its
+    /// worker with its guards and connected state, so its samples are recorded and its leave is
+    /// reported as it would have been without the restart. Produces no output. Returns how many
+    /// workers were made; a worker that exists already is left as it is, and states beyond
+    /// `limits.max_participants` are counted as refused.
+    pub fn restore_workers(&self, states: impl IntoIterator<Item = WorkerState>) -> usize {
+        let inner = &*self.inner;
+        let mut lifecycle = inner.lifecycle.lock();
+        let mut restored = 0;
+        for state in states.into_iter().filter(|state| state.open) {
+            let node =
+                inner.nodes.get_or_register(&state.node, inner.clock.now()).unwrap_or(LOCAL_NODE);
+            let hash = inner.workers.hash(&state.room_id, &state.participant_id);
+            if inner
+                .workers
+                .with_worker(hash, &state.room_id, &state.participant_id, |w| w.is_some())
+            {
+                continue;
+            }
+            let (first, others) = match state.guards.split_first() {
+                Some((first, others)) => (first.as_str(), others),
+                None => (crate::call::DEFAULT_GUARD, &[][..]),
+            };
+            let obtained = inner.workers.get_or_create(
+                &state.room_id,
+                &state.room_name,
+                &state.participant_id,
+                &state.identity,
+                first,
+                state.created_at,
+                node,
+                |worker| {
+                    for guard in others {
+                        worker.activate(guard);
+                    }
+                    if state.connected {
+                        worker.set_connected();
+                    }
+                },
+            );
+            if obtained == Obtained::Created {
+                lifecycle.metrics.entry(node).or_default().participants += 1;
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// Returns the number of stats workers held (closed ones awaiting their reap included).

@@ -24,6 +24,7 @@ use crate::coalesce::{SampleSummary, TrackAccumulator};
 use crate::keys::{Direction, StatsKey, StreamKind};
 use crate::metrics::{SampleCounters, StatsMetrics};
 use crate::nodes::NodeId;
+use crate::output::WorkerState;
 use crate::rates::{RateCell, RateRing, sample_interval};
 use crate::time::UnixMillis;
 
@@ -179,6 +180,34 @@ impl Worker {
             return false;
         }
         true
+    }
+
+    /// The worker's state for the store, its node named `node`.
+    pub(crate) fn state(&self, node: Arc<str>) -> WorkerState {
+        WorkerState {
+            room_id: self.room_id.clone(),
+            room_name: self.room_name.clone(),
+            participant_id: self.participant_id.clone(),
+            identity: self.identity.clone(),
+            node,
+            created_at: self.created_at,
+            connected: self.connected,
+            guards: if self.closed_at.is_some() {
+                Vec::new()
+            } else {
+                self.guards
+                    .iter()
+                    .filter(|(_, active)| *active)
+                    .map(|(name, _)| name.to_string())
+                    .collect()
+            },
+            open: self.closed_at.is_none(),
+        }
+    }
+
+    /// The node whose call made the worker.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
     }
 
     pub(crate) fn set_connected(&mut self) {
@@ -585,10 +614,10 @@ impl WorkerTable {
         cleanup_wait_ms: i64,
         idle_ms: i64,
         out: &mut Vec<Taken>,
-        closed_idle_nodes: &mut Vec<NodeId>,
+        closed_idle: &mut Vec<(NodeId, WorkerState)>,
     ) {
         let mut reaped = Vec::new();
-        let (mut closed_idle, mut tracks_dropped) = (0, 0);
+        let (mut closed_idle_count, mut tracks_dropped) = (0, 0);
         {
             let workers = shard.workers.read();
             for slot in workers.iter() {
@@ -601,14 +630,14 @@ impl WorkerTable {
                     reaped.push((slot.hash, slot.generation));
                 }
                 if effect.closed_idle {
-                    closed_idle += 1;
-                    closed_idle_nodes.push(worker.node);
+                    closed_idle_count += 1;
+                    closed_idle.push((worker.node, worker.state(Arc::from(""))));
                 }
                 tracks_dropped += effect.tracks_dropped as u64;
             }
         }
-        if closed_idle > 0 {
-            self.closed_idle.fetch_add(closed_idle, Ordering::Relaxed);
+        if closed_idle_count > 0 {
+            self.closed_idle.fetch_add(closed_idle_count, Ordering::Relaxed);
         }
         if tracks_dropped > 0 {
             self.tracks_dropped.fetch_add(tracks_dropped, Ordering::Relaxed);

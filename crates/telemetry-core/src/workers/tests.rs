@@ -129,7 +129,12 @@ fn flushes_close_idle_workers_and_drop_idle_tracks() {
         for shard in table.shards() {
             table.take_shard(shard, UnixMillis(now), 1_000_000, 100, &mut out, &mut idle);
         }
-        idle
+        idle.into_iter()
+            .map(|(node, state)| {
+                assert!(!state.open && state.guards.is_empty(), "the state says closed");
+                node
+            })
+            .collect::<Vec<NodeId>>()
     };
     // The first flush sees the creation; 100 ms later without a touch is not yet idle.
     assert!(flush(1000).is_empty());

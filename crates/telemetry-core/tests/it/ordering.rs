@@ -29,19 +29,33 @@ fn outputs_come_out_in_call_order_with_consecutive_sequence_numbers() {
     harness.service.room_ended(room());
     let outputs = harness.outputs();
     let seqs: Vec<u64> = outputs.iter().map(|o| o.seq).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-    let methods: Vec<&str> = outputs
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    // Each call that changes a worker is followed by the worker's state, for the store.
+    let described: Vec<String> = outputs
         .iter()
         .map(|o| match &o.output {
-            Output::Call(call) => call.method,
+            Output::Call(call) => call.method.to_owned(),
+            Output::Worker(state) => format!(
+                "worker {} open={} connected={} guards={:?}",
+                state.participant_id, state.open, state.connected, state.guards
+            ),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
     assert_eq!(
-        methods,
-        ["roomStarted", "participantJoined", "participantActive", "participantLeft", "roomEnded"]
+        described,
+        [
+            "roomStarted",
+            "participantJoined",
+            "worker PA_1 open=true connected=false guards=[\"default\"]",
+            "participantActive",
+            "worker PA_1 open=true connected=true guards=[\"default\"]",
+            "participantLeft",
+            "worker PA_1 open=false connected=true guards=[]",
+            "roomEnded",
+        ]
     );
-    assert_eq!(harness.service.last_seq(), 5);
+    assert_eq!(harness.service.last_seq(), 8);
 }
 
 #[test]
@@ -133,7 +147,8 @@ fn sinks_get_the_webhook_before_the_event_and_everything_in_order() {
     harness.service.flush_stats();
     harness.service.local_room_state(lk::AnalyticsNodeRooms::default());
     let recorder = Recorder::default();
-    assert_eq!(harness.receiver.dispatch_available(&recorder, &recorder), 3);
+    // The worker's state after the call is an output too, which sinks do not see.
+    assert_eq!(harness.receiver.dispatch_available(&recorder, &recorder), 4);
     assert_eq!(
         *recorder.log.lock(),
         [
@@ -161,7 +176,8 @@ fn overload_sheds_stats_samples_but_never_lifecycle_calls() {
     for index in 0..10 {
         harness.service.room_started(lk::Room { sid: format!("RM_{index}"), ..Default::default() });
     }
-    assert_eq!(harness.service.pending_outputs(), 11, "lifecycle calls are never dropped");
+    // The join is an event and the worker's state, then ten rooms.
+    assert_eq!(harness.service.pending_outputs(), 12, "lifecycle calls are never dropped");
     assert_eq!(
         harness.service.track_stats("RoomSid", "RoomName", &key, &stat(1, 1)),
         Err(Shed::Overloaded)

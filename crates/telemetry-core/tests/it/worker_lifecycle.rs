@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use telemetry_core::proto as lk;
-use telemetry_core::{Call, Direction, StatsKey};
+use telemetry_core::{Call, DEFAULT_GUARD, Direction, StatsKey};
 
-use crate::harness::{Harness, participant, room, stat};
+use crate::harness::{Harness, join, participant, room, stat};
 
 fn left_event_type(harness: &Harness) -> i32 {
     harness.events().last().expect("an event").r#type
@@ -141,4 +141,55 @@ fn workers_in_two_rooms_with_one_participant_id_are_separate() {
         lk::AnalyticsEventType::ParticipantConnectionAborted as i32,
         "never active in the other room"
     );
+}
+
+/// A restart: the worker states a first service produced rebuild the workers of a second one, so
+/// that a sample after the restart is recorded and the leave is a `participant_left` (the worker
+/// was connected), not a `participant_connection_aborted`.
+#[test]
+fn restored_workers_carry_on_calls_in_progress() {
+    use telemetry_core::{Output, WorkerState};
+
+    let first = Harness::new();
+    let alice = participant("PA_1");
+    let bob = participant("PA_2");
+    join(&first, &room(), &alice);
+    first.service.participant_active(room(), alice.clone(), None, false, "media");
+    join(&first, &room(), &bob);
+    join(&first, &room(), &participant("PA_3"));
+    first.service.participant_left(room(), participant("PA_3"), true, DEFAULT_GUARD);
+    // What a store keeps: the last state of each worker, open ones only.
+    let mut stored: Vec<WorkerState> = Vec::new();
+    for output in first.outputs() {
+        if let Output::Worker(state) = output.output {
+            stored.retain(|kept| kept.participant_id != state.participant_id);
+            if state.open {
+                stored.push(state);
+            }
+        }
+    }
+    assert_eq!(stored.len(), 2);
+
+    let second = Harness::new();
+    assert_eq!(second.service.restore_workers(stored.clone()), 2);
+    assert_eq!(second.service.restore_workers(stored), 0, "existing workers are kept");
+    assert!(second.outputs().is_empty(), "restoring produces nothing");
+    let key = StatsKey::for_data("", Direction::Upstream, "PA_1", "TR_DT");
+    second.track_stats("RoomSid", &key, stat(1000, 10));
+    assert_eq!(second.service.sample_counters().recorded, 1);
+    // Alice holds two guards: both must be released before her worker closes.
+    second.service.participant_left(room(), alice.clone(), true, DEFAULT_GUARD);
+    second.service.participant_left(room(), alice, true, "media");
+    second.service.participant_left(room(), bob, true, DEFAULT_GUARD);
+    let left: Vec<String> = second
+        .calls()
+        .into_iter()
+        .filter_map(|(webhook, _)| webhook.map(|webhook| webhook.event))
+        .collect();
+    assert_eq!(
+        left,
+        ["participant_left", "participant_left", "participant_connection_aborted"],
+        "alice was connected, bob never was"
+    );
+    assert_eq!(second.service.metrics().value("livekit_participant_total", &[]), 0.0);
 }
