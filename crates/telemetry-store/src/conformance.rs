@@ -25,7 +25,7 @@ use crate::model::{
     AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery, ConfiguredEndpoints,
     DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource, EventRecord, EventsQuery,
     NodeRoomsRecord, OutboxCounts, OutgoingWebhook, ParticipantState, RateCellRecord, ReplayQuery,
-    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WriteBatch,
+    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
 };
 
 /// Gives the suite databases.
@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             stats_windows_and_node_rates_round_trip,
             counters_beyond_i64_saturate,
             the_latest_node_room_state_wins,
+            live_workers_keep_the_last_open_state_and_survive_a_reopen,
             concurrent_writes_are_all_durable_and_survive_a_reopen,
             prune_removes_what_is_older_than_the_retention,
             webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a_reopen,
@@ -117,6 +118,7 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
                     cell: cell.cell,
                 }))
             }
+            Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
         }
     }
     batch
@@ -528,6 +530,67 @@ pub async fn stats_windows_and_node_rates_round_trip(harness: &dyn Harness) {
     let nodes = store.nodes().await.expect("nodes");
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].node_id, "sfu-1");
+}
+
+/// Stats workers' states: the last one written of each worker wins, within a batch and across
+/// batches written concurrently (the writer may group them); a closed state removes the worker;
+/// what is kept survives a reopen.
+pub async fn live_workers_keep_the_last_open_state_and_survive_a_reopen(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let state = |participant: &str, guards: &[&str], connected: bool, open: bool| WorkerRecord {
+        room_id: "RM_1".into(),
+        participant_id: participant.into(),
+        room_name: "room \"one\"".into(),
+        identity: format!("{participant}-identity"),
+        node_id: "sfu-1".into(),
+        created_at: UnixMillis(1_700_000_000_000),
+        connected,
+        guards: guards.iter().map(|guard| (*guard).to_owned()).collect(),
+        open,
+    };
+    let batch = |workers: Vec<WorkerRecord>| WriteBatch { workers, ..Default::default() };
+    // In one batch: PA_1 joins, takes a second guard, connects; PA_2 joins and leaves; PA_3 joins.
+    store
+        .write(batch(vec![
+            state("PA_1", &["default"], false, true),
+            state("PA_2", &["default"], false, true),
+            state("PA_1", &["default", "media,\"x\""], false, true),
+            state("PA_2", &[], false, false),
+            state("PA_1", &["default", "media,\"x\""], true, true),
+            state("PA_3", &["default"], false, true),
+        ]))
+        .await
+        .expect("write");
+    let live = store.live_workers().await.expect("live workers");
+    assert_eq!(
+        live,
+        vec![
+            state("PA_1", &["default", "media,\"x\""], true, true),
+            state("PA_3", &["default"], false, true)
+        ]
+    );
+    // Later writes: PA_3 leaves, then PA_4 joins and leaves, PA_5 joins.
+    let writes = vec![
+        batch(vec![state("PA_3", &[], false, false)]),
+        batch(vec![state("PA_4", &["default"], false, true)]),
+        batch(vec![state("PA_4", &[], false, false), state("PA_5", &["g"], true, true)]),
+    ];
+    for write in writes {
+        store.write(write).await.expect("write");
+    }
+    // Removing a worker that is not kept changes nothing.
+    store.write(batch(vec![state("PA_9", &[], false, false)])).await.expect("write");
+    drop(store);
+    let store = database.open().await;
+    let live = store.live_workers().await.expect("live workers");
+    assert_eq!(
+        live,
+        vec![
+            state("PA_1", &["default", "media,\"x\""], true, true),
+            state("PA_5", &["g"], true, true)
+        ]
+    );
 }
 
 pub async fn the_latest_node_room_state_wins(harness: &dyn Harness) {

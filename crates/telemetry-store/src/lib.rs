@@ -32,7 +32,8 @@ use crate::model::{
     AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed, ConfiguredEndpoints,
     DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary, OutboxCounts, Page,
     PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WriteBatch, WriteReceipt,
+    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WorkerRecord, WriteBatch,
+    WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -136,6 +137,10 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
 
     /// Lists the nodes seen, with their latest room states.
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;
+
+    /// Lists the open stats workers kept (the last state written of each, if open), by room and
+    /// participant: what a service restores at start.
+    async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
 
     /// Returns a node's rate cells in `[from, to)`, by second.
     async fn node_rates(

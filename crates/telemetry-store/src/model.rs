@@ -489,28 +489,121 @@ pub struct WriteBatch {
     pub rate_cells: Vec<RateCellRecord>,
     /// Webhooks for the outbox: a message and its deliveries each.
     pub webhooks: Vec<OutgoingWebhook>,
+    /// Stats workers' states, in order: the last state of a worker wins; an open one is kept
+    /// (replacing what was kept), a closed one removes what was kept.
+    pub workers: Vec<WorkerRecord>,
+}
+
+/// A stats worker's state as the store keeps it (see `telemetry_core::WorkerState`): what a
+/// restarted service needs to carry on the calls in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerRecord {
+    /// The room's sid.
+    pub room_id: String,
+    /// The participant's sid.
+    pub participant_id: String,
+    /// The room's name.
+    pub room_name: String,
+    /// The participant's identity.
+    pub identity: String,
+    /// The node whose call made the worker.
+    pub node_id: String,
+    /// When the worker was made.
+    pub created_at: UnixMillis,
+    /// Whether the participant's connection came up.
+    pub connected: bool,
+    /// Active guards, in the order they were taken.
+    pub guards: Vec<String>,
+    /// Open (kept) or closed (removed).
+    pub open: bool,
+}
+
+impl WorkerRecord {
+    /// The record of a worker state.
+    pub fn from_state(state: &telemetry_core::WorkerState) -> Self {
+        Self {
+            room_id: state.room_id.to_string(),
+            participant_id: state.participant_id.to_string(),
+            room_name: state.room_name.to_string(),
+            identity: state.identity.to_string(),
+            node_id: state.node.to_string(),
+            created_at: state.created_at,
+            connected: state.connected,
+            guards: state.guards.clone(),
+            open: state.open,
+        }
+    }
+
+    /// The worker state a service restores.
+    pub fn to_state(&self) -> telemetry_core::WorkerState {
+        telemetry_core::WorkerState {
+            room_id: self.room_id.as_str().into(),
+            room_name: self.room_name.as_str().into(),
+            participant_id: self.participant_id.as_str().into(),
+            identity: self.identity.as_str().into(),
+            node: self.node_id.as_str().into(),
+            created_at: self.created_at,
+            connected: self.connected,
+            guards: self.guards.clone(),
+            open: self.open,
+        }
+    }
+
+    /// The guards as stored: a JSON array of strings.
+    pub fn guards_text(&self) -> String {
+        serde_json::to_string(&self.guards).expect("strings serialize")
+    }
+
+    /// Guards from their stored text; a text that is not an array of strings is corrupt.
+    pub fn guards_from_text(text: &str) -> Result<Vec<String>, crate::StoreError> {
+        serde_json::from_str(text)
+            .map_err(|error| crate::StoreError::Corrupt(format!("stored worker guards: {error}")))
+    }
+
+    /// The last record of each worker among `records` (in order), so that a backend applies each
+    /// worker once: the open ones to keep, then the closed ones to remove.
+    pub fn last_states<'a>(
+        records: impl IntoIterator<Item = &'a WorkerRecord>,
+    ) -> (Vec<&'a WorkerRecord>, Vec<&'a WorkerRecord>) {
+        let mut last: Vec<&WorkerRecord> = Vec::new();
+        let mut index: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::new();
+        for record in records {
+            let key = (record.room_id.as_str(), record.participant_id.as_str());
+            match index.get(&key) {
+                Some(&at) => last[at] = record,
+                None => {
+                    index.insert(key, last.len());
+                    last.push(record);
+                }
+            }
+        }
+        last.into_iter().partition(|record| record.open)
+    }
 }
 
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Self { events, stats, node_rooms, rate_cells, webhooks } = self;
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers } = self;
         events.is_empty()
             && stats.is_empty()
             && node_rooms.is_empty()
             && rate_cells.is_empty()
             && webhooks.is_empty()
+            && workers.is_empty()
     }
 
     /// Appends another batch.
     pub fn append(&mut self, other: &mut WriteBatch) {
-        let Self { events, stats, node_rooms, rate_cells, webhooks } = other;
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers } = other;
         self.events.append(events);
         self.stats.append(stats);
         self.node_rooms.append(node_rooms);
         self.rate_cells.append(rate_cells);
         self.webhooks.append(webhooks);
+        self.workers.append(workers);
     }
 }
 

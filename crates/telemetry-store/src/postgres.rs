@@ -55,7 +55,10 @@ const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 const APPLICATION_NAME: &str = "rtc-telemetry";
 
 /// The migrations, in order: version `n` is the `n`th.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    include_str!("../migrations/postgres/0002_workers.sql"),
+];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long
 /// as every build uses the same one; this is "rtctelem" in ASCII.

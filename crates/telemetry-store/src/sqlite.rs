@@ -26,8 +26,8 @@ use crate::model::{
     EndpointSource, EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, OutboxCounts,
     OutgoingWebhook, Page, ParticipantRow, ParticipantState, PendingDelivery, Projection,
     PruneCounts, RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WriteBatch,
-    WriteReceipt, count_from_stored, stored_count,
+    Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord,
+    WriteBatch, WriteReceipt, count_from_stored, stored_count,
 };
 use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
 use telemetry_core::{Direction, StreamKind, WebhookSubject};
@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_analytics.sql"),
     include_str!("../migrations/sqlite/0002_webhooks.sql"),
     include_str!("../migrations/sqlite/0003_claims.sql"),
+    include_str!("../migrations/sqlite/0004_workers.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -384,6 +385,15 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteRecei
     }
     for webhook in &batch.webhooks {
         insert_webhook(transaction, webhook, &mut receipt)?;
+    }
+    let (open, closed) = WorkerRecord::last_states(&batch.workers);
+    for worker in open {
+        upsert_worker(transaction, worker)?;
+    }
+    for worker in closed {
+        transaction
+            .prepare_cached("DELETE FROM live_workers WHERE room_id = ?1 AND participant_id = ?2")?
+            .execute(params![worker.room_id, worker.participant_id])?;
     }
     seen.sort_unstable();
     let mut previous: Option<(&str, UnixMillis)> = None;
@@ -883,6 +893,27 @@ fn upsert_node_rooms(
     Ok(())
 }
 
+fn upsert_worker(transaction: &Transaction<'_>, worker: &WorkerRecord) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (room_id, participant_id) DO UPDATE SET \
+             room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
+             created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards",
+        )?
+        .execute(params![
+            worker.room_id,
+            worker.participant_id,
+            worker.room_name,
+            worker.identity,
+            worker.node_id,
+            worker.created_at.0,
+            worker.connected,
+            worker.guards_text(),
+        ])?;
+    Ok(())
+}
+
 fn add_rate_cell(transaction: &Transaction<'_>, cell: &RateCellRecord) -> Result<(), StoreError> {
     transaction
         .prepare_cached(
@@ -1157,6 +1188,40 @@ impl AnalyticsStore for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(windows)
+        })
+        .await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.read(|connection| {
+            let rows = connection
+                .prepare_cached(
+                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards \
+                     FROM live_workers ORDER BY room_id, participant_id",
+                )?
+                .query_map([], |row| {
+                    Ok((
+                        WorkerRecord {
+                            room_id: row.get(0)?,
+                            participant_id: row.get(1)?,
+                            room_name: row.get(2)?,
+                            identity: row.get(3)?,
+                            node_id: row.get(4)?,
+                            created_at: UnixMillis(row.get(5)?),
+                            connected: row.get(6)?,
+                            guards: Vec::new(),
+                            open: true,
+                        },
+                        row.get::<_, String>(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(mut worker, guards)| {
+                    worker.guards = WorkerRecord::guards_from_text(&guards)?;
+                    Ok(worker)
+                })
+                .collect()
         })
         .await
     }

@@ -12,7 +12,7 @@ use super::{Failure, Parameters, PostgresStore, enum_column, lock, u32_column};
 use crate::model::{
     EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow, ParticipantState, PruneCounts,
     RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
-    StoredEvent, TrackRow, WriteBatch, WriteReceipt, count_from_stored,
+    StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
 };
 use crate::{AnalyticsStore, StoreError};
 
@@ -267,6 +267,37 @@ impl AnalyticsStore for PostgresStore {
             let statement = client.prepare_cached(&sql).await?;
             let rows = client.query(&statement, &parameters.as_refs()).await?;
             rows.iter().map(window_from_row).collect::<Result<Vec<_>, Failure>>()
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards \
+                     FROM live_workers ORDER BY room_id, participant_id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[]).await?;
+            let mut workers = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let guards: String = row.try_get(7)?;
+                workers.push(WorkerRecord {
+                    room_id: row.try_get(0)?,
+                    participant_id: row.try_get(1)?,
+                    room_name: row.try_get(2)?,
+                    identity: row.try_get(3)?,
+                    node_id: row.try_get(4)?,
+                    created_at: UnixMillis(row.try_get(5)?),
+                    connected: row.try_get(6)?,
+                    guards: WorkerRecord::guards_from_text(&guards).map_err(Failure::Store)?,
+                    open: true,
+                });
+            }
+            Ok(workers)
         }
         .await
         .map_err(Failure::into_store)

@@ -27,7 +27,7 @@ use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
 use crate::StoreError;
 use crate::model::{
     EventRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection, RateCellRecord,
-    StatsWindowRecord, WriteBatch, WriteReceipt, stored_count,
+    StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt, stored_count,
 };
 
 /// Most writes committed in one transaction.
@@ -174,14 +174,17 @@ async fn apply(
         .enumerate()
         .flat_map(|(index, batch)| batch.webhooks.iter().map(move |webhook| (index, webhook)))
         .collect();
+    let (open_workers, closed_workers) =
+        WorkerRecord::last_states(batches.iter().flat_map(|batch| &batch.workers));
     // First the rows, pipelined; events and messages say which of them are new.
-    let (new_events, new_messages, (), (), (), ()) = tokio::try_join!(
+    let (new_events, new_messages, (), (), (), (), ()) = tokio::try_join!(
         insert_events(transaction, &events),
         insert_messages(transaction, &webhooks),
         insert_windows(transaction, &stats),
         upsert_node_rooms(transaction, &node_rooms),
         add_rate_cells(transaction, &rate_cells),
         touch_nodes(transaction, &events, &stats, &rate_cells),
+        apply_workers(transaction, &open_workers, &closed_workers),
     )?;
     // Then what the new ones imply.
     let ((), deliveries) = tokio::try_join!(
@@ -506,6 +509,68 @@ async fn upsert_node_rooms(
             .await
     }))
     .await?;
+    Ok(())
+}
+
+/// Keeps the open workers' states and removes the closed ones' (each worker at most once: the
+/// callers pass the last state of each, see [`WorkerRecord::last_states`]).
+async fn apply_workers(
+    transaction: &Transaction<'_>,
+    open: &[&WorkerRecord],
+    closed: &[&WorkerRecord],
+) -> Result<(), Failure> {
+    let upsert = async {
+        if open.is_empty() {
+            return Ok::<_, Failure>(());
+        }
+        let statement = transaction
+            .prepare_cached(
+                "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[]) \
+                 ON CONFLICT (room_id, participant_id) DO UPDATE SET \
+                 room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
+                 created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards",
+            )
+            .await?;
+        transaction
+            .execute(
+                &statement,
+                &[
+                    &column(open, |w| w.room_id.as_str()),
+                    &column(open, |w| w.participant_id.as_str()),
+                    &column(open, |w| w.room_name.as_str()),
+                    &column(open, |w| w.identity.as_str()),
+                    &column(open, |w| w.node_id.as_str()),
+                    &column(open, |w| w.created_at.0),
+                    &column(open, |w| w.connected),
+                    &column(open, |w| w.guards_text()),
+                ],
+            )
+            .await?;
+        Ok(())
+    };
+    let delete = async {
+        if closed.is_empty() {
+            return Ok::<_, Failure>(());
+        }
+        let statement = transaction
+            .prepare_cached(
+                "DELETE FROM live_workers w USING unnest($1::text[], $2::text[]) AS c (room_id, participant_id) \
+                 WHERE w.room_id = c.room_id AND w.participant_id = c.participant_id",
+            )
+            .await?;
+        transaction
+            .execute(
+                &statement,
+                &[
+                    &column(closed, |w| w.room_id.as_str()),
+                    &column(closed, |w| w.participant_id.as_str()),
+                ],
+            )
+            .await?;
+        Ok(())
+    };
+    tokio::try_join!(upsert, delete)?;
     Ok(())
 }
 
