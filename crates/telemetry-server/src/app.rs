@@ -19,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use telemetry_store::Store;
+use telemetry_store::model::WorkerRecord;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +66,12 @@ impl App {
         let instance_id = config.instance_id();
         let metrics = Arc::new(ServerMetrics::default());
         let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
+        // Calls in progress carry on: their workers, guards and connected state come back from
+        // the store (what the last run committed, whether it stopped or was killed).
+        let live = store.live_workers().await.context("reading the stats workers in progress")?;
+        let kept = live.len();
+        let restored = service.restore_workers(live.iter().map(WorkerRecord::to_state));
+        tracing::info!(kept, restored, "stats workers of calls in progress restored");
         let registry = EndpointRegistry::new(
             instance_id.clone(),
             &config.webhooks.endpoints,

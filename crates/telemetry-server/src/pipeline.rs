@@ -15,7 +15,7 @@ use telemetry_core::{
 use telemetry_store::Store;
 use telemetry_store::model::{
     EventRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
-    WebhookMessage, WriteBatch,
+    WebhookMessage, WorkerRecord, WriteBatch,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -245,6 +245,7 @@ pub fn to_write_batch(
                     cell: cell.cell,
                 }))
             }
+            Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
         }
     }
     batch

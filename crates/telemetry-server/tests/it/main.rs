@@ -13,6 +13,7 @@ mod limits;
 #[path = "../../../telemetry-core/tests/common/receivers.rs"]
 mod receivers;
 mod recorder;
+mod restart;
 mod shared_database;
 mod shutdown;
 mod support;

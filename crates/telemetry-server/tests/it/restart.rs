@@ -1,0 +1,245 @@
+//! A restart in the middle of calls (issue 9): after a graceful stop and after a SIGKILL alike,
+//! the stats that an SFU sends after the restart for participants who joined before it are
+//! stored (not counted `without_worker`), and their later leave produces the events and webhooks
+//! it would have without the restart: `participant_left` for a participant whose connection came
+//! up, `participant_connection_aborted` for one whose never did, and a participant holding two
+//! guards leaves only when both are released.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN, Binary, TestApp, TestData, TestReceiver, endpoint_config};
+
+const ROOM: &str = "RM_restart";
+
+fn room() -> Value {
+    json!({ "sid": ROOM, "name": "restart" })
+}
+
+fn participant(sid: &str) -> Value {
+    json!({ "sid": sid, "identity": format!("{sid}-identity") })
+}
+
+/// Before the restart: alice joins under two guards and connects, with a published video track;
+/// bob joins and never connects; carol joins and leaves.
+fn before() -> Vec<Value> {
+    vec![
+        json!({ "nodeId": "sfu-1", "roomStarted": { "room": room() } }),
+        json!({ "nodeId": "sfu-1", "participantJoined": { "room": room(), "participant": participant("PA_alice") } }),
+        json!({ "nodeId": "sfu-1", "participantActive": { "room": room(), "participant": participant("PA_alice"), "guard": "media" } }),
+        json!({ "nodeId": "sfu-1", "trackPublished": { "room": room(), "participantId": "PA_alice", "identity": "PA_alice-identity",
+            "track": { "sid": "TR_video", "type": "VIDEO", "source": "CAMERA", "mimeType": "video/VP8" } } }),
+        json!({ "nodeId": "sfu-1", "participantJoined": { "room": room(), "participant": participant("PA_bob") } }),
+        json!({ "nodeId": "sfu-1", "participantJoined": { "room": room(), "participant": participant("PA_carol") } }),
+        json!({ "nodeId": "sfu-1", "participantLeft": { "room": room(), "participant": participant("PA_carol") } }),
+    ]
+}
+
+/// A time as protobuf JSON writes it (RFC 3339).
+fn rfc3339(millis: i64) -> Value {
+    serde_json::to_value(telemetry_core::UnixMillis(millis).to_timestamp()).expect("a timestamp")
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// After the restart: alice's upstream video for the last 5 seconds, then the leaves (alice's two
+/// guards, bob's) and the room's end.
+fn after() -> (Vec<Value>, Vec<Value>) {
+    let now = now_millis();
+    let stats = vec![json!({ "nodeId": "sfu-1", "trackStats": {
+        "roomId": ROOM, "roomName": "restart",
+        "key": { "streamType": "UPSTREAM", "participantId": "PA_alice", "trackId": "TR_video",
+                 "trackSource": "CAMERA", "trackType": "VIDEO", "track": true },
+        "stat": { "streams": [ { "primaryBytes": "625000", "primaryPackets": 500,
+                                 "startTime": rfc3339(now - 5000), "endTime": rfc3339(now) } ] } } })];
+    let leaves = vec![
+        json!({ "nodeId": "sfu-1", "participantLeft": { "room": room(), "participant": participant("PA_alice") } }),
+        json!({ "nodeId": "sfu-1", "participantLeft": { "room": room(), "participant": participant("PA_bob") } }),
+        json!({ "nodeId": "sfu-1", "participantLeft": { "room": room(), "participant": participant("PA_alice"), "guard": "media" } }),
+        json!({ "nodeId": "sfu-1", "roomEnded": { "room": room() } }),
+    ];
+    (stats, leaves)
+}
+
+/// The HTTP side of a running service, in process or as the real binary.
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(base: String) -> Self {
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TestApp::token(ADMIN))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200, "POST {path}");
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn ingest(&self, calls: Vec<Value>) {
+        let count = calls.len();
+        let answer = self.post("/v1/telemetry", &json!({ "calls": calls })).await;
+        assert_eq!(answer["accepted"], count, "{answer}");
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TestApp::token(ADMIN))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// What the restarted service must show after the calls of [`after`].
+async fn check_after_restart(client: &Client, receiver: &TestReceiver) {
+    let (stats, leaves) = after();
+    client.ingest(stats).await;
+    client.post("/v1/flush", &json!({})).await;
+    let metrics = client.metrics().await;
+    assert!(
+        metrics.contains("rtc_telemetry_stats_samples_total{outcome=\"without_worker\"} 0"),
+        "the sample found alice's restored worker:\n{metrics}"
+    );
+    let series =
+        client.get(&format!("/v1/stats?roomSid={ROOM}&participantSid=PA_alice&from=0")).await;
+    let series = series["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0]["direction"], "upstream");
+    assert_eq!(series[0]["windows"][0]["bytes"], 625_000);
+
+    client.ingest(leaves).await;
+    let events = client.get(&format!("/v1/rooms/{ROOM}/events?limit=100")).await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["type"].as_str())
+        .filter(|kind| kind.starts_with("PARTICIPANT_LEFT") || kind.contains("ABORTED"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "PARTICIPANT_CONNECTION_ABORTED", // carol, before the restart: never connected
+            "PARTICIPANT_LEFT",               // alice's first guard
+            "PARTICIPANT_CONNECTION_ABORTED", // bob, never connected
+            "PARTICIPANT_LEFT",               // alice's second guard
+        ],
+        "{events}"
+    );
+    let detail = client.get(&format!("/v1/rooms/{ROOM}")).await;
+    assert!(detail["room"]["endedAt"].is_string(), "{detail}");
+    let states: Vec<(&str, &str)> = detail["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .map(|p| (p["sid"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("PA_alice", "left"), ("PA_bob", "aborted"), ("PA_carol", "aborted")]);
+    // The webhooks say the same, in call order.
+    let received = receiver
+        .wait_for(Duration::from_secs(20), |received| {
+            received.iter().any(|r| r.json()["event"] == "room_finished")
+        })
+        .await;
+    let left: Vec<(String, String)> = received
+        .iter()
+        .map(|r| r.json())
+        .filter(|w| {
+            w["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("participant_") && e != "participant_joined")
+        })
+        .map(|w| {
+            (
+                w["event"].as_str().unwrap().to_owned(),
+                w["participant"]["sid"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pair = |event: &str, sid: &str| (event.to_owned(), sid.to_owned());
+    assert_eq!(
+        left,
+        [
+            pair("participant_connection_aborted", "PA_carol"),
+            pair("participant_left", "PA_alice"),
+            pair("participant_connection_aborted", "PA_bob"),
+            pair("participant_left", "PA_alice"),
+        ]
+    );
+    let live_gauge = metrics.lines().find(|line| line.starts_with("rtc_telemetry_stats_workers "));
+    assert!(
+        live_gauge.is_some_and(|line| !line.ends_with(" 0")),
+        "{live_gauge:?}: restored workers"
+    );
+}
+
+fn endpoint(receiver: &TestReceiver) -> String {
+    endpoint_config(&receiver.url("/hook"), "livekit", "webhook-secret-0123456789abcdef0123")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_carries_on_the_calls_in_progress() {
+    let receiver = TestReceiver::start().await;
+    let extra = endpoint(&receiver);
+    let app = TestApp::start_in(TestData::new(), &extra).await;
+    Client::new(app.url("")).ingest(before()).await;
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, &extra).await;
+    check_after_restart(&Client::new(app.url("")), &receiver).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_carries_on_the_calls_in_progress() {
+    let receiver = TestReceiver::start().await;
+    let data = TestData::new();
+    let config = format!(
+        "[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n[stats]\nflush_interval = \"1h\"\n\
+         [webhooks]\nrequest_timeout = \"2s\"\nclaim_lease = \"3s\"\n{}",
+        ADMIN.0,
+        ADMIN.1,
+        endpoint(&receiver)
+    );
+    let config_path = data.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let binary = Binary::start(&data, &config_path);
+    // Acknowledged means committed: the kill comes right after the answer.
+    Client::new(binary.url("")).ingest(before()).await;
+    binary.signal("KILL");
+    let (status, _) = binary.wait().await;
+    assert!(!status.success());
+    // The killed instance's claims on the first webhooks run out after the 3 s lease; the new one
+    // (another instance id) then delivers them.
+    let binary = Binary::start(&data, &config_path);
+    check_after_restart(&Client::new(binary.url("")), &receiver).await;
+}
