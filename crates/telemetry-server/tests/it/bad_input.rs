@@ -136,6 +136,14 @@ async fn bad_calls_are_rejected_alone_naming_the_field() {
         std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
     )
     .to_string();
+    // A minute ago, plus `seconds`.
+    let recent = |seconds: u64| {
+        humantime::format_rfc3339(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(60)
+                + std::time::Duration::from_secs(seconds),
+        )
+        .to_string()
+    };
     let body = json!({ "calls": [
         { "roomStarted": { "room": { "sid": "RM_good0000001", "name": "good" } } },
         { "roomStarted": { "room": { "sid": "RM_x", "creationTime": true } } },
@@ -147,7 +155,7 @@ async fn bad_calls_are_rejected_alone_naming_the_field() {
         { "at": future, "roomStarted": { "room": { "sid": "RM_z" } } },
         { "at": "yesterday", "roomStarted": { "room": { "sid": "RM_z" } } },
         { "trackStats": { "roomId": "RM_1", "key": { "participantId": "PA_1", "trackId": "TR_1" },
-            "stat": { "streams": [ { "startTime": "2026-01-01T00:00:10Z", "endTime": "2026-01-01T00:00:00Z" } ] } } },
+            "stat": { "streams": [ { "startTime": recent(10), "endTime": recent(0) } ] } } },
         { "roomStarted": { "room": { "sid": "RM_good0000002", "name": "good-too", "someFutureField": 1 } }, "anotherUnknown": [] },
         "not an object",
     ]});

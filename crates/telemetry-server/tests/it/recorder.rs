@@ -99,7 +99,8 @@ async fn recorder_streams_from_a_rust_client_are_stored() {
             name: "rust".into(),
             ..Default::default()
         }),
-        timestamp: Some(pbjson_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+        // Recent: a time older than `store.retention` is dropped.
+        timestamp: Some(telemetry_core::Clock::now(&telemetry_core::SystemClock).to_timestamp()),
         ..Default::default()
     };
     client
