@@ -1,8 +1,15 @@
 //! API authentication: LiveKit-style access tokens (HS256 JWTs whose `iss` is an API key, signed
 //! with that key's secret, `exp` required, `nbf` honoured, 60 s leeway), and the roles each
 //! configured key grants. A LiveKit SDK's `AccessToken` can mint them.
+//!
+//! A token's remaining lifetime is bounded (`max_token_lifetime`): one whose `exp` is further
+//! than that from now, beyond the leeway, is refused. The bound is measured from now, not from
+//! `iat`: LiveKit's tokens carry `nbf` and `exp` but need not carry `iat`, and what a leaked
+//! token is worth is how long it stays valid from the moment it is used, whatever it claims about
+//! its own minting.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -16,6 +23,7 @@ pub const LEEWAY_SECS: u64 = 60;
 /// Checks tokens against the configured keys.
 pub struct Authenticator {
     keys: HashMap<String, (DecodingKey, Vec<Role>)>,
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -23,6 +31,7 @@ impl std::fmt::Debug for Authenticator {
         formatter
             .debug_struct("Authenticator")
             .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
@@ -58,6 +67,9 @@ impl Principal {
 struct Claims {
     #[serde(default)]
     iss: String,
+    /// Checked for presence by the verifier; here only its distance from now.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
 }
 
 fn unauthenticated(message: impl Into<String>) -> ApiError {
@@ -65,9 +77,11 @@ fn unauthenticated(message: impl Into<String>) -> ApiError {
 }
 
 impl Authenticator {
-    /// Builds the authenticator of `keys`.
-    pub fn new(keys: &[KeyConfig]) -> Self {
+    /// Builds the authenticator of `keys`, refusing tokens that stay valid longer than
+    /// `max_lifetime` from now.
+    pub fn new(keys: &[KeyConfig], max_lifetime: Duration) -> Self {
         Self {
+            max_lifetime,
             keys: keys
                 .iter()
                 .map(|key| {
@@ -120,7 +134,46 @@ impl Authenticator {
                 _ => format!("the token does not verify: {error}"),
             })
         })?;
+        self.check_lifetime(claims.exp.as_ref(), now_secs())?;
         Ok(Principal { key: claims.iss, roles: roles.clone() })
+    }
+
+    /// Refuses a token whose `exp` (seconds since the Unix epoch) is further than the maximum
+    /// lifetime (and the leeway) from `now`.
+    fn check_lifetime(&self, exp: Option<&serde_json::Value>, now: u64) -> Result<(), ApiError> {
+        let Some(exp) = exp else {
+            return Err(unauthenticated("the token has no `exp` claim"));
+        };
+        let exp = exp
+            .as_f64()
+            .filter(|exp| exp.is_finite())
+            .ok_or_else(|| unauthenticated("the token's `exp` is not a number of seconds"))?;
+        let max = self.max_lifetime.as_secs();
+        let remaining = exp - now as f64;
+        if remaining > (max + LEEWAY_SECS) as f64 {
+            return Err(unauthenticated(format!(
+                "the token is valid for {} more, longer than the {} a token may be valid for (`max_token_lifetime`): mint tokens that expire sooner",
+                describe_secs(remaining),
+                humantime::format_duration(self.max_lifetime),
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or_default()
+}
+
+/// Seconds as a duration a person reads ("7days 2h"), or as a number when absurdly large.
+fn describe_secs(secs: f64) -> String {
+    if secs < 1e12 {
+        humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
+    } else {
+        format!("{secs:e} s")
     }
 }
 
@@ -129,15 +182,8 @@ impl Authenticator {
 /// # Errors
 ///
 /// Fails only if the claims cannot be encoded.
-pub fn mint_token(
-    key: &str,
-    secret: &str,
-    valid_for: std::time::Duration,
-) -> Result<String, ApiError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|since| since.as_secs())
-        .unwrap_or_default();
+pub fn mint_token(key: &str, secret: &str, valid_for: Duration) -> Result<String, ApiError> {
+    let now = now_secs();
     let claims =
         serde_json::json!({ "iss": key, "nbf": now, "exp": now + valid_for.as_secs(), "sub": "" });
     jsonwebtoken::encode(

@@ -45,6 +45,24 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// This instance among others on one database.
     pub cluster: ClusterConfig,
+    /// The longest a token may still be valid for: a token whose `exp` is further than this from
+    /// now is refused.
+    #[serde(deserialize_with = "duration")]
+    pub max_token_lifetime: Duration,
+    /// Caps on caller-chosen strings at the ingest edge.
+    pub limits: LimitsConfig,
+}
+
+/// Caps on the strings a caller chooses, checked on every ingest path: a call (or a recorder
+/// item) with a longer one is rejected, naming the field and the cap.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest string, in bytes, that becomes a key, an id or a metric label (sids, identities,
+    /// room names, node ids, guards, countries, egress and ingress ids, error texts, mime types).
+    pub max_id_bytes: usize,
+    /// Longest other string, in bytes (display names, metadata, reasons, any other text).
+    pub max_text_bytes: usize,
 }
 
 /// What identifies this instance among several sharing a database.
@@ -466,6 +484,21 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     positive("stats.flush_interval", config.stats.flush_interval)?;
     positive("store.retention", config.store.retention)?;
     positive("webhooks.request_timeout", config.webhooks.request_timeout)?;
+    if config.max_token_lifetime < Duration::from_secs(60) {
+        return Err(invalid(
+            "max_token_lifetime",
+            "must be at least 1m (a shorter bound would refuse tokens minted moments ago)",
+        ));
+    }
+    if config.limits.max_id_bytes < 16 {
+        return Err(invalid(
+            "limits.max_id_bytes",
+            "must be at least 16 (LiveKit's sids alone are 15 bytes)",
+        ));
+    }
+    if config.limits.max_text_bytes < config.limits.max_id_bytes {
+        return Err(invalid("limits.max_text_bytes", "must be at least `limits.max_id_bytes`"));
+    }
     if config.http.max_calls_per_request == 0 {
         return Err(invalid("http.max_calls_per_request", "must be at least 1"));
     }

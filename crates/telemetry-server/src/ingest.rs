@@ -4,12 +4,15 @@
 //!
 //! A call is accepted once the core has applied it (it is then in the ordered output queue); a
 //! request that produced outputs is answered only once they are stored. One bad call never
-//! rejects the others: each is reported with its index and a message naming the field.
+//! rejects the others: each is reported with its index and a message naming the field. What is
+//! valid is decided in [`validate`] (numbers, times, string lengths) and [`convert`] (required
+//! arguments).
 
 pub mod convert;
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod validate;
 
 use std::collections::HashMap;
 
@@ -61,19 +64,22 @@ impl Outcome {
 }
 
 /// Converts and applies decoded calls, in order. `first_index` numbers the first call;
-/// `default_node` is the node of calls that name none (the API key).
+/// `default_node` is the node of calls that name none (the API key); `limits` are those of the
+/// configuration.
 pub fn apply_calls(
     service: &TelemetryService,
     calls: impl IntoIterator<Item = Result<v1::TelemetryCall, String>>,
     first_index: usize,
     default_node: &str,
     received_at: UnixMillis,
+    limits: &validate::Limits,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut nodes: HashMap<String, NodeId> = HashMap::new();
     for (offset, call) in calls.into_iter().enumerate() {
         let index = first_index + offset;
-        let converted = call.and_then(|call| convert::convert(call, received_at, default_node));
+        let converted =
+            call.and_then(|call| convert::convert(call, received_at, default_node, limits));
         let converted = match converted {
             Ok(converted) => converted,
             Err(error) => {

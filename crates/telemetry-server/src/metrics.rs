@@ -49,6 +49,21 @@ pub enum RecorderStream {
     NodeRoomStates,
 }
 
+impl RecorderStream {
+    /// Every stream, in the order of their counters.
+    pub const ALL: [RecorderStream; 3] =
+        [RecorderStream::Stats, RecorderStream::Events, RecorderStream::NodeRoomStates];
+
+    /// The stream's label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecorderStream::Stats => "stats",
+            RecorderStream::Events => "events",
+            RecorderStream::NodeRoomStates => "node_room_states",
+        }
+    }
+}
+
 /// Counters and histograms of the service itself.
 #[derive(Debug)]
 pub struct ServerMetrics {
@@ -57,6 +72,8 @@ pub struct ServerMetrics {
     /// Requests refused whole, by HTTP status class of the refusal (4xx other than 429, 429, 5xx).
     ingest_refused: [AtomicU64; 3],
     recorder_messages: [AtomicU64; 3],
+    /// Recorder items (events, stats, node room states) dropped as invalid, by stream.
+    recorder_dropped: [AtomicU64; 3],
     flush_seconds: Mutex<Histogram>,
     store_write_seconds: Mutex<Histogram>,
     store_write_failures: AtomicU64,
@@ -69,6 +86,7 @@ impl Default for ServerMetrics {
             ingest_calls: Default::default(),
             ingest_refused: Default::default(),
             recorder_messages: Default::default(),
+            recorder_dropped: Default::default(),
             flush_seconds: Mutex::new(Histogram::new(SECONDS_BUCKETS)),
             store_write_seconds: Mutex::new(Histogram::new(SECONDS_BUCKETS)),
             store_write_failures: AtomicU64::new(0),
@@ -98,6 +116,11 @@ impl ServerMetrics {
     /// Counts recorder messages.
     pub fn recorder(&self, stream: RecorderStream, messages: u64) {
         self.recorder_messages[stream as usize].fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// Counts recorder items dropped as invalid.
+    pub fn recorder_dropped(&self, stream: RecorderStream, items: u64) {
+        self.recorder_dropped[stream as usize].fetch_add(items, Ordering::Relaxed);
     }
 
     /// Records how long a flush took.
@@ -147,16 +170,19 @@ impl ServerMetrics {
                 )
             })
             .collect();
-        let recorder = ["stats", "events", "node_room_states"]
-            .iter()
-            .enumerate()
-            .map(|(index, stream)| {
-                number(
-                    vec![("stream", (*stream).to_owned())],
-                    self.recorder_messages[index].load(Ordering::Relaxed),
-                )
-            })
-            .collect();
+        let per_stream = |counts: &[AtomicU64; 3]| {
+            RecorderStream::ALL
+                .iter()
+                .map(|stream| {
+                    number(
+                        vec![("stream", stream.as_str().to_owned())],
+                        counts[*stream as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .collect()
+        };
+        let recorder = per_stream(&self.recorder_messages);
+        let recorder_dropped = per_stream(&self.recorder_dropped);
         let histogram = |histogram: &Mutex<Histogram>| {
             vec![telemetry_core::metrics::MetricSample {
                 labels: Vec::new(),
@@ -181,6 +207,12 @@ impl ServerMetrics {
                 help: "Messages received on LiveKit's AnalyticsRecorderService streams.",
                 kind: MetricKind::Counter,
                 samples: recorder,
+            },
+            MetricFamily {
+                name: "rtc_telemetry_recorder_dropped_total",
+                help: "Items of AnalyticsRecorderService messages (events, stats, node room states) dropped as invalid.",
+                kind: MetricKind::Counter,
+                samples: recorder_dropped,
             },
             MetricFamily {
                 name: "rtc_telemetry_flush_duration_seconds",

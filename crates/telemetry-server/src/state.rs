@@ -58,7 +58,7 @@ impl AppState {
         metrics: Arc<ServerMetrics>,
         webhooks: Webhooks,
     ) -> Self {
-        let auth = Authenticator::new(&config.keys);
+        let auth = Authenticator::new(&config.keys, config.max_token_lifetime);
         let ingest_permits = Semaphore::new(config.http.max_in_flight);
         Self {
             inner: Arc::new(Inner {

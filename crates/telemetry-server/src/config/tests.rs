@@ -199,3 +199,35 @@ fn the_printed_default_config_is_the_loaded_default() {
     load(Some(("default.toml", &text)), &[], &FlagOverrides::default())
         .expect("the default file loads");
 }
+
+#[test]
+fn token_lifetime_and_string_caps_default_and_are_validated() {
+    let config = load(None, &[], &dev()).expect("defaults");
+    assert_eq!(config.max_token_lifetime, Duration::from_secs(24 * 3600));
+    assert_eq!((config.limits.max_id_bytes, config.limits.max_text_bytes), (256, 65536));
+    let config = load(
+        None,
+        &env(&[
+            ("RTC_TELEMETRY_MAX_TOKEN_LIFETIME", "6h"),
+            ("RTC_TELEMETRY_LIMITS__MAX_ID_BYTES", "64"),
+        ]),
+        &dev(),
+    )
+    .expect("loads");
+    assert_eq!(config.max_token_lifetime, Duration::from_secs(6 * 3600));
+    assert_eq!(config.limits.max_id_bytes, 64);
+    for (variable, value, expected) in [
+        ("RTC_TELEMETRY_MAX_TOKEN_LIFETIME", "10s", "`max_token_lifetime`: must be at least 1m"),
+        ("RTC_TELEMETRY_MAX_TOKEN_LIFETIME", "forever", "`max_token_lifetime`: invalid duration"),
+        ("RTC_TELEMETRY_LIMITS__MAX_ID_BYTES", "8", "`limits.max_id_bytes`: must be at least 16"),
+        (
+            "RTC_TELEMETRY_LIMITS__MAX_TEXT_BYTES",
+            "100",
+            "`limits.max_text_bytes`: must be at least",
+        ),
+        ("RTC_TELEMETRY_LIMITS__MAX_ID_BYTES", "-1", "`limits.max_id_bytes`"),
+    ] {
+        let message = error_of(load(None, &env(&[(variable, value)]), &dev()));
+        assert!(message.contains(expected), "{variable}={value}: {message}");
+    }
+}

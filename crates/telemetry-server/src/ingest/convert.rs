@@ -1,17 +1,13 @@
-//! From a decoded `TelemetryCall` to the core's `Call`: defaults applied (`at`, `nodeId`,
-//! `shouldSendEvent`, `guard`), required arguments checked, each problem reported with the
-//! field's name.
+//! From a decoded `TelemetryCall` to the core's `Call`: values validated (see
+//! [`super::validate`]), defaults applied (`at`, `nodeId`, `shouldSendEvent`, `guard`), required
+//! arguments checked, each problem reported with the field's name.
 
 use telemetry_core::proto as lk;
 use telemetry_core::{Call, DEFAULT_GUARD, Direction, StatsKey, UnixMillis};
 use telemetry_proto::v1;
 use telemetry_proto::v1::telemetry_call::Call as Member;
 
-/// How far in the future a call's `at` may be (SFU clocks drift); later is refused.
-pub const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
-
-/// The longest interval one stats sample may claim.
-pub const MAX_SAMPLE_INTERVAL_MILLIS: i64 = 3600 * 1000;
+use super::validate::{Checker, Limits};
 
 /// A call ready for the core.
 #[derive(Debug)]
@@ -33,21 +29,19 @@ pub fn convert(
     call: v1::TelemetryCall,
     received_at: UnixMillis,
     default_node: &str,
+    limits: &Limits,
 ) -> Result<Converted, String> {
+    let checker = Checker::new(limits, received_at);
     let at = match &call.at {
         None => received_at,
-        Some(timestamp) => {
-            let at = UnixMillis::from_timestamp(timestamp).ok_or("at: not a valid timestamp")?;
-            if at.millis_since(received_at) > MAX_FUTURE_MILLIS {
-                return Err(format!(
-                    "at: {} ms in the future (more than {} s ahead of this server's clock)",
-                    at.millis_since(received_at),
-                    MAX_FUTURE_MILLIS / 1000
-                ));
-            }
-            at
-        }
+        Some(timestamp) => checker.time(|| "at".to_owned(), timestamp)?,
     };
+    checker.id(|| "nodeId".to_owned(), &call.node_id)?;
+    match &call.call {
+        Some(Member::TrackStats(stats)) => checker.track_stats(stats)?,
+        Some(_) => checker.walk("", &call)?,
+        None => {}
+    }
     let node_id = if call.node_id.is_empty() { default_node.to_owned() } else { call.node_id };
     let member = call.call.ok_or_else(|| {
         format!(
@@ -55,7 +49,7 @@ pub fn convert(
             super::decode::MEMBERS.join(", ")
         )
     })?;
-    let call = member_to_call(member, at)?;
+    let call = member_to_call(member, at, &checker)?;
     Ok(Converted { at, node_id, call })
 }
 
@@ -67,9 +61,10 @@ fn non_empty(value: &str, field: &str) -> Result<(), String> {
     if value.is_empty() { Err(format!("{field}: required")) } else { Ok(()) }
 }
 
-fn room(room: Option<lk::Room>, member: &str) -> Result<lk::Room, String> {
+fn room(room: Option<lk::Room>, member: &str, checker: &Checker<'_>) -> Result<lk::Room, String> {
     let room = required(room, &format!("{member}.room"))?;
     non_empty(&room.sid, &format!("{member}.room.sid"))?;
+    checker.creation_time(|| format!("{member}.room.creationTime"), room.creation_time)?;
     Ok(room)
 }
 
@@ -104,7 +99,7 @@ fn ingress(info: Option<lk::IngressInfo>, member: &str) -> Result<lk::IngressInf
     Ok(info)
 }
 
-fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
+fn member_to_call(member: Member, at: UnixMillis, checker: &Checker<'_>) -> Result<Call, String> {
     Ok(match member {
         Member::TrackStats(stats) => {
             non_empty(&stats.room_id, "trackStats.roomId")?;
@@ -115,7 +110,6 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
                 format!("trackStats.key.streamType: unknown value {}", key.stream_type)
             })?;
             let stat = required(stats.stat, "trackStats.stat")?;
-            check_streams(&stat)?;
             Call::TrackStats {
                 room_id: stats.room_id,
                 room_name: stats.room_name,
@@ -132,7 +126,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             }
         }
         Member::RoomStarted(call) => {
-            let mut room = room(call.room, "roomStarted")?;
+            let mut room = room(call.room, "roomStarted", checker)?;
             // ROOM_CREATED is stamped with the room's creation time; an SFU that does not set it
             // gets the call's time rather than 1970.
             if room.creation_time == 0 {
@@ -140,9 +134,9 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             }
             Call::RoomStarted { room }
         }
-        Member::RoomEnded(call) => Call::RoomEnded { room: room(call.room, "roomEnded")? },
+        Member::RoomEnded(call) => Call::RoomEnded { room: room(call.room, "roomEnded", checker)? },
         Member::ParticipantJoined(call) => Call::ParticipantJoined {
-            room: room(call.room, "participantJoined")?,
+            room: room(call.room, "participantJoined", checker)?,
             participant: participant(call.participant, "participantJoined")?,
             client_info: call.client_info,
             client_meta: call.client_meta,
@@ -150,21 +144,21 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             guard: guard(call.guard),
         },
         Member::ParticipantActive(call) => Call::ParticipantActive {
-            room: room(call.room, "participantActive")?,
+            room: room(call.room, "participantActive", checker)?,
             participant: participant(call.participant, "participantActive")?,
             client_meta: call.client_meta,
             is_migration: call.is_migration,
             guard: guard(call.guard),
         },
         Member::ParticipantResumed(call) => Call::ParticipantResumed {
-            room: room(call.room, "participantResumed")?,
+            room: room(call.room, "participantResumed", checker)?,
             participant: participant(call.participant, "participantResumed")?,
             node_id: call.node_id,
             reason: call.reason,
             guard: guard(call.guard),
         },
         Member::ParticipantLeft(call) => Call::ParticipantLeft {
-            room: room(call.room, "participantLeft")?,
+            room: room(call.room, "participantLeft", checker)?,
             participant: participant(call.participant, "participantLeft")?,
             should_send_event: call.should_send_event.unwrap_or(true),
             guard: guard(call.guard),
@@ -172,7 +166,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
         Member::TrackPublishRequested(call) => {
             non_empty(&call.participant_id, "trackPublishRequested.participantId")?;
             Call::TrackPublishRequested {
-                room: room(call.room, "trackPublishRequested")?,
+                room: room(call.room, "trackPublishRequested", checker)?,
                 track: track(call.track, "trackPublishRequested")?,
                 participant_id: call.participant_id,
                 identity: call.identity,
@@ -182,7 +176,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
         Member::TrackPublished(call) => {
             non_empty(&call.participant_id, "trackPublished.participantId")?;
             Call::TrackPublished {
-                room: room(call.room, "trackPublished")?,
+                room: room(call.room, "trackPublished", checker)?,
                 track: track(call.track, "trackPublished")?,
                 participant_id: call.participant_id,
                 identity: call.identity,
@@ -192,7 +186,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
         Member::TrackUnpublished(call) => {
             non_empty(&call.participant_id, "trackUnpublished.participantId")?;
             Call::TrackUnpublished {
-                room: room(call.room, "trackUnpublished")?,
+                room: room(call.room, "trackUnpublished", checker)?,
                 track: track(call.track, "trackUnpublished")?,
                 participant_id: call.participant_id,
                 identity: call.identity,
@@ -201,13 +195,14 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             }
         }
         Member::TrackSubscribeRequested(call) => {
-            let (room, participant_id, track) = track_call(call, "trackSubscribeRequested")?;
+            let (room, participant_id, track) =
+                track_call(call, "trackSubscribeRequested", checker)?;
             Call::TrackSubscribeRequested { room, participant_id, track }
         }
         Member::TrackSubscribed(call) => {
             non_empty(&call.participant_id, "trackSubscribed.participantId")?;
             Call::TrackSubscribed {
-                room: room(call.room, "trackSubscribed")?,
+                room: room(call.room, "trackSubscribed", checker)?,
                 track: track(call.track, "trackSubscribed")?,
                 publisher: call.publisher.unwrap_or_default(),
                 participant_id: call.participant_id,
@@ -217,7 +212,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
         Member::TrackUnsubscribed(call) => {
             non_empty(&call.participant_id, "trackUnsubscribed.participantId")?;
             Call::TrackUnsubscribed {
-                room: room(call.room, "trackUnsubscribed")?,
+                room: room(call.room, "trackUnsubscribed", checker)?,
                 track: track(call.track, "trackUnsubscribed")?,
                 participant_id: call.participant_id,
                 should_send_event: call.should_send_event.unwrap_or(true),
@@ -227,7 +222,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             non_empty(&call.participant_id, "trackSubscribeFailed.participantId")?;
             non_empty(&call.track_id, "trackSubscribeFailed.trackId")?;
             Call::TrackSubscribeFailed {
-                room: room(call.room, "trackSubscribeFailed")?,
+                room: room(call.room, "trackSubscribeFailed", checker)?,
                 participant_id: call.participant_id,
                 track_id: call.track_id,
                 error: call.error,
@@ -235,21 +230,21 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             }
         }
         Member::TrackMuted(call) => {
-            let (room, participant_id, track) = track_call(call, "trackMuted")?;
+            let (room, participant_id, track) = track_call(call, "trackMuted", checker)?;
             Call::TrackMuted { room, participant_id, track }
         }
         Member::TrackUnmuted(call) => {
-            let (room, participant_id, track) = track_call(call, "trackUnmuted")?;
+            let (room, participant_id, track) = track_call(call, "trackUnmuted", checker)?;
             Call::TrackUnmuted { room, participant_id, track }
         }
         Member::TrackPublishedUpdate(call) => {
-            let (room, participant_id, track) = track_call(call, "trackPublishedUpdate")?;
+            let (room, participant_id, track) = track_call(call, "trackPublishedUpdate", checker)?;
             Call::TrackPublishedUpdate { room, participant_id, track }
         }
         Member::TrackMaxSubscribedVideoQuality(call) => {
             non_empty(&call.participant_id, "trackMaxSubscribedVideoQuality.participantId")?;
             Call::TrackMaxSubscribedVideoQuality {
-                room: room(call.room, "trackMaxSubscribedVideoQuality")?,
+                room: room(call.room, "trackMaxSubscribedVideoQuality", checker)?,
                 track: track(call.track, "trackMaxSubscribedVideoQuality")?,
                 participant_id: call.participant_id,
                 mime: call.mime,
@@ -260,7 +255,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             non_empty(&call.participant_id, "trackPublishRtpStats.participantId")?;
             non_empty(&call.track_id, "trackPublishRtpStats.trackId")?;
             Call::TrackPublishRtpStats {
-                room: room(call.room, "trackPublishRtpStats")?,
+                room: room(call.room, "trackPublishRtpStats", checker)?,
                 stats: required(call.stats, "trackPublishRtpStats.stats")?,
                 participant_id: call.participant_id,
                 track_id: call.track_id,
@@ -272,7 +267,7 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
             non_empty(&call.participant_id, "trackSubscribeRtpStats.participantId")?;
             non_empty(&call.track_id, "trackSubscribeRtpStats.trackId")?;
             Call::TrackSubscribeRtpStats {
-                room: room(call.room, "trackSubscribeRtpStats")?,
+                room: room(call.room, "trackSubscribeRtpStats", checker)?,
                 stats: required(call.stats, "trackSubscribeRtpStats.stats")?,
                 participant_id: call.participant_id,
                 track_id: call.track_id,
@@ -312,43 +307,8 @@ fn member_to_call(member: Member, at: UnixMillis) -> Result<Call, String> {
 fn track_call(
     call: v1::TrackCall,
     member: &str,
+    checker: &Checker<'_>,
 ) -> Result<(lk::Room, String, lk::TrackInfo), String> {
     non_empty(&call.participant_id, &format!("{member}.participantId"))?;
-    Ok((room(call.room, member)?, call.participant_id, track(call.track, member)?))
-}
-
-/// Checks each stream's own interval: times that are valid, an end not before the start, and at
-/// most an hour between them.
-fn check_streams(stat: &lk::AnalyticsStat) -> Result<(), String> {
-    for (index, stream) in stat.streams.iter().enumerate() {
-        let field = |name: &str| format!("trackStats.stat.streams[{index}].{name}");
-        let start = match &stream.start_time {
-            Some(time) => Some(
-                UnixMillis::from_timestamp(time)
-                    .ok_or_else(|| format!("{}: not a valid timestamp", field("startTime")))?,
-            ),
-            None => None,
-        };
-        let end = match &stream.end_time {
-            Some(time) => Some(
-                UnixMillis::from_timestamp(time)
-                    .ok_or_else(|| format!("{}: not a valid timestamp", field("endTime")))?,
-            ),
-            None => None,
-        };
-        if let (Some(start), Some(end)) = (start, end) {
-            if end < start {
-                return Err(format!("{}: before `startTime`", field("endTime")));
-            }
-            if end.millis_since(start) > MAX_SAMPLE_INTERVAL_MILLIS {
-                return Err(format!(
-                    "{}: the sample covers {} s, more than the {} s one sample may cover",
-                    field("endTime"),
-                    end.millis_since(start) / 1000,
-                    MAX_SAMPLE_INTERVAL_MILLIS / 1000
-                ));
-            }
-        }
-    }
-    Ok(())
+    Ok((room(call.room, member, checker)?, call.participant_id, track(call.track, member)?))
 }

@@ -2,6 +2,12 @@
 //! batches, applied in stream order) and LiveKit's `livekit.AnalyticsRecorderService` (already
 //! coalesced stats, events and node room states from a LiveKit node, stored as they are, with no
 //! webhooks). Both need a token with the `ingest` role in the `authorization` metadata.
+//!
+//! A recorder item that fails validation ([`crate::ingest::validate`]: an event, a stat, or a
+//! node's room states) is dropped alone and counted
+//! (`rtc_telemetry_recorder_dropped_total{stream}`, with a warning naming the field), and the
+//! stream goes on: a LiveKit node cannot correct what it sends, and an error status would end its
+//! stream and lose the valid messages after the bad one.
 
 use std::sync::Arc;
 
@@ -20,6 +26,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::ingest::http::wait_durable;
+use crate::ingest::validate::{Checker, Limits, StatKind};
 use crate::ingest::{Outcome, apply_calls};
 use crate::metrics::{RecorderStream, Transport};
 use crate::state::AppState;
@@ -48,7 +55,9 @@ pub fn services(
     InterceptedService<TelemetryIngestServer<GrpcIngest>, AuthInterceptor>,
     InterceptedService<AnalyticsRecorderServiceServer<Recorder>, AuthInterceptor>,
 ) {
-    let interceptor = AuthInterceptor { auth: Arc::new(Authenticator::new(&state.config.keys)) };
+    let interceptor = AuthInterceptor {
+        auth: Arc::new(Authenticator::new(&state.config.keys, state.config.max_token_lifetime)),
+    };
     let limit = state.config.grpc.max_message_bytes;
     (
         InterceptedService::new(
@@ -94,6 +103,7 @@ impl TelemetryIngest for GrpcIngest {
         let mut outcome = Outcome::default();
         let mut index = 0;
         let max_calls = self.state.config.http.max_calls_per_request;
+        let limits = Limits::from_config(&self.state.config);
         while let Some(batch) = stream.message().await? {
             let count = batch.calls.len();
             if count > max_calls {
@@ -110,6 +120,7 @@ impl TelemetryIngest for GrpcIngest {
                     first,
                     &key,
                     SystemClock.now(),
+                    &limits,
                 )
             })
             .await
@@ -155,6 +166,40 @@ impl Recorder {
             .map(|_| ())
             .map_err(|error| Status::from(ApiError::from(error)))
     }
+
+    /// Counts and logs the items of one recorder message dropped as invalid (the first error
+    /// names the field).
+    fn dropped(&self, stream: RecorderStream, errors: &[String]) {
+        if let Some(first) = errors.first() {
+            self.state.metrics.recorder_dropped(stream, errors.len() as u64);
+            tracing::warn!(
+                stream = stream.as_str(),
+                dropped = errors.len(),
+                error = %first,
+                "recorder items dropped as invalid"
+            );
+        }
+    }
+}
+
+/// Keeps the items that pass `check`, collecting the errors of the others.
+fn keep_valid<T>(
+    items: Vec<T>,
+    mut check: impl FnMut(usize, &T) -> Result<(), String>,
+) -> (Vec<T>, Vec<String>) {
+    let mut errors = Vec::new();
+    let kept = items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, item)| match check(index, &item) {
+            Ok(()) => Some(item),
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        })
+        .collect();
+    (kept, errors)
 }
 
 #[tonic::async_trait]
@@ -165,13 +210,16 @@ impl AnalyticsRecorderService for Recorder {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
+        let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
             let now = SystemClock.now();
-            let stats = message
-                .stats
-                .iter()
-                .map(|stat| StatsWindowRecord::from_livekit_stat(stat, now))
-                .collect();
+            let checker = Checker::new(&limits, now);
+            let (stats, errors) = keep_valid(message.stats, |index, stat| {
+                checker.stat(&format!("stats[{index}]"), stat, StatKind::Window)
+            });
+            self.dropped(RecorderStream::Stats, &errors);
+            let stats =
+                stats.iter().map(|stat| StatsWindowRecord::from_livekit_stat(stat, now)).collect();
             self.store(WriteBatch { stats, ..WriteBatch::default() }).await?;
             self.state.metrics.recorder(RecorderStream::Stats, 1);
         }
@@ -184,8 +232,14 @@ impl AnalyticsRecorderService for Recorder {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
+        let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
-            let events = message.events.iter().map(EventRecord::from_event).collect();
+            let checker = Checker::new(&limits, SystemClock.now());
+            let (events, errors) = keep_valid(message.events, |index, event| {
+                checker.event(&format!("events[{index}]"), event)
+            });
+            self.dropped(RecorderStream::Events, &errors);
+            let events = events.iter().map(EventRecord::from_event).collect();
             self.store(WriteBatch { events, ..WriteBatch::default() }).await?;
             self.state.metrics.recorder(RecorderStream::Events, 1);
         }
@@ -198,8 +252,15 @@ impl AnalyticsRecorderService for Recorder {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
+        let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
-            let record = NodeRoomsRecord::from_node_rooms(&message, SystemClock.now());
+            let now = SystemClock.now();
+            if let Err(error) = Checker::new(&limits, now).node_rooms(&message) {
+                self.dropped(RecorderStream::NodeRoomStates, &[error]);
+                self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
+                continue;
+            }
+            let record = NodeRoomsRecord::from_node_rooms(&message, now);
             self.store(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }).await?;
             self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
         }

@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::config::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::ingest::decode::{Format, decode_batch};
+use crate::ingest::validate::Limits;
 use crate::ingest::{Outcome, Rejection, apply_calls};
 use crate::metrics::Transport;
 use crate::state::AppState;
@@ -89,10 +90,11 @@ async fn ingest_inner(
     let service = state.service.clone();
     let default_node = principal.key.clone();
     let max_calls = state.config.http.max_calls_per_request;
+    let limits = Limits::from_config(&state.config);
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, ApiError> {
         let body = if gzip { gunzip(&bytes, max_decompressed)? } else { bytes.to_vec() };
         let calls = decode_batch(format, &body, max_calls)?;
-        Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now()))
+        Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now(), &limits))
     })
     .await
     .map_err(|error| ApiError::internal(&error))??;

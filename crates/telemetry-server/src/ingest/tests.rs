@@ -8,6 +8,7 @@ use telemetry_proto::v1;
 
 use crate::ingest::apply_calls;
 use crate::ingest::decode::{Format, decode_batch, decode_json_call, decode_protobuf_call};
+use crate::ingest::validate::Limits;
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
@@ -62,7 +63,7 @@ proptest! {
         let decoded = decode_batch(Format::Json, &body, usize::MAX).expect("a list of calls is a readable batch");
         prop_assert_eq!(decoded.len(), calls.len());
         let (service, _receiver) = TelemetryService::new(CoreConfig::default());
-        let outcome = apply_calls(&service, decoded, 0, "key", UnixMillis(1_700_000_000_000));
+        let outcome = apply_calls(&service, decoded, 0, "key", UnixMillis(1_700_000_000_000), &Limits::default());
         prop_assert_eq!(outcome.accepted + outcome.rejected.len(), calls.len());
         for rejection in &outcome.rejected {
             prop_assert!(!rejection.error.is_empty());

@@ -207,3 +207,84 @@ async fn grpc_calls_need_a_token_with_the_ingest_role() {
     }
     app.stop().await;
 }
+
+/// `max_token_lifetime` (24 h by default) bounds how long a token may still be valid: a token
+/// expiring further ahead (an `exp` of 1e30, or a day and more) is refused with 401 naming the
+/// key, over HTTP and gRPC; within the bound (and LiveKit's 6 h SDK default) it is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_valid_for_longer_than_the_maximum_lifetime_are_refused() {
+    let app = TestApp::start().await;
+    let now = now();
+    let exp_token = |exp: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({ "iss": READER.0, "nbf": now, "exp": exp }),
+            &jsonwebtoken::EncodingKey::from_secret(READER.1.as_bytes()),
+        )
+        .expect("token")
+    };
+    let status_of = |token: String| {
+        let request = app.client.get(app.url("/v1/rooms")).bearer_auth(token);
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // An `exp` beyond u64 is refused too (the verifier cannot read it as a time).
+    let (status, body) = status_of(exp_token(json!(1e30))).await;
+    assert_eq!(status, 401, "exp 1e30: {body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("`exp`"), "{body}");
+    for exp in
+        [json!(1_000_000_000_000_000_000u64), json!(now + 25 * 3600), json!(now + 24 * 3600 + 120)]
+    {
+        let (status, body) = status_of(exp_token(exp.clone())).await;
+        assert_eq!(status, 401, "exp {exp}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap_or("").contains("`max_token_lifetime`"),
+            "exp {exp}: {body}"
+        );
+    }
+    for exp in [now + 24 * 3600, now + 23 * 3600, now + 60] {
+        let (status, body) = status_of(exp_token(json!(exp))).await;
+        assert_eq!(status, 200, "exp now + {} s: {body}", exp - now);
+    }
+    let six_hours = livekit_api::access_token::AccessToken::with_api_key(READER.0, READER.1)
+        .with_ttl(Duration::from_secs(6 * 3600))
+        .to_jwt()
+        .expect("a LiveKit token");
+    assert_eq!(status_of(six_hours).await.0, 200, "LiveKit's default lifetime passes");
+
+    // gRPC refuses the same token.
+    let mut client = v1::telemetry_ingest_client::TelemetryIngestClient::new(
+        crate::support::channel(&format!("http://{}", app.grpc)).await,
+    );
+    let forever = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "iss": INGESTER.0, "nbf": now, "exp": now + 400 * 24 * 3600 }),
+        &jsonwebtoken::EncodingKey::from_secret(INGESTER.1.as_bytes()),
+    )
+    .expect("token");
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![v1::TelemetryBatch::default()]));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {forever}").parse().expect("metadata"));
+    let status = client.ingest(request).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("`max_token_lifetime`"), "{status:?}");
+    app.stop().await;
+}
+
+/// The maximum lifetime is configurable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maximum_token_lifetime_is_configurable() {
+    let app = TestApp::start_with("max_token_lifetime = \"1h\"\n").await;
+    let now = now();
+    for (exp, status) in [(now + 2 * 3600, 401), (now + 1800, 200)] {
+        let token = token_with(READER.0, READER.1, now, Some(exp), jsonwebtoken::Algorithm::HS256);
+        let response =
+            app.client.get(app.url("/v1/rooms")).bearer_auth(token).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), status, "exp now + {} s", exp - now);
+    }
+    app.stop().await;
+}

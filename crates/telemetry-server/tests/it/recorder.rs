@@ -99,7 +99,8 @@ async fn recorder_streams_from_a_rust_client_are_stored() {
             name: "rust".into(),
             ..Default::default()
         }),
-        timestamp: Some(pbjson_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+        // Recent: a time older than `store.retention` is dropped.
+        timestamp: Some(telemetry_core::Clock::now(&telemetry_core::SystemClock).to_timestamp()),
         ..Default::default()
     };
     client
@@ -116,5 +117,127 @@ async fn recorder_streams_from_a_rust_client_are_stored() {
         1,
         "an event sent twice is stored once"
     );
+    app.stop().await;
+}
+
+/// A recorder item that fails validation is dropped alone and counted; the rest of its message
+/// and of the stream is stored, and the stream ends OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_recorder_items_are_dropped_alone_and_counted() {
+    let app = TestApp::start().await;
+    let mut client = AnalyticsRecorderServiceClient::new(
+        crate::support::channel(&format!("http://{}", app.grpc)).await,
+    );
+    fn authorize<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", TestApp::token(INGESTER)).parse().expect("metadata"),
+        );
+        request
+    }
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
+    let event = |id: &str, sid: &str| lk::AnalyticsEvent {
+        id: id.into(),
+        r#type: lk::AnalyticsEventType::RoomCreated as i32,
+        room: Some(lk::Room { sid: sid.into(), name: "checked".into(), ..Default::default() }),
+        timestamp: Some(now.to_timestamp()),
+        ..Default::default()
+    };
+    let nan_rtp = lk::AnalyticsEvent {
+        rtp_stats: Some(lk::RtpStats { bitrate: f64::NAN, ..Default::default() }),
+        ..event("AE_checked00002", "RM_checked0002")
+    };
+    let bad_time = lk::AnalyticsEvent {
+        timestamp: Some(pbjson_types::Timestamp { seconds: 1, nanos: -5 }),
+        ..event("AE_checked00003", "RM_checked0003")
+    };
+    let long_sid = event("AE_checked00004", &"R".repeat(257));
+    client
+        .ingest_events(authorize(tokio_stream::iter(vec![
+            lk::AnalyticsEvents {
+                events: vec![event("AE_checked00001", "RM_checked0001"), nan_rtp, bad_time],
+            },
+            lk::AnalyticsEvents {
+                events: vec![long_sid, event("AE_checked00005", "RM_checked0005")],
+            },
+        ])))
+        .await
+        .expect("the stream ends OK");
+    for (sid, status) in [
+        ("RM_checked0001", 200),
+        ("RM_checked0002", 404),
+        ("RM_checked0003", 404),
+        ("RM_checked0005", 200),
+    ] {
+        assert_eq!(app.get(&format!("/v1/rooms/{sid}")).await.0, status, "{sid}");
+    }
+
+    let stat = |id: &str, score: f32| lk::AnalyticsStat {
+        id: id.into(),
+        room_id: "RM_checked0001".into(),
+        participant_id: "PA_checked0001".into(),
+        track_id: "TR_checked0001".into(),
+        kind: lk::StreamType::Upstream as i32,
+        score,
+        time_stamp: Some(now.to_timestamp()),
+        streams: vec![lk::AnalyticsStream {
+            primary_bytes: 1000,
+            start_time: Some(now.plus_millis(-30_000).to_timestamp()),
+            end_time: Some(now.to_timestamp()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    client
+        .ingest_stats(authorize(tokio_stream::iter(vec![lk::AnalyticsStats {
+            stats: vec![stat("AS_checked0001", 4.5), stat("AS_checked0002", f32::INFINITY)],
+        }])))
+        .await
+        .expect("the stream ends OK");
+    let stats = app.get_ok("/v1/stats?roomSid=RM_checked0001&from=0").await;
+    let windows = stats["series"][0]["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "the bad stat is dropped: {stats}");
+    assert_eq!(windows[0]["score"], 4.5);
+
+    client
+        .ingest_node_room_states(authorize(tokio_stream::iter(vec![
+            lk::AnalyticsNodeRooms {
+                node_id: "N".repeat(300),
+                timestamp: Some(now.to_timestamp()),
+                ..Default::default()
+            },
+            lk::AnalyticsNodeRooms {
+                node_id: "lk-node-checked".into(),
+                sequence_number: 3,
+                timestamp: Some(now.to_timestamp()),
+                ..Default::default()
+            },
+        ])))
+        .await
+        .expect("the stream ends OK");
+    let nodes = app.get_ok("/v1/nodes").await;
+    let ids: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|node| node["nodeId"].as_str())
+        .collect();
+    assert!(ids.contains(&"lk-node-checked"), "{nodes}");
+    assert!(!ids.iter().any(|id| id.starts_with("NNN")), "the long node id is dropped: {nodes}");
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for (stream, dropped) in [("events", 3), ("stats", 1), ("node_room_states", 1)] {
+        let line = format!("rtc_telemetry_recorder_dropped_total{{stream=\"{stream}\"}} {dropped}");
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
     app.stop().await;
 }

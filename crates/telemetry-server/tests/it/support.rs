@@ -82,9 +82,17 @@ impl TestData {
     }
 }
 
+/// The test configuration with `extra` added: its lines before its first `[section]` are
+/// top-level keys, put before the test's own sections.
 pub(crate) fn test_config(data: &TestData, extra: &str) -> config::Config {
+    let split = extra
+        .lines()
+        .position(|line| line.trim_start().starts_with('['))
+        .map_or(extra.len(), |line| extra.lines().take(line).map(|l| l.len() + 1).sum());
+    let (top, extra) = extra.split_at(split.min(extra.len()));
     let file = format!(
         r#"
+{top}
 [stats]
 flush_interval = "1h"
 [[keys]]
