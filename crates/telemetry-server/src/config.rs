@@ -49,20 +49,6 @@ pub struct Config {
     /// now is refused.
     #[serde(deserialize_with = "duration")]
     pub max_token_lifetime: Duration,
-    /// Caps on caller-chosen strings at the ingest edge.
-    pub limits: LimitsConfig,
-}
-
-/// Caps on the strings a caller chooses, checked on every ingest path: a call (or a recorder
-/// item) with a longer one is rejected, naming the field and the cap.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Longest string, in bytes, that becomes a key, an id or a metric label (sids, identities,
-    /// room names, node ids, guards, countries, egress and ingress ids, error texts, mime types).
-    pub max_id_bytes: usize,
-    /// Longest other string, in bytes (display names, metadata, reasons, any other text).
-    pub max_text_bytes: usize,
 }
 
 /// What identifies this instance among several sharing a database.
@@ -160,10 +146,17 @@ pub struct StatsConfig {
     pub full_room_in_track_webhooks: bool,
 }
 
-/// Bounds on state keyed by caller-chosen ids (see `telemetry_core::CoreLimits`).
-#[derive(Clone, Debug, Deserialize)]
+/// Bounds on what callers' ids make the service hold: caps on the strings a caller chooses,
+/// checked on every ingest path (a call or a recorder item with a longer one is rejected, naming
+/// the field and the cap), and on the state keyed by them (see `telemetry_core::CoreLimits`).
+#[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Longest string, in bytes, that becomes a key, an id or a metric label (sids, identities,
+    /// room names, node ids, guards, countries, egress and ingress ids, error texts, mime types).
+    pub max_id_bytes: usize,
+    /// Longest other string, in bytes (display names, metadata, reasons, any other text).
+    pub max_text_bytes: usize,
     /// Live reporting nodes.
     pub max_nodes: usize,
     /// A node without calls for this long is forgotten.
