@@ -1,0 +1,144 @@
+//! Resident memory under hostile volumes of caller-chosen ids (issue 9): the real service in
+//! process on SQLite, with its default limits, fed over HTTP 200,000 distinct node ids (a
+//! `trackStats` call each), 200,000 distinct rooms (`roomStarted`) and 200,000 distinct
+//! participants who join and never leave; the process's resident set (`VmRSS`) and its peak
+//! (`VmHWM`) after each phase, with what the limits refused. Run with
+//! `cargo bench -p telemetry-server --features bench --bench hostile_load`
+//! (`-- --ids 200000 --clients 4`).
+
+// A benchmark report is printed: that is its output.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use telemetry_server::app::App;
+use telemetry_server::config::{self, FlagOverrides};
+
+const BATCH: usize = 5000;
+
+fn option(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|arg| arg == name)
+        .and_then(|index| args.get(index + 1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `VmRSS` and `VmHWM` of this process, in MiB.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn phase_calls(phase: &str, ids: usize) -> Vec<Value> {
+    (0..ids)
+        .map(|n| match phase {
+            "nodes" => json!({ "nodeId": format!("hostile-node-{n:037}"), "trackStats": {
+                "roomId": "RM_none", "key": { "streamType": "UPSTREAM", "participantId": "PA_none",
+                "trackId": "TR_none", "trackSource": "CAMERA", "trackType": "VIDEO", "track": true },
+                "stat": { "streams": [ { "primaryBytes": "1000", "primaryPackets": 1 } ] } } }),
+            "rooms" => json!({ "nodeId": "sfu-1", "roomStarted": { "room": {
+                "sid": format!("RM_{n:012}"), "name": format!("hostile-room-{n}") } } }),
+            _ => json!({ "nodeId": "sfu-1", "participantJoined": {
+                "room": { "sid": format!("RM_{:012}", n / 10), "name": format!("hostile-room-{}", n / 10) },
+                "participant": { "sid": format!("PA_{n:012}"), "identity": format!("hostile-user-{n}") } } }),
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let ids = option("--ids", 200_000);
+    let clients = option("--clients", 4);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = tempfile::tempdir()?;
+    let flags =
+        FlagOverrides { data_dir: Some(dir.path().to_path_buf()), dev: true, ..Default::default() };
+    let config = config::load(Some(("bench", "[stats]\nflush_interval = \"1h\"\n")), &[], &flags)?;
+    println!(
+        "| limits | max_nodes {}, max_participants {}, max_open_rooms {} (defaults) |",
+        config.limits.max_nodes, config.limits.max_participants, config.limits.max_open_rooms
+    );
+    runtime.block_on(async {
+        let app = App::build(config).await?;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", http.local_addr()?);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
+        let token =
+            telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client = reqwest::Client::new();
+        let (rss, _) = memory();
+        println!("| phase | calls | accepted | rejected | seconds | VmRSS after | VmHWM (peak) |");
+        println!("|---|---|---|---|---|---|---|");
+        println!("| started | | | | | {rss:.0} MiB | |");
+        for phase in ["nodes", "rooms", "participants"] {
+            let bodies: Vec<Vec<u8>> = phase_calls(phase, ids)
+                .chunks(BATCH)
+                .map(|chunk| serde_json::to_vec(&json!({ "calls": chunk })).expect("json"))
+                .collect();
+            let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (queue, client, base, token) =
+                    (queue.clone(), client.clone(), base.clone(), token.clone());
+                tasks.push(tokio::spawn(async move {
+                    let (mut accepted, mut rejected) = (0, 0);
+                    loop {
+                        let Some(body) = queue.lock().await.next() else { break };
+                        let answer: Value = client
+                            .post(format!("{base}/v1/telemetry"))
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                            .expect("request")
+                            .json()
+                            .await
+                            .expect("an answer");
+                        accepted += answer["accepted"].as_u64().expect("accepted");
+                        rejected += answer["rejectedCount"].as_u64().unwrap_or(0);
+                    }
+                    (accepted, rejected)
+                }));
+            }
+            let (mut accepted, mut rejected) = (0, 0);
+            for task in tasks {
+                let (a, r) = task.await?;
+                accepted += a;
+                rejected += r;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let (rss, peak) = memory();
+            println!(
+                "| {phase} | {ids} | {accepted} | {rejected} | {seconds:.1} | {rss:.0} MiB | {peak:.0} MiB |"
+            );
+        }
+        let metrics = client.get(format!("{base}/metrics")).send().await?.text().await?;
+        for line in metrics.lines().filter(|line| {
+            line.starts_with("rtc_telemetry_limit_refusals_total")
+                || line.starts_with("rtc_telemetry_live")
+                || line.starts_with("rtc_telemetry_stats_workers ")
+        }) {
+            println!("| metric | `{line}` |");
+        }
+        stop.cancel();
+        server.await??;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
