@@ -1,7 +1,7 @@
 //! Resident memory under hostile volumes of caller-chosen ids (issue 9): the real service in
-//! process on SQLite, with its default limits, fed over HTTP 200,000 distinct node ids (a
-//! `trackStats` call each), 200,000 distinct rooms (`roomStarted`) and 200,000 distinct
-//! participants who join and never leave; the process's resident set (`VmRSS`) and its peak
+//! process on SQLite, with its default configuration, fed over HTTP 200,000 distinct rooms
+//! (`roomStarted`), 200,000 distinct participants who join and never leave, and 200,000 distinct
+//! node ids (a `trackStats` call each, claiming a 5-minute interval); the process's resident set (`VmRSS`) and its peak
 //! (`VmHWM`) after each phase, with what the limits refused. Run with
 //! `cargo bench -p telemetry-server --features bench --bench hostile_load`
 //! (`-- --ids 200000 --clients 4`).
@@ -41,13 +41,22 @@ fn memory() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// A time as protobuf JSON writes it.
+fn rfc3339(millis: i64) -> Value {
+    serde_json::to_value(telemetry_core::UnixMillis(millis).to_timestamp()).expect("a timestamp")
+}
+
 fn phase_calls(phase: &str, ids: usize) -> Vec<Value> {
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock).0;
     (0..ids)
         .map(|n| match phase {
+            // Each sample claims the longest interval ingest accepts (5 min): the most node-rate
+            // cells one sample can make.
             "nodes" => json!({ "nodeId": format!("hostile-node-{n:037}"), "trackStats": {
                 "roomId": "RM_none", "key": { "streamType": "UPSTREAM", "participantId": "PA_none",
                 "trackId": "TR_none", "trackSource": "CAMERA", "trackType": "VIDEO", "track": true },
-                "stat": { "streams": [ { "primaryBytes": "1000", "primaryPackets": 1 } ] } } }),
+                "stat": { "streams": [ { "primaryBytes": "1000", "primaryPackets": 1,
+                    "startTime": rfc3339(now - 300_000), "endTime": rfc3339(now) } ] } } }),
             "rooms" => json!({ "nodeId": "sfu-1", "roomStarted": { "room": {
                 "sid": format!("RM_{n:012}"), "name": format!("hostile-room-{n}") } } }),
             _ => json!({ "nodeId": "sfu-1", "participantJoined": {
@@ -64,7 +73,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let flags =
         FlagOverrides { data_dir: Some(dir.path().to_path_buf()), dev: true, ..Default::default() };
-    let config = config::load(Some(("bench", "[stats]\nflush_interval = \"1h\"\n")), &[], &flags)?;
+    let config = config::load(None, &[], &flags)?;
     println!(
         "| limits | max_nodes {}, max_participants {}, max_open_rooms {} (defaults) |",
         config.limits.max_nodes, config.limits.max_participants, config.limits.max_open_rooms
@@ -84,7 +93,9 @@ fn main() -> anyhow::Result<()> {
         println!("| phase | calls | accepted | rejected | seconds | VmRSS after | VmHWM (peak) |");
         println!("|---|---|---|---|---|---|---|");
         println!("| started | | | | | {rss:.0} MiB | |");
-        for phase in ["nodes", "rooms", "participants"] {
+        // The legitimate node's calls first: once hostile node ids fill `limits.max_nodes`, a
+        // new node is refused until one has been idle for `limits.node_idle_timeout`.
+        for phase in ["rooms", "participants", "nodes"] {
             let bodies: Vec<Vec<u8>> = phase_calls(phase, ids)
                 .chunks(BATCH)
                 .map(|chunk| serde_json::to_vec(&json!({ "calls": chunk })).expect("json"))

@@ -54,8 +54,11 @@ mod tests;
 /// How far ahead of this server's clock a time may be (SFU clocks drift); later is refused.
 pub const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
 
-/// The longest interval one stats sample may claim.
-pub const MAX_SAMPLE_INTERVAL_MILLIS: i64 = 3600 * 1000;
+/// The longest interval one stats sample may claim: ten times the longest cadence a real SFU
+/// reports at (LiveKit's connection stats: seconds; Janus: 1 to 10 s). A sample's bytes are spread
+/// over a node-rate cell per second it covers, so this also bounds the cells one sample makes
+/// (300), and with `limits.max_nodes` the node-rate state a caller can create.
+pub const MAX_SAMPLE_INTERVAL_MILLIS: i64 = 5 * 60 * 1000;
 
 /// The caps validation applies, from the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

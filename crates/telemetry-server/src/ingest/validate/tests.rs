@@ -390,3 +390,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_sample_covers_at_most_five_minutes() {
+    let stream = |start: i64| {
+        stats_call(serde_json::json!({ "streams": [ {
+            "startTime": serde_json::to_value(NOW.plus_millis(start).to_timestamp()).unwrap(),
+            "endTime": serde_json::to_value(NOW.to_timestamp()).unwrap(),
+        } ] }))
+    };
+    check_json(stream(-300_000)).expect("five minutes");
+    rejected(
+        check_json(stream(-301_000)),
+        &["trackStats.stat.streams[0].endTime", "covers 301 s, more than the 300 s"],
+    );
+}
