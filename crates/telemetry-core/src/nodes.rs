@@ -3,10 +3,14 @@
 //! A node's name is chosen by its caller, so the table that interns them is the first thing a
 //! hostile client (or a fleet whose nodes take a new id at every restart) would grow without end:
 //! every node has rate rings, Prometheus cells and lifecycle metrics of its own. The table holds
-//! at most `max_nodes` nodes that made a call within `node_idle_timeout`; a new node beyond that
-//! is refused ([`NodeLimit`], counted) until an idle one is forgotten. Forgetting a node drops its
-//! per-node state everywhere (the service calls [`NodeTable::expire`] from its rate drain, after
-//! the node's last rate cells are out), as if the node had stopped exporting metrics.
+//! at most `max_nodes` nodes; a node without calls for `node_idle_timeout` is forgotten. When the
+//! table is full, a new node takes the place of the node idle the longest, if that one has made
+//! no call for `evict_after` (at least a flush interval: its tracks' samples are flushed by then);
+//! else the new node is refused ([`NodeLimit`], counted). So nodes that are reporting are never
+//! pushed out, and a flood of invented ids cannot lock a new real node out for longer than
+//! `evict_after`. Forgetting a node drops its per-node state everywhere (the service calls
+//! [`NodeTable::expire`] from its rate drain, every second, after the node's last rate cells are
+//! out), as if the node had stopped exporting metrics.
 //!
 //! Ids are never reused: a stale id held somewhere resolves to nothing, never to another node.
 //! Activity is stamped with the service's clock, never with the caller's call times.
@@ -29,14 +33,14 @@ pub(crate) const LOCAL_NODE: NodeId = NodeId(0);
 /// A new node refused because `max_nodes` nodes are live.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "node id refused: {max} nodes are live (`limits.max_nodes`); a node is forgotten after \
-     {idle_seconds} s without calls (`limits.node_idle_timeout`)"
+    "node id refused: {max} nodes are live (`limits.max_nodes`), each with a call in the last \
+     {evict_after_seconds} s"
 )]
 pub struct NodeLimit {
     /// The limit.
     pub max: usize,
-    /// The idle time after which a node is forgotten, in seconds.
-    pub idle_seconds: i64,
+    /// How long a node must be idle before a new one takes its place, in seconds.
+    pub evict_after_seconds: i64,
 }
 
 #[derive(Debug)]
@@ -56,6 +60,11 @@ struct State {
     next: u32,
     /// Entries that are not pinned.
     counted: usize,
+    /// Nodes pushed out by new ones, whose state the next [`NodeTable::expire`] drops.
+    evicted: Vec<NodeId>,
+    /// No node can be pushed out before this time (ms): the last scan found none idle long
+    /// enough, and times only move forward. Spares a flood of new ids a scan each.
+    no_eviction_before: i64,
 }
 
 /// The interned nodes. See the module docs.
@@ -64,6 +73,7 @@ pub(crate) struct NodeTable {
     state: RwLock<State>,
     max: usize,
     idle_ms: i64,
+    evict_after_ms: i64,
     refused: AtomicU64,
     expired: AtomicU64,
 }
@@ -78,12 +88,14 @@ pub(crate) struct NodeCounters {
 
 impl NodeTable {
     /// A table holding `local` (pinned, as [`LOCAL_NODE`]), with room for `max` more nodes that
-    /// are forgotten after `idle_ms` without calls.
-    pub(crate) fn new(local: &str, max: usize, idle_ms: i64) -> Self {
+    /// are forgotten after `idle_ms` without calls, or pushed out by a new node when the table is
+    /// full and they have made no call for `evict_after_ms`.
+    pub(crate) fn new(local: &str, max: usize, idle_ms: i64, evict_after_ms: i64) -> Self {
         let table = Self {
             state: RwLock::new(State::default()),
             max,
             idle_ms,
+            evict_after_ms: evict_after_ms.min(idle_ms),
             refused: AtomicU64::new(0),
             expired: AtomicU64::new(0),
         };
@@ -117,11 +129,47 @@ impl NodeTable {
             state.entries[id].last_seen.store(now.0, Ordering::Relaxed);
             return Ok(*id);
         }
-        if !pinned && (state.counted >= self.max || state.next == u32::MAX) {
+        if !pinned && state.counted >= self.max && !self.evict_one(&mut state, now) {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(NodeLimit { max: self.max, idle_seconds: self.idle_ms / 1000 });
+            return Err(NodeLimit {
+                max: self.max,
+                evict_after_seconds: self.evict_after_ms / 1000,
+            });
+        }
+        if state.next == u32::MAX {
+            // 2^32 ids, each after an idle period: not in this universe; refused all the same.
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(NodeLimit {
+                max: self.max,
+                evict_after_seconds: self.evict_after_ms / 1000,
+            });
         }
         Ok(self.insert(&mut state, name, now, pinned))
+    }
+
+    /// Removes the node idle the longest, if it has made no call for `evict_after_ms`; its state
+    /// goes at the next [`Self::expire`].
+    fn evict_one(&self, state: &mut State, now: UnixMillis) -> bool {
+        if now.0 <= state.no_eviction_before {
+            return false;
+        }
+        let oldest = state
+            .entries
+            .iter()
+            .filter(|(_, entry)| !entry.pinned)
+            .map(|(id, entry)| (entry.last_seen.load(Ordering::Relaxed), *id))
+            .min();
+        let Some((last_seen, id)) = oldest else { return false };
+        if now.0.saturating_sub(last_seen) <= self.evict_after_ms {
+            state.no_eviction_before = last_seen.saturating_add(self.evict_after_ms);
+            return false;
+        }
+        let entry = state.entries.remove(&id).expect("just found");
+        state.index.remove(&entry.name);
+        state.counted -= 1;
+        state.evicted.push(id);
+        self.expired.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     fn insert(&self, state: &mut State, name: &str, now: UnixMillis, pinned: bool) -> NodeId {
@@ -154,20 +202,25 @@ impl NodeTable {
             !entry.pinned
                 && now.0.saturating_sub(entry.last_seen.load(Ordering::Relaxed)) > self.idle_ms
         };
-        if !self.state.read().entries.values().any(idle) {
-            return Vec::new();
+        {
+            let state = self.state.read();
+            if state.evicted.is_empty() && !state.entries.values().any(idle) {
+                return Vec::new();
+            }
         }
         let mut state = self.state.write();
-        let mut expired: Vec<NodeId> =
+        let idle_ones: Vec<NodeId> =
             state.entries.iter().filter(|(_, entry)| idle(entry)).map(|(id, _)| *id).collect();
-        expired.sort_unstable();
-        for id in &expired {
+        for id in &idle_ones {
             if let Some(entry) = state.entries.remove(id) {
                 state.index.remove(&entry.name);
                 state.counted -= 1;
             }
         }
-        self.expired.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        self.expired.fetch_add(idle_ones.len() as u64, Ordering::Relaxed);
+        let mut expired = std::mem::take(&mut state.evicted);
+        expired.extend(idle_ones);
+        expired.sort_unstable();
         expired
     }
 

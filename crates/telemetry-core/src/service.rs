@@ -110,10 +110,13 @@ impl ServiceBuilder {
             None => IdGenerator::from_os(),
         };
         let queue = Arc::new(OutputQueue::new(self.notifier));
+        // A full node table lets a new node take the place of one idle for a flush interval (at
+        // least a minute): by then that node's samples are flushed.
         let nodes = NodeTable::new(
             &self.config.node_id,
             self.config.limits.max_nodes,
             self.config.node_idle_millis(),
+            self.config.flush_interval_millis().max(60_000),
         );
         let workers = WorkerTable::new(self.config.limits.max_participants);
         let inner = Inner {

@@ -70,6 +70,10 @@ fn distinct_node_ids_are_capped_counted_and_forgotten_when_idle() {
         metric(&harness, "rtc_telemetry_limit_refusals_total", &[("limit", "nodes")]),
         (HOSTILE - 1000) as u64
     );
+    assert!(
+        service.node("a-new-hostile-node").unwrap_err().to_string().contains("in the last 60 s"),
+        "a new node waits for an idle one"
+    );
     let series = |harness: &Harness| {
         harness.service.metrics().family("livekit_packet_total").map_or(0, |f| f.samples.len())
     };
@@ -77,11 +81,22 @@ fn distinct_node_ids_are_capped_counted_and_forgotten_when_idle() {
     // The configured node is never refused nor forgotten.
     assert_eq!(service.node("node-a").unwrap(), service.now().node);
 
+    // A minute later (a flush interval, at least a minute), a new node that comes up pushes out
+    // the hostile node idle the longest, so invented ids lock real nodes out for a minute at most.
+    assert!(service.node("sfu-new").is_err(), "every node made a call within the minute");
+    harness.advance(Duration::from_secs(61));
+    let real = service.node("sfu-new").expect("takes an idle node's place");
+    service.drain_node_rates();
+    assert_eq!(metric(&harness, "rtc_telemetry_live", &[("kind", "nodes")]), 1000);
+    assert_eq!(metric(&harness, "rtc_telemetry_idle_expired_total", &[("kind", "nodes")]), 1);
+
     // Ten idle minutes later, a drain forgets every node and its series; new ones are welcome.
-    harness.advance(Duration::from_secs(601));
+    harness.advance(Duration::from_secs(540));
+    assert_eq!(service.node("sfu-new").unwrap(), real, "its calls keep it live");
+    harness.advance(Duration::from_secs(61));
     service.drain_node_rates();
     harness.outputs();
-    assert_eq!(metric(&harness, "rtc_telemetry_live", &[("kind", "nodes")]), 0);
+    assert_eq!(metric(&harness, "rtc_telemetry_live", &[("kind", "nodes")]), 1);
     assert_eq!(metric(&harness, "rtc_telemetry_idle_expired_total", &[("kind", "nodes")]), 1000);
     assert_eq!(series(&harness), 0, "a forgotten node's Prometheus series go with it");
     assert!(service.node("a-new-node").is_ok());
