@@ -17,7 +17,7 @@ pub struct CoreConfig {
     pub worker_cleanup_wait: Duration,
     /// Above this many undelivered outputs (the sinks have fallen behind) new stats samples are
     /// shed. Lifecycle calls are never shed, so under a stalled consumer the queue still grows by
-    /// their outputs (about 14 KB each: prost messages are large).
+    /// their outputs (a few hundred bytes each: events and webhooks wait encoded).
     pub max_pending_outputs: usize,
     /// Samples of one track and direction accepted between two flushes; later ones are shed.
     /// Protects memory against a runaway reporter: a well-behaved one sends 6 to 30.

@@ -37,8 +37,8 @@ pub use events::{names as webhook_names, passes_filter, webhook_resource_key};
 pub use keys::{Direction, StatsKey, StreamKind};
 pub use nodes::{NodeId, NodeLimit};
 pub use output::{
-    AnalyticsSink, CallOutput, CoalescedStat, NodeRateCell, NodeRates, Output, OutputReceiver,
-    Sequenced, StatsBatch, WebhookSink, WorkerState,
+    AnalyticsSink, CallOutput, CoalescedStat, Encoded, NodeRateCell, NodeRates, Output,
+    OutputReceiver, Sequenced, StatsBatch, WebhookSink, WorkerState,
 };
 pub use service::{CallMeta, ServiceBuilder, Shed, TelemetryService};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};

@@ -26,8 +26,8 @@ use crate::time::UnixMillis;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// What one lifecycle call produced: its webhook (sent first, as in LiveKit) and its analytics
-    /// event, either of which may be absent. Boxed: prost keeps nested messages inline, so an
-    /// `AnalyticsEvent` alone is about 10 KB, and every queue slot would be that big.
+    /// event, either of which may be absent, both kept [`Encoded`] (a decoded `AnalyticsEvent` is
+    /// 10 KB). Boxed, so that a queue slot stays small.
     Call(Box<CallOutput>),
     /// One stats worker's coalesced stats of one flush.
     Stats(StatsBatch),
@@ -78,9 +78,50 @@ pub struct CallOutput {
     /// When the call was made.
     pub at: UnixMillis,
     /// The webhook, with `id` (`EV_…`) and `created_at` stamped.
-    pub webhook: Option<lk::WebhookEvent>,
+    pub webhook: Option<Encoded<lk::WebhookEvent>>,
     /// The analytics event, with `id` (`AE_…`), `node_id` and `analytics_key` stamped.
-    pub event: Option<lk::AnalyticsEvent>,
+    pub event: Option<Encoded<lk::AnalyticsEvent>>,
+}
+
+/// A protobuf message kept encoded while it waits on the queue. prost keeps nested messages
+/// inline, so an `AnalyticsEvent` is 10 KB and a `WebhookEvent` 3 KB however little they hold;
+/// encoded, a lifecycle call's output is a few hundred bytes, and the memory of the calls waiting
+/// to be stored is that much smaller. Encoding is lossless: [`Encoded::decode`] gives the message
+/// back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encoded<T> {
+    bytes: Box<[u8]>,
+    message: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: prost::Message + Default> Encoded<T> {
+    /// Encodes `message`.
+    pub fn new(message: &T) -> Self {
+        Self {
+            bytes: message.encode_to_vec().into_boxed_slice(),
+            message: std::marker::PhantomData,
+        }
+    }
+
+    /// The message.
+    ///
+    /// # Panics
+    ///
+    /// Never: the bytes are the encoding of a `T`.
+    pub fn decode(&self) -> T {
+        T::decode(&*self.bytes).expect("bytes encoded from the same message type")
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<T: prost::Message + Default + std::fmt::Debug> std::fmt::Debug for Encoded<T> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.decode(), formatter)
+    }
 }
 
 /// One stats worker's output of one flush: one coalesced stat per track and direction, upstream
@@ -196,11 +237,11 @@ pub fn dispatch(outputs: &[Sequenced], analytics: &dyn AnalyticsSink, webhooks: 
     for sequenced in outputs {
         match &sequenced.output {
             Output::Call(call) => {
-                if let Some(webhook) = &call.webhook {
-                    webhooks.notify(webhook, crate::events::webhook_resource_key(webhook));
+                if let Some(webhook) = call.webhook.as_ref().map(Encoded::decode) {
+                    webhooks.notify(&webhook, crate::events::webhook_resource_key(&webhook));
                 }
-                if let Some(event) = &call.event {
-                    analytics.send_event(event);
+                if let Some(event) = call.event.as_ref().map(Encoded::decode) {
+                    analytics.send_event(&event);
                 }
             }
             Output::Stats(batch) => analytics.send_stats(batch),

@@ -29,7 +29,7 @@ use crate::metrics::{
 };
 use crate::nodes::{LOCAL_NODE, NodeId, NodeLimit, NodeTable};
 use crate::output::{
-    CallOutput, CoalescedStat, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
+    CallOutput, CoalescedStat, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
     OutputReceiver, StatsBatch, WorkerState,
 };
 use crate::rates::{RateCell, sample_interval};
@@ -786,6 +786,8 @@ impl TelemetryService {
             event.analytics_key = inner.config.analytics_key.clone();
             event
         });
+        let (webhook, event) =
+            (webhook.as_ref().map(Encoded::new), event.as_ref().map(Encoded::new));
         let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event }));
         inner.queue.push(std::iter::once(call).chain(worker_output))
     }

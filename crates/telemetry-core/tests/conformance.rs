@@ -251,7 +251,7 @@ fn webhook_events() -> Vec<lk::WebhookEvent> {
     let events: Vec<lk::WebhookEvent> = outputs
         .into_iter()
         .filter_map(|sequenced| match sequenced.output {
-            Output::Call(call) => call.webhook,
+            Output::Call(call) => call.webhook.map(|webhook| webhook.decode()),
             _ => None,
         })
         .collect();

@@ -216,21 +216,22 @@ pub fn to_write_batch(
     for output in outputs {
         match output.output {
             Output::Call(call) => {
-                if let Some(webhook) = &call.webhook {
+                let event = call.event.as_ref().map(|event| event.decode());
+                if let Some(webhook) = call.webhook.as_ref().map(|webhook| webhook.decode()) {
                     let endpoint_ids = endpoints.select(&webhook.event);
                     if !endpoint_ids.is_empty() {
                         // Rendered once: every attempt to every endpoint sends these bytes.
                         let event_id =
-                            call.event.as_ref().map(|event| event.id.clone()).unwrap_or_default();
+                            event.as_ref().map(|event| event.id.clone()).unwrap_or_default();
                         let message = WebhookMessage::new(
-                            RenderedWebhook::render(webhook),
+                            RenderedWebhook::render(&webhook),
                             event_id,
                             call.at,
                         );
                         batch.webhooks.push(OutgoingWebhook { message, endpoint_ids });
                     }
                 }
-                if let Some(event) = &call.event {
+                if let Some(event) = &event {
                     batch.events.push(EventRecord::from_event(event));
                 }
             }

@@ -104,9 +104,9 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for output in outputs {
         match output.output {
-            Output::Call(call) => {
-                batch.events.extend(call.event.as_ref().map(EventRecord::from_event))
-            }
+            Output::Call(call) => batch
+                .events
+                .extend(call.event.map(|event| EventRecord::from_event(&event.decode()))),
             Output::Stats(stats) => batch.stats.extend(StatsWindowRecord::from_batch(&stats)),
             Output::NodeRooms(rooms) => {
                 batch.node_rooms.push(NodeRoomsRecord::from_node_rooms(&rooms, UnixMillis(0)))

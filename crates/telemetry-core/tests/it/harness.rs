@@ -54,7 +54,7 @@ impl Harness {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o.output {
-                Output::Call(call) => call.event,
+                Output::Call(call) => call.event.map(|event| event.decode()),
                 _ => None,
             })
             .collect()
@@ -65,7 +65,10 @@ impl Harness {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o.output {
-                Output::Call(call) => Some((call.webhook, call.event)),
+                Output::Call(call) => Some((
+                    call.webhook.map(|webhook| webhook.decode()),
+                    call.event.map(|event| event.decode()),
+                )),
                 _ => None,
             })
             .collect()

@@ -99,7 +99,7 @@ fn concurrent_callers_each_keep_their_own_order_and_nothing_is_lost() {
             .iter()
             .filter_map(|o| match &o.output {
                 Output::Call(call) => {
-                    call.webhook.as_ref().and_then(|w| w.room.as_ref()).map(|r| r.name.clone())
+                    call.webhook.as_ref().and_then(|w| w.decode().room).map(|r| r.name)
                 }
                 _ => None,
             })
