@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use telemetry_server::app::App;
 use telemetry_server::config::{self, FlagOverrides};
 
@@ -42,28 +42,45 @@ fn memory() -> (f64, f64) {
 }
 
 /// A time as protobuf JSON writes it.
-fn rfc3339(millis: i64) -> Value {
-    serde_json::to_value(telemetry_core::UnixMillis(millis).to_timestamp()).expect("a timestamp")
+fn rfc3339(millis: i64) -> String {
+    match serde_json::to_value(telemetry_core::UnixMillis(millis).to_timestamp()) {
+        Ok(Value::String(text)) => text,
+        other => panic!("a timestamp renders as a string, not {other:?}"),
+    }
 }
 
-fn phase_calls(phase: &str, ids: usize) -> Vec<Value> {
-    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock).0;
-    (0..ids)
-        .map(|n| match phase {
+/// The body of request `batch` of `phase`, written straight as JSON text: the load generator runs
+/// in the measured process, so it builds one request at a time and keeps nothing.
+fn body(phase: &str, batch: usize, ids: usize, now: i64) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut text = String::from("{\"calls\":[");
+    for n in batch * BATCH..((batch + 1) * BATCH).min(ids) {
+        if n > batch * BATCH {
+            text.push(',');
+        }
+        let _ = match phase {
             // Each sample claims the longest interval ingest accepts (5 min): the most node-rate
             // cells one sample can make.
-            "nodes" => json!({ "nodeId": format!("hostile-node-{n:037}"), "trackStats": {
-                "roomId": "RM_none", "key": { "streamType": "UPSTREAM", "participantId": "PA_none",
-                "trackId": "TR_none", "trackSource": "CAMERA", "trackType": "VIDEO", "track": true },
-                "stat": { "streams": [ { "primaryBytes": "1000", "primaryPackets": 1,
-                    "startTime": rfc3339(now - 300_000), "endTime": rfc3339(now) } ] } } }),
-            "rooms" => json!({ "nodeId": "sfu-1", "roomStarted": { "room": {
-                "sid": format!("RM_{n:012}"), "name": format!("hostile-room-{n}") } } }),
-            _ => json!({ "nodeId": "sfu-1", "participantJoined": {
-                "room": { "sid": format!("RM_{:012}", n / 10), "name": format!("hostile-room-{}", n / 10) },
-                "participant": { "sid": format!("PA_{n:012}"), "identity": format!("hostile-user-{n}") } } }),
-        })
-        .collect()
+            "nodes" => write!(
+                text,
+                r#"{{"nodeId":"hostile-node-{n:037}","trackStats":{{"roomId":"RM_none","key":{{"streamType":"UPSTREAM","participantId":"PA_none","trackId":"TR_none","trackSource":"CAMERA","trackType":"VIDEO","track":true}},"stat":{{"streams":[{{"primaryBytes":"1000","primaryPackets":1,"startTime":"{}","endTime":"{}"}}]}}}}}}"#,
+                rfc3339(now - 300_000),
+                rfc3339(now)
+            ),
+            "rooms" => write!(
+                text,
+                r#"{{"nodeId":"sfu-1","roomStarted":{{"room":{{"sid":"RM_{n:012}","name":"hostile-room-{n}"}}}}}}"#
+            ),
+            _ => write!(
+                text,
+                r#"{{"nodeId":"sfu-1","participantJoined":{{"room":{{"sid":"RM_{:012}","name":"hostile-room-{}"}},"participant":{{"sid":"PA_{n:012}","identity":"hostile-user-{n}"}}}}}}"#,
+                n / 10,
+                n / 10
+            ),
+        };
+    }
+    text.push_str("]}");
+    text.into_bytes()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,20 +113,18 @@ fn main() -> anyhow::Result<()> {
         // The legitimate node's calls first: once hostile node ids fill `limits.max_nodes`, a
         // new node is refused until one has been idle for `limits.node_idle_timeout`.
         for phase in ["rooms", "participants", "nodes"] {
-            let bodies: Vec<Vec<u8>> = phase_calls(phase, ids)
-                .chunks(BATCH)
-                .map(|chunk| serde_json::to_vec(&json!({ "calls": chunk })).expect("json"))
-                .collect();
-            let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
+            let now = telemetry_core::Clock::now(&telemetry_core::SystemClock).0;
+            let queue = Arc::new(std::sync::Mutex::new(0..ids.div_ceil(BATCH)));
             let started = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..clients {
-                let (queue, client, base, token) =
-                    (queue.clone(), client.clone(), base.clone(), token.clone());
+                let (queue, client, base, token, phase) =
+                    (queue.clone(), client.clone(), base.clone(), token.clone(), phase.to_owned());
                 tasks.push(tokio::spawn(async move {
                     let (mut accepted, mut rejected) = (0, 0);
                     loop {
-                        let Some(body) = queue.lock().await.next() else { break };
+                        let Some(batch) = queue.lock().expect("queue").next() else { break };
+                        let body = body(&phase, batch, ids, now);
                         let answer: Value = client
                             .post(format!("{base}/v1/telemetry"))
                             .bearer_auth(&token)
