@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use telemetry_core::proto as lk;
-use telemetry_core::{Clock, SystemClock};
+use telemetry_core::{Clock, SystemClock, UnixMillis};
 use telemetry_proto::recorder::analytics_recorder_service_server::{
     AnalyticsRecorderService, AnalyticsRecorderServiceServer,
 };
@@ -140,6 +140,26 @@ impl TelemetryIngest for GrpcIngest {
     }
 }
 
+/// What one `livekit.AnalyticsRecorderService/IngestStats` message stores, received at `now`.
+pub fn stats_batch(message: &lk::AnalyticsStats, now: UnixMillis) -> WriteBatch {
+    let stats =
+        message.stats.iter().map(|stat| StatsWindowRecord::from_livekit_stat(stat, now)).collect();
+    WriteBatch { stats, ..WriteBatch::default() }
+}
+
+/// What one `livekit.AnalyticsRecorderService/IngestEvents` message stores.
+pub fn events_batch(message: &lk::AnalyticsEvents) -> WriteBatch {
+    let events = message.events.iter().map(EventRecord::from_event).collect();
+    WriteBatch { events, ..WriteBatch::default() }
+}
+
+/// What one `livekit.AnalyticsRecorderService/IngestNodeRoomStates` message stores, received
+/// at `now`.
+pub fn node_rooms_batch(message: &lk::AnalyticsNodeRooms, now: UnixMillis) -> WriteBatch {
+    let record = NodeRoomsRecord::from_node_rooms(message, now);
+    WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }
+}
+
 /// `livekit.AnalyticsRecorderService`.
 #[derive(Debug)]
 pub struct Recorder {
@@ -166,13 +186,7 @@ impl AnalyticsRecorderService for Recorder {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
         while let Some(message) = stream.message().await? {
-            let now = SystemClock.now();
-            let stats = message
-                .stats
-                .iter()
-                .map(|stat| StatsWindowRecord::from_livekit_stat(stat, now))
-                .collect();
-            self.store(WriteBatch { stats, ..WriteBatch::default() }).await?;
+            self.store(stats_batch(&message, SystemClock.now())).await?;
             self.state.metrics.recorder(RecorderStream::Stats, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
@@ -185,8 +199,7 @@ impl AnalyticsRecorderService for Recorder {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
         while let Some(message) = stream.message().await? {
-            let events = message.events.iter().map(EventRecord::from_event).collect();
-            self.store(WriteBatch { events, ..WriteBatch::default() }).await?;
+            self.store(events_batch(&message)).await?;
             self.state.metrics.recorder(RecorderStream::Events, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
@@ -199,8 +212,7 @@ impl AnalyticsRecorderService for Recorder {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
         while let Some(message) = stream.message().await? {
-            let record = NodeRoomsRecord::from_node_rooms(&message, SystemClock.now());
-            self.store(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }).await?;
+            self.store(node_rooms_batch(&message, SystemClock.now())).await?;
             self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
