@@ -1,7 +1,9 @@
 //! The gRPC ingest: `rtctelemetry.v1.TelemetryIngest/Ingest` (the HTTP ingest over a stream of
 //! batches, applied in stream order) and LiveKit's `livekit.AnalyticsRecorderService` (already
 //! coalesced stats, events and node room states from a LiveKit node, stored as they are, with no
-//! webhooks). Both need a token with the `ingest` role in the `authorization` metadata.
+//! webhooks; a message holding what cannot be stored as JSON, such as an enum number this build
+//! does not know, is refused with `INVALID_ARGUMENT` naming the field). Both need a token with
+//! the `ingest` role in the `authorization` metadata.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{Authenticator, Principal};
 use crate::config::Role;
 use crate::error::ApiError;
+use crate::ingest::decode::writable_as_json;
 use crate::ingest::http::wait_durable;
 use crate::ingest::{Outcome, apply_calls};
 use crate::metrics::{RecorderStream, Transport};
@@ -148,16 +151,30 @@ pub fn stats_batch(message: &lk::AnalyticsStats, now: UnixMillis) -> WriteBatch 
 }
 
 /// What one `livekit.AnalyticsRecorderService/IngestEvents` message stores.
-pub fn events_batch(message: &lk::AnalyticsEvents) -> WriteBatch {
+///
+/// # Errors
+///
+/// An event that cannot be stored as JSON (an enum number this build does not know), naming
+/// it and its field: the message is refused.
+pub fn events_batch(message: &lk::AnalyticsEvents) -> Result<WriteBatch, String> {
+    writable_as_json(message)?;
     let events = message.events.iter().map(EventRecord::from_event).collect();
-    WriteBatch { events, ..WriteBatch::default() }
+    Ok(WriteBatch { events, ..WriteBatch::default() })
 }
 
 /// What one `livekit.AnalyticsRecorderService/IngestNodeRoomStates` message stores, received
 /// at `now`.
-pub fn node_rooms_batch(message: &lk::AnalyticsNodeRooms, now: UnixMillis) -> WriteBatch {
+///
+/// # Errors
+///
+/// A message that cannot be stored as JSON (a timestamp out of range), naming the field.
+pub fn node_rooms_batch(
+    message: &lk::AnalyticsNodeRooms,
+    now: UnixMillis,
+) -> Result<WriteBatch, String> {
+    writable_as_json(message)?;
     let record = NodeRoomsRecord::from_node_rooms(message, now);
-    WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }
+    Ok(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() })
 }
 
 /// `livekit.AnalyticsRecorderService`.
@@ -199,7 +216,8 @@ impl AnalyticsRecorderService for Recorder {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
         while let Some(message) = stream.message().await? {
-            self.store(events_batch(&message)).await?;
+            let batch = events_batch(&message).map_err(Status::invalid_argument)?;
+            self.store(batch).await?;
             self.state.metrics.recorder(RecorderStream::Events, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
@@ -212,7 +230,9 @@ impl AnalyticsRecorderService for Recorder {
         check_accepting(&self.state)?;
         let mut stream = request.into_inner();
         while let Some(message) = stream.message().await? {
-            self.store(node_rooms_batch(&message, SystemClock.now())).await?;
+            let batch =
+                node_rooms_batch(&message, SystemClock.now()).map_err(Status::invalid_argument)?;
+            self.store(batch).await?;
             self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
