@@ -32,6 +32,7 @@ fn module_docs(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     rust_files(&root.join("crates"), &mut files);
     rust_files(&root.join("xtask"), &mut files);
+    rust_files(&root.join("fuzz"), &mut files);
     files
         .into_iter()
         .filter_map(|path| {

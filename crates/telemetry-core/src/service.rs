@@ -364,11 +364,15 @@ impl TelemetryService {
                     ..events::webhook(names::ROOM_STARTED, at)
                 };
                 // LiveKit stamps ROOM_CREATED with the room's creation time, and sets no room id.
+                // A creation time no timestamp can hold (outside years 1 to 9999) stamps it with
+                // the call's time instead: the event must stay writable as JSON.
+                let created = pbjson_types::Timestamp { seconds: room.creation_time, nanos: 0 };
+                let created = match UnixMillis::from_timestamp(&created) {
+                    Some(_) => created,
+                    None => at.to_timestamp(),
+                };
                 let event = lk::AnalyticsEvent {
-                    timestamp: Some(pbjson_types::Timestamp {
-                        seconds: room.creation_time,
-                        nanos: 0,
-                    }),
+                    timestamp: Some(created),
                     room: Some(room),
                     ..events::bare_event(Type::RoomCreated, at)
                 };

@@ -111,6 +111,11 @@ impl ParticipantState {
 
 impl EventRecord {
     /// Builds the record of an analytics event, with its projections.
+    ///
+    /// # Panics
+    ///
+    /// If the event cannot be written in the protobuf JSON mapping (an enum number this build
+    /// does not know, a timestamp out of range): ingest refuses such input before it gets here.
     pub fn from_event(event: &lk::AnalyticsEvent) -> Self {
         let event_type = lk::AnalyticsEventType::try_from(event.r#type)
             .map(|t| t.as_str_name().to_owned())
@@ -451,6 +456,11 @@ pub struct NodeRoomsRecord {
 
 impl NodeRoomsRecord {
     /// Builds the record of a node's room states.
+    ///
+    /// # Panics
+    ///
+    /// If the message cannot be written in the protobuf JSON mapping (an enum number this build
+    /// does not know, a timestamp out of range): ingest refuses such input before it gets here.
     pub fn from_node_rooms(rooms: &lk::AnalyticsNodeRooms, received_at: UnixMillis) -> Self {
         Self {
             node_id: rooms.node_id.clone(),

@@ -60,6 +60,25 @@ fn room_started_sends_full_room_and_room_created_at_creation_time() {
     assert_eq!(harness.service.metrics().value("livekit_room_total", &[]), 1.0);
 }
 
+/// Found by the `ingest_json` fuzz target: a `roomStarted` whose `creationTime` is
+/// 1700000009275032 (milliseconds times a thousand, read as seconds) gave ROOM_CREATED a
+/// timestamp past year 9999, which the protobuf JSON mapping cannot write; the service's
+/// pipeline panicked storing the event. Such a creation time stamps the event with the call's
+/// time; the webhook keeps the room as sent.
+#[test]
+fn room_created_at_a_creation_time_no_timestamp_can_hold_is_stamped_now() {
+    for creation_time in [1_700_000_009_275_032, i64::MAX, -62_135_596_801] {
+        let harness = Harness::new();
+        let room = lk::Room { creation_time, ..room() };
+        harness.service.room_started(room.clone());
+        let (webhook, event) = only_call(&harness);
+        let event = event.expect("event");
+        assert_eq!(event.timestamp, Some(T0.to_timestamp()), "{creation_time}");
+        serde_json::to_string(&event).expect("the event is writable as JSON");
+        assert_eq!(webhook.expect("webhook").room, Some(room));
+    }
+}
+
 #[test]
 fn room_ended_sends_room_finished_and_room_ended_now() {
     let harness = Harness::new();

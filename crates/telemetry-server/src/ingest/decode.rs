@@ -152,6 +152,33 @@ pub fn decode_protobuf_call(frame: &[u8]) -> Result<v1::TelemetryCall, String> {
             names.join(", ")
         ));
     }
-    v1::TelemetryCall::decode(frame)
-        .map_err(|error| format!("not a protobuf TelemetryCall: {error}"))
+    let call = v1::TelemetryCall::decode(frame)
+        .map_err(|error| format!("not a protobuf TelemetryCall: {error}"))?;
+    // Protobuf enums are open: a number this build does not know decodes, but the event and
+    // webhook a lifecycle call becomes could not be written as JSON. The JSON mapping refuses
+    // such a value when it reads it; refuse it here too. (A stats sample is never written as
+    // JSON, and its stream type is checked when it is converted.)
+    if !matches!(call.call, Some(v1::telemetry_call::Call::TrackStats(_))) {
+        writable_as_json(&call)?;
+    }
+    Ok(call)
+}
+
+/// Checks that `message` can be written in the protobuf JSON mapping, which refuses, above all,
+/// enum numbers this build does not know.
+///
+/// # Errors
+///
+/// A message naming the field at fault (for an unknown enum number, the message holding it).
+pub fn writable_as_json<T: serde::Serialize>(message: &T) -> Result<(), String> {
+    let mut serializer = serde_json::Serializer::new(std::io::sink());
+    serde_path_to_error::serialize(message, &mut serializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        let message = match message.strip_prefix("Invalid variant ") {
+            Some(number) => format!("{number} is not a known value of one of its enum fields"),
+            None => message,
+        };
+        if path == "." || path.is_empty() { message } else { format!("{path}: {message}") }
+    })
 }

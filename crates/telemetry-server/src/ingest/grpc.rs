@@ -4,15 +4,15 @@
 //! webhooks). Both need a token with the `ingest` role in the `authorization` metadata.
 //!
 //! A recorder item that fails validation ([`crate::ingest::validate`]: an event, a stat, or a
-//! node's room states) is dropped alone and counted
-//! (`rtc_telemetry_recorder_dropped_total{stream}`, with a warning naming the field), and the
-//! stream goes on: a LiveKit node cannot correct what it sends, and an error status would end its
-//! stream and lose the valid messages after the bad one.
+//! node's room states) or cannot be stored as JSON (an enum number this build does not know) is
+//! dropped alone and counted (`rtc_telemetry_recorder_dropped_total{stream}`, with a warning
+//! naming the field), and the stream goes on: a LiveKit node cannot correct what it sends, and an
+//! error status would end its stream and lose the valid messages after the bad one.
 
 use std::sync::Arc;
 
 use telemetry_core::proto as lk;
-use telemetry_core::{Clock, SystemClock};
+use telemetry_core::{Clock, SystemClock, UnixMillis};
 use telemetry_proto::recorder::analytics_recorder_service_server::{
     AnalyticsRecorderService, AnalyticsRecorderServiceServer,
 };
@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{Authenticator, Principal};
 use crate::config::Role;
 use crate::error::ApiError;
+use crate::ingest::decode::writable_as_json;
 use crate::ingest::http::wait_durable;
 use crate::ingest::validate::{Checker, Limits, StatKind};
 use crate::ingest::{Outcome, apply_calls};
@@ -151,6 +152,57 @@ impl TelemetryIngest for GrpcIngest {
     }
 }
 
+/// What one `livekit.AnalyticsRecorderService/IngestStats` message stores, received at `now`,
+/// and the errors of the stats dropped as invalid.
+pub fn stats_batch(
+    message: lk::AnalyticsStats,
+    limits: &Limits,
+    now: UnixMillis,
+) -> (WriteBatch, Vec<String>) {
+    let checker = Checker::new(limits, now);
+    let (stats, errors) = keep_valid(message.stats, |index, stat| {
+        checker.stat(&format!("stats[{index}]"), stat, StatKind::Window)
+    });
+    let stats = stats.iter().map(|stat| StatsWindowRecord::from_livekit_stat(stat, now)).collect();
+    (WriteBatch { stats, ..WriteBatch::default() }, errors)
+}
+
+/// What one `livekit.AnalyticsRecorderService/IngestEvents` message stores, received at `now`,
+/// and the errors of the events dropped: invalid, or not storable as JSON (an enum number this
+/// build does not know).
+pub fn events_batch(
+    message: lk::AnalyticsEvents,
+    limits: &Limits,
+    now: UnixMillis,
+) -> (WriteBatch, Vec<String>) {
+    let checker = Checker::new(limits, now);
+    let (events, errors) = keep_valid(message.events, |index, event| {
+        let path = format!("events[{index}]");
+        // First what names an unknown enum number best, then every other rule.
+        writable_as_json(event).map_err(|error| format!("{path}: {error}"))?;
+        checker.event(&path, event)
+    });
+    let events = events.iter().map(EventRecord::from_event).collect();
+    (WriteBatch { events, ..WriteBatch::default() }, errors)
+}
+
+/// What one `livekit.AnalyticsRecorderService/IngestNodeRoomStates` message stores, received
+/// at `now`: its record, or why it is dropped.
+///
+/// # Errors
+///
+/// The message is invalid or cannot be stored as JSON, naming the field.
+pub fn node_rooms_batch(
+    message: &lk::AnalyticsNodeRooms,
+    limits: &Limits,
+    now: UnixMillis,
+) -> Result<WriteBatch, String> {
+    Checker::new(limits, now).node_rooms(message)?;
+    writable_as_json(message)?;
+    let record = NodeRoomsRecord::from_node_rooms(message, now);
+    Ok(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() })
+}
+
 /// `livekit.AnalyticsRecorderService`.
 #[derive(Debug)]
 pub struct Recorder {
@@ -212,15 +264,9 @@ impl AnalyticsRecorderService for Recorder {
         let mut stream = request.into_inner();
         let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
-            let now = SystemClock.now();
-            let checker = Checker::new(&limits, now);
-            let (stats, errors) = keep_valid(message.stats, |index, stat| {
-                checker.stat(&format!("stats[{index}]"), stat, StatKind::Window)
-            });
+            let (batch, errors) = stats_batch(message, &limits, SystemClock.now());
             self.dropped(RecorderStream::Stats, &errors);
-            let stats =
-                stats.iter().map(|stat| StatsWindowRecord::from_livekit_stat(stat, now)).collect();
-            self.store(WriteBatch { stats, ..WriteBatch::default() }).await?;
+            self.store(batch).await?;
             self.state.metrics.recorder(RecorderStream::Stats, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
@@ -234,13 +280,9 @@ impl AnalyticsRecorderService for Recorder {
         let mut stream = request.into_inner();
         let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
-            let checker = Checker::new(&limits, SystemClock.now());
-            let (events, errors) = keep_valid(message.events, |index, event| {
-                checker.event(&format!("events[{index}]"), event)
-            });
+            let (batch, errors) = events_batch(message, &limits, SystemClock.now());
             self.dropped(RecorderStream::Events, &errors);
-            let events = events.iter().map(EventRecord::from_event).collect();
-            self.store(WriteBatch { events, ..WriteBatch::default() }).await?;
+            self.store(batch).await?;
             self.state.metrics.recorder(RecorderStream::Events, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))
@@ -254,14 +296,10 @@ impl AnalyticsRecorderService for Recorder {
         let mut stream = request.into_inner();
         let limits = Limits::from_config(&self.state.config);
         while let Some(message) = stream.message().await? {
-            let now = SystemClock.now();
-            if let Err(error) = Checker::new(&limits, now).node_rooms(&message) {
-                self.dropped(RecorderStream::NodeRoomStates, &[error]);
-                self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
-                continue;
+            match node_rooms_batch(&message, &limits, SystemClock.now()) {
+                Ok(batch) => self.store(batch).await?,
+                Err(error) => self.dropped(RecorderStream::NodeRoomStates, &[error]),
             }
-            let record = NodeRoomsRecord::from_node_rooms(&message, now);
-            self.store(WriteBatch { node_rooms: vec![record], ..WriteBatch::default() }).await?;
             self.state.metrics.recorder(RecorderStream::NodeRoomStates, 1);
         }
         Ok(Response::new(pbjson_types::Empty {}))

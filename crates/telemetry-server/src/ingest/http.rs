@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use telemetry_core::{Clock, SystemClock};
+use telemetry_proto::v1;
 
 use crate::auth::Principal;
 use crate::config::Role;
@@ -92,8 +93,7 @@ async fn ingest_inner(
     let max_calls = state.config.http.max_calls_per_request;
     let limits = Limits::from_config(&state.config);
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, ApiError> {
-        let body = if gzip { gunzip(&bytes, max_decompressed)? } else { bytes.to_vec() };
-        let calls = decode_batch(format, &body, max_calls)?;
+        let calls = decode_body(format, gzip, &bytes, max_decompressed, max_calls)?;
         Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now(), &limits))
     })
     .await
@@ -131,7 +131,33 @@ pub async fn wait_durable(state: &AppState, seq: u64) -> Result<(), ApiError> {
     }
 }
 
-fn content_format(headers: &HeaderMap) -> Result<Format, ApiError> {
+/// Decodes a request body into its calls, one result per call: decompressed first if `gzip`
+/// (at most `max_decompressed` bytes), then [`decode_batch`] with at most `max_calls` calls.
+///
+/// # Errors
+///
+/// `InvalidArgument` for a body that cannot be read at all, `PayloadTooLarge` for one over
+/// either limit.
+pub fn decode_body(
+    format: Format,
+    gzip: bool,
+    body: &[u8],
+    max_decompressed: usize,
+    max_calls: usize,
+) -> Result<Vec<Result<v1::TelemetryCall, String>>, ApiError> {
+    if gzip {
+        decode_batch(format, &gunzip(body, max_decompressed)?, max_calls)
+    } else {
+        decode_batch(format, body, max_calls)
+    }
+}
+
+/// The body's format from its `Content-Type`.
+///
+/// # Errors
+///
+/// `UnsupportedMediaType` for a missing or unsupported type.
+pub fn content_format(headers: &HeaderMap) -> Result<Format, ApiError> {
     let content_type =
         headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -151,7 +177,12 @@ fn content_format(headers: &HeaderMap) -> Result<Format, ApiError> {
     }
 }
 
-fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+/// Whether the body is gzip-compressed, from its `Content-Encoding`.
+///
+/// # Errors
+///
+/// `UnsupportedMediaType` for an encoding other than `gzip` or `identity`.
+pub fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())

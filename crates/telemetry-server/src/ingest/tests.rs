@@ -85,3 +85,75 @@ proptest! {
         prop_assert_eq!(&from_protobuf, &call);
     }
 }
+
+/// A protobuf lifecycle call holding an enum number this build does not know (protobuf enums
+/// are open) is rejected naming the field: its event could not be written as JSON, and the
+/// pipeline, which writes it, panicked on it (found by the `recorder` fuzz target, which hit the
+/// same write with an unknown event type).
+#[test]
+fn protobuf_lifecycle_calls_with_unknown_enum_numbers_are_rejected_naming_the_field() {
+    let participant = telemetry_core::proto::ParticipantInfo {
+        sid: "PA_1".into(),
+        identity: "alice".into(),
+        state: 75,
+        ..Default::default()
+    };
+    let call = v1::TelemetryCall {
+        at: None,
+        node_id: String::new(),
+        call: Some(v1::telemetry_call::Call::ParticipantJoined(v1::ParticipantJoinedCall {
+            room: Some(telemetry_core::proto::Room { sid: "RM_1".into(), ..Default::default() }),
+            participant: Some(participant),
+            ..Default::default()
+        })),
+    };
+    let error = decode_protobuf_call(&call.encode_to_vec()).expect_err("refused");
+    assert_eq!(
+        error,
+        "participantJoined.participant: 75 is not a known value of one of its enum fields"
+    );
+    // The same call with a known state is read, and its event can be stored.
+    let mut known = call.clone();
+    if let Some(v1::telemetry_call::Call::ParticipantJoined(joined)) = &mut known.call {
+        joined.participant.as_mut().expect("participant").state = 1;
+    }
+    assert_eq!(decode_protobuf_call(&known.encode_to_vec()), Ok(known));
+    // A stats sample's unknown numbers are not written as JSON: it is read.
+    let stats = v1::TelemetryCall {
+        call: Some(v1::telemetry_call::Call::TrackStats(v1::TrackStatsCall {
+            stat: Some(telemetry_core::proto::AnalyticsStat { kind: 75, ..Default::default() }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    assert!(decode_protobuf_call(&stats.encode_to_vec()).is_ok());
+}
+
+/// The `recorder` fuzz target's first finding: an `IngestEvents` message whose second event has
+/// type 75, a number this build does not know (a newer LiveKit may send new types). Storing it
+/// panicked writing the event as JSON; that event is now dropped alone, named, and the others
+/// are stored.
+#[test]
+fn recorder_events_with_unknown_enum_numbers_are_dropped_naming_the_event() {
+    use base64::Engine as _;
+    let input = base64::engine::general_purpose::STANDARD
+        .decode(
+            "AQosEgYIgOLPqgYiFwoGUk1fcmVjEg1yZWNvcmRlZC1yb29tygEIQUVfc2VlZDEKPwhLEgYIgeLPqgYaBlJNX3JlYyoIUEFFX3NpY2UyEQoIUEFfYWxpY2USBWFsaWNlYgMgpAPKAQhBRV9zZWVkMgodCAQaBlJNX3JlYzoGVFJfY2FtygEIQUVfc2VlZDM=",
+        )
+        .expect("base64");
+    // The fuzz input's first byte chose the stream; the rest is the message, of late 2023.
+    let message = telemetry_core::proto::AnalyticsEvents::decode(&input[1..]).expect("decodes");
+    assert_eq!(message.events[1].r#type, 75);
+    let limits = crate::ingest::validate::Limits::default();
+    let now = telemetry_core::UnixMillis(1_700_000_100_000);
+    let (batch, dropped) = crate::ingest::grpc::events_batch(message.clone(), &limits, now);
+    assert_eq!(dropped, ["events[1]: 75 is not a known value of one of its enum fields"]);
+    assert_eq!(batch.events.len(), 2, "the other events are stored");
+    // Without the unknown number the same events are all stored.
+    let mut known = message;
+    known.events[1].r#type = telemetry_core::proto::AnalyticsEventType::ParticipantActive as i32;
+    let (batch, dropped) = crate::ingest::grpc::events_batch(known, &limits, now);
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(batch.events.len(), 3);
+    assert_eq!(batch.events[1].event_type, "PARTICIPANT_ACTIVE");
+}
