@@ -59,12 +59,15 @@ fn test() -> Result<(), String> {
     everything.args(["test", "--workspace", "--all-targets"]);
     with_tools(&mut everything);
     run(&mut everything)?;
-    // The service's end-to-end suite again, on PostgreSQL.
-    let mut on_postgres = Command::new("cargo");
-    on_postgres
-        .args(["test", "-p", "telemetry-server", "--test", "it"])
-        .env("TELEMETRY_TEST_STORE", "postgres");
+    // The service's end-to-end suite again, on PostgreSQL: the test binary the run above built,
+    // run directly (`cargo test -p telemetry-server` would resolve features differently and
+    // build several crates again).
+    let suite = test_binary(&root, "telemetry-server", "it")?;
+    let mut on_postgres = Command::new(&suite);
+    on_postgres.env("TELEMETRY_TEST_STORE", "postgres");
     with_tools(&mut on_postgres);
+    // Where cargo runs a test binary: its package's folder.
+    on_postgres.current_dir(root.join("crates/telemetry-server"));
     run(&mut on_postgres)?;
     // A few seconds of every fuzz target, unoptimised: a cold unoptimised build of the targets
     // takes half the CPU time of an optimised one (8 against 17.5 minutes), which matters more
@@ -72,6 +75,31 @@ fn test() -> Result<(), String> {
     // ingest_json). Long runs build optimised (`cargo xtask fuzz --seconds N`).
     fuzz::fuzz(&root, fuzz::DEFAULT_SECONDS, fuzz::Build { dev: true }, &[])?;
     Ok(())
+}
+
+/// The executable of test target `target` of `package`, as `cargo test --workspace --all-targets`
+/// builds it (already built: this only asks cargo where it is).
+fn test_binary(root: &Path, package: &str, target: &str) -> Result<PathBuf, String> {
+    let output = Command::new("cargo")
+        .args(["test", "--workspace", "--all-targets", "--no-run", "--message-format=json"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|error| format!("cannot start cargo: {error}"))?;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let is_it = message["target"]["name"] == target
+            && message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "test"))
+            && message["manifest_path"]
+                .as_str()
+                .is_some_and(|path| path.ends_with(&format!("{package}/Cargo.toml")));
+        if let (true, Some(executable)) = (is_it, message["executable"].as_str()) {
+            return Ok(PathBuf::from(executable));
+        }
+    }
+    Err(format!("cargo built no test target `{target}` of `{package}`"))
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
