@@ -13,14 +13,24 @@
 //! - paced: calls ingested at a steady rate below capacity; p50 and p99 from sending the ingest
 //!   call to the webhook's arrival.
 //!
+//! And one small-request workload (`S`), calls arriving as an SFU sends them: 16 clients, each
+//! sending lifecycle requests of 1 to 4 calls (rooms of 10 participants starting, joining,
+//! becoming active, leaving and ending; 22 webhooks a room) one after the other, to one
+//! endpoint; deliveries per second from the first request to the last first arrival, p50 and
+//! p99 from sending a call's request to its webhook's first arrival, the order of first arrivals
+//! per room checked against call order, the ratio to Svix's 1,070 webhooks/s (DESIGN.md), and
+//! the same requests ingested with no endpoint (what ingest alone takes).
+//!
 //! Run with `cargo bench -p telemetry-server --features bench --bench webhook_load`
-//! (`-- --webhooks 4000 --rate 200` to change the load, `--only 16,1000` for one case,
+//! (`-- --webhooks 4000 --rate 200` to change the load, `--only 16,1000` for one burst case,
+//! `--only S` for the small-request workload alone (`--clients 16 --small-rooms 200`),
 //! `--store postgres` for one backend).
 
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,8 +45,14 @@ struct Options {
     batch: usize,
     rate: f64,
     paced_seconds: f64,
-    /// Only this case (`endpoints,rooms`).
+    /// Only this burst case (`endpoints,rooms`).
     only: Option<(usize, usize)>,
+    /// Only the small-request workload (`--only S`).
+    only_small: bool,
+    /// Clients of the small-request workload.
+    clients: usize,
+    /// Rooms of the small-request workload.
+    small_rooms: usize,
     /// Only this backend.
     store: Option<String>,
 }
@@ -48,6 +64,9 @@ fn options() -> Options {
         rate: 200.0,
         paced_seconds: 10.0,
         only: None,
+        only_small: false,
+        clients: 16,
+        small_rooms: 200,
         store: None,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -62,6 +81,9 @@ fn options() -> Options {
                 options.paced_seconds = value.parse().unwrap_or(options.paced_seconds)
             }
             "--store" => options.store = Some(value),
+            "--clients" => options.clients = value.parse().unwrap_or(options.clients),
+            "--small-rooms" => options.small_rooms = value.parse().unwrap_or(options.small_rooms),
+            "--only" if value.eq_ignore_ascii_case("s") => options.only_small = true,
             "--only" => {
                 options.only = value
                     .split_once(',')
@@ -247,6 +269,305 @@ async fn baseline(
     requests as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Participants per room of the small-request workload.
+const ROOM_SIZE: usize = 10;
+/// Rooms a client of the small-request workload runs at once (their calls interleaved).
+const ROOMS_AT_ONCE: usize = 4;
+/// Svix's rate on this machine kind (DESIGN.md, "Performance targets"), webhooks per second.
+const SVIX_RATE: f64 = 1070.0;
+
+/// The calls of room `room` of the small-request workload in call order, each with the key of
+/// the webhook it makes (`event|room name|identity`), if it makes one: `roomStarted`, each
+/// participant's `participantJoined` and `participantActive` (`participant_joined`), each
+/// participant's `participantLeft`, `roomEnded`; 32 calls and 22 webhooks.
+fn room_calls(room: usize) -> Vec<(Value, Option<String>)> {
+    let name = format!("small-{room:05}");
+    let room_json = json!({ "sid": format!("RM_small{room:05}"), "name": name });
+    let participant = |index: usize| json!({ "sid": format!("PA_s{room:05}p{index:02}"), "identity": format!("u{index}") });
+    let mut calls = vec![(
+        json!({ "roomStarted": { "room": room_json } }),
+        Some(format!("room_started|{name}|")),
+    )];
+    for index in 0..ROOM_SIZE {
+        let body = json!({ "room": room_json, "participant": participant(index) });
+        calls.push((json!({ "participantJoined": body }), None));
+        calls.push((
+            json!({ "participantActive": body }),
+            Some(format!("participant_joined|{name}|u{index}")),
+        ));
+    }
+    for index in 0..ROOM_SIZE {
+        let body = json!({ "room": room_json, "participant": participant(index) });
+        calls.push((
+            json!({ "participantLeft": body }),
+            Some(format!("participant_left|{name}|u{index}")),
+        ));
+    }
+    calls.push((
+        json!({ "roomEnded": { "room": room_json } }),
+        Some(format!("room_finished|{name}|")),
+    ));
+    calls
+}
+
+/// One ingest request of the small-request workload: its calls and the keys of the webhooks
+/// they make.
+struct SmallRequest {
+    calls: Vec<Value>,
+    webhooks: Vec<String>,
+}
+
+/// The requests of client `client` of `clients`: its rooms (`client`, `client + clients`, ...),
+/// [`ROOMS_AT_ONCE`] at a time with their calls interleaved, cut into requests of 1 to 4 calls
+/// (a seeded draw, so every run sends the same requests).
+fn client_requests(client: usize, clients: usize, rooms: usize) -> Vec<SmallRequest> {
+    use rand::{RngExt as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64 + 1);
+    let own: Vec<usize> = (client..rooms).step_by(clients).collect();
+    let mut stream = Vec::new();
+    for group in own.chunks(ROOMS_AT_ONCE) {
+        let mut sequences: Vec<_> =
+            group.iter().map(|&room| room_calls(room).into_iter()).collect();
+        loop {
+            let before = stream.len();
+            for sequence in &mut sequences {
+                stream.extend(sequence.next());
+            }
+            if stream.len() == before {
+                break;
+            }
+        }
+    }
+    let mut requests = Vec::new();
+    let mut calls = stream.into_iter().peekable();
+    while calls.peek().is_some() {
+        let size = rng.random_range(1..=4usize);
+        let (calls, webhooks): (Vec<Value>, Vec<Option<String>>) =
+            calls.by_ref().take(size).unzip();
+        requests.push(SmallRequest { calls, webhooks: webhooks.into_iter().flatten().collect() });
+    }
+    requests
+}
+
+/// A local endpoint answering 200 at once that records each webhook's first arrival by its key
+/// (`event|room name|identity`), with an arrival number (the order arrivals were seen in).
+#[derive(Clone, Default)]
+struct LifecycleReceiver {
+    arrivals: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl LifecycleReceiver {
+    async fn start(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let receiver = self.clone();
+        let app = axum::Router::new().fallback(move |body: bytes::Bytes| {
+            let receiver = receiver.clone();
+            async move {
+                let at = Instant::now();
+                let number = receiver.next.fetch_add(1, Ordering::Relaxed);
+                let webhook: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let key = format!(
+                    "{}|{}|{}",
+                    webhook["event"].as_str().unwrap_or_default(),
+                    webhook["room"]["name"].as_str().unwrap_or_default(),
+                    webhook["participant"]["identity"].as_str().unwrap_or_default()
+                );
+                receiver.arrivals.lock().expect("lock").entry(key).or_insert((number, at));
+                axum::http::StatusCode::OK
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(address)
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrivals.lock().expect("lock").len()
+    }
+}
+
+/// What the small-request workload's clients did: when each webhook's call was sent (by key),
+/// each request's latency, and when the first request went out.
+struct SmallRun {
+    sent: HashMap<String, Instant>,
+    request_latencies: Vec<Duration>,
+    requests: usize,
+    calls: usize,
+    started: Instant,
+    /// When the last request was answered.
+    ingested: Instant,
+}
+
+/// Sends every client's requests, each client one request after the other.
+async fn run_small_clients(service: &Service, clients: usize, rooms: usize) -> SmallRun {
+    let plans: Vec<Vec<SmallRequest>> =
+        (0..clients).map(|client| client_requests(client, clients, rooms)).collect();
+    let requests = plans.iter().map(Vec::len).sum();
+    let calls = plans.iter().flatten().map(|request| request.calls.len()).sum();
+    let started = Instant::now();
+    let tasks: Vec<_> = plans
+        .into_iter()
+        .map(|plan| {
+            let (client, url, token) =
+                (service.client.clone(), service.url.clone(), service.token.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut latencies = Vec::with_capacity(plan.len());
+                for request in plan {
+                    let at = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({ "calls": request.calls }))
+                        .send()
+                        .await
+                        .expect("ingest");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    latencies.push(at.elapsed());
+                    sent.extend(request.webhooks.into_iter().map(|key| (key, at)));
+                }
+                (sent, latencies)
+            })
+        })
+        .collect();
+    let mut run = SmallRun {
+        sent: HashMap::new(),
+        request_latencies: Vec::new(),
+        requests,
+        calls,
+        started,
+        ingested: started,
+    };
+    for task in tasks {
+        let (sent, latencies) = task.await.expect("client");
+        run.sent.extend(sent);
+        run.request_latencies.extend(latencies);
+    }
+    run.ingested = Instant::now();
+    run.request_latencies.sort_unstable();
+    run
+}
+
+/// The consumer's store writes so far, from `/metrics`: (writes, seconds writing, outputs stored).
+async fn store_writes(service: &Service) -> anyhow::Result<(f64, f64, f64)> {
+    let metrics = service
+        .client
+        .get(service.url.replace("/v1/telemetry", "/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("rtc_telemetry_store_write_seconds_count"),
+        value("rtc_telemetry_store_write_seconds_sum"),
+        value("rtc_telemetry_stored_outputs_total"),
+    ))
+}
+
+/// The small-request workload on one backend: one row of its table.
+async fn small_workload(
+    options: &Options,
+    store: &str,
+    postgres: Option<&telemetry_test_support::postgres::PgServer>,
+) -> anyhow::Result<()> {
+    let (clients, rooms) = (options.clients, options.small_rooms);
+    let expected: HashMap<String, (usize, usize)> = (0..rooms)
+        .flat_map(|room| {
+            room_calls(room)
+                .into_iter()
+                .filter_map(|(_, key)| key)
+                .enumerate()
+                .map(move |(order, key)| (key, (room, order)))
+        })
+        .collect();
+    let total = expected.len();
+
+    // Ingest alone: the same requests to a service with no endpoint.
+    let receiver = LifecycleReceiver::default();
+    let address = receiver.start().await?;
+    let service = Service::start(address, 0, postgres).await?;
+    let alone = run_small_clients(&service, clients, rooms).await;
+    let (writes, _, _) = store_writes(&service).await?;
+    service.stop().await?;
+    let alone_seconds = alone.ingested.duration_since(alone.started).as_secs_f64();
+
+    // With one endpoint, end to end.
+    let service = Service::start(address, 1, postgres).await?;
+    let (writes_before, seconds_before, outputs_before) = store_writes(&service).await?;
+    let run = run_small_clients(&service, clients, rooms).await;
+    let (writes_after, seconds_after, outputs_after) = store_writes(&service).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while receiver.arrived() < total {
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {} of {total} webhooks arrived",
+            receiver.arrived()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    service.stop().await?;
+    let arrivals = receiver.arrivals.lock().expect("lock").clone();
+    let missing = expected.keys().filter(|key| !arrivals.contains_key(*key)).count();
+    anyhow::ensure!(missing == 0, "{missing} expected webhooks did not arrive");
+    let last = expected.keys().map(|key| arrivals[key].1).max().unwrap_or(run.started);
+    let rate = total as f64 / last.duration_since(run.started).as_secs_f64();
+    let mut latencies: Vec<Duration> =
+        expected.keys().map(|key| arrivals[key].1.duration_since(run.sent[key])).collect();
+    latencies.sort_unstable();
+    // Per room, the first arrivals in arrival order must be in call order.
+    let mut by_room: Vec<Vec<(u64, usize)>> = vec![Vec::new(); rooms];
+    for (key, (room, order)) in &expected {
+        by_room[*room].push((arrivals[key].0, *order));
+    }
+    for arrived in &mut by_room {
+        arrived.sort_unstable();
+    }
+    let out_of_order = by_room
+        .iter()
+        .filter(|arrived| arrived.windows(2).any(|pair| pair[0].1 > pair[1].1))
+        .count();
+
+    let body =
+        serde_json::to_string(&json!({ "event": "participant_joined", "id": "EV_0123456789ab",
+        "room": { "sid": "RM_small00000", "name": "small-00000" },
+        "participant": { "sid": "PA_s00000p00", "identity": "u0" }, "createdAt": "1700000000" }))?;
+    let concurrency = rooms.min(128);
+    let plain = baseline(address, total, concurrency, &body).await;
+
+    let ingest_seconds = run.ingested.duration_since(run.started).as_secs_f64();
+    let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+    let consumer_writes = writes_after - writes_before;
+    println!(
+        "| {store} | {clients} | {rooms} | {} requests, {} calls, {total} webhooks | {rate:.0} | {:.2} | {:.1} ms | {:.1} ms | {} of {rooms} rooms in order | {:.0} calls/s ({:.0} requests/s), request p50 {:.1} ms, p99 {:.1} ms | {:.0} calls/s ({:.0} requests/s; {writes:.0} store writes), request p50 {:.1} ms, p99 {:.1} ms | {consumer_writes:.0} writes while ingesting, mean {:.1} ms, {:.1} outputs each | {plain:.0} ({concurrency} at once) |",
+        run.requests,
+        run.calls,
+        rate / SVIX_RATE,
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        rooms - out_of_order,
+        run.calls as f64 / ingest_seconds,
+        run.requests as f64 / ingest_seconds,
+        ms(percentile(&run.request_latencies, 0.5)),
+        ms(percentile(&run.request_latencies, 0.99)),
+        alone.calls as f64 / alone_seconds,
+        alone.requests as f64 / alone_seconds,
+        ms(percentile(&alone.request_latencies, 0.5)),
+        ms(percentile(&alone.request_latencies, 0.99)),
+        (seconds_after - seconds_before) * 1000.0 / consumer_writes.max(1.0),
+        (outputs_after - outputs_before) / consumer_writes.max(1.0),
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -256,16 +577,19 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    println!(
-        "| store | endpoints | rooms | burst: deliveries/s | baseline: plain POSTs/s | ratio | paced: rate | p50 ingest→delivery | p99 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    if !options.only_small {
+        println!(
+            "| store | endpoints | rooms | burst: deliveries/s | baseline: plain POSTs/s | ratio | paced: rate | p50 ingest→delivery | p99 |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+    }
     let cases = [(1, 1), (1, 1000), (16, 1), (16, 1000)];
     let stores = ["sqlite", "postgres"];
     for (store, (endpoints, rooms)) in
         stores.iter().flat_map(|store| cases.iter().map(move |case| (*store, *case)))
     {
-        if options.only.is_some_and(|only| only != (endpoints, rooms))
+        if options.only_small
+            || options.only.is_some_and(|only| only != (endpoints, rooms))
             || options.store.as_deref().is_some_and(|only| only != store)
         {
             continue;
@@ -330,6 +654,22 @@ fn main() -> anyhow::Result<()> {
             );
             anyhow::Ok(())
         })?;
+    }
+
+    // The small-request workload, unless one burst case was asked for.
+    if options.only.is_none() {
+        println!();
+        println!(
+            "| store | clients | rooms | load | deliveries/s | × Svix | p50 ingest→delivery | p99 | per-room order | ingest with the endpoint | ingest alone (no endpoint) | consumer's store writes | baseline: plain POSTs/s |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for store in stores {
+            if options.store.as_deref().is_some_and(|only| only != store) {
+                continue;
+            }
+            let server = if store == "postgres" { postgres.as_ref() } else { None };
+            runtime.block_on(small_workload(&options, store, server))?;
+        }
     }
     Ok(())
 }
