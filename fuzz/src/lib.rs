@@ -244,7 +244,12 @@ fn check_calls(format: Format, calls: Vec<Result<v1::TelemetryCall, String>>) {
     let mut last = 0;
     let outputs = drain(&receiver, &service, &mut last);
     assert_eq!(outcome.last_seq.unwrap_or(0), last, "the outcome names the last output");
-    assert!(outputs.len() <= count, "a call produces at most one output");
+    let states = outputs.iter().filter(|o| matches!(o.output, Output::Worker(_))).count();
+    assert!(
+        outputs.len() - states <= count,
+        "a call produces at most one output besides its worker's state"
+    );
+    assert!(states <= count, "a call changes at most one worker");
     let endpoints = endpoints();
     store(outputs, &endpoints);
     service.flush_stats_at(T0.plus_millis(60_000));
