@@ -129,15 +129,9 @@ impl NodeTable {
             state.entries[id].last_seen.store(now.0, Ordering::Relaxed);
             return Ok(*id);
         }
-        if !pinned && state.counted >= self.max && !self.evict_one(&mut state, now) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(NodeLimit {
-                max: self.max,
-                evict_after_seconds: self.evict_after_ms / 1000,
-            });
-        }
-        if state.next == u32::MAX {
-            // 2^32 ids, each after an idle period: not in this universe; refused all the same.
+        // (2^32 ids, each after an idle period, is not in this universe; refused all the same.)
+        let full = !pinned && state.counted >= self.max && !self.evict_one(&mut state, now);
+        if full || state.next == u32::MAX {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(NodeLimit {
                 max: self.max,

@@ -749,7 +749,7 @@ impl TelemetryService {
                 // LiveKit's `SendNodeRoomStates`: the node's id, a per-node sequence from 1, now.
                 let sequence = lifecycle.node_room_sequence.entry(meta.node).or_insert(0);
                 *sequence += 1;
-                node_rooms.node_id = self.node_name(meta.node).to_string();
+                node_rooms.node_id = node.to_string();
                 node_rooms.sequence_number = *sequence;
                 node_rooms.timestamp = Some(at.to_timestamp());
                 return inner.queue.push([Output::NodeRooms(node_rooms)]);

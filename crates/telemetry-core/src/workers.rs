@@ -312,17 +312,13 @@ impl Worker {
         taken.sort_unstable_by(|a, b| (a.direction, &a.track_id).cmp(&(b.direction, &b.track_id)));
         if idle_tracks {
             let before = self.tracks.len();
-            let mut index = 0;
-            // `track_hashes` stays parallel to `tracks`.
-            self.track_hashes.retain(|_| {
-                let keep = self.tracks[index].accumulator.samples() > 0
-                    || now.millis_since(self.tracks[index].active_at) <= idle_ms;
-                index += 1;
-                keep
-            });
-            self.tracks.retain(|track| {
+            let keep = |track: &TrackState| {
                 track.accumulator.samples() > 0 || now.millis_since(track.active_at) <= idle_ms
-            });
+            };
+            // `track_hashes` stays parallel to `tracks`.
+            let mut kept = self.tracks.iter().map(keep);
+            self.track_hashes.retain(|_| kept.next().unwrap_or(true));
+            self.tracks.retain(keep);
             effect.tracks_dropped = before - self.tracks.len();
         }
         if std::mem::take(&mut self.touched) {
