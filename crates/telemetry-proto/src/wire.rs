@@ -1,6 +1,7 @@
 //! A minimal protobuf wire scanner: it lists the field numbers of an encoded message without
 //! decoding it, so a `TelemetryCall` carrying two members of its `call` oneof can be rejected
-//! (a protobuf decoder silently keeps the last one).
+//! (a protobuf decoder silently keeps the last one), and it splits a `TelemetryBatch` into its
+//! calls' bytes without copying them, so each is decoded (or rejected) alone, as it is applied.
 
 /// Why an encoded message could not be scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +15,9 @@ pub enum WireError {
     /// A field has wire type 6 or 7, or field number 0.
     #[error("invalid protobuf field key")]
     BadKey,
+    /// A field has another wire type than its declaration's.
+    #[error("a field has the wrong wire type")]
+    WrongType,
 }
 
 /// Returns the field numbers of the top-level fields of `message`, in order.
@@ -21,31 +25,111 @@ pub enum WireError {
 /// # Errors
 ///
 /// Returns a [`WireError`] if `message` is not well-formed protobuf.
-pub fn field_numbers(mut message: &[u8]) -> Result<Vec<u32>, WireError> {
+pub fn field_numbers(message: &[u8]) -> Result<Vec<u32>, WireError> {
     let mut numbers = Vec::new();
-    while !message.is_empty() {
-        let key = varint(&mut message)?;
-        let number = u32::try_from(key >> 3).map_err(|_| WireError::BadKey)?;
-        if number == 0 {
+    let mut input = message;
+    while let Some((number, _)) = next_field(&mut input)? {
+        numbers.push(number);
+    }
+    Ok(numbers)
+}
+
+/// Returns the payloads of every occurrence of the length-delimited field `number` of `message`
+/// (a repeated `bytes` or message field), in order, borrowed from `message`, skipping the other
+/// fields: what a protobuf decoder reads for such a field, without copying or decoding it.
+///
+/// # Errors
+///
+/// Returns a [`WireError`] if `message` is not well-formed protobuf, or
+/// [`WireError::WrongType`] if field `number` occurs with another wire type.
+pub fn repeated_bytes(message: &[u8], number: u32) -> Result<Vec<&[u8]>, WireError> {
+    let mut payloads = Vec::new();
+    let mut input = message;
+    while let Some((field, value)) = next_field(&mut input)? {
+        if field == number {
+            match value {
+                Value::Delimited(payload) => payloads.push(payload),
+                Value::Other => return Err(WireError::WrongType),
+            }
+        }
+    }
+    Ok(payloads)
+}
+
+/// A field's value, as far as the scanner looks at it.
+enum Value<'a> {
+    /// Wire type 2: the payload.
+    Delimited(&'a [u8]),
+    /// A varint or a fixed-width value.
+    Other,
+}
+
+/// Reads the next field of `input`, advancing past it; `None` at the end.
+fn next_field<'a>(input: &mut &'a [u8]) -> Result<Option<(u32, Value<'a>)>, WireError> {
+    if input.is_empty() {
+        return Ok(None);
+    }
+    let key = varint(input)?;
+    let number = u32::try_from(key >> 3).map_err(|_| WireError::BadKey)?;
+    if number == 0 {
+        return Err(WireError::BadKey);
+    }
+    let value = match key & 7 {
+        0 => {
+            varint(input)?;
+            Value::Other
+        }
+        1 => {
+            skip(input, 8)?;
+            Value::Other
+        }
+        2 => {
+            let length = usize::try_from(varint(input)?).map_err(|_| WireError::Truncated)?;
+            let payload = input.get(..length).ok_or(WireError::Truncated)?;
+            *input = &input[length..];
+            Value::Delimited(payload)
+        }
+        3 => {
+            skip_group(input, number)?;
+            Value::Other
+        }
+        5 => {
+            skip(input, 4)?;
+            Value::Other
+        }
+        _ => return Err(WireError::BadKey),
+    };
+    Ok(Some((number, value)))
+}
+
+/// Skips a (deprecated) group's fields up to its end key, as a decoder skips an unknown group.
+fn skip_group(input: &mut &[u8], number: u32) -> Result<(), WireError> {
+    // The numbers of the groups open, innermost last; as deep as prost's recursion limit.
+    let mut open = vec![number];
+    while let Some(&innermost) = open.last() {
+        let key = varint(input)?;
+        let field = u32::try_from(key >> 3).map_err(|_| WireError::BadKey)?;
+        if field == 0 {
             return Err(WireError::BadKey);
         }
         match key & 7 {
             0 => {
-                varint(&mut message)?;
+                varint(input)?;
             }
-            1 => skip(&mut message, 8)?,
+            1 => skip(input, 8)?,
             2 => {
-                let length =
-                    usize::try_from(varint(&mut message)?).map_err(|_| WireError::Truncated)?;
-                skip(&mut message, length)?;
+                let length = usize::try_from(varint(input)?).map_err(|_| WireError::Truncated)?;
+                skip(input, length)?;
             }
-            // Groups (3, 4) are deprecated and never used by these messages.
-            5 => skip(&mut message, 4)?,
+            3 if open.len() < 100 => open.push(field),
+            4 if field == innermost => {
+                open.pop();
+            }
+            5 => skip(input, 4)?,
             _ => return Err(WireError::BadKey),
         }
-        numbers.push(number);
     }
-    Ok(numbers)
+    Ok(())
 }
 
 fn varint(input: &mut &[u8]) -> Result<u64, WireError> {
@@ -96,10 +180,46 @@ mod tests {
         assert_eq!(field_numbers(&[0x00, 0x00]), Err(WireError::BadKey));
     }
 
+    #[test]
+    fn repeated_bytes_are_the_frames_prost_reads() {
+        let calls: Vec<Vec<u8>> = vec![b"one".to_vec(), Vec::new(), b"three".to_vec()];
+        let frames = v1::TelemetryBatchFrames { calls: calls.clone() };
+        let mut encoded = frames.encode_to_vec();
+        // An unknown field between the calls is skipped, as prost skips it.
+        encoded.splice(5..5, [0x10, 0x05]);
+        let decoded = v1::TelemetryBatchFrames::decode(encoded.as_slice()).expect("decodes");
+        assert_eq!(decoded.calls, calls);
+        let borrowed: Vec<Vec<u8>> =
+            repeated_bytes(&encoded, 1).expect("scans").into_iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(borrowed, calls);
+        assert_eq!(repeated_bytes(&[0x08, 0x01], 1), Err(WireError::WrongType));
+        assert_eq!(repeated_bytes(&[0x0a, 0x05, 0x01], 1), Err(WireError::Truncated));
+        // A group in an unknown field (2) is skipped whole, nested groups included.
+        let group = [0x13, 0x1b, 0x08, 0x01, 0x1c, 0x14, 0x0a, 0x01, 0x07];
+        assert_eq!(repeated_bytes(&group, 1), Ok(vec![&[0x07][..]]));
+        assert!(v1::TelemetryBatchFrames::decode(&group[..]).is_ok());
+        assert_eq!(repeated_bytes(&[0x13, 0x08, 0x01], 1), Err(WireError::Truncated));
+    }
+
     proptest::proptest! {
         #[test]
         fn the_scanner_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = field_numbers(&bytes);
+            let _ = repeated_bytes(&bytes, 1);
+        }
+
+        #[test]
+        fn repeated_bytes_agree_with_prost(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let ours = repeated_bytes(&bytes, 1);
+            let prost = v1::TelemetryBatchFrames::decode(bytes.as_slice());
+            if let (Ok(ours), Ok(prost)) = (&ours, &prost) {
+                let ours: Vec<Vec<u8>> = ours.iter().map(|frame| frame.to_vec()).collect();
+                proptest::prop_assert_eq!(&ours, &prost.calls);
+            }
+            // Whatever prost reads as frames, the scanner reads too.
+            if prost.is_ok() {
+                proptest::prop_assert!(ours.is_ok(), "{:?}", ours);
+            }
         }
     }
 }

@@ -60,6 +60,17 @@ fn options() -> Options {
     options
 }
 
+/// CPU seconds this process has used (user, system; all threads), from `/proc/self/stat`.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * fraction) as usize]
 }
@@ -163,6 +174,7 @@ fn main() -> anyhow::Result<()> {
             let client = reqwest::Client::new();
             let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
             let started = Instant::now();
+            let cpu_started = cpu_seconds();
             let mut workers = Vec::new();
             for _ in 0..options.clients {
                 let (queue, client, url, token) =
@@ -199,6 +211,9 @@ fn main() -> anyhow::Result<()> {
                 .await?;
             assert!(flushed.status().is_success());
             let elapsed = started.elapsed();
+            let (user, system) = cpu_seconds();
+            let (user, system) = (user - cpu_started.0, system - cpu_started.1);
+            let cpu = user + system;
             let counts = telemetry_store::AnalyticsStore::counts(state.store.as_ref()).await?;
             // What the core did with every sample (recorded, or why not), from /metrics.
             let metrics =
@@ -214,6 +229,12 @@ fn main() -> anyhow::Result<()> {
             stop.cancel();
             server.await??;
             latencies.sort_unstable();
+            println!(
+                "| cpu ({store}) | {cpu:.2} CPU-s ({user:.2} user, {system:.2} system) in {:.2} s: {:.2} cores busy in this process; {:.2} µs of CPU per call |",
+                elapsed.as_secs_f64(),
+                cpu / elapsed.as_secs_f64(),
+                cpu * 1e6 / total as f64
+            );
             anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
         })?;
         let durability = if store == "sqlite" {

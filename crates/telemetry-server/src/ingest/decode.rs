@@ -71,18 +71,16 @@ pub fn too_many_calls(count: usize, max_calls: usize) -> ApiError {
     )
 }
 
-/// Decodes a batch body of at most `max_calls` calls.
+/// Decodes a batch body of at most `max_calls` calls: splits it into its calls, which
+/// [`Calls`] decodes one at a time, as they are taken (so a request holds one decoded call at a
+/// time, not all of them at once).
 ///
 /// # Errors
 ///
 /// `InvalidArgument` if the body as a whole cannot be read, `PayloadTooLarge` if it holds more
 /// than `max_calls` calls (nothing is decoded further); a call that cannot be read is an `Err`
 /// in its place instead.
-pub fn decode_batch(
-    format: Format,
-    body: &[u8],
-    max_calls: usize,
-) -> Result<Vec<Result<v1::TelemetryCall, String>>, ApiError> {
+pub fn decode_batch(format: Format, body: &[u8], max_calls: usize) -> Result<Calls<'_>, ApiError> {
     match format {
         Format::Json => {
             let text = std::str::from_utf8(body)
@@ -95,19 +93,49 @@ pub fn decode_batch(
             if batch.calls.len() > max_calls {
                 return Err(too_many_calls(batch.calls.len(), max_calls));
             }
-            Ok(batch.calls.into_iter().map(|raw| decode_json_call(raw.get())).collect())
+            Ok(Calls::Json(batch.calls.into_iter()))
         }
         Format::Protobuf => {
-            let frames = v1::TelemetryBatchFrames::decode(body).map_err(|error| {
+            let frames = telemetry_proto::wire::repeated_bytes(body, 1).map_err(|error| {
                 ApiError::invalid(format!("body: not a protobuf TelemetryBatch: {error}"))
             })?;
-            if frames.calls.len() > max_calls {
-                return Err(too_many_calls(frames.calls.len(), max_calls));
+            if frames.len() > max_calls {
+                return Err(too_many_calls(frames.len(), max_calls));
             }
-            Ok(frames.calls.iter().map(|frame| decode_protobuf_call(frame)).collect())
+            Ok(Calls::Protobuf(frames.into_iter()))
         }
     }
 }
+
+/// The calls of a batch, each decoded when it is taken: [`decode_json_call`] or
+/// [`decode_protobuf_call`].
+#[derive(Debug)]
+pub enum Calls<'a> {
+    /// The calls of a JSON batch, as text.
+    Json(std::vec::IntoIter<&'a RawValue>),
+    /// The calls of a protobuf batch, as bytes.
+    Protobuf(std::vec::IntoIter<&'a [u8]>),
+}
+
+impl Iterator for Calls<'_> {
+    type Item = Result<v1::TelemetryCall, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Calls::Json(calls) => calls.next().map(|raw| decode_json_call(raw.get())),
+            Calls::Protobuf(frames) => frames.next().map(decode_protobuf_call),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Calls::Json(calls) => calls.size_hint(),
+            Calls::Protobuf(frames) => frames.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Calls<'_> {}
 
 /// Decodes one call in the protobuf JSON mapping.
 ///

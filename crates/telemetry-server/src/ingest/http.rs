@@ -93,7 +93,8 @@ async fn ingest_inner(
     let max_calls = state.config.http.max_calls_per_request;
     let limits = Limits::from_config(&state.config);
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, ApiError> {
-        let calls = decode_body(format, gzip, &bytes, max_decompressed, max_calls)?;
+        let body = body_bytes(gzip, &bytes, max_decompressed)?;
+        let calls = decode_batch(format, &body, max_calls)?;
         Ok(apply_calls(&service, calls, 0, &default_node, SystemClock.now(), &limits))
     })
     .await
@@ -132,7 +133,8 @@ pub async fn wait_durable(state: &AppState, seq: u64) -> Result<(), ApiError> {
 }
 
 /// Decodes a request body into its calls, one result per call: decompressed first if `gzip`
-/// (at most `max_decompressed` bytes), then [`decode_batch`] with at most `max_calls` calls.
+/// (at most `max_decompressed` bytes), then [`decode_batch`] with at most `max_calls` calls, all
+/// decoded. (Ingest decodes each call as it applies it: [`body_bytes`], then [`decode_batch`].)
 ///
 /// # Errors
 ///
@@ -145,11 +147,22 @@ pub fn decode_body(
     max_decompressed: usize,
     max_calls: usize,
 ) -> Result<Vec<Result<v1::TelemetryCall, String>>, ApiError> {
-    if gzip {
-        decode_batch(format, &gunzip(body, max_decompressed)?, max_calls)
-    } else {
-        decode_batch(format, body, max_calls)
-    }
+    let bytes = body_bytes(gzip, body, max_decompressed)?;
+    Ok(decode_batch(format, &bytes, max_calls)?.collect())
+}
+
+/// The body's bytes: decompressed if `gzip` (at most `max_decompressed` bytes), else as sent.
+///
+/// # Errors
+///
+/// `InvalidArgument` for invalid gzip data, `PayloadTooLarge` for more than `max_decompressed`
+/// bytes once decompressed.
+pub fn body_bytes(
+    gzip: bool,
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, ApiError> {
+    if gzip { Ok(gunzip(body, max_decompressed)?.into()) } else { Ok(body.into()) }
 }
 
 /// The body's format from its `Content-Type`.
