@@ -11,6 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::cpu_seconds;
 use prost::Message as _;
 use telemetry_core::{Clock as _, SystemClock};
 use telemetry_proto::v1;
@@ -58,17 +61,6 @@ fn options() -> Options {
         index += 2;
     }
     options
-}
-
-/// CPU seconds this process has used (user, system; all threads), from `/proc/self/stat`.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
-    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {

@@ -29,6 +29,8 @@
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -495,7 +497,10 @@ async fn small_workload(
     let receiver = LifecycleReceiver::default();
     let address = receiver.start().await?;
     let service = Service::start(address, 0, postgres).await?;
+    let cpu_before = common::cpu_seconds();
     let alone = run_small_clients(&service, clients, rooms).await;
+    let cpu_alone = common::cpu_seconds();
+    let cpu_alone = (cpu_alone.0 - cpu_before.0) + (cpu_alone.1 - cpu_before.1);
     let (writes, _, _) = store_writes(&service).await?;
     service.stop().await?;
     let alone_seconds = alone.ingested.duration_since(alone.started).as_secs_f64();
@@ -503,6 +508,7 @@ async fn small_workload(
     // With one endpoint, end to end.
     let service = Service::start(address, 1, postgres).await?;
     let (writes_before, seconds_before, outputs_before) = store_writes(&service).await?;
+    let cpu_before = common::cpu_seconds();
     let run = run_small_clients(&service, clients, rooms).await;
     let (writes_after, seconds_after, outputs_after) = store_writes(&service).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -514,6 +520,8 @@ async fn small_workload(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let cpu_after = common::cpu_seconds();
+    let cpu_delivered = (cpu_after.0 - cpu_before.0) + (cpu_after.1 - cpu_before.1);
     service.stop().await?;
     let arrivals = receiver.arrivals.lock().expect("lock").clone();
     let missing = expected.keys().filter(|key| !arrivals.contains_key(*key)).count();
@@ -564,6 +572,13 @@ async fn small_workload(
         ms(percentile(&alone.request_latencies, 0.99)),
         (seconds_after - seconds_before) * 1000.0 / consumer_writes.max(1.0),
         (outputs_after - outputs_before) / consumer_writes.max(1.0),
+    );
+    println!(
+        "| {store} CPU (this process: clients, service, receiver) | with the endpoint: {cpu_delivered:.2} CPU-s, {:.0} µs per delivered webhook, {:.2} cores busy | ingest alone: {cpu_alone:.2} CPU-s, {:.0} µs per request, {:.2} cores busy |",
+        cpu_delivered * 1e6 / total as f64,
+        cpu_delivered / last.duration_since(run.started).as_secs_f64(),
+        cpu_alone * 1e6 / alone.requests as f64,
+        cpu_alone / alone_seconds,
     );
     Ok(())
 }
