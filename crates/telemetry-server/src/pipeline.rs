@@ -6,7 +6,7 @@
 //! the call's last output: an acknowledged event, and later its webhook, is on disk.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use telemetry_core::{
@@ -36,10 +36,21 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 
-/// Publishes the sequence number up to which every output is stored.
+/// Publishes the sequence number up to which every output is stored, and counts the callers
+/// waiting for it (the consumer's group commit looks at them).
 #[derive(Clone, Debug)]
 pub struct Durable {
     receiver: watch::Receiver<u64>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts one waiter while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Durable {
@@ -50,6 +61,11 @@ impl Durable {
     /// Fails if the pipeline stopped first.
     pub async fn wait_for(&self, seq: u64) -> Result<(), watch::error::RecvError> {
         let mut receiver = self.receiver.clone();
+        if *receiver.borrow() >= seq {
+            return Ok(());
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         receiver.wait_for(|&durable| durable >= seq).await.map(|_| ())
     }
 
@@ -124,13 +140,25 @@ pub fn build_core(
     (service, receiver, notify)
 }
 
+/// The longest a write waits for more requests to join it (see [`Consumer`]).
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
 /// The consumer of the core's outputs.
+///
+/// It stores one write at a time, holding whatever outputs wait when the previous write returns
+/// (group commit). Under concurrent load that alone splits the callers into cohorts: the callers
+/// a write acknowledges send their next calls while the next write, holding only the others, is
+/// already under way, so each write holds about half of them and each caller waits about two
+/// writes. So when callers were waiting on the previous write, the next one waits for them to
+/// come back, until as many callers wait as when the previous write started, or a quarter of the
+/// previous write's time (at most [`MAX_GATHER`]) has passed. A lone caller never waits.
 #[derive(Debug)]
 pub struct Consumer {
     receiver: OutputReceiver,
     notify: Arc<Notify>,
     store: Arc<dyn Store>,
     durable: watch::Sender<u64>,
+    waiting: Arc<AtomicUsize>,
     metrics: Arc<ServerMetrics>,
     webhooks: Webhooks,
     health: Arc<StoreHealth>,
@@ -147,9 +175,19 @@ impl Consumer {
         health: Arc<StoreHealth>,
     ) -> (Self, Durable) {
         let (durable, watermark) = watch::channel(0);
+        let waiting = Arc::new(AtomicUsize::new(0));
         (
-            Self { receiver, notify, store, durable, metrics, webhooks, health },
-            Durable { receiver: watermark },
+            Self {
+                receiver,
+                notify,
+                store,
+                durable,
+                waiting: waiting.clone(),
+                metrics,
+                webhooks,
+                health,
+            },
+            Durable { receiver: watermark, waiting },
         )
     }
 
@@ -169,7 +207,14 @@ impl Consumer {
     }
 
     async fn store_available(&self) {
+        // How many callers waited when the previous write started, and how long it took.
+        let mut previous: Option<(usize, Duration)> = None;
         loop {
+            if let Some((waited, took)) = previous
+                && waited > 1
+            {
+                self.gather(waited, (took / 4).min(MAX_GATHER)).await;
+            }
             let mut outputs = Vec::new();
             if self.receiver.take(MAX_OUTPUTS_PER_WRITE, &mut outputs) == 0 {
                 return;
@@ -177,6 +222,8 @@ impl Consumer {
             let last = outputs.last().map(|output| output.seq).unwrap_or_default();
             let count = outputs.len() as u64;
             let batch = to_write_batch(outputs, &self.webhooks.endpoints, SystemClock.now());
+            let waited = self.waiting.load(Ordering::Relaxed);
+            let write_started = tokio::time::Instant::now();
             let mut wait = FIRST_RETRY_WAIT;
             loop {
                 let started = tokio::time::Instant::now();
@@ -201,6 +248,23 @@ impl Consumer {
                 }
             }
             self.durable.send_replace(last);
+            previous = Some((waited, write_started.elapsed()));
+        }
+    }
+
+    /// Waits until `callers` callers wait for the durable watermark, at most `longest`.
+    async fn gather(&self, callers: usize, longest: Duration) {
+        let deadline = tokio::time::Instant::now() + longest;
+        while self.waiting.load(Ordering::Relaxed) < callers {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            // A caller applies its calls (waking the consumer) just before it waits.
+            tokio::select! {
+                () = self.notify.notified() => {}
+                () = tokio::time::sleep((deadline - now).min(Duration::from_micros(200))) => {}
+            }
         }
     }
 }
