@@ -108,6 +108,14 @@ impl Adapters {
         counters
     }
 
+    /// Sessions and rooms held, over every adapter.
+    pub fn sizes(&self) -> (usize, usize) {
+        self.adapters
+            .values()
+            .map(Adapter::sizes)
+            .fold((0, 0), |(sessions, rooms), (s, r)| (sessions + s, rooms + r))
+    }
+
     /// The adapters held.
     pub fn len(&self) -> usize {
         self.adapters.len()

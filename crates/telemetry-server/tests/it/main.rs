@@ -9,6 +9,7 @@ mod dashboard;
 mod database_failure;
 mod e2e_ingest;
 mod e2e_query;
+mod janus;
 mod limits;
 #[path = "../../../telemetry-core/tests/common/receivers.rs"]
 mod receivers;
