@@ -124,8 +124,9 @@ pub struct Adapter {
     emitter: Arc<str>,
     config: AdapterConfig,
     state: EmitterState,
-    /// The last counters of each stream, by handle, then mid and direction; not persisted.
-    baselines: HashMap<u64, BTreeMap<(String, Direction), Counts>>,
+    /// The last counters of each stream, by handle, then mid, simulcast layer and direction;
+    /// not persisted.
+    baselines: HashMap<u64, BTreeMap<(String, u64, Direction), Counts>>,
     /// Handles whose `webrtcup` this process saw: their first reports count from it.
     fresh: HashSet<u64>,
     /// The ICE states seen of each handle's PeerConnection, as bits.
@@ -1192,7 +1193,7 @@ impl Adapter {
         let zero_at = if self.fresh.contains(&handle) { up_at } else { None };
         let mut changed = false;
         for &direction in directions {
-            let stream_key = (report.mid.clone(), direction);
+            let stream_key = (report.mid.clone(), report.substream, direction);
             if !baselines.contains_key(&stream_key) && baselines.len() >= max_keys {
                 self.counters.refused_streams += 1;
                 continue;

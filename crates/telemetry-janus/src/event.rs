@@ -223,6 +223,9 @@ pub struct MediaReport {
     pub kind: Option<MediaKind>,
     /// Its codec, if any.
     pub codec: Option<String>,
+    /// The simulcast layer the counters are of (Janus sends one report per layer; `substream`,
+    /// 0 when absent).
+    pub substream: u64,
     /// Round-trip time, in milliseconds.
     pub rtt: u64,
     /// Packets lost on the way in (Janus's `lost`).
@@ -384,23 +387,12 @@ fn media_report(report: &Map<String, Value>, path: &str) -> Result<MediaReport, 
     let kind = optional_str(report, path, "media")?
         .map(|kind| MediaKind::parse(&join(path, "media"), kind))
         .transpose()?;
-    // A counter of a simulcast layer other than the first is named `<counter>-sim<N>`; the
-    // layers' counters add up to the stream's.
-    let counter = |name: &str| -> Result<u64, EventError> {
-        let mut total = optional_u64(report, path, name)?.unwrap_or(0);
-        for layer in ["sim1", "sim2"] {
-            let layer_name = format!("{name}-{layer}");
-            if let Some(value) = optional_u64(report, path, &layer_name)? {
-                total = total.saturating_add(value);
-            }
-        }
-        Ok(total)
-    };
     let value = |name: &str| -> Result<u64, EventError> {
         Ok(optional_u64(report, path, name)?.unwrap_or(0))
     };
     Ok(MediaReport {
         kind,
+        substream: value("substream")?,
         codec: optional_str(report, path, "codec")?.map(str::to_owned),
         rtt: value("rtt")?,
         lost: value("lost")?,
@@ -409,10 +401,10 @@ fn media_report(report: &Map<String, Value>, path: &str) -> Result<MediaReport, 
         jitter_remote: value("jitter-remote")?,
         in_media_link_quality: value("in-media-link-quality")?,
         out_media_link_quality: value("out-media-link-quality")?,
-        packets_received: counter("packets-received")?,
-        packets_sent: counter("packets-sent")?,
-        bytes_received: counter("bytes-received")?,
-        bytes_sent: counter("bytes-sent")?,
+        packets_received: value("packets-received")?,
+        packets_sent: value("packets-sent")?,
+        bytes_received: value("bytes-received")?,
+        bytes_sent: value("bytes-sent")?,
         nacks_received: value("nacks-received")?,
         nacks_sent: value("nacks-sent")?,
         mid,

@@ -47,7 +47,10 @@
 //!   the publisher's track), sent on a subscriber's handle is downstream (for the subscriber,
 //!   on the publisher's track its stream comes from); an EchoTest handle measures both. A sample
 //!   carries bytes, packets, packets lost, NACKs, RTT, jitter (in microseconds) and Janus's link
-//!   quality as a 0-to-5 score. Data channels are a data pseudo track per participant. Janus's
+//!   quality as a 0-to-5 score. Data channels are a data pseudo track per participant. Janus
+//!   reports each simulcast layer of a stream on its own (`substream`): each layer is a counter
+//!   series of its own, and their samples add up on the stream's track (not yet checked against
+//!   a real simulcast publisher). Janus's
 //!   `*-lastsec` values are not used: the core's sample has no field for a peak, and its peak
 //!   rate comes from the samples' own intervals (one `stats_period` each).
 //! - **Ignored** (counted, no effect): transport (128), external (4) and JSEP (8) events, local

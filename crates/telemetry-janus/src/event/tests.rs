@@ -155,10 +155,10 @@ fn videoroom_events_are_read_with_numeric_and_string_rooms() {
 const VIDEOROOM_NAME: &str = "janus.plugin.videoroom";
 
 #[test]
-fn media_stats_are_read_single_combined_and_with_simulcast_layers() {
-    let report = json!({"mid": "1", "media": "video", "codec": "vp8", "rtt": 3,
-        "packets-received": 100, "bytes-received": 1000, "bytes-received-sim1": 500,
-        "packets-received-sim1": 50, "bytes-sent": 7, "lost": 2, "nacks-sent": 1});
+fn media_stats_are_read_single_combined_and_per_simulcast_layer() {
+    let report = json!({"mid": "1", "media": "video", "codec": "vp8", "rtt": 3, "substream": 1,
+        "packets-received": 150, "bytes-received": 1500, "bytes-sent": 7, "lost": 2,
+        "nacks-sent": 1});
     let single = with(
         with(base(32), json!({"subtype": 3, "session_id": 1, "handle_id": 2})),
         json!({"event": report.clone()}),
@@ -168,6 +168,7 @@ fn media_stats_are_read_single_combined_and_with_simulcast_layers() {
     assert_eq!(reports[0].bytes_received, 1500);
     assert_eq!(reports[0].packets_received, 150);
     assert_eq!(reports[0].kind, Some(MediaKind::Video));
+    assert_eq!(reports[0].substream, 1);
     assert_eq!((reports[0].rtt, reports[0].lost, reports[0].nacks_sent), (3, 2, 1));
     let combined = with(
         with(base(32), json!({"subtype": 3, "session_id": 1, "handle_id": 2})),
