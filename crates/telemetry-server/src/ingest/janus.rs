@@ -171,6 +171,13 @@ impl JanusIngest {
         for (index, event) in events.into_iter().enumerate() {
             let applied = event.and_then(|event| {
                 check_event(&checker, &event)?;
+                // A Janus server the core refuses (`limits.max_nodes`) changes no adapter state.
+                if !nodes.contains_key(event.emitter.as_str()) {
+                    let node = service
+                        .node(&event.emitter)
+                        .map_err(|limit| format!("emitter: {limit}"))?;
+                    nodes.insert(event.emitter.as_str().into(), node);
+                }
                 adapters.apply(&event, &mut calls).map_err(|error| error.to_string())
             });
             // Calls made before a refusal (a room started for a participant then refused) go to

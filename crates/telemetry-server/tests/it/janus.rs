@@ -482,17 +482,24 @@ async fn bad_events_are_rejected_alone_naming_the_field_and_nothing_accepted_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caps_on_janus_state_refuse_new_servers_and_sessions_by_name() {
-    let app = TestApp::start_with("[janus]\nmax_emitters = 1\nmax_sessions = 1\n").await;
+    let app = TestApp::start_with("[janus]\nmax_emitters = 2\nmax_sessions = 1\n").await;
     let now = now_micros() - 1_000_000;
     let created = |emitter: &str, session: u64| {
         json!({"emitter": emitter, "type": 1, "timestamp": now, "session_id": session,
             "event": {"name": "created"}})
     };
-    let (status, answer) =
-        post(&app, &json!([created("janus-1", 1), created("janus-1", 2), created("janus-2", 1)]))
-            .await;
+    let (status, answer) = post(
+        &app,
+        &json!([
+            created("janus-1", 1),
+            created("janus-1", 2),
+            created("janus-2", 1),
+            created("janus-3", 1)
+        ]),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
     let errors: Vec<&str> = answer["rejected"]
         .as_array()
         .expect("rejected")
@@ -504,7 +511,7 @@ async fn caps_on_janus_state_refuse_new_servers_and_sessions_by_name() {
         "{errors:?}"
     );
     assert!(
-        errors[1].starts_with("emitter: ") && errors[1].contains("`janus.max_emitters` (1)"),
+        errors[1].starts_with("emitter: ") && errors[1].contains("`janus.max_emitters` (2)"),
         "{errors:?}"
     );
     let metrics = app
@@ -524,5 +531,32 @@ async fn caps_on_janus_state_refuse_new_servers_and_sessions_by_name() {
         metrics.contains("rtc_telemetry_janus_limit_refusals_total{limit=\"emitters\"} 1"),
         "{metrics}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_janus_server_beyond_the_node_limit_is_refused_and_leaves_no_state() {
+    let app = TestApp::start_with("[limits]\nmax_nodes = 1\n").await;
+    let now = now_micros() - 1_000_000;
+    let created = |emitter: &str| {
+        json!({"emitter": emitter, "type": 1, "timestamp": now, "session_id": 1,
+            "event": {"name": "created"}})
+    };
+    let (status, answer) = post(&app, &json!([created("janus-a"), created("janus-b")])).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
+    let error = answer["rejected"][0]["error"].as_str().expect("error");
+    assert!(error.starts_with("emitter: ") && error.contains("limits.max_nodes"), "{error}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("rtc_telemetry_janus_state{kind=\"emitters\"} 1"), "{metrics}");
     app.stop().await;
 }
