@@ -38,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Role;
 use crate::error::{ApiError, ErrorCode};
-use crate::ingest::http::{content_encoding_is_gzip, gunzip, read_body, wait_durable};
+use crate::ingest::decode::Format;
+use crate::ingest::http::{
+    content_encoding_is_gzip, content_format, gunzip, read_body, wait_durable,
+};
 use crate::ingest::validate::{Checker, Limits, StatKind};
 use crate::ingest::{MAX_LISTED_REJECTIONS, Rejection};
 use crate::state::AppState;
@@ -557,20 +560,22 @@ async fn ingest_inner(
     Ok(Json(JanusResponse { accepted, ignored, rejected, rejected_count }))
 }
 
-/// Janus sends `application/json`; the body is never protobuf here.
+/// Janus sends `application/json` (read as `POST /v1/telemetry` reads it); never protobuf here.
 fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type =
-        headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "`Content-Type: {content_type}` is not supported here: Janus's event handler sends `application/json`"
-            ),
-        ))
+    match content_format(headers) {
+        Ok(Format::Json) => Ok(()),
+        _ => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`Content-Type: {content_type}` is not supported here: Janus's event handler sends `application/json`"
+                ),
+            ))
+        }
     }
 }
 
