@@ -502,16 +502,7 @@ impl Adapter {
             Some(state) if state.closed => return false,
             Some(state) => state.closed = true,
         }
-        let rooms: Vec<String> = self
-            .state
-            .rooms
-            .iter()
-            .filter(|(_, room)| room.participants.contains_key(&session))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for room in rooms {
-            self.leave(&room, session, at, out);
-        }
+        self.leave_every_room(session, at, out);
         if self.state.sessions.get(&session).is_some_and(|state| state.handles.is_empty()) {
             self.state.sessions.remove(&session);
         }
@@ -532,6 +523,14 @@ impl Adapter {
         for handle in handles {
             self.detach(session, handle, at, out);
         }
+        self.leave_every_room(session, at, out);
+        self.state.sessions.remove(&session);
+        self.dirty = true;
+        true
+    }
+
+    /// The session leaves every room it is in.
+    fn leave_every_room(&mut self, session: u64, at: Micros, out: &mut Out<'_>) {
         let rooms: Vec<String> = self
             .state
             .rooms
@@ -542,9 +541,6 @@ impl Adapter {
         for room in rooms {
             self.leave(&room, session, at, out);
         }
-        self.state.sessions.remove(&session);
-        self.dirty = true;
-        true
     }
 
     /// Janus started or is shutting down: every session ends and every room finishes now.
