@@ -1,6 +1,7 @@
 //! What the fuzz targets share: the ingest body path of `POST /v1/telemetry` (content type,
 //! gzip, decoding, conversion, application to a core, the store write the pipeline makes of the
-//! outputs) with the properties it must keep, and a check of the core's output sequence.
+//! outputs) with the properties it must keep, the same for `POST /v1/ingest/janus`, and a check
+//! of the core's output sequence.
 //!
 //! Every target calls the service's own functions (`telemetry_server::ingest::http::decode_body`,
 //! `telemetry_server::ingest::apply_calls`, `telemetry_server::config::load`, ...), never a copy.
@@ -13,11 +14,13 @@ use prost::Message;
 use telemetry_core::{
     CoreConfig, ManualClock, Output, OutputReceiver, Sequenced, TelemetryService, UnixMillis,
 };
+use telemetry_janus::AdapterConfig;
 use telemetry_proto::v1;
 use telemetry_server::error::ErrorCode;
 use telemetry_server::ingest::convert::convert;
 use telemetry_server::ingest::decode::{Format, decode_json_call, decode_protobuf_call};
 use telemetry_server::ingest::http::{content_encoding_is_gzip, content_format, decode_body};
+use telemetry_server::ingest::janus;
 use telemetry_server::ingest::validate::Limits;
 use telemetry_server::ingest::{MAX_LISTED_REJECTIONS, apply_calls};
 use telemetry_server::pipeline::to_write_batch;
@@ -270,4 +273,95 @@ fn round_trip(format: Format, call: &v1::TelemetryCall) {
     };
     let again = again.unwrap_or_else(|error| panic!("a decoded call re-reads: {error}\n{call:?}"));
     assert_eq!(again.encode_to_vec(), encoded, "a decoded call re-reads as itself");
+}
+
+/// The capture of `telemetry-janus`'s tests (Janus 1.1.2's sample event handler, a 30 s EchoTest
+/// and a 30 s VideoRoom call of two), one event a line: the Janus targets' event pool and seeds.
+pub const JANUS_CAPTURE: &str =
+    include_str!("../../crates/telemetry-janus/tests/data/capture-echotest-videoroom.jsonl");
+
+/// Runs one body of `POST /v1/ingest/janus` through the route's path.
+///
+/// The input's first byte chooses how gzip is used (bit 0: the rest is compressed here and
+/// decoded with a decompressed-size cap of its size, and must decode as it does plain) and the
+/// event cap (bit 7: the default 10,000 events, else bits 1-4 events); the rest is the body.
+/// Checked: a body refused whole is refused as invalid or too large, with a message; otherwise
+/// every event is accounted for (accepted, ignored or rejected with its index, in order), a
+/// decoding error is a rejection, the outputs of the calls are consecutive and the pipeline's
+/// store write accounts for them; the timer's calls later too; every state handed out restores.
+pub fn janus_ingest(input: &[u8]) {
+    let [flags, body @ ..] = input else { return };
+    let max_events = if flags & 0x80 == 0 { 10_000 } else { usize::from(flags >> 1 & 0x0f) };
+    let decoded = if flags & 1 == 1 {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(body).expect("compress in memory");
+        let compressed = encoder.finish().expect("compress in memory");
+        let decoded = janus::decode_body(&compressed, true, body.len(), max_events);
+        let plain = janus::decode_body(body, false, body.len(), max_events);
+        assert_eq!(
+            format!("{decoded:?}"),
+            format!("{plain:?}"),
+            "gzip changes nothing once decompressed"
+        );
+        decoded
+    } else {
+        janus::decode_body(body, false, 1 << 20, max_events)
+    };
+    let events = match decoded {
+        Ok(events) => events,
+        Err(error) => {
+            assert!(
+                matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge),
+                "a body is refused as invalid or too large, not {:?}: {}",
+                error.code,
+                error.message
+            );
+            assert!(!error.message.is_empty());
+            return;
+        }
+    };
+    assert!(events.len() <= max_events);
+    let count = events.len();
+    let undecodable: Vec<usize> =
+        events.iter().enumerate().filter(|(_, event)| event.is_err()).map(|(i, _)| i).collect();
+    // Received when the events were made (the capture is from 2026), so that their times pass.
+    let received_at = events
+        .iter()
+        .filter_map(|event| event.as_ref().ok())
+        .map(|event| UnixMillis(i64::try_from(event.timestamp / 1000).unwrap_or(i64::MAX)))
+        .max()
+        .unwrap_or(T0)
+        .max(UnixMillis(0));
+    let (service, receiver, _clock) = core();
+    let endpoints = endpoints();
+    let ingest = janus::JanusIngest::new(AdapterConfig::default(), Limits::default());
+    let outcome = ingest.apply_events(&service, events, received_at, &Limits::default());
+    assert_eq!(
+        outcome.accepted + outcome.ignored + outcome.rejected_count,
+        count,
+        "every event is accounted for"
+    );
+    assert!(outcome.rejected.len() <= MAX_LISTED_REJECTIONS);
+    assert!(outcome.rejected.windows(2).all(|pair| pair[0].index < pair[1].index));
+    assert!(outcome.rejected.iter().all(|rejection| rejection.index < count));
+    for index in undecodable.iter().filter(|&&index| index < MAX_LISTED_REJECTIONS) {
+        assert!(
+            outcome.rejected.iter().any(|rejection| rejection.index == *index),
+            "an event that does not decode is rejected"
+        );
+    }
+    let mut last = 0;
+    let outputs = drain(&receiver, &service, &mut last);
+    assert_eq!(outcome.last_seq.unwrap_or(0), last, "the outcome names the last output");
+    store(outputs, &endpoints);
+    let later = received_at.plus_millis(86_400_000);
+    let (seq, snapshots) = ingest.tick(&service, later);
+    store(drain(&receiver, &service, &mut last), &endpoints);
+    assert_eq!(seq.unwrap_or(last), last);
+    for snapshot in outcome.snapshots.iter().chain(&snapshots) {
+        telemetry_janus::Adapter::restore(snapshot, AdapterConfig::default(), later)
+            .expect("a state the adapter handed out restores");
+    }
+    service.flush_stats_at(later.plus_millis(60_000));
+    store(drain(&receiver, &service, &mut last), &endpoints);
 }

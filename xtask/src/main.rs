@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::check(&root()).map_err(|problems| problems.join("\n")),
         Some("codegen") => codegen::run(&root(), std::env::args().nth(2).as_deref() == Some("--check")),
         Some("fuzz") => fuzz::command(&root(), &std::env::args().skip(2).collect::<Vec<_>>()),
-        _ => Err("usage: cargo xtask <test|tidy|codegen [--check]|fuzz [--seconds N] [--dev] [target...]>\n  test     set up what the tests need (conformance tools, browser, PostgreSQL), then run every test\n  tidy     repository checks (module docs, dependency direction, generated code current)\n  codegen  regenerate crates/telemetry-proto/src/gen\n  fuzz     build the cargo-fuzz targets of fuzz/ and run each (or those named) for N seconds (default 5)".to_owned()),
+        _ => Err("usage: cargo xtask <test|tidy|codegen [--check]|fuzz [--seconds N] [--dev] [target...]>\n  test     set up what the tests need (conformance tools, browser, PostgreSQL, Janus), then run every test\n  tidy     repository checks (module docs, dependency direction, generated code current)\n  codegen  regenerate crates/telemetry-proto/src/gen\n  fuzz     build the cargo-fuzz targets of fuzz/ and run each (or those named) for N seconds (default 5)".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,9 +35,10 @@ fn root() -> PathBuf {
 }
 
 /// Runs every check and test of the workspace, the webhook conformance tests included (after
-/// installing the official receivers they check against), and the tests against PostgreSQL
-/// (after installing it where it is missing): the service's end-to-end suite runs twice, on
-/// SQLite and on PostgreSQL; then a short run of every fuzz target.
+/// installing the official receivers they check against), the end-to-end test with a real Janus
+/// and Chromium (after installing them where they are missing; it needs root), and the tests
+/// against PostgreSQL (after installing it where it is missing): the service's end-to-end suite
+/// runs twice, on SQLite and on PostgreSQL; then a short run of every fuzz target.
 fn test() -> Result<(), String> {
     let root = root();
     tidy::check(&root).map_err(|problems| problems.join("\n"))?;
@@ -45,6 +46,7 @@ fn test() -> Result<(), String> {
     run(Command::new("bash").arg("tools/setup-conformance.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-browser.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-postgres.sh").current_dir(&root))?;
+    run(Command::new("bash").arg("tools/setup-janus.sh").current_dir(&root))?;
     let with_tools = |command: &mut Command| {
         command
             .env("TELEMETRY_TEST_CONFORMANCE", "1")
@@ -63,6 +65,16 @@ fn test() -> Result<(), String> {
     // run directly (`cargo test -p telemetry-server` would resolve features differently and
     // build several crates again).
     let suite = test_binary(&root, "telemetry-server", "it")?;
+    // The end-to-end test with a real Janus and Chromium, alone: its browsers and media servers
+    // keep both cores busy for a minute, which the timing-sensitive tests (webhook claim leases
+    // of a few seconds) must not share.
+    let started = std::time::Instant::now();
+    let mut janus = Command::new(&suite);
+    janus.args(["janus_e2e", "--nocapture"]).env("TELEMETRY_TEST_JANUS", "1");
+    with_tools(&mut janus);
+    janus.current_dir(root.join("crates/telemetry-server"));
+    run(&mut janus)?;
+    eprintln!("xtask: the end-to-end test with Janus and Chromium took {:.0?}", started.elapsed());
     let mut on_postgres = Command::new(&suite);
     on_postgres.env("TELEMETRY_TEST_STORE", "postgres");
     with_tools(&mut on_postgres);

@@ -1,5 +1,6 @@
 //! Repository checks that keep docs and structure honest: every Rust module starts with a `//!`
-//! comment, and the core crate never depends on an async runtime.
+//! comment, and the pure-logic crates (the core and the Janus adapter) never depend on an async
+//! runtime.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,7 +8,9 @@ use std::process::Command;
 /// Returns every problem found.
 pub(crate) fn check(root: &Path) -> Result<(), Vec<String>> {
     let mut problems = module_docs(root);
-    problems.extend(core_has_no_runtime(root));
+    for krate in PURE_CRATES {
+        problems.extend(has_no_runtime(root, krate));
+    }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
@@ -45,15 +48,18 @@ fn module_docs(root: &Path) -> Vec<String> {
         .collect()
 }
 
-fn core_has_no_runtime(root: &Path) -> Vec<String> {
+/// The crates that are pure logic: no IO, no async runtime.
+const PURE_CRATES: &[&str] = &["telemetry-core", "telemetry-janus"];
+
+fn has_no_runtime(root: &Path, krate: &str) -> Vec<String> {
     let output = Command::new("cargo")
-        .args(["tree", "--quiet", "--edges", "normal", "-p", "telemetry-core", "-i", "tokio"])
+        .args(["tree", "--quiet", "--edges", "normal", "-p", krate, "-i", "tokio"])
         .current_dir(root)
         .output();
     match output {
         Ok(output) if String::from_utf8_lossy(&output.stdout).trim().is_empty() => Vec::new(),
         Ok(output) => vec![format!(
-            "telemetry-core depends on tokio; the core must not need an async runtime:\n{}",
+            "{krate} depends on tokio; it is pure logic and must not need an async runtime:\n{}",
             String::from_utf8_lossy(&output.stdout)
         )],
         Err(error) => vec![format!("cannot run `cargo tree`: {error}")],

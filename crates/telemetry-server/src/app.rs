@@ -107,6 +107,13 @@ impl App {
         );
         let state =
             AppState::new(config, service, store.clone(), durable, health, metrics, webhooks);
+        // Janus calls in progress carry on too: each Janus server's adapter state comes back.
+        let restored = state
+            .janus
+            .restore(store.as_ref(), telemetry_core::Clock::now(&telemetry_core::SystemClock))
+            .await
+            .context("reading the Janus adapter's state")?;
+        tracing::info!(restored, "Janus servers' states restored");
         Ok(App { state, consumer, store, registry })
     }
 
@@ -158,6 +165,11 @@ impl App {
                 stop_timers.clone(),
             )
             .instrument(tracing::info_span!("timers")),
+        );
+
+        tracker.spawn(
+            ingest::janus::run_timer(state.clone(), stop_timers.clone())
+                .instrument(tracing::info_span!("janus")),
         );
 
         let http_address = http.local_addr().context("the HTTP listener's address")?;
@@ -244,6 +256,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/telemetry", post(ingest::http::ingest))
         .route("/v1/flush", post(ingest::http::flush))
+        .route("/v1/ingest/janus", post(ingest::janus::ingest))
         .route("/v1/rooms", get(api::rooms))
         .route("/v1/rooms/{sid}", get(api::room))
         .route("/v1/rooms/{sid}/events", get(api::room_events))
@@ -298,7 +311,8 @@ fn redact(url: &str) -> String {
 async fn metrics(State(state): State<AppState>) -> Response {
     let core = state.service.metrics();
     let outbox = state.store.outbox_counts().await.ok();
-    let webhooks = state.webhooks.dispatcher.metric_families(outbox);
-    let text = crate::metrics::render(&core, &state.metrics, &webhooks);
+    let mut extra = state.webhooks.dispatcher.metric_families(outbox);
+    extra.extend(state.janus.metric_families());
+    let text = crate::metrics::render(&core, &state.metrics, &extra);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

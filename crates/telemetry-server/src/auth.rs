@@ -23,6 +23,9 @@ pub const LEEWAY_SECS: u64 = 60;
 /// Checks tokens against the configured keys.
 pub struct Authenticator {
     keys: HashMap<String, (DecodingKey, Vec<Role>)>,
+    /// The keys' secrets, for `Basic` credentials (Janus's event handler sends a key and its
+    /// secret, and can mint no token).
+    secrets: HashMap<String, String>,
     max_lifetime: Duration,
 }
 
@@ -82,6 +85,7 @@ impl Authenticator {
     pub fn new(keys: &[KeyConfig], max_lifetime: Duration) -> Self {
         Self {
             max_lifetime,
+            secrets: keys.iter().map(|key| (key.key.clone(), key.secret.clone())).collect(),
             keys: keys
                 .iter()
                 .map(|key| {
@@ -138,6 +142,51 @@ impl Authenticator {
         Ok(Principal { key: claims.iss, roles: roles.clone() })
     }
 
+    /// Authenticates the value of an `Authorization` header that may also be `Basic
+    /// <base64 of key:secret>`: what Janus's sample event handler sends with `backend_user` (an
+    /// API key) and `backend_pwd` (its secret). A `Bearer` token is checked as by
+    /// [`Authenticator::authenticate`].
+    ///
+    /// # Errors
+    ///
+    /// `Unauthenticated`, saying what is wrong with the header or the credentials.
+    pub fn authenticate_basic_or_bearer(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let header = authorization.ok_or_else(|| {
+            unauthenticated(
+                "missing `Authorization` header: send `Basic` credentials (an API key and its secret: Janus's `backend_user` and `backend_pwd`) or `Bearer <token>`",
+            )
+        })?;
+        let Some(encoded) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))
+        else {
+            return self.authenticate(Some(header));
+        };
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                unauthenticated(
+                    "the `Authorization: Basic` credentials are not base64 of UTF-8 text",
+                )
+            })?;
+        let (key, secret) = decoded.split_once(':').ok_or_else(|| {
+            unauthenticated("the `Authorization: Basic` credentials must be `<API key>:<secret>`")
+        })?;
+        let expected = self
+            .secrets
+            .get(key)
+            .ok_or_else(|| unauthenticated(format!("unknown API key `{key}`")))?;
+        if !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
+            return Err(unauthenticated(format!("wrong secret for API key `{key}`")));
+        }
+        let (_, roles) = self.keys.get(key).expect("every key has a secret and roles");
+        Ok(Principal { key: key.to_owned(), roles: roles.clone() })
+    }
+
     /// Refuses a token whose `exp` (seconds since the Unix epoch) is further than the maximum
     /// lifetime (and the leeway) from `now`.
     fn check_lifetime(&self, exp: Option<&serde_json::Value>, now: u64) -> Result<(), ApiError> {
@@ -159,6 +208,15 @@ impl Authenticator {
         }
         Ok(())
     }
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
+    let mut difference = u8::from(expected.len() != given.len());
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= byte ^ given.get(index).copied().unwrap_or(!*byte);
+    }
+    difference == 0
 }
 
 fn now_secs() -> u64 {

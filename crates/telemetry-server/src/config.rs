@@ -45,10 +45,35 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// This instance among others on one database.
     pub cluster: ClusterConfig,
+    /// Janus ingest (`POST /v1/ingest/janus`).
+    pub janus: JanusConfig,
     /// The longest a token may still be valid for: a token whose `exp` is further than this from
     /// now is refused.
     #[serde(deserialize_with = "duration")]
     pub max_token_lifetime: Duration,
+}
+
+/// Janus ingest: how Janus's events are mapped, and the caps on the state they make (see
+/// `telemetry_janus::AdapterConfig`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JanusConfig {
+    /// A VideoRoom room is finished once its last participant has been gone this long.
+    #[serde(deserialize_with = "duration")]
+    pub room_idle_timeout: Duration,
+    /// A Janus session without an event for this long is taken as gone.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle_timeout: Duration,
+    /// Janus servers with state.
+    pub max_emitters: usize,
+    /// Sessions of one Janus server.
+    pub max_sessions: usize,
+    /// Handles of one session.
+    pub max_handles_per_session: usize,
+    /// Rooms of one Janus server.
+    pub max_rooms: usize,
+    /// Tracks or subscribed streams of one handle.
+    pub max_streams_per_handle: usize,
 }
 
 /// What identifies this instance among several sharing a database.
@@ -468,6 +493,36 @@ fn validate_limits(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_janus(janus: &JanusConfig) -> Result<(), ConfigError> {
+    for (key, timeout) in [
+        ("janus.room_idle_timeout", janus.room_idle_timeout),
+        ("janus.session_idle_timeout", janus.session_idle_timeout),
+    ] {
+        if timeout.is_zero() {
+            return Err(invalid(key, "must be more than zero"));
+        }
+    }
+    // Janus reports a live session at least every `stats_period` (at most a minute).
+    if janus.session_idle_timeout < Duration::from_secs(60) {
+        return Err(invalid(
+            "janus.session_idle_timeout",
+            "must be at least 1m: a session with a PeerConnection reports every `stats_period` of Janus, which may be up to a minute",
+        ));
+    }
+    for (key, value) in [
+        ("janus.max_emitters", janus.max_emitters),
+        ("janus.max_sessions", janus.max_sessions),
+        ("janus.max_handles_per_session", janus.max_handles_per_session),
+        ("janus.max_rooms", janus.max_rooms),
+        ("janus.max_streams_per_handle", janus.max_streams_per_handle),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), ConfigError> {
     let positive = |key: &str, duration: Duration| {
         if duration.is_zero() { Err(invalid(key, "must be more than zero")) } else { Ok(()) }
@@ -511,6 +566,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(invalid("stats.max_samples_per_track", "must be at least 1"));
     }
     validate_limits(config)?;
+    validate_janus(&config.janus)?;
     if config.store.backend == StoreBackend::Postgres {
         let url = &config.store.url;
         if url.is_empty() {
@@ -663,6 +719,22 @@ impl Config {
         match SERVICES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
             0 => format!("{host}-{pid}"),
             later => format!("{host}-{pid}-{}", later + 1),
+        }
+    }
+
+    /// The Janus adapter's settings from this configuration.
+    pub fn janus_adapter(&self) -> telemetry_janus::AdapterConfig {
+        let janus = &self.janus;
+        telemetry_janus::AdapterConfig {
+            room_idle_timeout: janus.room_idle_timeout,
+            session_idle_timeout: janus.session_idle_timeout,
+            limits: telemetry_janus::AdapterLimits {
+                max_emitters: janus.max_emitters,
+                max_sessions: janus.max_sessions,
+                max_handles_per_session: janus.max_handles_per_session,
+                max_rooms: janus.max_rooms,
+                max_streams_per_handle: janus.max_streams_per_handle,
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! Ingest: `POST /v1/telemetry` (JSON or protobuf, optionally gzip), the gRPC
-//! `rtctelemetry.v1.TelemetryIngest/Ingest` stream, and LiveKit's
-//! `livekit.AnalyticsRecorderService` streams.
+//! `rtctelemetry.v1.TelemetryIngest/Ingest` stream, LiveKit's
+//! `livekit.AnalyticsRecorderService` streams, and `POST /v1/ingest/janus` (what Janus's event
+//! handler sends, through the Janus adapter: [`janus`]).
 //!
 //! A call is accepted once the core has applied it (it is then in the ordered output queue); a
 //! request that produced outputs is answered only once they are stored. One bad call never
@@ -12,6 +13,7 @@ pub mod convert;
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod janus;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -245,6 +245,82 @@ impl ServerMetrics {
     }
 }
 
+/// The Janus ingest's families: events by outcome, stats samples shed, the adapter's refusals by
+/// cap, sessions expired, counters that started again, and the state held.
+pub fn janus_families(
+    events: [u64; 3],
+    shed: u64,
+    counters: &telemetry_janus::Counters,
+    [emitters, sessions, rooms]: [usize; 3],
+) -> Vec<MetricFamily> {
+    let sample = |labels: Vec<(&'static str, String)>, value: f64| {
+        telemetry_core::metrics::MetricSample { labels, value: MetricValue::Number(value) }
+    };
+    let labelled = |label: &'static str, values: &[(&str, u64)]| {
+        values
+            .iter()
+            .map(|(name, value)| sample(vec![(label, (*name).to_owned())], *value as f64))
+            .collect()
+    };
+    vec![
+        MetricFamily {
+            name: "rtc_telemetry_janus_events_total",
+            help: "Janus events received on POST /v1/ingest/janus, by outcome (ignored: nothing for telemetry, such as transport requests or a repeated ICE state).",
+            kind: MetricKind::Counter,
+            samples: labelled(
+                "outcome",
+                &[("accepted", events[0]), ("ignored", events[1]), ("rejected", events[2])],
+            ),
+        },
+        MetricFamily {
+            name: "rtc_telemetry_janus_samples_shed_total",
+            help: "Stats samples made from Janus events that the core shed (its output queue over its limit).",
+            kind: MetricKind::Counter,
+            samples: vec![sample(Vec::new(), shed as f64)],
+        },
+        MetricFamily {
+            name: "rtc_telemetry_janus_limit_refusals_total",
+            help: "Janus events rejected by a cap of the [janus] section, by cap.",
+            kind: MetricKind::Counter,
+            samples: labelled(
+                "limit",
+                &[
+                    ("emitters", counters.refused_emitters),
+                    ("sessions", counters.refused_sessions),
+                    ("handles", counters.refused_handles),
+                    ("rooms", counters.refused_rooms),
+                    ("streams", counters.refused_streams),
+                ],
+            ),
+        },
+        MetricFamily {
+            name: "rtc_telemetry_janus_sessions_expired_total",
+            help: "Janus sessions taken as gone after janus.session_idle_timeout without an event.",
+            kind: MetricKind::Counter,
+            samples: vec![sample(Vec::new(), counters.sessions_expired as f64)],
+        },
+        MetricFamily {
+            name: "rtc_telemetry_janus_counter_resets_total",
+            help: "Janus media counters that went back (a new PeerConnection): a new baseline instead of a negative sample.",
+            kind: MetricKind::Counter,
+            samples: vec![sample(Vec::new(), counters.counter_resets as f64)],
+        },
+        MetricFamily {
+            name: "rtc_telemetry_janus_state",
+            help: "What the Janus adapter holds: Janus servers, sessions and rooms.",
+            kind: MetricKind::Gauge,
+            samples: labelled(
+                "kind",
+                &[
+                    ("emitters", emitters as u64),
+                    ("sessions", sessions as u64),
+                    ("rooms", rooms as u64),
+                ],
+            ),
+        },
+    ]
+}
+
 /// Renders the core's and the service's metrics as Prometheus text (version 0.0.4).
 pub fn render(core: &MetricsSnapshot, server: &ServerMetrics, extra: &[MetricFamily]) -> String {
     let mut out = String::new();

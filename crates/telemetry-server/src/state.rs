@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::ingest::janus::JanusIngest;
 use crate::metrics::ServerMetrics;
 use crate::pipeline::{Durable, StoreHealth};
 use crate::webhooks::Webhooks;
@@ -43,6 +44,8 @@ pub struct Inner {
     pub webhooks: Webhooks,
     /// Permits for ingest requests in flight; none left means 429.
     pub ingest_permits: Semaphore,
+    /// The Janus adapter of `POST /v1/ingest/janus`.
+    pub janus: Arc<JanusIngest>,
     /// False once shutdown began: readiness fails and ingest answers 503.
     accepting: AtomicBool,
 }
@@ -60,6 +63,10 @@ impl AppState {
     ) -> Self {
         let auth = Authenticator::new(&config.keys, config.max_token_lifetime);
         let ingest_permits = Semaphore::new(config.http.max_in_flight);
+        let janus = Arc::new(JanusIngest::new(
+            config.janus_adapter(),
+            crate::ingest::validate::Limits::from_config(&config),
+        ));
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -71,6 +78,7 @@ impl AppState {
                 metrics,
                 webhooks,
                 ingest_permits,
+                janus,
                 accepting: AtomicBool::new(true),
             }),
         }

@@ -22,10 +22,11 @@ use telemetry_core::{
 
 use crate::Store;
 use crate::model::{
-    AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery, ConfiguredEndpoints,
-    DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource, EventRecord, EventsQuery,
-    NodeRoomsRecord, OutboxCounts, OutgoingWebhook, ParticipantState, RateCellRecord, ReplayQuery,
-    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    AdapterStateRecord, AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery,
+    ConfiguredEndpoints, DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource,
+    EventRecord, EventsQuery, NodeRoomsRecord, OutboxCounts, OutgoingWebhook, ParticipantState,
+    RateCellRecord, ReplayQuery, RoomsQuery, Signing, StatsQuery, StatsWindowRecord,
+    WebhookMessage, WorkerRecord, WriteBatch,
 };
 
 /// Gives the suite databases.
@@ -56,6 +57,7 @@ macro_rules! conformance_tests {
             counters_beyond_i64_saturate,
             the_latest_node_room_state_wins,
             live_workers_keep_the_last_open_state_and_survive_a_reopen,
+            adapter_states_keep_the_newest_generation_and_survive_a_reopen,
             concurrent_writes_are_all_durable_and_survive_a_reopen,
             prune_removes_what_is_older_than_the_retention,
             webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a_reopen,
@@ -590,6 +592,40 @@ pub async fn live_workers_keep_the_last_open_state_and_survive_a_reopen(harness:
             state("PA_1", &["default", "media,\"x\""], true, true),
             state("PA_5", &["g"], true, true)
         ]
+    );
+}
+
+/// Ingest adapters' states: a state replaces the kept one of its adapter and key only with a
+/// higher generation (writes that overtake each other leave the newest); kept per adapter;
+/// what is kept survives a reopen.
+pub async fn adapter_states_keep_the_newest_generation_and_survive_a_reopen(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let state = |adapter: &str, key: &str, generation: i64| AdapterStateRecord {
+        adapter: adapter.into(),
+        key: key.into(),
+        generation,
+        // Text a database must keep as it is: quotes, a backslash, a non-ASCII character.
+        state: format!(r#"{{"generation":{generation},"text":"\u00e9 \" é"}}"#),
+        updated_at: UnixMillis(1_700_000_000_000 + generation),
+    };
+    assert!(store.adapter_states("janus").await.expect("states").is_empty());
+    assert!(store.put_adapter_state(state("janus", "janus-b", 1)).await.expect("put"));
+    assert!(store.put_adapter_state(state("janus", "janus-a", 3)).await.expect("put"));
+    assert!(store.put_adapter_state(state("janus", "janus-a", 5)).await.expect("put"));
+    // Overtaken: an older or the same generation changes nothing.
+    assert!(!store.put_adapter_state(state("janus", "janus-a", 4)).await.expect("put"));
+    assert!(!store.put_adapter_state(state("janus", "janus-a", 5)).await.expect("put"));
+    assert!(store.put_adapter_state(state("other", "janus-a", 1)).await.expect("put"));
+    drop(store);
+    let store = database.open().await;
+    assert_eq!(
+        store.adapter_states("janus").await.expect("states"),
+        vec![state("janus", "janus-a", 5), state("janus", "janus-b", 1)]
+    );
+    assert_eq!(
+        store.adapter_states("other").await.expect("states"),
+        vec![state("other", "janus-a", 1)]
     );
 }
 

@@ -29,11 +29,11 @@ use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 
 use crate::model::{
-    AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed, ConfiguredEndpoints,
-    DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary, OutboxCounts, Page,
-    PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WorkerRecord, WriteBatch,
-    WriteReceipt,
+    AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
+    ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary,
+    OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail,
+    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WorkerRecord,
+    WriteBatch, WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -141,6 +141,13 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
     /// Lists the open stats workers kept (the last state written of each, if open), by room and
     /// participant: what a service restores at start.
     async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Keeps an ingest adapter's state for its key, unless a state of the same or a higher
+    /// generation is kept already; returns whether it was kept.
+    async fn put_adapter_state(&self, record: AdapterStateRecord) -> Result<bool, StoreError>;
+
+    /// Lists the states kept for `adapter`, by key.
+    async fn adapter_states(&self, adapter: &str) -> Result<Vec<AdapterStateRecord>, StoreError>;
 
     /// Returns a node's rate cells in `[from, to)`, by second.
     async fn node_rates(

@@ -504,6 +504,23 @@ pub struct WriteBatch {
     pub workers: Vec<WorkerRecord>,
 }
 
+/// The state an ingest adapter keeps between requests (the Janus adapter's, one per Janus
+/// server), as the store keeps it: what a restarted service gives back to the adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterStateRecord {
+    /// The adapter (`janus`).
+    pub adapter: String,
+    /// Whose state, for the adapter (a Janus server's `emitter`).
+    pub key: String,
+    /// Increases with every state of the key: a state is kept only over a lower generation, so
+    /// writes that overtake each other leave the newest.
+    pub generation: i64,
+    /// The state, as the adapter wrote it (JSON).
+    pub state: String,
+    /// When it was written.
+    pub updated_at: UnixMillis,
+}
+
 /// A stats worker's state as the store keeps it (see `telemetry_core::WorkerState`): what a
 /// restarted service needs to carry on the calls in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -58,6 +58,7 @@ const APPLICATION_NAME: &str = "rtc-telemetry";
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_schema.sql"),
     include_str!("../migrations/postgres/0002_workers.sql"),
+    include_str!("../migrations/postgres/0003_adapter_states.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

@@ -21,13 +21,13 @@ use telemetry_core::rates::RateCell;
 use tokio::sync::oneshot;
 
 use crate::model::{
-    AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed, ClaimedDelivery,
-    ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus, EndpointRecord,
-    EndpointSource, EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary, OutboxCounts,
-    OutgoingWebhook, Page, ParticipantRow, ParticipantState, PendingDelivery, Projection,
-    PruneCounts, RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord,
-    WriteBatch, WriteReceipt, count_from_stored, stored_count,
+    AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
+    ClaimedDelivery, ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus,
+    EndpointRecord, EndpointSource, EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary,
+    OutboxCounts, OutgoingWebhook, Page, ParticipantRow, ParticipantState, PendingDelivery,
+    Projection, PruneCounts, RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary,
+    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow,
+    WorkerRecord, WriteBatch, WriteReceipt, count_from_stored, stored_count,
 };
 use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
 use telemetry_core::{Direction, StreamKind, WebhookSubject};
@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_webhooks.sql"),
     include_str!("../migrations/sqlite/0003_claims.sql"),
     include_str!("../migrations/sqlite/0004_workers.sql"),
+    include_str!("../migrations/sqlite/0005_adapter_states.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -1272,6 +1273,53 @@ impl AnalyticsStore for SqliteStore {
                     Ok(worker)
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn put_adapter_state(&self, record: AdapterStateRecord) -> Result<bool, StoreError> {
+        self.read(move |connection| {
+            write_transaction(connection, |transaction| {
+                let changed = transaction
+                    .prepare_cached(
+                        "INSERT INTO adapter_states (adapter, key, generation, state, updated_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (adapter, key) DO UPDATE SET generation = excluded.generation, \
+                         state = excluded.state, updated_at_ms = excluded.updated_at_ms \
+                         WHERE adapter_states.generation < excluded.generation",
+                    )?
+                    .execute(params![
+                        record.adapter,
+                        record.key,
+                        record.generation,
+                        record.state,
+                        record.updated_at.0
+                    ])?;
+                Ok(changed > 0)
+            })
+        })
+        .await
+    }
+
+    async fn adapter_states(&self, adapter: &str) -> Result<Vec<AdapterStateRecord>, StoreError> {
+        let adapter = adapter.to_owned();
+        self.read(move |connection| {
+            let rows = connection
+                .prepare_cached(
+                    "SELECT adapter, key, generation, state, updated_at_ms FROM adapter_states \
+                     WHERE adapter = ?1 ORDER BY key",
+                )?
+                .query_map(params![adapter], |row| {
+                    Ok(AdapterStateRecord {
+                        adapter: row.get(0)?,
+                        key: row.get(1)?,
+                        generation: row.get(2)?,
+                        state: row.get(3)?,
+                        updated_at: UnixMillis(row.get(4)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }

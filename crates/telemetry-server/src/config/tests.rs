@@ -231,3 +231,30 @@ fn token_lifetime_and_string_caps_default_and_are_validated() {
         assert!(message.contains(expected), "{variable}={value}: {message}");
     }
 }
+
+#[test]
+fn the_janus_section_has_the_designs_defaults_and_refuses_bad_values_by_name() {
+    let config = load(None, &[], &dev()).expect("defaults");
+    assert_eq!(config.janus.room_idle_timeout, Duration::from_secs(30));
+    let adapter = config.janus_adapter();
+    assert_eq!(adapter.room_idle_timeout, Duration::from_secs(30));
+    assert_eq!(adapter.session_idle_timeout, Duration::from_secs(300));
+    assert_eq!(adapter.limits.max_emitters, 100);
+    let file = "[janus]\nroom_idle_timeout = \"2m\"\nmax_rooms = 5\n";
+    let config = load(Some(("janus.toml", file)), &[], &dev()).expect("a file");
+    assert_eq!(config.janus.room_idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.janus_adapter().limits.max_rooms, 5);
+    let cases = [
+        (("RTC_TELEMETRY_JANUS__ROOM_IDLE_TIMEOUT", "0s"), "janus.room_idle_timeout"),
+        (("RTC_TELEMETRY_JANUS__ROOM_IDLE_TIMEOUT", "soon"), "janus.room_idle_timeout"),
+        (("RTC_TELEMETRY_JANUS__SESSION_IDLE_TIMEOUT", "30s"), "janus.session_idle_timeout"),
+        (("RTC_TELEMETRY_JANUS__MAX_SESSIONS", "0"), "janus.max_sessions"),
+        (("RTC_TELEMETRY_JANUS__MAX_EMITTERS", "-1"), "janus.max_emitters"),
+        (("RTC_TELEMETRY_JANUS__MAX_STREAMS_PER_HANDLE", "0"), "janus.max_streams_per_handle"),
+        (("RTC_TELEMETRY_JANUS__GROUPING", "true"), "janus"),
+    ];
+    for ((name, value), key) in cases {
+        let message = error_of(load(None, &env(&[(name, value)]), &dev()));
+        assert!(message.contains(key), "{name}={value}: {message}");
+    }
+}

@@ -75,18 +75,7 @@ async fn ingest_inner(
         )
         .retry_after(1));
     }
-    let limit = state.config.http.max_body_bytes;
-    let bytes = http_body_util::Limited::new(body, limit).collect().await.map_err(|error| {
-        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("body: larger than {limit} bytes (`http.max_body_bytes`)"),
-            )
-        } else {
-            ApiError::invalid(format!("body: could not be read: {error}"))
-        }
-    })?;
-    let bytes = bytes.to_bytes();
+    let bytes = read_body(body, state.config.http.max_body_bytes).await?;
     let max_decompressed = state.config.http.max_decompressed_bytes;
     let service = state.service.clone();
     let default_node = principal.key.clone();
@@ -108,6 +97,25 @@ async fn ingest_inner(
         rejected: outcome.rejected,
         rejected_count: outcome.rejected_count,
     }))
+}
+
+/// Reads a request body of at most `limit` bytes (`http.max_body_bytes`).
+///
+/// # Errors
+///
+/// `PayloadTooLarge` over the limit, `InvalidArgument` if it cannot be read.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let bytes = http_body_util::Limited::new(body, limit).collect().await.map_err(|error| {
+        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body: larger than {limit} bytes (`http.max_body_bytes`)"),
+            )
+        } else {
+            ApiError::invalid(format!("body: could not be read: {error}"))
+        }
+    })?;
+    Ok(bytes.to_bytes())
 }
 
 /// Waits until the outputs up to `seq` are stored, at most the request timeout.
@@ -211,7 +219,11 @@ pub fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 }
 
 /// Decompresses gzip, refusing to produce more than `limit` bytes.
-fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+///
+/// # Errors
+///
+/// `InvalidArgument` for data that is not gzip, `PayloadTooLarge` over the limit.
+pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     decoder

@@ -9,6 +9,8 @@ mod dashboard;
 mod database_failure;
 mod e2e_ingest;
 mod e2e_query;
+mod janus;
+mod janus_e2e;
 mod limits;
 #[path = "../../../telemetry-core/tests/common/receivers.rs"]
 mod receivers;

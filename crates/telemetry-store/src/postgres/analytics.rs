@@ -10,9 +10,10 @@ use tokio_postgres::Row;
 use super::writer::WriteRequest;
 use super::{Failure, Parameters, PostgresStore, enum_column, lock, u32_column};
 use crate::model::{
-    EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow, ParticipantState, PruneCounts,
-    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
-    StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
+    AdapterStateRecord, EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow,
+    ParticipantState, PruneCounts, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
+    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt,
+    count_from_stored,
 };
 use crate::{AnalyticsStore, StoreError};
 
@@ -298,6 +299,62 @@ impl AnalyticsStore for PostgresStore {
                 });
             }
             Ok(workers)
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn put_adapter_state(&self, record: AdapterStateRecord) -> Result<bool, StoreError> {
+        async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO adapter_states (adapter, key, generation, state, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (adapter, key) DO UPDATE SET generation = excluded.generation, \
+                     state = excluded.state, updated_at_ms = excluded.updated_at_ms \
+                     WHERE adapter_states.generation < excluded.generation",
+                )
+                .await?;
+            let changed = client
+                .execute(
+                    &statement,
+                    &[
+                        &record.adapter,
+                        &record.key,
+                        &record.generation,
+                        &record.state,
+                        &record.updated_at.0,
+                    ],
+                )
+                .await?;
+            Ok(changed > 0)
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn adapter_states(&self, adapter: &str) -> Result<Vec<AdapterStateRecord>, StoreError> {
+        async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT adapter, key, generation, state, updated_at_ms FROM adapter_states \
+                     WHERE adapter = $1 ORDER BY key",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&adapter]).await?;
+            let mut states = Vec::with_capacity(rows.len());
+            for row in &rows {
+                states.push(AdapterStateRecord {
+                    adapter: row.try_get(0)?,
+                    key: row.try_get(1)?,
+                    generation: row.try_get(2)?,
+                    state: row.try_get(3)?,
+                    updated_at: UnixMillis(row.try_get(4)?),
+                });
+            }
+            Ok(states)
         }
         .await
         .map_err(Failure::into_store)
