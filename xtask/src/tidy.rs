@@ -1,5 +1,6 @@
 //! Repository checks that keep docs and structure honest: every Rust module starts with a `//!`
-//! comment, and the core crate never depends on an async runtime.
+//! comment, the core crate never depends on an async runtime, and no module of the core below
+//! the service imports from it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,7 @@ use std::process::Command;
 pub(crate) fn check(root: &Path) -> Result<(), Vec<String>> {
     let mut problems = module_docs(root);
     problems.extend(core_has_no_runtime(root));
+    problems.extend(core_modules_below_service(root));
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
@@ -58,6 +60,34 @@ fn core_has_no_runtime(root: &Path) -> Vec<String> {
         )],
         Err(error) => vec![format!("cannot run `cargo tree`: {error}")],
     }
+}
+
+/// The core's modules that sit above `service` and may use it: the crate root and `api` (LiveKit's
+/// method names over the service). Every other module (`metrics`, `workers`, `nodes`, ...) is used
+/// by the service and must not import from it, so the core has no circle.
+const ABOVE_SERVICE: [&str; 3] = ["lib.rs", "api.rs", "service.rs"];
+
+fn core_modules_below_service(root: &Path) -> Vec<String> {
+    let source = root.join("crates/telemetry-core/src");
+    let mut files = Vec::new();
+    rust_files(&source, &mut files);
+    files
+        .into_iter()
+        .filter(|path| {
+            let relative = path.strip_prefix(&source).unwrap_or(path);
+            !relative.starts_with("service")
+                && !ABOVE_SERVICE.iter().any(|above| relative == Path::new(above))
+        })
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.contains("crate::service").then(|| {
+                format!(
+                    "{}: imports from `crate::service`; only {ABOVE_SERVICE:?} may, the core's other modules are below it",
+                    path.display()
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

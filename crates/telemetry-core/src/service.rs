@@ -11,9 +11,10 @@
 //! The mapping of each lifecycle call to its analytics event, webhook and metrics (reference
 //! §2.4) lives in one submodule per family of calls ([`rooms`], [`participants`], [`tracks`],
 //! [`egress`] for egress and ingress, [`other`]), reached from the dispatch `match` in
-//! `lifecycle`.
+//! `lifecycle`. Flushing the stats workers, and reaping the closed ones, is [`flush`].
 
 mod egress;
+mod flush;
 mod other;
 mod participants;
 mod rooms;
@@ -28,17 +29,15 @@ use parking_lot::Mutex;
 use crate::call::Call;
 use crate::coalesce::SampleSummary;
 use crate::config::CoreConfig;
-use crate::ids::{
-    ANALYTICS_EVENT_PREFIX, ANALYTICS_STAT_PREFIX, IdGenerator, WEBHOOK_EVENT_PREFIX,
-};
+use crate::ids::{ANALYTICS_EVENT_PREFIX, IdGenerator, WEBHOOK_EVENT_PREFIX};
 use crate::keys::StatsKey;
 use crate::metrics::{
     self, LifecycleMetrics, LimitCounters, MetricsSnapshot, QueueCounters, SampleCounters,
 };
 use crate::nodes::{LOCAL_NODE, NodeId, NodeLimit, NodeTable};
 use crate::output::{
-    CallOutput, CoalescedStat, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
-    OutputReceiver, StatsBatch, WorkerState,
+    CallOutput, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue, OutputReceiver,
+    WorkerState,
 };
 use crate::rates::{RateCell, sample_interval};
 use crate::time::{Clock, SystemClock, UnixMillis};
@@ -141,7 +140,7 @@ impl ServiceBuilder {
             }),
             queue: queue.clone(),
             nodes,
-            flush: Mutex::new(FlushState { ids: ids(1) }),
+            flush: Mutex::new(flush::FlushState::new(ids(1))),
         };
         (TelemetryService { inner: Arc::new(inner) }, OutputReceiver { queue })
     }
@@ -166,7 +165,7 @@ struct Inner {
     /// The name given to a node id no longer known (see [`crate::nodes`]): the configured node's.
     unknown_node: Arc<str>,
     /// Serialises flushes; owns the generator of stat ids.
-    flush: Mutex<FlushState>,
+    flush: Mutex<flush::FlushState>,
 }
 
 #[derive(Debug)]
@@ -212,11 +211,6 @@ impl Inner {
     fn node_name(&self, node: NodeId) -> Arc<str> {
         self.nodes.name(node).unwrap_or_else(|| self.unknown_node.clone())
     }
-}
-
-#[derive(Debug)]
-struct FlushState {
-    ids: IdGenerator,
 }
 
 impl TelemetryService {
@@ -439,85 +433,6 @@ impl TelemetryService {
             (webhook.as_ref().map(Encoded::new), event.as_ref().map(Encoded::new));
         let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event }));
         inner.queue.push(std::iter::once(call).chain(worker_output))
-    }
-
-    /// Flushes every stats worker now (LiveKit's `FlushStats`).
-    pub fn flush_stats(&self) -> Option<u64> {
-        self.flush_stats_at(self.inner.clock.now())
-    }
-
-    /// Flushes every stats worker as of `now`: one [`StatsBatch`] per worker with samples, and
-    /// reaps workers closed for longer than `worker_cleanup_wait`. Returns the sequence number of
-    /// the last batch pushed. Concurrent `TrackStats` calls wait at most for one worker's swap.
-    pub fn flush_stats_at(&self, now: UnixMillis) -> Option<u64> {
-        let inner = &*self.inner;
-        let mut flush = inner.flush.lock();
-        let cleanup_wait_ms = inner.config.cleanup_wait_millis();
-        let idle_ms = inner.config.participant_idle_millis();
-        let mut last = None;
-        let mut taken = Vec::new();
-        let mut batches = Vec::new();
-        let mut closed_idle = Vec::new();
-        for shard in inner.workers.shards() {
-            inner.workers.take_shard(
-                shard,
-                now,
-                cleanup_wait_ms,
-                idle_ms,
-                &mut taken,
-                &mut closed_idle,
-            );
-            // Coalesce outside every lock.
-            batches.extend(taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids)));
-            if batches.len() >= 1024 {
-                last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
-            }
-        }
-        if !closed_idle.is_empty() {
-            // Workers closed for idleness leave the participant gauge of the node that made them,
-            // and the store's live workers.
-            let mut lifecycle = inner.lifecycle.lock();
-            let mut states = Vec::with_capacity(closed_idle.len());
-            for (node, mut state) in closed_idle {
-                if let Some(metrics) = lifecycle.metrics.get_mut(&node) {
-                    metrics.participants -= 1;
-                }
-                state.node = inner.node_name(node);
-                states.push(Output::Worker(state));
-            }
-            last = inner.queue.push(states).or(last);
-        }
-        inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
-    }
-
-    fn coalesce(
-        &self,
-        taken: crate::workers::Taken,
-        now: UnixMillis,
-        ids: &mut IdGenerator,
-    ) -> StatsBatch {
-        let names = self.inner.nodes.reader();
-        let stats = taken
-            .tracks
-            .into_iter()
-            .map(|track| CoalescedStat {
-                id: ids.next_inline(ANALYTICS_STAT_PREFIX),
-                track_id: track.track_id,
-                direction: track.direction,
-                kind: track.kind,
-                node: names.get(track.node, &self.inner.unknown_node),
-                coalesced: track.accumulator.finish(),
-            })
-            .collect();
-        StatsBatch {
-            room_id: taken.room_id,
-            room_name: taken.room_name,
-            participant_id: taken.participant_id,
-            identity: taken.identity,
-            flushed_at: now,
-            analytics_key: self.inner.analytics_key.clone(),
-            stats,
-        }
     }
 
     /// Moves the node rate cells accumulated since the last drain onto the output queue as one
