@@ -1141,3 +1141,6 @@ pub fn print_summary(summary: &Summary, took: Duration) {
         summary.unsent
     );
 }
+
+#[cfg(test)]
+mod tests;
