@@ -1,6 +1,6 @@
 //! Repository checks that keep docs and structure honest: every Rust module starts with a `//!`
-//! comment, the core crate never depends on an async runtime, and no module of the core below
-//! the service imports from it.
+//! comment, the core crate never depends on an async runtime, no module of the core below the
+//! service imports from it, and the simulator generates calls without sending them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +10,7 @@ pub(crate) fn check(root: &Path) -> Result<(), Vec<String>> {
     let mut problems = module_docs(root);
     problems.extend(core_has_no_runtime(root));
     problems.extend(core_modules_below_service(root));
+    problems.extend(simulator_does_no_io(root));
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
@@ -88,6 +89,37 @@ fn core_modules_below_service(root: &Path) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// What the simulator must not depend on: it generates calls, and the server's `simulate` and
+/// `demo` commands send them.
+const NOT_FOR_THE_SIMULATOR: [&str; 4] = ["telemetry-server", "telemetry-store", "reqwest", "axum"];
+
+fn simulator_does_no_io(root: &Path) -> Vec<String> {
+    let output = Command::new("cargo")
+        .args(["tree", "--quiet", "--edges", "normal", "-p", "telemetry-sim"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(root)
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let tree = String::from_utf8_lossy(&output.stdout);
+            tree.lines()
+                .filter_map(|line| line.split(' ').next())
+                .filter(|name| NOT_FOR_THE_SIMULATOR.contains(name))
+                .map(|name| {
+                    format!("telemetry-sim depends on `{name}`; the simulator must do no IO")
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+        Ok(output) => vec![format!(
+            "`cargo tree -p telemetry-sim` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )],
+        Err(error) => vec![format!("cannot run `cargo tree`: {error}")],
+    }
 }
 
 #[cfg(test)]

@@ -11,11 +11,12 @@ use telemetry_core::proto as lk;
 use telemetry_core::{
     Call, CallMeta, CoreConfig, Direction, ManualClock, StatsKey, TelemetryService, UnixMillis,
 };
+use telemetry_sim::{SimulateArgs, generate};
 
 use crate::ingest::apply_calls;
 use crate::ingest::validate::Limits;
 use crate::metrics::{RecorderStream, ServerMetrics, Transport, render};
-use crate::simulate::{SimulateArgs, generate};
+
 #[test]
 fn families_render_in_prometheus_text_format() {
     let mut histogram = Histogram::new(&[1.0, 5.0]);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost::Message as _;
 use telemetry_core::UnixMillis;
 
-use crate::simulate::{SimulateArgs, generate};
+use crate::{SimulateArgs, generate};
 
 /// 2023-11-14T22:13:20Z: the end of the simulated time.
 const END: UnixMillis = UnixMillis(1_700_000_000_000);
