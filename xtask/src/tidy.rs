@@ -1,6 +1,7 @@
 //! Repository checks that keep docs and structure honest: every Rust module starts with a `//!`
-//! comment, and the pure-logic crates (the core and the Janus adapter) never depend on an async
-//! runtime.
+//! comment, the pure-logic crates (the core and the Janus adapter) never depend on an async
+//! runtime, no module of the core below the service imports from it, and the simulator
+//! generates calls without sending them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,8 @@ pub(crate) fn check(root: &Path) -> Result<(), Vec<String>> {
     for krate in PURE_CRATES {
         problems.extend(has_no_runtime(root, krate));
     }
+    problems.extend(core_modules_below_service(root));
+    problems.extend(simulator_does_no_io(root));
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
@@ -61,6 +64,65 @@ fn has_no_runtime(root: &Path, krate: &str) -> Vec<String> {
         Ok(output) => vec![format!(
             "{krate} depends on tokio; it is pure logic and must not need an async runtime:\n{}",
             String::from_utf8_lossy(&output.stdout)
+        )],
+        Err(error) => vec![format!("cannot run `cargo tree`: {error}")],
+    }
+}
+
+/// The core's modules that sit above `service` and may use it: the crate root and `api` (LiveKit's
+/// method names over the service). Every other module (`metrics`, `workers`, `nodes`, ...) is used
+/// by the service and must not import from it, so the core has no circle.
+const ABOVE_SERVICE: [&str; 3] = ["lib.rs", "api.rs", "service.rs"];
+
+fn core_modules_below_service(root: &Path) -> Vec<String> {
+    let source = root.join("crates/telemetry-core/src");
+    let mut files = Vec::new();
+    rust_files(&source, &mut files);
+    files
+        .into_iter()
+        .filter(|path| {
+            let relative = path.strip_prefix(&source).unwrap_or(path);
+            !relative.starts_with("service")
+                && !ABOVE_SERVICE.iter().any(|above| relative == Path::new(above))
+        })
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.contains("crate::service").then(|| {
+                format!(
+                    "{}: imports from `crate::service`; only {ABOVE_SERVICE:?} may, the core's other modules are below it",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
+/// What the simulator must not depend on: it generates calls, and the server's `simulate` and
+/// `demo` commands send them.
+const NOT_FOR_THE_SIMULATOR: [&str; 4] = ["telemetry-server", "telemetry-store", "reqwest", "axum"];
+
+fn simulator_does_no_io(root: &Path) -> Vec<String> {
+    let output = Command::new("cargo")
+        .args(["tree", "--quiet", "--edges", "normal", "-p", "telemetry-sim"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(root)
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let tree = String::from_utf8_lossy(&output.stdout);
+            tree.lines()
+                .filter_map(|line| line.split(' ').next())
+                .filter(|name| NOT_FOR_THE_SIMULATOR.contains(name))
+                .map(|name| {
+                    format!("telemetry-sim depends on `{name}`; the simulator must do no IO")
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+        Ok(output) => vec![format!(
+            "`cargo tree -p telemetry-sim` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
         )],
         Err(error) => vec![format!("cannot run `cargo tree`: {error}")],
     }

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod nodes;
 pub mod output;
+pub mod quality;
 pub mod rates;
 pub mod retry;
 pub mod service;

@@ -7,30 +7,37 @@
 //! therefore applied in one order that respects each caller's own call order (one logical FIFO),
 //! and a later call always sees an earlier call's effect: a sample sent right after
 //! `ParticipantJoined` finds its worker. Nothing a caller does waits on a sink.
+//!
+//! The mapping of each lifecycle call to its analytics event, webhook and metrics (reference
+//! §2.4) lives in one submodule per family of calls ([`rooms`], [`participants`], [`tracks`],
+//! [`egress`] for egress and ingress, [`other`]), reached from the dispatch `match` in
+//! `lifecycle`. Flushing the stats workers, and reaping the closed ones, is [`flush`].
+
+mod egress;
+mod flush;
+mod other;
+mod participants;
+mod rooms;
+mod tracks;
 
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 use livekit_protocol as lk;
-use lk::AnalyticsEventType as Type;
 use parking_lot::Mutex;
 
 use crate::call::Call;
 use crate::coalesce::SampleSummary;
 use crate::config::CoreConfig;
-use crate::events::{self, names};
-use crate::ids::{
-    ANALYTICS_EVENT_PREFIX, ANALYTICS_STAT_PREFIX, IdGenerator, WEBHOOK_EVENT_PREFIX,
-};
+use crate::ids::{ANALYTICS_EVENT_PREFIX, IdGenerator, WEBHOOK_EVENT_PREFIX};
 use crate::keys::StatsKey;
 use crate::metrics::{
     self, LifecycleMetrics, LimitCounters, MetricsSnapshot, QueueCounters, SampleCounters,
-    track_kind_index,
 };
 use crate::nodes::{LOCAL_NODE, NodeId, NodeLimit, NodeTable};
 use crate::output::{
-    CallOutput, CoalescedStat, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue,
-    OutputReceiver, StatsBatch, WorkerState,
+    CallOutput, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue, OutputReceiver,
+    WorkerState,
 };
 use crate::rates::{RateCell, sample_interval};
 use crate::time::{Clock, SystemClock, UnixMillis};
@@ -129,12 +136,11 @@ impl ServiceBuilder {
                 ids: ids(0),
                 metrics: HashMap::new(),
                 node_room_sequence: HashMap::new(),
-                open_rooms: HashMap::new(),
-                rooms_refused: 0,
+                open_rooms: OpenRooms::default(),
             }),
             queue: queue.clone(),
             nodes,
-            flush: Mutex::new(FlushState { ids: ids(1) }),
+            flush: Mutex::new(flush::FlushState::new(ids(1))),
         };
         (TelemetryService { inner: Arc::new(inner) }, OutputReceiver { queue })
     }
@@ -159,7 +165,7 @@ struct Inner {
     /// The name given to a node id no longer known (see [`crate::nodes`]): the configured node's.
     unknown_node: Arc<str>,
     /// Serialises flushes; owns the generator of stat ids.
-    flush: Mutex<FlushState>,
+    flush: Mutex<flush::FlushState>,
 }
 
 #[derive(Debug)]
@@ -167,17 +173,44 @@ struct Lifecycle {
     ids: IdGenerator,
     metrics: HashMap<NodeId, LifecycleMetrics>,
     node_room_sequence: HashMap<NodeId, u64>,
-    /// Rooms started and not yet ended, by sid, with the node that started them and their
-    /// start: for `livekit_room_total` and `livekit_room_duration_seconds`. At most
-    /// `limits.max_open_rooms`; a forgotten node's rooms are dropped with it.
-    open_rooms: HashMap<String, (NodeId, UnixMillis)>,
-    /// Rooms not tracked because `open_rooms` was full.
-    rooms_refused: u64,
+    open_rooms: OpenRooms,
 }
 
+/// Rooms started and not yet ended, for `livekit_room_total` and `livekit_room_duration_seconds`.
+#[derive(Debug, Default)]
+struct OpenRooms {
+    /// By sid, with the node that started them and their start. At most
+    /// `limits.max_open_rooms`; a forgotten node's rooms are dropped with it.
+    by_sid: HashMap<String, (NodeId, UnixMillis)>,
+    /// Rooms not tracked because `by_sid` was full.
+    refused: u64,
+}
+
+/// What the mapping of one lifecycle call reads and changes, under the lifecycle lock.
 #[derive(Debug)]
-struct FlushState {
-    ids: IdGenerator,
+struct CallContext<'a> {
+    inner: &'a Inner,
+    /// When the call was made.
+    at: UnixMillis,
+    /// The node that made it ...
+    node_id: NodeId,
+    /// ... and its name.
+    node: Arc<str>,
+    /// The lifecycle metrics of that node.
+    metrics: &'a mut LifecycleMetrics,
+    open_rooms: &'a mut OpenRooms,
+    /// The state of the worker the call changed, for the store.
+    worker_state: Option<WorkerState>,
+}
+
+/// What a lifecycle call maps to: LiveKit's webhook, its analytics event, either or both.
+type Mapped = (Option<lk::WebhookEvent>, Option<lk::AnalyticsEvent>);
+
+impl Inner {
+    /// Returns the name of `node` (for a node no longer known, the configured node's name).
+    fn node_name(&self, node: NodeId) -> Arc<str> {
+        self.nodes.name(node).unwrap_or_else(|| self.unknown_node.clone())
+    }
 }
 
 impl TelemetryService {
@@ -216,7 +249,7 @@ impl TelemetryService {
 
     /// Returns the name of `node` (for a node no longer known, the configured node's name).
     pub fn node_name(&self, node: NodeId) -> Arc<str> {
-        self.inner.nodes.name(node).unwrap_or_else(|| self.inner.unknown_node.clone())
+        self.inner.node_name(node)
     }
 
     /// Returns the meta of an in-process call made now by the configured node.
@@ -324,468 +357,74 @@ impl TelemetryService {
         Ok(())
     }
 
-    /// Applies a lifecycle call under the lifecycle lock.
+    /// Applies a lifecycle call under the lifecycle lock: maps it by family (see the submodules)
+    /// and pushes what it made, its event and webhook stamped with ids, then the state of the
+    /// worker it changed.
     fn lifecycle(&self, meta: CallMeta, call: Call) -> Option<u64> {
         let inner = &*self.inner;
-        let at = meta.at;
         let method = call.method_name();
         let mut lifecycle = inner.lifecycle.lock();
-        let lifecycle = &mut *lifecycle;
-        let metrics = lifecycle.metrics.entry(meta.node).or_default();
-        let node = self.node_name(meta.node);
-        // The state of the worker the call changed, for the store.
-        let mut worker_state: Option<WorkerState> = None;
-        let full_room_in_track_webhooks = inner.config.full_room_in_track_webhooks;
-        let track_webhook_room = |room: &lk::Room| {
-            if full_room_in_track_webhooks { room.clone() } else { events::minimal_room(room) }
+        let Lifecycle { ids, metrics, node_room_sequence, open_rooms } = &mut *lifecycle;
+        let mut context = CallContext {
+            inner,
+            at: meta.at,
+            node_id: meta.node,
+            node: inner.node_name(meta.node),
+            metrics: metrics.entry(meta.node).or_default(),
+            open_rooms,
+            worker_state: None,
         };
-        let identity_only = |sid: &str, identity: &str| lk::ParticipantInfo {
-            sid: sid.to_owned(),
-            identity: identity.to_owned(),
-            ..Default::default()
-        };
-
-        let (webhook, event): (Option<lk::WebhookEvent>, Option<lk::AnalyticsEvent>) = match call {
+        let (webhook, event) = match call {
             Call::TrackStats { .. } => {
                 unreachable!("`apply` routes `TrackStats` to `track_stats_at`")
             }
-            Call::RoomStarted { room } => {
-                let open = &mut lifecycle.open_rooms;
-                if !open.contains_key(&room.sid) {
-                    if open.len() < inner.config.limits.max_open_rooms {
-                        open.insert(room.sid.clone(), (meta.node, at));
-                        metrics.rooms += 1;
-                    } else {
-                        lifecycle.rooms_refused += 1;
-                    }
-                }
-                let webhook = lk::WebhookEvent {
-                    room: Some(room.clone()),
-                    ..events::webhook(names::ROOM_STARTED, at)
-                };
-                // LiveKit stamps ROOM_CREATED with the room's creation time, and sets no room id.
-                // A creation time no timestamp can hold (outside years 1 to 9999) stamps it with
-                // the call's time instead: the event must stay writable as JSON.
-                let created = pbjson_types::Timestamp { seconds: room.creation_time, nanos: 0 };
-                let created = match UnixMillis::from_timestamp(&created) {
-                    Some(_) => created,
-                    None => at.to_timestamp(),
-                };
-                let event = lk::AnalyticsEvent {
-                    timestamp: Some(created),
-                    room: Some(room),
-                    ..events::bare_event(Type::RoomCreated, at)
-                };
-                (Some(webhook), Some(event))
-            }
-            Call::RoomEnded { room } => {
-                if let Some((_, started)) = lifecycle.open_rooms.remove(&room.sid) {
-                    metrics.rooms -= 1;
-                    let start = if room.creation_time > 0 {
-                        UnixMillis::from_secs(room.creation_time)
-                    } else {
-                        started
-                    };
-                    metrics.observe_room_duration(at.millis_since(start).max(0) as f64 / 1000.0);
-                }
-                let webhook = lk::WebhookEvent {
-                    room: Some(room.clone()),
-                    ..events::webhook(names::ROOM_FINISHED, at)
-                };
-                let event = lk::AnalyticsEvent {
-                    room_id: room.sid.clone(),
-                    room: Some(room),
-                    ..events::bare_event(Type::RoomEnded, at)
-                };
-                (Some(webhook), Some(event))
-            }
-            Call::ParticipantJoined {
-                room,
-                participant,
-                client_info,
-                client_meta,
-                should_send_event,
-                guard,
-            } => {
-                let created = inner.workers.get_or_create(
-                    &room.sid,
-                    &room.name,
-                    &participant.sid,
-                    &participant.identity,
-                    &guard,
-                    at,
-                    meta.node,
-                    |worker| worker_state = Some(worker.state(node.clone())),
-                );
-                if created == Obtained::Created {
-                    metrics.join_rtc_connected += 1;
-                    metrics.participants += 1;
-                }
-                let event = should_send_event.then(|| lk::AnalyticsEvent {
-                    client_info,
-                    client_meta,
-                    ..events::participant_event(Type::ParticipantJoined, &room, &participant, at)
-                });
-                (None, event)
-            }
-            Call::ParticipantActive { room, participant, client_meta, is_migration, guard } => {
-                // `participant_joined` goes out on ACTIVE, not on the signalling join.
-                let webhook = (!is_migration).then(|| lk::WebhookEvent {
-                    room: Some(room.clone()),
-                    participant: Some(participant.clone()),
-                    ..events::webhook(names::PARTICIPANT_JOINED, at)
-                });
-                let created = inner.workers.get_or_create(
-                    &room.sid,
-                    &room.name,
-                    &participant.sid,
-                    &participant.identity,
-                    &guard,
-                    at,
-                    meta.node,
-                    |worker| {
-                        worker.set_connected();
-                        worker_state = Some(worker.state(node.clone()));
-                    },
-                );
-                if created == Obtained::Created {
-                    metrics.participants += 1;
-                }
-                metrics.join_rtc_active += 1;
-                let event = lk::AnalyticsEvent {
-                    client_meta,
-                    ..events::participant_event(Type::ParticipantActive, &room, &participant, at)
-                };
-                (webhook, Some(event))
-            }
-            Call::ParticipantResumed { room, participant, node_id, reason, guard } => {
-                let created = inner.workers.get_or_create(
-                    &room.sid,
-                    &room.name,
-                    &participant.sid,
-                    &participant.identity,
-                    &guard,
-                    at,
-                    meta.node,
-                    |worker| worker_state = Some(worker.state(node.clone())),
-                );
-                if created == Obtained::Created {
-                    metrics.participants += 1;
-                }
-                let event = lk::AnalyticsEvent {
-                    client_meta: Some(lk::AnalyticsClientMeta {
-                        node: node_id,
-                        reconnect_reason: reason,
-                        ..Default::default()
-                    }),
-                    ..events::participant_event(Type::ParticipantResumed, &room, &participant, at)
-                };
-                (None, Some(event))
-            }
-            Call::ParticipantLeft { room, participant, should_send_event, guard } => {
-                let hash = inner.workers.hash(&room.sid, &participant.sid);
-                let (connected, closed) =
-                    inner.workers.with_worker(hash, &room.sid, &participant.sid, |worker| {
-                        match worker {
-                            Some(worker) => {
-                                let mut worker = worker.lock();
-                                let connected = worker.is_connected();
-                                let closed = worker.close(&guard, at);
-                                let owner = self.node_name(worker.node());
-                                worker_state = Some(worker.state(owner));
-                                (connected, closed)
-                            }
-                            // No worker counts as never connected: aborted.
-                            None => (false, false),
-                        }
-                    });
-                if closed {
-                    metrics.participants -= 1;
-                }
-                if should_send_event {
-                    let (name, event_type) = if connected {
-                        (names::PARTICIPANT_LEFT, Type::ParticipantLeft)
-                    } else {
-                        (names::PARTICIPANT_CONNECTION_ABORTED, Type::ParticipantConnectionAborted)
-                    };
-                    let webhook = lk::WebhookEvent {
-                        room: Some(room.clone()),
-                        participant: Some(participant.clone()),
-                        ..events::webhook(name, at)
-                    };
-                    (
-                        Some(webhook),
-                        Some(events::participant_event(event_type, &room, &participant, at)),
-                    )
-                } else {
-                    (None, None)
-                }
-            }
-            Call::TrackPublishRequested {
-                room,
-                participant_id,
-                identity,
-                track,
-                should_send_event,
-            } => {
-                metrics.publish_attempts[track_kind_index(track.r#type)] += 1;
-                let event = should_send_event.then(|| lk::AnalyticsEvent {
-                    participant: Some(identity_only(&participant_id, &identity)),
-                    ..events::track_event(
-                        Type::TrackPublishRequested,
-                        &room,
-                        &participant_id,
-                        track,
-                        at,
-                    )
-                });
-                (None, event)
-            }
-            Call::TrackPublished { room, participant_id, identity, track, should_send_event } => {
-                let kind = track_kind_index(track.r#type);
-                metrics.tracks_published[kind] += 1;
-                metrics.publish_successes[kind] += 1;
-                if should_send_event {
-                    let webhook = lk::WebhookEvent {
-                        room: Some(track_webhook_room(&room)),
-                        participant: Some(identity_only(&participant_id, &identity)),
-                        track: Some(track.clone()),
-                        ..events::webhook(names::TRACK_PUBLISHED, at)
-                    };
-                    let event = lk::AnalyticsEvent {
-                        participant: Some(identity_only(&participant_id, &identity)),
-                        ..events::track_event(
-                            Type::TrackPublished,
-                            &room,
-                            &participant_id,
-                            track,
-                            at,
-                        )
-                    };
-                    (Some(webhook), Some(event))
-                } else {
-                    (None, None)
-                }
-            }
-            Call::TrackUnpublished {
-                room,
-                participant_id,
-                identity,
-                track,
-                was_published_locally,
-                should_send_event,
-            } => {
-                if was_published_locally {
-                    metrics.tracks_published[track_kind_index(track.r#type)] -= 1;
-                }
-                if should_send_event {
-                    let webhook = lk::WebhookEvent {
-                        room: Some(track_webhook_room(&room)),
-                        participant: Some(identity_only(&participant_id, &identity)),
-                        track: Some(track.clone()),
-                        ..events::webhook(names::TRACK_UNPUBLISHED, at)
-                    };
-                    // The analytics event keeps participant `{sid}` only.
-                    let event = events::track_event(
-                        Type::TrackUnpublished,
-                        &room,
-                        &participant_id,
-                        track,
-                        at,
-                    );
-                    (Some(webhook), Some(event))
-                } else {
-                    (None, None)
-                }
-            }
-            Call::TrackSubscribeRequested { room, participant_id, track } => {
-                metrics.subscribe_attempts += 1;
-                (
-                    None,
-                    Some(events::track_event(
-                        Type::TrackSubscribeRequested,
-                        &room,
-                        &participant_id,
-                        track,
-                        at,
-                    )),
-                )
-            }
-            Call::TrackSubscribed { room, participant_id, track, publisher, should_send_event } => {
-                metrics.tracks_subscribed[track_kind_index(track.r#type)] += 1;
-                metrics.subscribe_successes += 1;
-                let event = should_send_event.then(|| lk::AnalyticsEvent {
-                    publisher: Some(identity_only(&publisher.sid, &publisher.identity)),
-                    ..events::track_event(Type::TrackSubscribed, &room, &participant_id, track, at)
-                });
-                (None, event)
-            }
-            Call::TrackUnsubscribed { room, participant_id, track, should_send_event } => {
-                metrics.tracks_subscribed[track_kind_index(track.r#type)] -= 1;
-                let event = should_send_event.then(|| {
-                    events::track_event(Type::TrackUnsubscribed, &room, &participant_id, track, at)
-                });
-                (None, event)
-            }
-            Call::TrackSubscribeFailed {
-                room,
-                participant_id,
-                track_id,
-                error,
-                is_user_error: _,
-            } => {
-                metrics.subscribe_failure(&error);
-                let track = lk::TrackInfo { sid: track_id, ..Default::default() };
-                let event = lk::AnalyticsEvent {
-                    error,
-                    ..events::track_event(
-                        Type::TrackSubscribeFailed,
-                        &room,
-                        &participant_id,
-                        track,
-                        at,
-                    )
-                };
-                (None, Some(event))
-            }
-            Call::TrackMuted { room, participant_id, track } => (
-                None,
-                Some(events::track_event(Type::TrackMuted, &room, &participant_id, track, at)),
-            ),
-            Call::TrackUnmuted { room, participant_id, track } => (
-                None,
-                Some(events::track_event(Type::TrackUnmuted, &room, &participant_id, track, at)),
-            ),
-            Call::TrackPublishedUpdate { room, participant_id, track } => (
-                None,
-                Some(events::track_event(
-                    Type::TrackPublishedUpdate,
-                    &room,
-                    &participant_id,
-                    track,
-                    at,
-                )),
-            ),
-            Call::TrackMaxSubscribedVideoQuality {
-                room,
-                participant_id,
-                track,
-                mime,
-                max_quality,
-            } => {
-                let event = lk::AnalyticsEvent {
-                    max_subscribed_video_quality: max_quality,
-                    mime,
-                    ..events::track_event(
-                        Type::TrackMaxSubscribedVideoQuality,
-                        &room,
-                        &participant_id,
-                        track,
-                        at,
-                    )
-                };
-                (None, Some(event))
-            }
-            Call::TrackPublishRtpStats { room, participant_id, track_id, mime, layer, stats } => {
-                let event = lk::AnalyticsEvent {
-                    video_layer: layer,
-                    ..events::rtp_stats_event(
-                        Type::TrackPublishStats,
-                        &room,
-                        &participant_id,
-                        &track_id,
-                        &mime,
-                        stats,
-                        at,
-                    )
-                };
-                (None, Some(event))
-            }
-            Call::TrackSubscribeRtpStats { room, participant_id, track_id, mime, stats } => (
-                None,
-                Some(events::rtp_stats_event(
-                    Type::TrackSubscribeStats,
-                    &room,
-                    &participant_id,
-                    &track_id,
-                    &mime,
-                    stats,
-                    at,
-                )),
-            ),
-            Call::EgressStarted { info } => (
-                Some(events::egress_webhook(names::EGRESS_STARTED, &info, at)),
-                Some(events::egress_event(Type::EgressStarted, &info, at)),
-            ),
-            Call::EgressUpdated { info } => (
-                Some(events::egress_webhook(names::EGRESS_UPDATED, &info, at)),
-                Some(events::egress_event(Type::EgressUpdated, &info, at)),
-            ),
-            Call::EgressEnded { info } => (
-                Some(events::egress_webhook(names::EGRESS_ENDED, &info, at)),
-                Some(events::egress_event(Type::EgressEnded, &info, at)),
-            ),
-            Call::NotifyEgressEvent { event, info } => {
-                (Some(events::egress_webhook(&event, &info, at)), None)
-            }
-            Call::IngressCreated { info } => {
-                (None, Some(events::ingress_event(Type::IngressCreated, &info, at)))
-            }
-            Call::IngressDeleted { info } => {
-                (None, Some(events::ingress_event(Type::IngressDeleted, &info, at)))
-            }
-            Call::IngressStarted { info } => (
-                Some(events::ingress_webhook(names::INGRESS_STARTED, &info, at)),
-                Some(events::ingress_event(Type::IngressStarted, &info, at)),
-            ),
-            Call::IngressUpdated { info } => {
-                (None, Some(events::ingress_event(Type::IngressUpdated, &info, at)))
-            }
-            Call::IngressEnded { info } => (
-                Some(events::ingress_webhook(names::INGRESS_ENDED, &info, at)),
-                Some(events::ingress_event(Type::IngressEnded, &info, at)),
-            ),
-            Call::LocalRoomState { mut node_rooms } => {
-                // LiveKit's `SendNodeRoomStates`: the node's id, a per-node sequence from 1, now.
-                let sequence = lifecycle.node_room_sequence.entry(meta.node).or_insert(0);
-                *sequence += 1;
-                node_rooms.node_id = node.to_string();
-                node_rooms.sequence_number = *sequence;
-                node_rooms.timestamp = Some(at.to_timestamp());
+            Call::RoomStarted { .. } | Call::RoomEnded { .. } => rooms::map(&mut context, call),
+            Call::ParticipantJoined { .. }
+            | Call::ParticipantActive { .. }
+            | Call::ParticipantResumed { .. }
+            | Call::ParticipantLeft { .. } => participants::map(&mut context, call),
+            Call::TrackPublishRequested { .. }
+            | Call::TrackPublished { .. }
+            | Call::TrackUnpublished { .. }
+            | Call::TrackSubscribeRequested { .. }
+            | Call::TrackSubscribed { .. }
+            | Call::TrackUnsubscribed { .. }
+            | Call::TrackSubscribeFailed { .. }
+            | Call::TrackMuted { .. }
+            | Call::TrackUnmuted { .. }
+            | Call::TrackPublishedUpdate { .. }
+            | Call::TrackMaxSubscribedVideoQuality { .. }
+            | Call::TrackPublishRtpStats { .. }
+            | Call::TrackSubscribeRtpStats { .. } => tracks::map(&mut context, call),
+            Call::EgressStarted { .. }
+            | Call::EgressUpdated { .. }
+            | Call::EgressEnded { .. }
+            | Call::NotifyEgressEvent { .. }
+            | Call::IngressCreated { .. }
+            | Call::IngressDeleted { .. }
+            | Call::IngressStarted { .. }
+            | Call::IngressUpdated { .. }
+            | Call::IngressEnded { .. } => egress::map(&context, call),
+            Call::LocalRoomState { node_rooms } => {
+                let sequence = node_room_sequence.entry(meta.node).or_insert(0);
+                let node_rooms = other::node_rooms(&context, sequence, node_rooms);
                 return inner.queue.push([Output::NodeRooms(node_rooms)]);
             }
-            Call::Report { report } => (
-                None,
-                Some(lk::AnalyticsEvent {
-                    report: Some(report),
-                    ..events::bare_event(Type::Report, at)
-                }),
-            ),
-            Call::ApiCall { info } => (
-                None,
-                Some(lk::AnalyticsEvent {
-                    api_call: Some(info),
-                    ..events::bare_event(Type::ApiCall, at)
-                }),
-            ),
-            Call::Webhook { info } => (
-                None,
-                Some(lk::AnalyticsEvent {
-                    webhook: Some(info),
-                    ..events::bare_event(Type::Webhook, at)
-                }),
-            ),
+            Call::Report { .. } | Call::ApiCall { .. } | Call::Webhook { .. } => {
+                other::map(&context, call)
+            }
         };
+        let CallContext { at, node, worker_state, .. } = context;
         let worker_output = worker_state.map(Output::Worker);
         if webhook.is_none() && event.is_none() {
             return worker_output.and_then(|output| inner.queue.push([output]));
         }
         let webhook = webhook.map(|mut webhook| {
-            webhook.id = lifecycle.ids.next_id(WEBHOOK_EVENT_PREFIX);
+            webhook.id = ids.next_id(WEBHOOK_EVENT_PREFIX);
             webhook
         });
         let event = event.map(|mut event| {
-            event.id = lifecycle.ids.next_id(ANALYTICS_EVENT_PREFIX);
+            event.id = ids.next_id(ANALYTICS_EVENT_PREFIX);
             event.node_id = node.to_string();
             event.analytics_key = inner.config.analytics_key.clone();
             event
@@ -794,85 +433,6 @@ impl TelemetryService {
             (webhook.as_ref().map(Encoded::new), event.as_ref().map(Encoded::new));
         let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event }));
         inner.queue.push(std::iter::once(call).chain(worker_output))
-    }
-
-    /// Flushes every stats worker now (LiveKit's `FlushStats`).
-    pub fn flush_stats(&self) -> Option<u64> {
-        self.flush_stats_at(self.inner.clock.now())
-    }
-
-    /// Flushes every stats worker as of `now`: one [`StatsBatch`] per worker with samples, and
-    /// reaps workers closed for longer than `worker_cleanup_wait`. Returns the sequence number of
-    /// the last batch pushed. Concurrent `TrackStats` calls wait at most for one worker's swap.
-    pub fn flush_stats_at(&self, now: UnixMillis) -> Option<u64> {
-        let inner = &*self.inner;
-        let mut flush = inner.flush.lock();
-        let cleanup_wait_ms = inner.config.cleanup_wait_millis();
-        let idle_ms = inner.config.participant_idle_millis();
-        let mut last = None;
-        let mut taken = Vec::new();
-        let mut batches = Vec::new();
-        let mut closed_idle = Vec::new();
-        for shard in inner.workers.shards() {
-            inner.workers.take_shard(
-                shard,
-                now,
-                cleanup_wait_ms,
-                idle_ms,
-                &mut taken,
-                &mut closed_idle,
-            );
-            // Coalesce outside every lock.
-            batches.extend(taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids)));
-            if batches.len() >= 1024 {
-                last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
-            }
-        }
-        if !closed_idle.is_empty() {
-            // Workers closed for idleness leave the participant gauge of the node that made them,
-            // and the store's live workers.
-            let mut lifecycle = inner.lifecycle.lock();
-            let mut states = Vec::with_capacity(closed_idle.len());
-            for (node, mut state) in closed_idle {
-                if let Some(metrics) = lifecycle.metrics.get_mut(&node) {
-                    metrics.participants -= 1;
-                }
-                state.node = self.node_name(node);
-                states.push(Output::Worker(state));
-            }
-            last = inner.queue.push(states).or(last);
-        }
-        inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
-    }
-
-    fn coalesce(
-        &self,
-        taken: crate::workers::Taken,
-        now: UnixMillis,
-        ids: &mut IdGenerator,
-    ) -> StatsBatch {
-        let names = self.inner.nodes.reader();
-        let stats = taken
-            .tracks
-            .into_iter()
-            .map(|track| CoalescedStat {
-                id: ids.next_inline(ANALYTICS_STAT_PREFIX),
-                track_id: track.track_id,
-                direction: track.direction,
-                kind: track.kind,
-                node: names.get(track.node, &self.inner.unknown_node),
-                coalesced: track.accumulator.finish(),
-            })
-            .collect();
-        StatsBatch {
-            room_id: taken.room_id,
-            room_name: taken.room_name,
-            participant_id: taken.participant_id,
-            identity: taken.identity,
-            flushed_at: now,
-            analytics_key: self.inner.analytics_key.clone(),
-            stats,
-        }
     }
 
     /// Moves the node rate cells accumulated since the last drain onto the output queue as one
@@ -925,7 +485,7 @@ impl TelemetryService {
             let mut lifecycle = inner.lifecycle.lock();
             lifecycle.metrics.retain(|node, _| !gone(node));
             lifecycle.node_room_sequence.retain(|node, _| !gone(node));
-            lifecycle.open_rooms.retain(|_, (node, _)| !gone(node));
+            lifecycle.open_rooms.by_sid.retain(|_, (node, _)| !gone(node));
         }
         for shard in inner.workers.shards() {
             let mut aux = shard.aux.lock();
@@ -1027,8 +587,8 @@ impl TelemetryService {
             participants_refused: workers.refused,
             participants_closed_idle: workers.closed_idle,
             tracks_dropped_idle: workers.tracks_dropped,
-            open_rooms: lifecycle.open_rooms.len() as u64,
-            rooms_refused: lifecycle.rooms_refused,
+            open_rooms: lifecycle.open_rooms.by_sid.len() as u64,
+            rooms_refused: lifecycle.open_rooms.refused,
         };
         let names = inner.nodes.reader();
         metrics::build_snapshot(&stats, &per_node, &samples, &queue, &limits, &|node| {

@@ -19,7 +19,7 @@ use telemetry_core::{Clock as _, SystemClock};
 use telemetry_proto::v1;
 use telemetry_server::app::App;
 use telemetry_server::config::{self, FlagOverrides};
-use telemetry_server::simulate::{SimulateArgs, generate};
+use telemetry_sim::{SimulateArgs, generate};
 
 struct Options {
     clients: usize,

@@ -7,16 +7,16 @@
 //! (ingest request sent to first arrival) p50 and p99 over that minute, and the deliveries
 //! pending. The first minute is the warm-up; flat from the second to the last is the goal.
 //!
-//! The traffic is `simulate::generate`'s, in overlapping generations: every `--cycle-seconds / 2`
-//! a generation of `--rooms` rooms of `--participants` starts (its own seed, its own node id
-//! among two), runs `--cycle-seconds` of simulated time (rooms start, participants join, publish,
-//! subscribe, report stats every 5 s, mute, resume, leave; the rooms end) and ends, so that after
-//! the first half cycle every minute holds the same mix of traffic. Each generation is sent by
-//! its own client, its calls in order, each request holding the calls of one simulated instant
-//! and sent at that instant of wall-clock time (the calls' times are real times). The calls are
-//! generated before the service starts, by this binary run again as a child process
-//! (`--generate`), into files read as they are sent, so that this process's memory holds only
-//! the service and the harness.
+//! The traffic is `telemetry_sim::generate`'s, in overlapping generations: every
+//! `--cycle-seconds / 2` a generation of `--rooms` rooms of `--participants` starts (its own seed,
+//! its own node id among two), runs `--cycle-seconds` of simulated time (rooms start, participants
+//! join, publish, subscribe, report stats every 5 s, mute, resume, leave; the rooms end) and ends,
+//! so that after the first half cycle every minute holds the same mix of traffic. Each
+//! generation is sent by its own client, its calls in order, each request holding the calls of
+//! one simulated instant and sent at that instant of wall-clock time (the calls' times are real
+//! times). The calls are generated before the service starts, by this binary run again as a
+//! child process (`--generate`), into files read as they are sent, so that this process's memory
+//! holds only the service and the harness.
 //!
 //! Run with `cargo bench -p telemetry-server --features bench --bench soak -- --store sqlite`
 //! (`--store postgres`; without `--store`, SQLite then PostgreSQL in one process;
@@ -39,7 +39,7 @@ use telemetry_proto::v1;
 use telemetry_proto::v1::telemetry_call::Call as Member;
 use telemetry_server::app::App;
 use telemetry_server::config::{self, FlagOverrides};
-use telemetry_server::simulate::{SimulateArgs, generate};
+use telemetry_sim::{SimulateArgs, generate};
 use telemetry_test_support::postgres::PgServer;
 
 const SECRET: &str = "bench-webhook-secret-0123456789abcdef";

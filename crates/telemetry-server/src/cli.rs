@@ -42,7 +42,7 @@ pub enum Command {
     /// to look.
     Demo(crate::demo::DemoArgs),
     /// Send realistic SFU traffic to a running service.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(telemetry_sim::SimulateArgs),
     /// Configuration helpers.
     Config {
         /// What to do with the configuration.

@@ -12,9 +12,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::post;
+use telemetry_sim::SimulateArgs;
 
 use crate::config::{self, FlagOverrides};
-use crate::simulate::{self, SimulateArgs};
+use crate::simulate;
 
 /// Arguments of `demo`.
 #[derive(Clone, Debug, clap::Args)]

@@ -1,13 +1,15 @@
 //! The service's own metrics and the Prometheus text rendering of everything: the core's
 //! families (LiveKit's names) and `rtc_telemetry_*` for ingest, flush, store and pipeline.
-//! Metric names are constants of this module only.
+//! Metric names are constants of `telemetry_core::metrics::names`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot_free::Mutex;
-use telemetry_core::metrics::{Histogram, MetricFamily, MetricKind, MetricValue, MetricsSnapshot};
+use telemetry_core::metrics::{
+    Histogram, MetricFamily, MetricKind, MetricValue, MetricsSnapshot, names,
+};
 
 mod parking_lot_free {
     /// A `std` mutex that ignores poisoning (a metric is still a metric after a panic).
@@ -191,43 +193,43 @@ impl ServerMetrics {
         };
         vec![
             MetricFamily {
-                name: "rtc_telemetry_ingest_calls_total",
+                name: names::INGEST_CALLS_TOTAL,
                 help: "Telemetry calls received, by transport and result (a rejected call is reported in the response).",
                 kind: MetricKind::Counter,
                 samples: ingest,
             },
             MetricFamily {
-                name: "rtc_telemetry_ingest_requests_refused_total",
+                name: names::INGEST_REQUESTS_REFUSED_TOTAL,
                 help: "Ingest requests refused whole, by status.",
                 kind: MetricKind::Counter,
                 samples: refused,
             },
             MetricFamily {
-                name: "rtc_telemetry_recorder_messages_total",
+                name: names::RECORDER_MESSAGES_TOTAL,
                 help: "Messages received on LiveKit's AnalyticsRecorderService streams.",
                 kind: MetricKind::Counter,
                 samples: recorder,
             },
             MetricFamily {
-                name: "rtc_telemetry_recorder_dropped_total",
+                name: names::RECORDER_DROPPED_TOTAL,
                 help: "Items of AnalyticsRecorderService messages (events, stats, node room states) dropped as invalid.",
                 kind: MetricKind::Counter,
                 samples: recorder_dropped,
             },
             MetricFamily {
-                name: "rtc_telemetry_flush_duration_seconds",
+                name: names::FLUSH_DURATION_SECONDS,
                 help: "How long a flush of every stats worker took.",
                 kind: MetricKind::Histogram,
                 samples: histogram(&self.flush_seconds),
             },
             MetricFamily {
-                name: "rtc_telemetry_store_write_seconds",
+                name: names::STORE_WRITE_SECONDS,
                 help: "How long a store write (one transaction) took.",
                 kind: MetricKind::Histogram,
                 samples: histogram(&self.store_write_seconds),
             },
             MetricFamily {
-                name: "rtc_telemetry_store_write_failures_total",
+                name: names::STORE_WRITE_FAILURES_TOTAL,
                 help: "Store writes that failed (each is retried until it succeeds).",
                 kind: MetricKind::Counter,
                 samples: vec![number(
@@ -236,7 +238,7 @@ impl ServerMetrics {
                 )],
             },
             MetricFamily {
-                name: "rtc_telemetry_stored_outputs_total",
+                name: names::STORED_OUTPUTS_TOTAL,
                 help: "Core outputs (events, stats batches, node states, rate cells) stored.",
                 kind: MetricKind::Counter,
                 samples: vec![number(Vec::new(), self.stored_outputs.load(Ordering::Relaxed))],
@@ -412,53 +414,4 @@ fn labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn families_render_in_prometheus_text_format() {
-        let mut histogram = Histogram::new(&[1.0, 5.0]);
-        histogram.observe(0.5);
-        histogram.observe(3.0);
-        histogram.observe(9.0);
-        let snapshot = MetricsSnapshot {
-            families: vec![
-                MetricFamily {
-                    name: "livekit_packet_total",
-                    help: "Packets.",
-                    kind: MetricKind::Counter,
-                    samples: vec![telemetry_core::metrics::MetricSample {
-                        labels: vec![
-                            ("direction", "incoming".to_owned()),
-                            ("country", "a\"b".to_owned()),
-                        ],
-                        value: MetricValue::Number(42.0),
-                    }],
-                },
-                MetricFamily {
-                    name: "livekit_rtt_ms",
-                    help: "RTT.",
-                    kind: MetricKind::Histogram,
-                    samples: vec![telemetry_core::metrics::MetricSample {
-                        labels: vec![],
-                        value: MetricValue::Histogram(histogram),
-                    }],
-                },
-            ],
-        };
-        let text = render(&snapshot, &ServerMetrics::default(), &[]);
-        assert!(text.contains("# TYPE livekit_packet_total counter\n"));
-        assert!(
-            text.contains("livekit_packet_total{direction=\"incoming\",country=\"a\\\"b\"} 42\n"),
-            "{text}"
-        );
-        assert!(text.contains("livekit_rtt_ms_bucket{le=\"1\"} 1\n"));
-        assert!(text.contains("livekit_rtt_ms_bucket{le=\"5\"} 2\n"));
-        assert!(text.contains("livekit_rtt_ms_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("livekit_rtt_ms_sum 12.5\n"));
-        assert!(text.contains("livekit_rtt_ms_count 3\n"));
-        assert!(text.contains(
-            "rtc_telemetry_ingest_calls_total{transport=\"http\",result=\"accepted\"} 0\n"
-        ));
-    }
-}
+mod tests;

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use telemetry_proto::v1;
-use telemetry_server::simulate::{self, SimulateArgs};
+use telemetry_server::simulate;
+use telemetry_sim::SimulateArgs;
 
 use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp};
 
@@ -181,7 +182,7 @@ async fn feed(app: &TestApp) {
     let millis = |call: &v1::TelemetryCall| {
         call.at.as_ref().map_or(now.0, |at| at.seconds * 1000 + i64::from(at.nanos / 1_000_000))
     };
-    let calls: Vec<v1::TelemetryCall> = simulate::generate(&running, now.plus_millis(540_000))
+    let calls: Vec<v1::TelemetryCall> = telemetry_sim::generate(&running, now.plus_millis(540_000))
         .into_iter()
         .filter(|call| millis(call) <= now.0)
         .collect();

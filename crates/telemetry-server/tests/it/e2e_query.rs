@@ -149,5 +149,21 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // Every family rendered (the core's, the service's, the webhook dispatcher's) is named in
+    // the one list of metric names, and each of its names is rendered.
+    let rendered: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split(' ').next())
+        .collect();
+    for name in &rendered {
+        assert!(
+            telemetry_core::metrics::names::ALL.contains(name),
+            "`{name}` is not in `telemetry_core::metrics::names::ALL`"
+        );
+    }
+    for name in telemetry_core::metrics::names::ALL {
+        assert!(rendered.contains(&name), "`{name}` is not rendered");
+    }
     app.stop().await;
 }

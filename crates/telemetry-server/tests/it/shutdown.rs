@@ -18,7 +18,7 @@ async fn sigterm_during_load_loses_no_accepted_call() {
     std::fs::write(&config_path, config).expect("config");
     let binary = Binary::start(&data, &config_path);
 
-    let args = telemetry_server::simulate::SimulateArgs {
+    let args = telemetry_sim::SimulateArgs {
         url: binary.url(""),
         api_key: ADMIN.0.to_owned(),
         api_secret: ADMIN.1.to_owned(),

@@ -1,0 +1,186 @@
+//! Track calls: publication, subscription, mutes, quality and RTP stats become `TRACK_*` events
+//! and the `track_published` and `track_unpublished` webhooks, and keep LiveKit's track gauges and
+//! publish and subscribe counters.
+
+use livekit_protocol as lk;
+use lk::AnalyticsEventType as Type;
+
+use crate::call::Call;
+use crate::events::{self, names};
+use crate::metrics::track_kind_index;
+use crate::service::{CallContext, Mapped};
+
+/// Maps a track call.
+pub(super) fn map(context: &mut CallContext<'_>, call: Call) -> Mapped {
+    let at = context.at;
+    let metrics = &mut *context.metrics;
+    match call {
+        Call::TrackPublishRequested {
+            room,
+            participant_id,
+            identity,
+            track,
+            should_send_event,
+        } => {
+            metrics.publish_attempts[track_kind_index(track.r#type)] += 1;
+            let event = should_send_event.then(|| lk::AnalyticsEvent {
+                participant: Some(identity_only(&participant_id, &identity)),
+                ..events::track_event(
+                    Type::TrackPublishRequested,
+                    &room,
+                    &participant_id,
+                    track,
+                    at,
+                )
+            });
+            (None, event)
+        }
+        Call::TrackPublished { room, participant_id, identity, track, should_send_event } => {
+            let kind = track_kind_index(track.r#type);
+            metrics.tracks_published[kind] += 1;
+            metrics.publish_successes[kind] += 1;
+            if !should_send_event {
+                return (None, None);
+            }
+            let webhook = lk::WebhookEvent {
+                room: Some(webhook_room(context, &room)),
+                participant: Some(identity_only(&participant_id, &identity)),
+                track: Some(track.clone()),
+                ..events::webhook(names::TRACK_PUBLISHED, at)
+            };
+            let event = lk::AnalyticsEvent {
+                participant: Some(identity_only(&participant_id, &identity)),
+                ..events::track_event(Type::TrackPublished, &room, &participant_id, track, at)
+            };
+            (Some(webhook), Some(event))
+        }
+        Call::TrackUnpublished {
+            room,
+            participant_id,
+            identity,
+            track,
+            was_published_locally,
+            should_send_event,
+        } => {
+            if was_published_locally {
+                metrics.tracks_published[track_kind_index(track.r#type)] -= 1;
+            }
+            if !should_send_event {
+                return (None, None);
+            }
+            let webhook = lk::WebhookEvent {
+                room: Some(webhook_room(context, &room)),
+                participant: Some(identity_only(&participant_id, &identity)),
+                track: Some(track.clone()),
+                ..events::webhook(names::TRACK_UNPUBLISHED, at)
+            };
+            // The analytics event keeps participant `{sid}` only.
+            let event =
+                events::track_event(Type::TrackUnpublished, &room, &participant_id, track, at);
+            (Some(webhook), Some(event))
+        }
+        Call::TrackSubscribeRequested { room, participant_id, track } => {
+            metrics.subscribe_attempts += 1;
+            let event = events::track_event(
+                Type::TrackSubscribeRequested,
+                &room,
+                &participant_id,
+                track,
+                at,
+            );
+            (None, Some(event))
+        }
+        Call::TrackSubscribed { room, participant_id, track, publisher, should_send_event } => {
+            metrics.tracks_subscribed[track_kind_index(track.r#type)] += 1;
+            metrics.subscribe_successes += 1;
+            let event = should_send_event.then(|| lk::AnalyticsEvent {
+                publisher: Some(identity_only(&publisher.sid, &publisher.identity)),
+                ..events::track_event(Type::TrackSubscribed, &room, &participant_id, track, at)
+            });
+            (None, event)
+        }
+        Call::TrackUnsubscribed { room, participant_id, track, should_send_event } => {
+            metrics.tracks_subscribed[track_kind_index(track.r#type)] -= 1;
+            let event = should_send_event.then(|| {
+                events::track_event(Type::TrackUnsubscribed, &room, &participant_id, track, at)
+            });
+            (None, event)
+        }
+        Call::TrackSubscribeFailed { room, participant_id, track_id, error, is_user_error: _ } => {
+            metrics.subscribe_failure(&error);
+            let track = lk::TrackInfo { sid: track_id, ..Default::default() };
+            let event = lk::AnalyticsEvent {
+                error,
+                ..events::track_event(Type::TrackSubscribeFailed, &room, &participant_id, track, at)
+            };
+            (None, Some(event))
+        }
+        Call::TrackMuted { room, participant_id, track } => {
+            (None, Some(events::track_event(Type::TrackMuted, &room, &participant_id, track, at)))
+        }
+        Call::TrackUnmuted { room, participant_id, track } => {
+            (None, Some(events::track_event(Type::TrackUnmuted, &room, &participant_id, track, at)))
+        }
+        Call::TrackPublishedUpdate { room, participant_id, track } => {
+            let event =
+                events::track_event(Type::TrackPublishedUpdate, &room, &participant_id, track, at);
+            (None, Some(event))
+        }
+        Call::TrackMaxSubscribedVideoQuality { room, participant_id, track, mime, max_quality } => {
+            let event = lk::AnalyticsEvent {
+                max_subscribed_video_quality: max_quality,
+                mime,
+                ..events::track_event(
+                    Type::TrackMaxSubscribedVideoQuality,
+                    &room,
+                    &participant_id,
+                    track,
+                    at,
+                )
+            };
+            (None, Some(event))
+        }
+        Call::TrackPublishRtpStats { room, participant_id, track_id, mime, layer, stats } => {
+            let event = lk::AnalyticsEvent {
+                video_layer: layer,
+                ..events::rtp_stats_event(
+                    Type::TrackPublishStats,
+                    &room,
+                    &participant_id,
+                    &track_id,
+                    &mime,
+                    stats,
+                    at,
+                )
+            };
+            (None, Some(event))
+        }
+        Call::TrackSubscribeRtpStats { room, participant_id, track_id, mime, stats } => {
+            let event = events::rtp_stats_event(
+                Type::TrackSubscribeStats,
+                &room,
+                &participant_id,
+                &track_id,
+                &mime,
+                stats,
+                at,
+            );
+            (None, Some(event))
+        }
+        call => unreachable!("`{}` is not a track call", call.method_name()),
+    }
+}
+
+/// The room of a track webhook: whole if `full_room_in_track_webhooks`, else its sid and name.
+fn webhook_room(context: &CallContext<'_>, room: &lk::Room) -> lk::Room {
+    if context.inner.config.full_room_in_track_webhooks {
+        room.clone()
+    } else {
+        events::minimal_room(room)
+    }
+}
+
+/// A participant with its sid and identity only.
+fn identity_only(sid: &str, identity: &str) -> lk::ParticipantInfo {
+    lk::ParticipantInfo { sid: sid.to_owned(), identity: identity.to_owned(), ..Default::default() }
+}

@@ -1,0 +1,130 @@
+//! The deterministic SFU simulator of rtc-telemetry: realistic calls of a LiveKit SFU for a given
+//! `--seed` and arguments, generated without IO (the server's `simulate` and `demo` commands send
+//! them to a service; benchmarks and tests use them as input).
+//!
+//! The simulated SFU runs rooms of participants who join (some never get media: aborted joins),
+//! become active, publish audio, simulcast video (three layers) and sometimes data, subscribe to
+//! each other, mute and unmute, resume after a network change, and leave; one room records an
+//! egress. Every `--stats-interval` each active participant reports its media stats (with loss,
+//! jitter, RTT and a quality score, and a bad spell now and then), data-channel bytes (with
+//! bursts) and signalling bytes; every 30 s the node reports its room states.
+
+mod world;
+
+use std::time::Duration;
+
+use telemetry_core::UnixMillis;
+use telemetry_proto::v1;
+
+pub use world::{Calls, World};
+
+/// Arguments of `simulate`: what the simulated SFU runs, and how the server's command sends it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7890")]
+    pub url: String,
+    /// API key (with the `ingest` role).
+    #[arg(long, default_value = "devkey")]
+    pub api_key: String,
+    /// Its secret.
+    #[arg(long, default_value = "secret")]
+    pub api_secret: String,
+    /// Seed: the same seed and arguments give the same traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Rooms.
+    #[arg(long, default_value_t = 3)]
+    pub rooms: u32,
+    /// Participants per room.
+    #[arg(long, default_value_t = 4)]
+    pub participants: u32,
+    /// Simulated time.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How often each participant reports its stats.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+    /// Simulated seconds per real second; 0 runs as fast as the service takes the calls, with
+    /// the simulated time ending now.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Body encoding.
+    #[arg(long, value_enum, default_value_t = WireFormat::Json)]
+    pub format: WireFormat,
+    /// The node id the calls carry.
+    #[arg(long, default_value = "sfu-sim-1")]
+    pub node_id: String,
+    /// Most calls per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:7890".to_owned(),
+            api_key: "devkey".to_owned(),
+            api_secret: "secret".to_owned(),
+            seed: 1,
+            rooms: 3,
+            participants: 4,
+            duration: Duration::from_secs(120),
+            stats_interval: Duration::from_secs(5),
+            speed: 1.0,
+            format: WireFormat::Json,
+            node_id: "sfu-sim-1".to_owned(),
+            batch_size: 500,
+            quiet: true,
+        }
+    }
+}
+
+/// How batches are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WireFormat {
+    /// `application/json`.
+    Json,
+    /// `application/x-protobuf`.
+    Protobuf,
+}
+
+/// What a call contributes to a summary of what was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// `trackStats`.
+    Stats,
+    /// A lifecycle call that produces an analytics event.
+    Event,
+    /// Neither (node room states).
+    Other,
+}
+
+/// Generates the whole simulation's calls, in call order, the simulated time ending at `end`.
+pub fn generate(args: &SimulateArgs, end: UnixMillis) -> Vec<v1::TelemetryCall> {
+    let duration_ms = i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX);
+    let mut world = World::new(args, end.plus_millis(-duration_ms));
+    let mut calls = Vec::new();
+    while world.next_time().is_some_and(|at| at <= end) {
+        world.step(&mut calls);
+    }
+    world.finish(end, &mut calls);
+    calls.into_iter().map(|(call, _)| call).collect()
+}
+
+/// Parses a duration such as `30s` or `2m` (the `--duration` and `--stats-interval` flags).
+///
+/// # Errors
+///
+/// Returns a message for a person when `text` is not a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| {
+        format!("invalid duration {text:?}: {error} (write a number and a unit, like \"30s\")")
+    })
+}
+
+#[cfg(test)]
+mod tests;
