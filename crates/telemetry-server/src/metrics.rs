@@ -266,7 +266,7 @@ pub fn janus_families(
     };
     vec![
         MetricFamily {
-            name: "rtc_telemetry_janus_events_total",
+            name: names::JANUS_EVENTS_TOTAL,
             help: "Janus events received on POST /v1/ingest/janus, by outcome (ignored: nothing for telemetry, such as transport requests or a repeated ICE state).",
             kind: MetricKind::Counter,
             samples: labelled(
@@ -275,13 +275,13 @@ pub fn janus_families(
             ),
         },
         MetricFamily {
-            name: "rtc_telemetry_janus_samples_shed_total",
+            name: names::JANUS_SAMPLES_SHED_TOTAL,
             help: "Stats samples made from Janus events that the core shed (its output queue over its limit).",
             kind: MetricKind::Counter,
             samples: vec![sample(Vec::new(), shed as f64)],
         },
         MetricFamily {
-            name: "rtc_telemetry_janus_limit_refusals_total",
+            name: names::JANUS_LIMIT_REFUSALS_TOTAL,
             help: "Janus events rejected by a cap of the [janus] section, by cap.",
             kind: MetricKind::Counter,
             samples: labelled(
@@ -296,19 +296,19 @@ pub fn janus_families(
             ),
         },
         MetricFamily {
-            name: "rtc_telemetry_janus_sessions_expired_total",
+            name: names::JANUS_SESSIONS_EXPIRED_TOTAL,
             help: "Janus sessions taken as gone after janus.session_idle_timeout without an event.",
             kind: MetricKind::Counter,
             samples: vec![sample(Vec::new(), counters.sessions_expired as f64)],
         },
         MetricFamily {
-            name: "rtc_telemetry_janus_counter_resets_total",
+            name: names::JANUS_COUNTER_RESETS_TOTAL,
             help: "Janus media counters that went back (a new PeerConnection): a new baseline instead of a negative sample.",
             kind: MetricKind::Counter,
             samples: vec![sample(Vec::new(), counters.counter_resets as f64)],
         },
         MetricFamily {
-            name: "rtc_telemetry_janus_state",
+            name: names::JANUS_STATE,
             help: "What the Janus adapter holds: Janus servers, sessions and rooms.",
             kind: MetricKind::Gauge,
             samples: labelled(

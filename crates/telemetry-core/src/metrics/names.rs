@@ -88,8 +88,21 @@ pub const WEBHOOK_IN_FLIGHT: &str = "rtc_telemetry_webhook_in_flight";
 /// `rtc_telemetry_webhook_outbox`: deliveries in the outbox by status.
 pub const WEBHOOK_OUTBOX: &str = "rtc_telemetry_webhook_outbox";
 
+/// Janus events received on `POST /v1/ingest/janus`, by outcome.
+pub const JANUS_EVENTS_TOTAL: &str = "rtc_telemetry_janus_events_total";
+/// Stats samples made from Janus events that the core shed.
+pub const JANUS_SAMPLES_SHED_TOTAL: &str = "rtc_telemetry_janus_samples_shed_total";
+/// Janus events rejected by a cap of the `[janus]` section.
+pub const JANUS_LIMIT_REFUSALS_TOTAL: &str = "rtc_telemetry_janus_limit_refusals_total";
+/// Janus sessions taken as gone without an event.
+pub const JANUS_SESSIONS_EXPIRED_TOTAL: &str = "rtc_telemetry_janus_sessions_expired_total";
+/// Janus media counters that went back (a new baseline).
+pub const JANUS_COUNTER_RESETS_TOTAL: &str = "rtc_telemetry_janus_counter_resets_total";
+/// What the Janus adapter holds.
+pub const JANUS_STATE: &str = "rtc_telemetry_janus_state";
+
 /// Every name above.
-pub const ALL: [&str; 41] = [
+pub const ALL: [&str; 47] = [
     LIVEKIT_PACKET_TOTAL,
     LIVEKIT_PACKET_BYTES,
     LIVEKIT_NACK_TOTAL,
@@ -131,4 +144,10 @@ pub const ALL: [&str; 41] = [
     WEBHOOK_FENCED_TOTAL,
     WEBHOOK_IN_FLIGHT,
     WEBHOOK_OUTBOX,
+    JANUS_EVENTS_TOTAL,
+    JANUS_SAMPLES_SHED_TOTAL,
+    JANUS_LIMIT_REFUSALS_TOTAL,
+    JANUS_SESSIONS_EXPIRED_TOTAL,
+    JANUS_COUNTER_RESETS_TOTAL,
+    JANUS_STATE,
 ];
