@@ -84,14 +84,47 @@ async fn try_commit_group(
 ) -> Result<Vec<Result<WriteReceipt, StoreError>>, Failure> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    if group.iter().any(|request| takes_ids(&request.batch)) {
-        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&ORDERED_INSERTS_LOCK]).await?;
-    }
-    let batches: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
-    let results = if let [batch] = batches[..] {
-        // Alone in its transaction: its failure is the transaction's, no savepoint needed.
-        vec![Ok(apply_one(&transaction, batch).await?)]
+    // The ordered-inserts lock and the outbox notification are sent ahead of the writes,
+    // pipelined with them on the connection (which runs statements in the order they were
+    // sent, so no id is taken before the lock is held), instead of a round trip each.
+    let takes_ids = group.iter().any(|request| takes_ids(&request.batch));
+    // Notified whenever the group carries deliveries to create (delivered to the listeners of
+    // every instance when, and only if, this commits); if every message was a repeat and
+    // created none, a dispatcher wakes for nothing.
+    let notifies = group.iter().any(|request| {
+        request.batch.webhooks.iter().any(|webhook| !webhook.endpoint_ids.is_empty())
+    });
+    // Prepared first (cached after the first group), so that each is sent whole when its
+    // future is first polled: a statement given as text is parsed in a round trip of its own
+    // first, and the writes sent meanwhile would run before it.
+    let lock_statement = if takes_ids {
+        Some(transaction.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?)
     } else {
+        None
+    };
+    let notify_statement = if notifies {
+        Some(transaction.prepare_cached("SELECT pg_notify($1, '')").await?)
+    } else {
+        None
+    };
+    let lock = async {
+        if let Some(statement) = &lock_statement {
+            transaction.execute(statement, &[&ORDERED_INSERTS_LOCK]).await?;
+        }
+        Ok::<(), Failure>(())
+    };
+    let notify = async {
+        if let Some(statement) = &notify_statement {
+            transaction.execute(statement, &[&OUTBOX_CHANNEL]).await?;
+        }
+        Ok::<(), Failure>(())
+    };
+    let batches: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
+    let writes = async {
+        if let [batch] = batches[..] {
+            // Alone in its transaction: its failure is the transaction's, no savepoint needed.
+            return Ok(vec![Ok(apply_one(&transaction, batch).await?)]);
+        }
         // The whole group as one batch first: the same statements whatever the group's size.
         // If that fails, each batch again under its own savepoint, so that only the ones that
         // fail fail.
@@ -99,13 +132,13 @@ async fn try_commit_group(
         match apply(&transaction, &batches).await {
             Ok(receipts) => {
                 transaction.batch_execute("RELEASE SAVEPOINT group_write").await?;
-                receipts.into_iter().map(Ok).collect()
+                Ok(receipts.into_iter().map(Ok).collect())
             }
             Err(_) => {
                 // If the connection broke, this fails too and takes the group down.
                 transaction.batch_execute("ROLLBACK TO SAVEPOINT group_write").await?;
                 let mut results = Vec::with_capacity(batches.len());
-                for batch in batches {
+                for batch in &batches {
                     transaction.batch_execute("SAVEPOINT batch").await?;
                     match apply_one(&transaction, batch).await {
                         Ok(receipt) => {
@@ -122,16 +155,12 @@ async fn try_commit_group(
                         }
                     }
                 }
-                results
+                Ok::<_, Failure>(results)
             }
         }
     };
-    let created =
-        results.iter().any(|result| matches!(result, Ok(receipt) if receipt.deliveries > 0));
-    if created {
-        // Delivered to the listeners of every instance when (and only if) this commits.
-        transaction.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL]).await?;
-    }
+    // Polled in this order, so sent in this order.
+    let ((), (), results) = tokio::try_join!(lock, notify, writes)?;
     transaction.commit().await?;
     Ok(results)
 }
