@@ -175,19 +175,7 @@ pub fn ingest(format: Format, input: &[u8]) {
         }
         _ => decode_body(format, true, body, 1 << 16, max_calls),
     };
-    let calls = match decoded {
-        Ok(calls) => calls,
-        Err(error) => {
-            assert!(
-                matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge),
-                "a body is refused as invalid or too large, not {:?}: {}",
-                error.code,
-                error.message
-            );
-            assert!(!error.message.is_empty());
-            return;
-        }
-    };
+    let Some(calls) = readable(decoded) else { return };
     assert!(calls.len() <= max_calls, "{} calls over the cap of {max_calls}", calls.len());
     check_calls(format, calls);
 }
@@ -307,19 +295,7 @@ pub fn janus_ingest(input: &[u8]) {
     } else {
         janus::decode_body(body, false, 1 << 20, max_events)
     };
-    let events = match decoded {
-        Ok(events) => events,
-        Err(error) => {
-            assert!(
-                matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge),
-                "a body is refused as invalid or too large, not {:?}: {}",
-                error.code,
-                error.message
-            );
-            assert!(!error.message.is_empty());
-            return;
-        }
-    };
+    let Some(events) = readable(decoded) else { return };
     assert!(events.len() <= max_events);
     let count = events.len();
     let undecodable: Vec<usize> =
@@ -364,4 +340,22 @@ pub fn janus_ingest(input: &[u8]) {
     }
     service.flush_stats_at(later.plus_millis(60_000));
     store(drain(&receiver, &service, &mut last), &endpoints);
+}
+
+/// What a decoded body holds, or `None` for a body refused as a whole, which must be refused
+/// as invalid or too large, with a message.
+fn readable<T>(decoded: Result<T, telemetry_server::error::ApiError>) -> Option<T> {
+    match decoded {
+        Ok(decoded) => Some(decoded),
+        Err(error) => {
+            assert!(
+                matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge),
+                "a body is refused as invalid or too large, not {:?}: {}",
+                error.code,
+                error.message
+            );
+            assert!(!error.message.is_empty());
+            None
+        }
+    }
 }

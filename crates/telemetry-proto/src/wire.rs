@@ -69,37 +69,44 @@ fn next_field<'a>(input: &mut &'a [u8]) -> Result<Option<(u32, Value<'a>)>, Wire
     if input.is_empty() {
         return Ok(None);
     }
+    let (number, wire_type) = key(input)?;
+    let value = match wire_type {
+        3 => {
+            skip_group(input, number)?;
+            Value::Other
+        }
+        _ => value(input, wire_type)?,
+    };
+    Ok(Some((number, value)))
+}
+
+/// Reads a field's key: its number (never 0) and wire type.
+fn key(input: &mut &[u8]) -> Result<(u32, u64), WireError> {
     let key = varint(input)?;
     let number = u32::try_from(key >> 3).map_err(|_| WireError::BadKey)?;
     if number == 0 {
         return Err(WireError::BadKey);
     }
-    let value = match key & 7 {
+    Ok((number, key & 7))
+}
+
+/// Reads a value of wire type 0, 1, 2 or 5; any other type is an error here.
+fn value<'a>(input: &mut &'a [u8], wire_type: u64) -> Result<Value<'a>, WireError> {
+    match wire_type {
         0 => {
             varint(input)?;
-            Value::Other
+            Ok(Value::Other)
         }
-        1 => {
-            skip(input, 8)?;
-            Value::Other
-        }
+        1 => skip(input, 8).map(|()| Value::Other),
         2 => {
             let length = usize::try_from(varint(input)?).map_err(|_| WireError::Truncated)?;
             let payload = input.get(..length).ok_or(WireError::Truncated)?;
             *input = &input[length..];
-            Value::Delimited(payload)
+            Ok(Value::Delimited(payload))
         }
-        3 => {
-            skip_group(input, number)?;
-            Value::Other
-        }
-        5 => {
-            skip(input, 4)?;
-            Value::Other
-        }
-        _ => return Err(WireError::BadKey),
-    };
-    Ok(Some((number, value)))
+        5 => skip(input, 4).map(|()| Value::Other),
+        _ => Err(WireError::BadKey),
+    }
 }
 
 /// Skips a (deprecated) group's fields up to its end key, as a decoder skips an unknown group.
@@ -107,26 +114,15 @@ fn skip_group(input: &mut &[u8], number: u32) -> Result<(), WireError> {
     // The numbers of the groups open, innermost last; as deep as prost's recursion limit.
     let mut open = vec![number];
     while let Some(&innermost) = open.last() {
-        let key = varint(input)?;
-        let field = u32::try_from(key >> 3).map_err(|_| WireError::BadKey)?;
-        if field == 0 {
-            return Err(WireError::BadKey);
-        }
-        match key & 7 {
-            0 => {
-                varint(input)?;
-            }
-            1 => skip(input, 8)?,
-            2 => {
-                let length = usize::try_from(varint(input)?).map_err(|_| WireError::Truncated)?;
-                skip(input, length)?;
-            }
+        let (field, wire_type) = key(input)?;
+        match wire_type {
             3 if open.len() < 100 => open.push(field),
             4 if field == innermost => {
                 open.pop();
             }
-            5 => skip(input, 4)?,
-            _ => return Err(WireError::BadKey),
+            _ => {
+                value(input, wire_type)?;
+            }
         }
     }
     Ok(())

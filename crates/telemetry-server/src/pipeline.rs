@@ -151,7 +151,8 @@ const MAX_GATHER: Duration = Duration::from_millis(2);
 /// already under way, so each write holds about half of them and each caller waits about two
 /// writes. So when callers were waiting on the previous write, the next one waits for them to
 /// come back, until as many callers wait as when the previous write started, or a quarter of the
-/// previous write's time (at most [`MAX_GATHER`]) has passed. A lone caller never waits.
+/// previous write's time (at most [`MAX_GATHER`]) has passed. A write after one that a single
+/// caller waited on starts at once, so a lone caller never waits.
 #[derive(Debug)]
 pub struct Consumer {
     receiver: OutputReceiver,

@@ -21,6 +21,7 @@ use futures_util::future::{BoxFuture, FutureExt, try_join_all};
 use telemetry_core::UnixMillis;
 use telemetry_core::rates::RateCell;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
@@ -94,31 +95,11 @@ async fn try_commit_group(
     let notifies = group.iter().any(|request| {
         request.batch.webhooks.iter().any(|webhook| !webhook.endpoint_ids.is_empty())
     });
-    // Prepared first (cached after the first group), so that each is sent whole when its
-    // future is first polled: a statement given as text is parsed in a round trip of its own
-    // first, and the writes sent meanwhile would run before it.
-    let lock_statement = if takes_ids {
-        Some(transaction.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?)
-    } else {
-        None
-    };
-    let notify_statement = if notifies {
-        Some(transaction.prepare_cached("SELECT pg_notify($1, '')").await?)
-    } else {
-        None
-    };
-    let lock = async {
-        if let Some(statement) = &lock_statement {
-            transaction.execute(statement, &[&ORDERED_INSERTS_LOCK]).await?;
-        }
-        Ok::<(), Failure>(())
-    };
-    let notify = async {
-        if let Some(statement) = &notify_statement {
-            transaction.execute(statement, &[&OUTBOX_CHANNEL]).await?;
-        }
-        Ok::<(), Failure>(())
-    };
+    // Prepared first, so that each is sent whole when first polled (see `prepared_if`).
+    let lock = prepared_if(&transaction, takes_ids, "SELECT pg_advisory_xact_lock($1)").await?;
+    let notify = prepared_if(&transaction, notifies, "SELECT pg_notify($1, '')").await?;
+    let lock = execute_if(&transaction, lock.as_ref(), &ORDERED_INSERTS_LOCK);
+    let notify = execute_if(&transaction, notify.as_ref(), &OUTBOX_CHANNEL);
     let batches: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
     let writes = async {
         if let [batch] = batches[..] {
@@ -163,6 +144,29 @@ async fn try_commit_group(
     let ((), (), results) = tokio::try_join!(lock, notify, writes)?;
     transaction.commit().await?;
     Ok(results)
+}
+
+/// `sql` prepared (cached after the first time) if `wanted`: a prepared statement is sent whole
+/// when its future is first polled, whereas one given as text is parsed in a round trip of its
+/// own first, and the writes sent meanwhile would run before it.
+async fn prepared_if(
+    transaction: &Transaction<'_>,
+    wanted: bool,
+    sql: &str,
+) -> Result<Option<Statement>, Failure> {
+    Ok(if wanted { Some(transaction.prepare_cached(sql).await?) } else { None })
+}
+
+/// Executes `statement` with its one parameter, if there is a statement.
+async fn execute_if(
+    transaction: &Transaction<'_>,
+    statement: Option<&Statement>,
+    parameter: &(dyn ToSql + Sync),
+) -> Result<(), Failure> {
+    if let Some(statement) = statement {
+        transaction.execute(statement, &[parameter]).await?;
+    }
+    Ok(())
 }
 
 /// Whether a batch takes ids (event positions, delivery ids), and so must hold
