@@ -9,6 +9,10 @@
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
 
+/// The allocator of the `rtc-telemetry` binary, so that what is measured is the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -25,6 +25,10 @@
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
 
+/// The allocator of the `rtc-telemetry` binary, so that what is measured is the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,12 @@ use clap::Parser as _;
 use telemetry_server::cli::{self, Cli, Command, ConfigCommand, LogFormat};
 use telemetry_server::{demo, simulate};
 
+/// mimalloc rather than the C library's allocator: glibc keeps memory that a multi-threaded
+/// service freed in per-thread arenas, so the resident set of a long run kept rising while the
+/// heap stayed flat (`BENCHMARKS.md`, "Soak").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
