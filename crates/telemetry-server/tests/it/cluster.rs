@@ -310,3 +310,55 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     eprintln!("cluster: a stopped instance's partitions moved in {handover:?}");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn cluster_grpc_ingest_publishes_each_message_and_a_repeated_stream_takes_effect_once() {
+    let nats = NatsServer::shared();
+    let names = names();
+    let app = TestApp::start_in(
+        TestData::on_postgres(),
+        &cluster_config(&nats.url(), &names, PARTITIONS),
+    )
+    .await;
+    let batches = || -> Vec<v1::TelemetryBatch> {
+        (0..3)
+            .map(|room| {
+                let body = json!({ "calls": room_calls("grpc", room, 3) });
+                serde_json::from_value(body).expect("a TelemetryBatch from JSON")
+            })
+            .collect()
+    };
+    let send = |key: Option<String>| {
+        let grpc = app.grpc;
+        let batches = batches();
+        async move {
+            let mut client = v1::telemetry_ingest_client::TelemetryIngestClient::new(
+                crate::support::channel(&format!("http://{grpc}")).await,
+            );
+            let mut request = tonic::Request::new(tokio_stream::iter(batches));
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", TestApp::token(INGESTER)).parse().expect("metadata"),
+            );
+            if let Some(key) = key {
+                request.metadata_mut().insert("idempotency-key", key.parse().expect("metadata"));
+            }
+            client.ingest(request).await
+        }
+    };
+    let summary = send(Some("stream-1".to_owned())).await.expect("ingest").into_inner();
+    assert_eq!((summary.accepted, summary.rejected_count), (9, 0));
+    let calls = |stored: &[(String, v1::TelemetryBatch)]| -> usize {
+        stored.iter().map(|(_, batch)| batch.calls.len()).sum()
+    };
+    assert_eq!(calls(&messages(&nats.url(), &names.stream).await), 9);
+    // The same stream again with its key: answered alike, nothing stored twice.
+    let again = send(Some("stream-1".to_owned())).await.expect("ingest").into_inner();
+    assert_eq!(again, summary);
+    assert_eq!(calls(&messages(&nats.url(), &names.stream).await), 9);
+    let error = send(Some("k".repeat(201))).await;
+    let status = error.expect_err("a bad key is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("Idempotency-Key"), "{}", status.message());
+    app.stop().await;
+}
