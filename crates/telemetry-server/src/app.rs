@@ -351,6 +351,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let outbox = state.store.outbox_counts().await.ok();
     let mut extra = state.webhooks.dispatcher.metric_families(outbox);
     extra.extend(state.janus.metric_families());
+    if let Some(cluster) = &state.cluster {
+        extra.extend(cluster.metric_families());
+    }
     let text = crate::metrics::render(&core, &state.metrics, &extra);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

@@ -24,6 +24,7 @@ pub mod partition;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -54,6 +55,8 @@ pub struct Cluster {
     pub ownership: leases::Ownership,
     /// The partition leases this instance holds.
     pub leases: Arc<leases::Leases>,
+    /// Messages published and acknowledged: stored, and duplicates of stored ones.
+    published: Arc<[AtomicU64; 2]>,
 }
 
 impl Cluster {
@@ -92,6 +95,7 @@ impl Cluster {
                 lease: config.lease,
             },
             leases: Arc::default(),
+            published: Arc::default(),
         };
         cluster.ensure_stream(&config.stream).await?;
         Ok(cluster)
@@ -141,6 +145,22 @@ impl Cluster {
     /// The partition count.
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// Cluster mode's metric families (`crate::metrics::cluster_families`).
+    pub fn metric_families(&self) -> Vec<telemetry_core::metrics::MetricFamily> {
+        let leases = &self.leases;
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        crate::metrics::cluster_families(
+            leases.held().len(),
+            [
+                count(&leases.renewals),
+                count(&leases.taken),
+                count(&leases.losses),
+                count(&leases.released),
+            ],
+            [count(&self.published[0]), count(&self.published[1])],
+        )
     }
 
     /// Publishes `calls` (each already validated, with `at` and `nodeId` set), grouped by
@@ -198,6 +218,9 @@ impl Cluster {
                 published.duplicates += 1;
             }
         }
+        self.published[0]
+            .fetch_add((published.messages - published.duplicates) as u64, Ordering::Relaxed);
+        self.published[1].fetch_add(published.duplicates as u64, Ordering::Relaxed);
         Ok(published)
     }
 }

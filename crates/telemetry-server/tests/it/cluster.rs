@@ -122,6 +122,38 @@ async fn cluster_ingest_publishes_calls_by_partition_and_a_repeated_key_takes_ef
     assert_eq!(status, 200);
     assert!(messages(&nats.url(), &names.stream).await.len() >= stored.len() + 2);
 
+    // The repeat shows in the second instance's metrics, and every family it renders is one of
+    // the service's names.
+    let metrics = second
+        .client
+        .get(second.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let duplicates = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "rtc_telemetry_cluster_published_messages_total{outcome=\"duplicate\"} ",
+            )
+        })
+        .expect("the duplicate count");
+    assert_eq!(duplicates.parse::<usize>().expect("a number"), stored.len());
+    for family in metrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let name = family.split_whitespace().next().expect("a name");
+        assert!(telemetry_core::metrics::names::ALL.contains(&name), "`{name}` is not in ALL");
+    }
+    for name in [
+        telemetry_core::metrics::names::CLUSTER_PARTITIONS_OWNED,
+        telemetry_core::metrics::names::CLUSTER_LEASE_EVENTS_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {name} ")), "`{name}` is not rendered");
+    }
+
     let (status, error, _) = post(&first, &body(1), Some(&"k".repeat(201))).await;
     assert_eq!(status, 400);
     assert!(error.to_string().contains("Idempotency-Key"), "{error}");
@@ -308,6 +340,9 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     let handover =
         wait_for_ownership(&a, "b's partitions moved", |now| spread_over(now, &["a"], SIX)).await;
     eprintln!("cluster: a stopped instance's partitions moved in {handover:?}");
+    let metrics =
+        a.client.get(a.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("\nrtc_telemetry_cluster_partitions_owned 6\n"), "{metrics}");
     a.stop().await;
 }
 
