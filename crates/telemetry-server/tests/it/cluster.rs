@@ -397,3 +397,34 @@ async fn cluster_grpc_ingest_publishes_each_message_and_a_repeated_stream_takes_
     assert!(status.message().contains("Idempotency-Key"), "{}", status.message());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn simulate_nats_publishes_the_simulators_calls_by_partition() {
+    let nats = NatsServer::shared();
+    let names = names();
+    let args = telemetry_sim::SimulateArgs {
+        nats: Some(nats.url()),
+        nats_stream: names.stream.clone(),
+        nats_subject_prefix: names.prefix.clone(),
+        nats_partitions: PARTITIONS,
+        rooms: 3,
+        participants: 2,
+        duration: std::time::Duration::from_secs(30),
+        speed: 0.0,
+        batch_size: 50,
+        ..Default::default()
+    };
+    let summary = telemetry_server::simulate::run(args).await.expect("simulate");
+    assert!(summary.accepted > 0 && summary.unsent == 0, "{summary:?}");
+    let stored = messages(&nats.url(), &names.stream).await;
+    let mut calls = 0;
+    for (subject, batch) in &stored {
+        for call in &batch.calls {
+            calls += 1;
+            let expected = format!("{}.{}", names.prefix, partition_of(call, PARTITIONS));
+            assert_eq!(subject, &expected);
+            assert!(call.at.is_some() && call.node_id == "sfu-sim-1", "{call:?}");
+        }
+    }
+    assert_eq!(calls as u64, summary.accepted, "every call published once");
+}
