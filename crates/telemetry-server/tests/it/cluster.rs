@@ -327,6 +327,24 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     wait_for_ownership(&a, "spread over a, b, c", |now| spread_over(now, &["a", "b", "c"], SIX))
         .await;
 
+    // Paused past its lease, c loses its partitions to a and b; resumed, it holds none of them
+    // any more (its leases were lost, not renewed) and gets a share back only as a and b give
+    // their extras back.
+    c.signal("STOP");
+    wait_for_ownership(&a, "paused c's partitions moved", |now| spread_over(now, &["a", "b"], SIX))
+        .await;
+    c.signal("CONT");
+    wait_for_ownership(&a, "spread again over a, b, c", |now| {
+        spread_over(now, &["a", "b", "c"], SIX)
+    })
+    .await;
+    let metrics = a.client.get(c.url("/metrics")).send().await.expect("metrics").text().await;
+    let lost = metrics.expect("text").lines().find_map(|line| {
+        line.strip_prefix("rtc_telemetry_cluster_lease_events_total{event=\"lost\"} ")
+            .map(|n| n.parse::<u64>().expect("a count"))
+    });
+    assert_eq!(lost, Some(2), "c counted the two leases it lost while paused");
+
     c.signal("KILL");
     let _ = c.wait().await;
     let failover =
