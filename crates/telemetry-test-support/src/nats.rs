@@ -102,6 +102,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server's folder (its JetStream store, log and pid file).
+    pub fn folder(&self) -> &Path {
+        self.folder.path()
+    }
+
     /// What the server wrote to its log.
     pub fn log(&self) -> String {
         let mut text = String::new();
