@@ -114,8 +114,8 @@ impl App {
                 nats = %config.cluster.nats_url,
                 stream = %config.cluster.stream,
                 partitions = config.cluster.partitions,
-                "cluster mode: HTTP and gRPC ingest publish to JetStream; partition leases and \
-                 the stream's consumers are not built yet, so nothing published is stored"
+                "cluster mode: HTTP and gRPC ingest publish to JetStream and partitions are \
+                 leased; the stream's consumers are not built yet, so nothing published is stored"
             );
             Some(cluster)
         } else {
