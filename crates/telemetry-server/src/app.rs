@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::cluster::Cluster;
 use crate::config::{Config, StoreBackend};
 use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
@@ -105,8 +106,31 @@ impl App {
             webhooks.clone(),
             health.clone(),
         );
-        let state =
-            AppState::new(config, service, store.clone(), durable, health, metrics, webhooks);
+        let cluster = if config.cluster.enabled {
+            let cluster =
+                Cluster::connect(&config.cluster, &instance_id, config.http.request_timeout)
+                    .await?;
+            tracing::warn!(
+                nats = %config.cluster.nats_url,
+                stream = %config.cluster.stream,
+                partitions = config.cluster.partitions,
+                "cluster mode: HTTP and gRPC ingest publish to JetStream and partitions are \
+                 leased; the stream's consumers are not built yet, so nothing published is stored"
+            );
+            Some(cluster)
+        } else {
+            None
+        };
+        let state = AppState::new(
+            config,
+            service,
+            store.clone(),
+            durable,
+            health,
+            metrics,
+            webhooks,
+            cluster,
+        );
         // Janus calls in progress carry on too: each Janus server's adapter state comes back.
         let restored = state
             .janus
@@ -167,6 +191,17 @@ impl App {
             .instrument(tracing::info_span!("timers")),
         );
 
+        if let Some(cluster) = &state.cluster {
+            tracker.spawn(
+                crate::cluster::leases::run(
+                    store.clone(),
+                    cluster.ownership.clone(),
+                    cluster.leases.clone(),
+                    stop_timers.clone(),
+                )
+                .instrument(tracing::info_span!("leases")),
+            );
+        }
         tracker.spawn(
             ingest::janus::run_timer(state.clone(), stop_timers.clone())
                 .instrument(tracing::info_span!("janus")),
@@ -263,6 +298,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(api::stats))
         .route("/v1/nodes", get(api::nodes))
         .route("/v1/nodes/{node_id}/rates", get(api::node_rates))
+        .route("/v1/cluster", get(crate::cluster::status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -289,6 +325,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
     } else if !state.store_health.available() {
         (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
+    } else if state.cluster.as_ref().is_some_and(|cluster| !cluster.is_connected()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "NATS is unreachable").into_response()
     } else {
         (StatusCode::OK, "ready").into_response()
     }
@@ -313,6 +351,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let outbox = state.store.outbox_counts().await.ok();
     let mut extra = state.webhooks.dispatcher.metric_families(outbox);
     extra.extend(state.janus.metric_families());
+    if let Some(cluster) = &state.cluster {
+        extra.extend(cluster.metric_families());
+    }
     let text = crate::metrics::render(&core, &state.metrics, &extra);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

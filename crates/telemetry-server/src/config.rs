@@ -76,14 +76,33 @@ pub struct JanusConfig {
     pub max_streams_per_handle: usize,
 }
 
-/// What identifies this instance among several sharing a database.
+/// This instance among several sharing a database, and cluster mode (ingest through NATS
+/// JetStream; see `crate::cluster`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// Cluster mode: ingest publishes calls to JetStream instead of applying them here. Needs
+    /// `store.backend = "postgres"`.
+    pub enabled: bool,
     /// This instance's id (claims and endpoint listings are made under it); empty: the host name
     /// and the process id.
     pub instance_id: String,
+    /// The NATS server (`nats://host:port`).
+    pub nats_url: String,
+    /// The JetStream stream (file storage), created at start if missing.
+    pub stream: String,
+    /// Calls of partition `n` are published on `<subject_prefix>.<n>`.
+    pub subject_prefix: String,
+    /// Rooms are hashed to this many partitions; fixed for the life of a stream.
+    pub partitions: u32,
+    /// How long a partition's lease lasts without renewal.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
 }
+
+/// Most partitions a cluster may have: every instance holds a consumer per partition it owns,
+/// and 1,024 spreads rooms over far more instances than one database serves.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// The HTTP listener.
 #[derive(Clone, Debug, Deserialize)]
@@ -523,6 +542,51 @@ fn validate_janus(janus: &JanusConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_cluster(config: &Config) -> Result<(), ConfigError> {
+    let cluster = &config.cluster;
+    if !cluster.enabled {
+        return Ok(());
+    }
+    if config.store.backend != StoreBackend::Postgres {
+        return Err(invalid(
+            "cluster.enabled",
+            "cluster mode needs `store.backend = \"postgres\"` (the instances share one PostgreSQL database)",
+        ));
+    }
+    let url = &cluster.nats_url;
+    if !(url.starts_with("nats://") || url.starts_with("tls://")) || url.len() <= "nats://".len() {
+        return Err(invalid("cluster.nats_url", "must be a nats:// or tls:// URL"));
+    }
+    if !is_token(&cluster.stream) {
+        return Err(invalid(
+            "cluster.stream",
+            "must be a JetStream stream name: not empty, no spaces, `.`, `*`, `>`, `/` or `\\`",
+        ));
+    }
+    if !cluster.subject_prefix.split('.').all(is_token) {
+        return Err(invalid(
+            "cluster.subject_prefix",
+            "must be NATS subject tokens joined by `.`: none empty, no spaces or wildcards",
+        ));
+    }
+    if cluster.partitions == 0 || cluster.partitions > MAX_PARTITIONS {
+        return Err(invalid(
+            "cluster.partitions",
+            format!("must be between 1 and {MAX_PARTITIONS}"),
+        ));
+    }
+    if cluster.lease < Duration::from_secs(1) {
+        return Err(invalid("cluster.lease", "must be at least 1s"));
+    }
+    Ok(())
+}
+
+/// A NATS name token: not empty, no whitespace, no `.`, wildcards or path separators.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && !text.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+}
+
 fn validate(config: &Config) -> Result<(), ConfigError> {
     let positive = |key: &str, duration: Duration| {
         if duration.is_zero() { Err(invalid(key, "must be more than zero")) } else { Ok(()) }
@@ -582,6 +646,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             return Err(invalid("store.max_connections", "must be at least 2"));
         }
     }
+    validate_cluster(config)?;
     if config.webhooks.claim_lease <= config.webhooks.request_timeout {
         return Err(invalid(
             "webhooks.claim_lease",

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod idempotency;
 pub mod janus;
 pub mod validate;
 
@@ -111,6 +112,48 @@ pub fn apply_calls(
         }
     }
     outcome
+}
+
+/// Validates decoded calls for publishing to JetStream (cluster mode), in order: each is
+/// converted as [`apply_calls`] would (so what is published is exactly what would be accepted),
+/// and kept as it came with `at` (`received_at` where absent) and `nodeId` (`default_node` where
+/// empty) filled in. Returns the calls to publish and the outcome (its `last_seq` is `None`).
+///
+/// What only the owner's core decides (its caps on nodes, shedding) is not known here: such a
+/// call is acknowledged once published, and refused (counted) where it is processed.
+pub fn prepare_calls(
+    calls: impl IntoIterator<Item = Result<v1::TelemetryCall, String>>,
+    first_index: usize,
+    default_node: &str,
+    received_at: UnixMillis,
+    limits: &validate::Limits,
+) -> (Vec<v1::TelemetryCall>, Outcome) {
+    let mut outcome = Outcome::default();
+    let mut accepted = Vec::new();
+    for (offset, call) in calls.into_iter().enumerate() {
+        let index = first_index + offset;
+        let mut call = match call {
+            Ok(call) => call,
+            Err(error) => {
+                outcome.reject(index, error);
+                continue;
+            }
+        };
+        if call.at.is_none() {
+            call.at = Some(received_at.to_timestamp());
+        }
+        if call.node_id.is_empty() {
+            default_node.clone_into(&mut call.node_id);
+        }
+        match convert::convert(call.clone(), received_at, default_node, limits) {
+            Ok(_) => {
+                outcome.accepted += 1;
+                accepted.push(call);
+            }
+            Err(error) => outcome.reject(index, error),
+        }
+    }
+    (accepted, outcome)
 }
 
 fn shed_message(shed: Shed) -> String {

@@ -247,6 +247,41 @@ impl ServerMetrics {
     }
 }
 
+/// Cluster mode's families: the partitions held now, lease events
+/// (`[renewal, taken, lost, released]`) and messages published (`[stored, duplicate]`).
+pub fn cluster_families(owned: usize, leases: [u64; 4], published: [u64; 2]) -> Vec<MetricFamily> {
+    let sample = |labels: Vec<(&'static str, String)>, value: f64| {
+        telemetry_core::metrics::MetricSample { labels, value: MetricValue::Number(value) }
+    };
+    let labelled = |label: &'static str, names: &[&str], values: &[u64]| {
+        names
+            .iter()
+            .zip(values)
+            .map(|(name, value)| sample(vec![(label, (*name).to_owned())], *value as f64))
+            .collect()
+    };
+    vec![
+        MetricFamily {
+            name: names::CLUSTER_PARTITIONS_OWNED,
+            help: "Partitions whose lease this instance holds now.",
+            kind: MetricKind::Gauge,
+            samples: vec![sample(Vec::new(), owned as f64)],
+        },
+        MetricFamily {
+            name: names::CLUSTER_LEASE_EVENTS_TOTAL,
+            help: "Changes of this instance's partition leases: heartbeats that renewed them, partitions taken, lost (not renewed in time) and given back.",
+            kind: MetricKind::Counter,
+            samples: labelled("event", &["renewal", "taken", "lost", "released"], &leases),
+        },
+        MetricFamily {
+            name: names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+            help: "Messages ingest published to JetStream and JetStream acknowledged, by outcome (duplicate: a repeated Idempotency-Key, stored once already).",
+            kind: MetricKind::Counter,
+            samples: labelled("outcome", &["stored", "duplicate"], &published),
+        },
+    ]
+}
+
 /// The Janus ingest's families: events by outcome, stats samples shed, the adapter's refusals by
 /// cap, sessions expired, counters that started again, and the state held.
 pub fn janus_families(

@@ -3,6 +3,10 @@
 //!
 //! With `--speed 0` the simulated time ends now and the calls go out as fast as the service takes
 //! them (a backfill); otherwise simulated time starts now and runs `--speed` times real time.
+//!
+//! With `--nats URL` the calls are published straight to a cluster's JetStream stream instead,
+//! by the partition rule (`crate::cluster::partition`), as an SFU may do itself: every call
+//! counts as accepted once JetStream acknowledged it (the owner of its partition validates it).
 
 use std::time::Duration;
 
@@ -56,6 +60,26 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         .build()
         .context("building the HTTP client")?;
     let endpoint = format!("{}/v1/telemetry", args.url.trim_end_matches('/'));
+    let nats = match &args.nats {
+        Some(url) => Some(
+            crate::cluster::Cluster::connect(
+                &crate::config::ClusterConfig {
+                    enabled: true,
+                    instance_id: "simulate".to_owned(),
+                    nats_url: url.clone(),
+                    stream: args.nats_stream.clone(),
+                    subject_prefix: args.nats_subject_prefix.clone(),
+                    partitions: args.nats_partitions,
+                    lease: Duration::from_secs(10),
+                },
+                "simulate",
+                Duration::from_secs(10),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let sink = Sink { client: &client, endpoint: &endpoint, nats: nats.as_ref() };
     let progress = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::hidden()
     } else {
@@ -84,8 +108,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
             let wait = due.millis_since(SystemClock.now());
             if wait > 0 {
                 if !pending.is_empty()
-                    && !send(&client, &endpoint, &args, &mut token, &mut pending, &mut summary)
-                        .await
+                    && !send(&sink, &args, &mut token, &mut pending, &mut summary).await
                 {
                     break;
                 }
@@ -102,14 +125,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
             || (args.speed > 0.0 && at.millis_since(last_send) >= 1000);
         if flush && !pending.is_empty() {
             last_send = at;
-            if !send(&client, &endpoint, &args, &mut token, &mut pending, &mut summary).await {
+            if !send(&sink, &args, &mut token, &mut pending, &mut summary).await {
                 break;
             }
         }
     }
     world.finish(sim_end, &mut pending);
     if !pending.is_empty() {
-        send(&client, &endpoint, &args, &mut token, &mut pending, &mut summary).await;
+        send(&sink, &args, &mut token, &mut pending, &mut summary).await;
     }
     summary.unsent += pending.len() as u64;
     progress.finish_and_clear();
@@ -147,16 +170,67 @@ impl Token {
     }
 }
 
+/// Where the calls go: the service's HTTP ingest, or a cluster's JetStream stream.
+struct Sink<'a> {
+    client: &'a reqwest::Client,
+    endpoint: &'a str,
+    nats: Option<&'a crate::cluster::Cluster>,
+}
+
+/// Publishes the pending calls to JetStream (each with `at` and `nodeId` set), retrying while
+/// NATS is unreachable; returns false if it stays so (the calls stay pending).
+async fn publish(
+    cluster: &crate::cluster::Cluster,
+    pending: &mut Vec<(v1::TelemetryCall, CallKind)>,
+    summary: &mut Summary,
+) -> bool {
+    let now = SystemClock.now().to_timestamp();
+    let calls: Vec<v1::TelemetryCall> = pending
+        .iter()
+        .map(|(call, _)| {
+            let mut call = call.clone();
+            call.at.get_or_insert(now);
+            call
+        })
+        .collect();
+    for _attempt in 0..10 {
+        summary.requests += 1;
+        match cluster.publish(calls.clone(), None).await {
+            Ok(_) => {
+                for (_, kind) in pending.iter() {
+                    summary.calls += 1;
+                    summary.accepted += 1;
+                    match kind {
+                        CallKind::Stats => summary.accepted_stats += 1,
+                        CallKind::Event => summary.accepted_events += 1,
+                        CallKind::Other => {}
+                    }
+                }
+                pending.clear();
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error.message, "publishing to JetStream failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    false
+}
+
 /// Sends the pending calls as one request, retrying on 429 and 503; returns false if the service
 /// is gone (the calls stay pending).
 async fn send(
-    client: &reqwest::Client,
-    endpoint: &str,
+    sink: &Sink<'_>,
     args: &SimulateArgs,
     token: &mut Token,
     pending: &mut Vec<(v1::TelemetryCall, CallKind)>,
     summary: &mut Summary,
 ) -> bool {
+    if let Some(cluster) = sink.nats {
+        return publish(cluster, pending, summary).await;
+    }
+    let (client, endpoint) = (sink.client, sink.endpoint);
     let batch =
         v1::TelemetryBatch { calls: pending.iter().map(|(call, _)| call.clone()).collect() };
     let (content_type, body) = match args.format {

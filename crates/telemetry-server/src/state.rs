@@ -10,8 +10,11 @@ use telemetry_store::Store;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Authenticator, Principal};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::ingest::http::IngestResponse;
+use crate::ingest::idempotency::RecentKeys;
 use crate::ingest::janus::JanusIngest;
 use crate::metrics::ServerMetrics;
 use crate::pipeline::{Durable, StoreHealth};
@@ -46,12 +49,18 @@ pub struct Inner {
     pub ingest_permits: Semaphore,
     /// The Janus adapter of `POST /v1/ingest/janus`.
     pub janus: Arc<JanusIngest>,
+    /// NATS JetStream, in cluster mode: ingest publishes there instead of applying calls here.
+    pub cluster: Option<Cluster>,
+    /// The answers of recent `Idempotency-Key`s (without the cluster; JetStream deduplicates
+    /// with it).
+    pub recent_keys: RecentKeys<IngestResponse>,
     /// False once shutdown began: readiness fails and ingest answers 503.
     accepting: AtomicBool,
 }
 
 impl AppState {
     /// Builds the state.
+    #[expect(clippy::too_many_arguments, reason = "each is a part the application built")]
     pub fn new(
         config: Config,
         service: TelemetryService,
@@ -60,6 +69,7 @@ impl AppState {
         store_health: Arc<StoreHealth>,
         metrics: Arc<ServerMetrics>,
         webhooks: Webhooks,
+        cluster: Option<Cluster>,
     ) -> Self {
         let auth = Authenticator::new(&config.keys, config.max_token_lifetime);
         let ingest_permits = Semaphore::new(config.http.max_in_flight);
@@ -79,6 +89,8 @@ impl AppState {
                 webhooks,
                 ingest_permits,
                 janus,
+                cluster,
+                recent_keys: RecentKeys::default(),
                 accepting: AtomicBool::new(true),
             }),
         }

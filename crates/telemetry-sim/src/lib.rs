@@ -61,6 +61,20 @@ pub struct SimulateArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Publish the calls straight to this NATS server's JetStream stream (`nats://host:port`),
+    /// partitioned as a cluster of the service expects (README.md, "Running several
+    /// instances"), instead of sending them to `--url`.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// With `--nats`: the stream (`cluster.stream`; created if missing, as the service does).
+    #[arg(long, default_value = "RTC_TELEMETRY")]
+    pub nats_stream: String,
+    /// With `--nats`: the subject prefix (`cluster.subject_prefix`).
+    #[arg(long, default_value = "rtctelemetry.v1.calls")]
+    pub nats_subject_prefix: String,
+    /// With `--nats`: the partition count (`cluster.partitions`; must be the stream's).
+    #[arg(long, default_value_t = 16)]
+    pub nats_partitions: u32,
 }
 
 impl Default for SimulateArgs {
@@ -79,6 +93,10 @@ impl Default for SimulateArgs {
             node_id: "sfu-sim-1".to_owned(),
             batch_size: 500,
             quiet: true,
+            nats: None,
+            nats_stream: "RTC_TELEMETRY".to_owned(),
+            nats_subject_prefix: "rtctelemetry.v1.calls".to_owned(),
+            nats_partitions: 16,
         }
     }
 }

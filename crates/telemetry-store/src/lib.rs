@@ -279,11 +279,48 @@ pub trait EndpointStore: Send + Sync + std::fmt::Debug {
     async fn unlist_instance(&self, instance_id: &str) -> Result<(), StoreError>;
 }
 
+/// Cluster mode's coordination: the instances sharing the database and the leases of the
+/// JetStream stream's partitions (PostgreSQL only: [`Store::cluster`]). Times are the database
+/// server's, so the instances' clocks do not matter.
+#[async_trait]
+pub trait ClusterStore: Send + Sync + std::fmt::Debug {
+    /// One heartbeat of `instance`, in one transaction: records it alive now; renews for `lease`
+    /// every lease it holds that has not expired (an expired one is lost, even if nobody took
+    /// it: taking it again bumps its epoch); computes its fair share of `partitions` among the
+    /// instances seen within `lease` ([`model::fair_share`]); and, while it holds fewer, takes
+    /// free or expired partitions (lowest first, each with its epoch + 1). It gives nothing
+    /// back: the caller releases extras ([`ClusterStore::release_lease`]) once it has stopped
+    /// working on them.
+    async fn cluster_heartbeat(
+        &self,
+        instance: &str,
+        partitions: u32,
+        lease: std::time::Duration,
+    ) -> Result<model::Heartbeat, StoreError>;
+
+    /// Gives a lease back (it expires now), if `instance` still holds it at `epoch`.
+    async fn release_lease(&self, instance: &str, lease: model::Lease) -> Result<(), StoreError>;
+
+    /// Removes `instance` (a graceful stop, after releasing its leases).
+    async fn leave_cluster(&self, instance: &str) -> Result<(), StoreError>;
+
+    /// Every instance seen within `recent`, with the partitions it holds now, by id.
+    async fn cluster_instances(
+        &self,
+        recent: std::time::Duration,
+    ) -> Result<Vec<model::InstanceRecord>, StoreError>;
+}
+
 /// The whole store: analytics, outbox and endpoints, on one database.
 #[async_trait]
 pub trait Store: AnalyticsStore + Outbox + EndpointStore {
     /// Which backend this is.
     fn backend(&self) -> Backend;
+
+    /// Cluster mode's leases, where the backend has them (PostgreSQL).
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        None
+    }
 
     /// Checks that the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;

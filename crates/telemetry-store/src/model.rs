@@ -1246,3 +1246,48 @@ pub struct ConfiguredEndpoints {
     /// How long an instance's listing lasts without a refresh.
     pub liveness_ms: i64,
 }
+
+// === Cluster mode ===
+
+/// A partition's lease as its holder knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lease {
+    /// The partition.
+    pub partition: u32,
+    /// Bumped at every take: what fences a former holder's writes.
+    pub epoch: i64,
+}
+
+/// What one heartbeat found ([`crate::ClusterStore::cluster_heartbeat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The instances seen within the lease, by id (this one included).
+    pub live: Vec<String>,
+    /// This instance's fair share.
+    pub share: u32,
+    /// The leases it holds now (renewed or taken), by partition.
+    pub held: Vec<Lease>,
+    /// Of them, those taken by this heartbeat.
+    pub taken: Vec<Lease>,
+}
+
+/// An instance in `GET /v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Its id.
+    pub id: String,
+    /// Its last heartbeat.
+    pub last_seen: UnixMillis,
+    /// The partitions whose lease it holds now, ascending.
+    pub partitions: Vec<u32>,
+}
+
+/// The fair share of `partitions` for the instance at `rank` among `live` instances (ranked by
+/// id): `partitions / live`, and one more for the first `partitions % live`, so the shares add
+/// up to `partitions` and differ by at most one. Zero live instances: zero.
+pub fn fair_share(partitions: u32, live: u32, rank: u32) -> u32 {
+    if live == 0 {
+        return 0;
+    }
+    partitions / live + u32::from(rank < partitions % live)
+}

@@ -23,6 +23,7 @@
 //! [`crate::model`].
 
 mod analytics;
+mod cluster;
 mod endpoints;
 mod listener;
 mod outbox;
@@ -59,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_schema.sql"),
     include_str!("../migrations/postgres/0002_workers.sql"),
     include_str!("../migrations/postgres/0003_adapter_states.sql"),
+    include_str!("../migrations/postgres/0004_cluster.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long
@@ -271,6 +273,10 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), Failure> 
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::ClusterStore> {
+        Some(self)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

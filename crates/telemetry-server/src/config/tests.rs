@@ -258,3 +258,38 @@ fn the_janus_section_has_the_designs_defaults_and_refuses_bad_values_by_name() {
         assert!(message.contains(key), "{name}={value}: {message}");
     }
 }
+
+#[test]
+fn the_cluster_section_has_the_designs_defaults_and_refuses_bad_values_by_name() {
+    let config = load(None, &[], &dev()).expect("defaults with --dev");
+    let cluster = &config.cluster;
+    assert!(!cluster.enabled);
+    assert_eq!(cluster.nats_url, "nats://127.0.0.1:4222");
+    assert_eq!(cluster.stream, "RTC_TELEMETRY");
+    assert_eq!(cluster.subject_prefix, "rtctelemetry.v1.calls");
+    assert_eq!(cluster.partitions, 16);
+    assert_eq!(cluster.lease, Duration::from_secs(10));
+
+    let postgres =
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@h/d\"\n[cluster]\nenabled = true\n";
+    let on = load(Some(("c.toml", postgres)), &[], &dev()).expect("cluster on postgres");
+    assert!(on.cluster.enabled);
+    let cases: &[(&str, &str)] = &[
+        ("[cluster]\nenabled = true", "`cluster.enabled`"),
+        ("nats_url = \"http://127.0.0.1:4222\"", "`cluster.nats_url`"),
+        ("nats_url = \"\"", "`cluster.nats_url`"),
+        ("stream = \"\"", "`cluster.stream`"),
+        ("stream = \"a.b\"", "`cluster.stream`"),
+        ("subject_prefix = \"calls.>\"", "`cluster.subject_prefix`"),
+        ("subject_prefix = \"calls.\"", "`cluster.subject_prefix`"),
+        ("partitions = 0", "`cluster.partitions`"),
+        ("partitions = 1025", "`cluster.partitions`"),
+        ("lease = \"500ms\"", "`cluster.lease`"),
+    ];
+    for (lines, expected) in cases {
+        let file =
+            if lines.starts_with('[') { (*lines).to_owned() } else { format!("{postgres}{lines}") };
+        let message = error_of(load(Some(("bad.toml", &file)), &[], &dev()));
+        assert!(message.contains(expected), "{file:?} gave {message:?}, expected {expected}");
+    }
+}

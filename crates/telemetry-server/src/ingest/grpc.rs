@@ -86,6 +86,46 @@ fn check_accepting(state: &AppState) -> Result<(), Status> {
     state.check_accepting().map_err(Status::from)
 }
 
+/// Cluster mode: each message of the stream validated and published to JetStream
+/// (`crate::cluster`) before the next is read; the summary once all are acknowledged. With
+/// `idempotency-key` metadata, the messages' ids come from it and the message's place in the
+/// stream, so the same stream sent again stores nothing twice.
+async fn publish_stream(
+    state: &AppState,
+    cluster: &crate::cluster::Cluster,
+    principal: &Principal,
+    idempotency_key: Option<String>,
+    mut stream: Streaming<v1::TelemetryBatch>,
+) -> Result<Response<v1::IngestSummary>, Status> {
+    let mut outcome = Outcome::default();
+    let mut index = 0;
+    let max_calls = state.config.http.max_calls_per_request;
+    let limits = Limits::from_config(&state.config);
+    let mut message = 0;
+    while let Some(batch) = stream.message().await? {
+        let count = batch.calls.len();
+        if count > max_calls {
+            return Err(crate::ingest::decode::too_many_calls(count, max_calls).into());
+        }
+        let (calls, batch_outcome) = crate::ingest::prepare_calls(
+            batch.calls.into_iter().map(Ok),
+            index,
+            &principal.key,
+            SystemClock.now(),
+            &limits,
+        );
+        let message_id = idempotency_key
+            .as_deref()
+            .map(|key| crate::cluster::message_id(&principal.key, key, message));
+        cluster.publish(calls, message_id.as_deref()).await?;
+        outcome.merge(batch_outcome);
+        index += count;
+        message += 1;
+    }
+    state.metrics.ingest(Transport::Grpc, outcome.accepted as u64, outcome.rejected_count as u64);
+    Ok(Response::new(summary(outcome)))
+}
+
 /// `rtctelemetry.v1.TelemetryIngest`.
 #[derive(Debug)]
 pub struct GrpcIngest {
@@ -100,6 +140,14 @@ impl TelemetryIngest for GrpcIngest {
     ) -> Result<Response<v1::IngestSummary>, Status> {
         let principal = principal(&request)?;
         check_accepting(&self.state)?;
+        if let Some(cluster) = &self.state.cluster {
+            let key = match request.metadata().get(crate::ingest::idempotency::HEADER) {
+                Some(value) => Some(crate::ingest::idempotency::parse(value.as_bytes())?),
+                None => None,
+            };
+            return publish_stream(&self.state, cluster, &principal, key, request.into_inner())
+                .await;
+        }
         let mut stream = request.into_inner();
         let mut outcome = Outcome::default();
         let mut index = 0;
@@ -137,18 +185,22 @@ impl TelemetryIngest for GrpcIngest {
             outcome.accepted as u64,
             outcome.rejected_count as u64,
         );
-        Ok(Response::new(v1::IngestSummary {
-            accepted: outcome.accepted as u32,
-            rejected: outcome
-                .rejected
-                .into_iter()
-                .map(|rejection| v1::Rejection {
-                    index: rejection.index as u32,
-                    error: rejection.error,
-                })
-                .collect(),
-            rejected_count: outcome.rejected_count as u32,
-        }))
+        Ok(Response::new(summary(outcome)))
+    }
+}
+
+fn summary(outcome: Outcome) -> v1::IngestSummary {
+    v1::IngestSummary {
+        accepted: outcome.accepted as u32,
+        rejected: outcome
+            .rejected
+            .into_iter()
+            .map(|rejection| v1::Rejection {
+                index: rejection.index as u32,
+                error: rejection.error,
+            })
+            .collect(),
+        rejected_count: outcome.rejected_count as u32,
     }
 }
 

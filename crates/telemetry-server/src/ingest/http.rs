@@ -12,16 +12,18 @@ use telemetry_core::{Clock, SystemClock};
 use telemetry_proto::v1;
 
 use crate::auth::Principal;
+use crate::cluster;
 use crate::config::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::ingest::decode::{Format, decode_batch};
+use crate::ingest::idempotency::{self, Begin, RecentKeys};
 use crate::ingest::validate::Limits;
-use crate::ingest::{Outcome, Rejection, apply_calls};
+use crate::ingest::{Outcome, Rejection, apply_calls, prepare_calls};
 use crate::metrics::Transport;
 use crate::state::AppState;
 
 /// The ingest response.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct IngestResponse {
     /// Calls accepted.
     pub accepted: usize,
@@ -61,6 +63,59 @@ async fn ingest_inner(
     state.check_accepting()?;
     let format = content_format(headers)?;
     let gzip = content_encoding_is_gzip(headers)?;
+    let idempotency_key = idempotency::key(headers)?;
+    if state.cluster.is_some() {
+        return ingest_to_cluster(state, &principal, idempotency_key, format, gzip, body).await;
+    }
+    let Some(key) = idempotency_key else {
+        return ingest_here(state, &principal, format, gzip, body).await;
+    };
+    let in_progress =
+        match state.recent_keys.begin(&principal.key, &key, tokio::time::Instant::now())? {
+            Begin::Repeat(answer) => return Ok(Json(answer)),
+            Begin::First => KeyInProgress {
+                recent: &state.recent_keys,
+                api_key: &principal.key,
+                key: &key,
+                finished: false,
+            },
+        };
+    let result = ingest_here(state, &principal, format, gzip, body).await;
+    in_progress.finish(result.as_ref().ok().map(|Json(answer)| answer.clone()));
+    result
+}
+
+/// The first request with an `Idempotency-Key` (without the cluster), in progress: dropped
+/// unfinished (the request cancelled), the key is forgotten.
+struct KeyInProgress<'a> {
+    recent: &'a RecentKeys<IngestResponse>,
+    api_key: &'a str,
+    key: &'a str,
+    finished: bool,
+}
+
+impl KeyInProgress<'_> {
+    fn finish(mut self, answer: Option<IngestResponse>) {
+        self.finished = true;
+        self.recent.finish(self.api_key, self.key, answer);
+    }
+}
+
+impl Drop for KeyInProgress<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.recent.finish(self.api_key, self.key, None);
+        }
+    }
+}
+
+async fn ingest_here(
+    state: &AppState,
+    principal: &Principal,
+    format: Format,
+    gzip: bool,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
     let _permit = state.ingest_permits.try_acquire().map_err(|_| {
         ApiError::new(
             ErrorCode::ResourceExhausted,
@@ -91,6 +146,49 @@ async fn ingest_inner(
     if let Some(seq) = outcome.last_seq {
         wait_durable(state, seq).await?;
     }
+    state.metrics.ingest(Transport::Http, outcome.accepted as u64, outcome.rejected_count as u64);
+    Ok(Json(IngestResponse {
+        accepted: outcome.accepted,
+        rejected: outcome.rejected,
+        rejected_count: outcome.rejected_count,
+    }))
+}
+
+/// Cluster mode: the request's accepted calls published to JetStream (`crate::cluster`), the
+/// answer once JetStream acknowledged them. With an `Idempotency-Key`, the messages' ids come
+/// from it, so a repeat stores nothing twice and gets the same answer (validation is the same).
+async fn ingest_to_cluster(
+    state: &AppState,
+    principal: &Principal,
+    idempotency_key: Option<String>,
+    format: Format,
+    gzip: bool,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let cluster = state.cluster.as_ref().expect("called in cluster mode only");
+    let _permit = state.ingest_permits.try_acquire().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ResourceExhausted,
+            "too many ingest requests in flight; retry later",
+        )
+        .retry_after(1)
+    })?;
+    let bytes = read_body(body, state.config.http.max_body_bytes).await?;
+    let max_decompressed = state.config.http.max_decompressed_bytes;
+    let default_node = principal.key.clone();
+    let max_calls = state.config.http.max_calls_per_request;
+    let limits = Limits::from_config(&state.config);
+    let (calls, outcome) = tokio::task::spawn_blocking(
+        move || -> Result<(Vec<v1::TelemetryCall>, Outcome), ApiError> {
+            let body = body_bytes(gzip, &bytes, max_decompressed)?;
+            let calls = decode_batch(format, &body, max_calls)?;
+            Ok(prepare_calls(calls, 0, &default_node, SystemClock.now(), &limits))
+        },
+    )
+    .await
+    .map_err(|error| ApiError::internal(&error))??;
+    let message_id = idempotency_key.map(|key| cluster::message_id(&principal.key, &key, 0));
+    cluster.publish(calls, message_id.as_deref()).await?;
     state.metrics.ingest(Transport::Http, outcome.accepted as u64, outcome.rejected_count as u64);
     Ok(Json(IngestResponse {
         accepted: outcome.accepted,

@@ -162,8 +162,17 @@ async fn health_readiness_and_metrics() {
             "`{name}` is not in `telemetry_core::metrics::names::ALL`"
         );
     }
+    // Cluster mode's families are rendered only with the cluster on (checked in `cluster.rs`).
+    let cluster_only = [
+        telemetry_core::metrics::names::CLUSTER_PARTITIONS_OWNED,
+        telemetry_core::metrics::names::CLUSTER_LEASE_EVENTS_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+    ];
     for name in telemetry_core::metrics::names::ALL {
-        assert!(rendered.contains(&name), "`{name}` is not rendered");
+        assert!(
+            rendered.contains(&name) != cluster_only.contains(&name),
+            "`{name}` is rendered without the cluster, or a service family is not"
+        );
     }
     app.stop().await;
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod conformance;
 mod crash;
 mod dashboard;

@@ -60,6 +60,15 @@ impl TestData {
         Self { dir, postgres_url }
     }
 
+    /// On PostgreSQL whatever the suite's backend (cluster mode needs it).
+    pub(crate) fn on_postgres() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = telemetry_test_support::postgres::PgServer::shared()
+            .create_database()
+            .expect("a database on the test PostgreSQL server");
+        Self { dir, postgres_url: Some(url) }
+    }
+
     pub(crate) fn path(&self) -> &std::path::Path {
         self.dir.path()
     }

@@ -502,3 +502,54 @@ async fn writes_merged_in_a_group_get_their_own_receipts() {
     assert_eq!(order, [("EV_1", "WE_a"), ("EV_1", "WE_b"), ("EV_2", "WE_a")]);
     assert_eq!(store.counts().await.expect("counts").rooms, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_leases_are_shared_fairly_renewed_and_taken_over_with_a_new_epoch() {
+    use crate::ClusterStore;
+    use crate::model::Lease;
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let lease = Duration::from_secs(1);
+    // Alone, the first instance takes every partition, each at epoch 1.
+    let a = store.cluster_heartbeat("a", 4, lease).await.expect("heartbeat a");
+    assert_eq!(a.share, 4);
+    assert_eq!(a.held, (0..4).map(|partition| Lease { partition, epoch: 1 }).collect::<Vec<_>>());
+    // A second instance's share is half, but nothing is free until `a` gives some back.
+    let b = store.cluster_heartbeat("b", 4, lease).await.expect("heartbeat b");
+    assert_eq!((b.live.len(), b.share, b.held.len()), (2, 2, 0));
+    let a = store.cluster_heartbeat("a", 4, lease).await.expect("renew a");
+    assert_eq!((a.share, a.held.len(), a.taken.len()), (2, 4, 0), "renewed, same epochs");
+    for lease in &a.held[2..] {
+        store.release_lease("a", *lease).await.expect("release");
+    }
+    // A release by a former holder (an old epoch) changes nothing.
+    store.release_lease("b", Lease { partition: 0, epoch: 1 }).await.expect("no-op");
+    let b = store.cluster_heartbeat("b", 4, lease).await.expect("b takes");
+    assert_eq!(b.held, vec![Lease { partition: 2, epoch: 2 }, Lease { partition: 3, epoch: 2 }]);
+    let instances = store.cluster_instances(lease).await.expect("instances");
+    let owned: Vec<(&str, &[u32])> =
+        instances.iter().map(|i| (i.id.as_str(), i.partitions.as_slice())).collect();
+    assert_eq!(owned, vec![("a", &[0, 1][..]), ("b", &[2, 3][..])]);
+
+    // `a` stops heartbeating: once its leases expire, `b` takes them with a new epoch, and `a`
+    // renews none (they are lost to it even before anyone takes them).
+    tokio::time::sleep(lease * 6 / 10).await;
+    store.cluster_heartbeat("b", 4, lease).await.expect("b renews");
+    tokio::time::sleep(lease * 6 / 10).await;
+    let b = store.cluster_heartbeat("b", 4, lease).await.expect("b takes over");
+    assert_eq!(b.held.len(), 4);
+    assert_eq!(b.live, vec!["b".to_owned()]);
+    assert_eq!(b.taken, vec![Lease { partition: 0, epoch: 2 }, Lease { partition: 1, epoch: 2 }]);
+    let a = store.cluster_heartbeat("a", 4, lease).await.expect("a back");
+    assert!(a.held.is_empty(), "a lost every lease: {a:?}");
+    store.leave_cluster("a").await.expect("leave");
+    let ids: Vec<String> = store
+        .cluster_instances(lease)
+        .await
+        .expect("instances")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, vec!["b".to_owned()]);
+    store.close().await;
+}

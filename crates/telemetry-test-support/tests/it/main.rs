@@ -1,3 +1,4 @@
 //! The crate's integration tests: one binary, a module per helper.
 
+mod nats;
 mod postgres;

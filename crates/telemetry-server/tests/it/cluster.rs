@@ -1,0 +1,448 @@
+//! Cluster mode's ingest (`telemetry_server::cluster`) against a real `nats-server -js` this
+//! binary starts (`telemetry_test_support::nats`) and the test PostgreSQL server; and
+//! `Idempotency-Key` without the cluster.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_nats::jetstream;
+use prost::Message as _;
+use serde_json::{Value, json};
+use telemetry_proto::v1;
+use telemetry_server::cluster::partition::partition_of;
+use telemetry_test_support::nats::NatsServer;
+
+use crate::support::{ADMIN, INGESTER, TestApp, TestData, room_calls};
+
+const PARTITIONS: u32 = 4;
+
+/// A stream and subject prefix of the test's own on a shared NATS server.
+struct Names {
+    stream: String,
+    prefix: String,
+}
+
+fn names() -> Names {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Names { stream: format!("TEST_{n}"), prefix: format!("test{n}.calls") }
+}
+
+fn cluster_config(nats_url: &str, names: &Names, partitions: u32) -> String {
+    format!(
+        "[cluster]\nenabled = true\nnats_url = \"{nats_url}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\npartitions = {partitions}\n",
+        names.stream, names.prefix
+    )
+}
+
+async fn post(app: &TestApp, body: &Value, key: Option<&str>) -> (u16, Value, Option<String>) {
+    let mut request =
+        app.client.post(app.url("/v1/telemetry")).bearer_auth(TestApp::token(INGESTER)).json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let retry_after =
+        response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
+    (status, response.json().await.unwrap_or(Value::Null), retry_after)
+}
+
+/// Every message of the stream: (subject, batch).
+async fn messages(nats_url: &str, stream: &str) -> Vec<(String, v1::TelemetryBatch)> {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let context = jetstream::new(client);
+    let mut stream = context.get_stream(stream).await.expect("stream");
+    let info = stream.info().await.expect("info").clone();
+    let mut out = Vec::new();
+    for sequence in info.state.first_sequence..=info.state.last_sequence {
+        if info.state.messages == 0 {
+            break;
+        }
+        let message = stream.get_raw_message(sequence).await.expect("message");
+        let batch = v1::TelemetryBatch::decode(message.payload.as_ref()).expect("a TelemetryBatch");
+        out.push((message.subject.to_string(), batch));
+    }
+    out
+}
+
+fn body(rooms: usize) -> Value {
+    let mut calls: Vec<Value> = (0..rooms).flat_map(|room| room_calls("cl", room, 3)).collect();
+    // One call that fails validation: rejected, never published.
+    calls.push(json!({ "roomStarted": { "room": { "name": "no-sid" } } }));
+    json!({ "calls": calls })
+}
+
+#[tokio::test]
+async fn cluster_ingest_publishes_calls_by_partition_and_a_repeated_key_takes_effect_once() {
+    let nats = NatsServer::shared();
+    let names = names();
+    let config = cluster_config(&nats.url(), &names, PARTITIONS);
+    let first = TestApp::start_in(TestData::on_postgres(), &config).await;
+
+    let (status, answer, _) = post(&first, &body(6), Some("request-1")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 18);
+    assert_eq!(answer["rejectedCount"], 1);
+    assert_eq!(answer["rejected"][0]["index"], 18);
+
+    let stored = messages(&nats.url(), &names.stream).await;
+    let mut calls = 0;
+    for (subject, batch) in &stored {
+        let partition: u32 = subject
+            .strip_prefix(&format!("{}.", names.prefix))
+            .and_then(|n| n.parse().ok())
+            .expect("a partition subject");
+        for call in &batch.calls {
+            calls += 1;
+            assert_eq!(partition_of(call, PARTITIONS), partition, "{call:?} on {subject}");
+            assert!(call.at.is_some(), "`at` filled in by the ingesting instance");
+            assert_eq!(call.node_id, INGESTER.0, "`nodeId` defaults to the API key");
+        }
+    }
+    assert_eq!(calls, 18, "every accepted call published once, the rejected one not");
+    assert!(stored.len() <= PARTITIONS as usize, "one message per partition");
+
+    // The same request again, to another instance on the stream: answered alike, stored once.
+    let second = TestApp::start_in(TestData::on_postgres(), &config).await;
+    let (status, again, _) = post(&second, &body(6), Some("request-1")).await;
+    assert_eq!((status, &again), (200, &answer));
+    assert_eq!(messages(&nats.url(), &names.stream).await.len(), stored.len());
+    // The same key from another API key, or another key, is another request.
+    let other_key = second
+        .client
+        .post(second.url("/v1/telemetry"))
+        .bearer_auth(TestApp::token(ADMIN))
+        .header("idempotency-key", "request-1")
+        .json(&body(1))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other_key.status().as_u16(), 200);
+    let (status, _, _) = post(&second, &body(1), Some("request-2")).await;
+    assert_eq!(status, 200);
+    assert!(messages(&nats.url(), &names.stream).await.len() >= stored.len() + 2);
+
+    // The repeat shows in the second instance's metrics, and every family it renders is one of
+    // the service's names.
+    let metrics = second
+        .client
+        .get(second.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let duplicates = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "rtc_telemetry_cluster_published_messages_total{outcome=\"duplicate\"} ",
+            )
+        })
+        .expect("the duplicate count");
+    assert_eq!(duplicates.parse::<usize>().expect("a number"), stored.len());
+    for family in metrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let name = family.split_whitespace().next().expect("a name");
+        assert!(telemetry_core::metrics::names::ALL.contains(&name), "`{name}` is not in ALL");
+    }
+    for name in [
+        telemetry_core::metrics::names::CLUSTER_PARTITIONS_OWNED,
+        telemetry_core::metrics::names::CLUSTER_LEASE_EVENTS_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {name} ")), "`{name}` is not rendered");
+    }
+
+    let (status, error, _) = post(&first, &body(1), Some(&"k".repeat(201))).await;
+    assert_eq!(status, 400);
+    assert!(error.to_string().contains("Idempotency-Key"), "{error}");
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn ingest_answers_503_while_nats_is_down_and_publishes_again_once_it_is_back() {
+    let mut nats = NatsServer::start().expect("a NATS server of this test's own");
+    let names = names();
+    let app = TestApp::start_in(
+        TestData::on_postgres(),
+        &cluster_config(&nats.url(), &names, PARTITIONS),
+    )
+    .await;
+    assert_eq!(post(&app, &body(1), None).await.0, 200);
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.expect("readyz").status(), 200);
+
+    nats.stop().expect("stop NATS");
+    let (status, error, retry_after) = post(&app, &body(2), Some("while-down")).await;
+    assert_eq!(status, 503, "{error}");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    let ready = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+
+    nats.restart().expect("restart NATS");
+    // The client reconnects on its own; the retry with the same key then takes effect once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, _, _) = post(&app, &body(2), Some("while-down")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no 200 within 20 s of NATS's restart");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let calls: usize =
+        messages(&nats.url(), &names.stream).await.iter().map(|(_, b)| b.calls.len()).sum();
+    assert_eq!(calls, 3 + 6, "the first request's calls and the retried one's, once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_cluster_setups_are_refused_at_start_naming_the_key() {
+    let nats = NatsServer::shared();
+    let names = names();
+    // Unreachable NATS.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let data = TestData::on_postgres();
+    let config = crate::support::test_config(
+        &data,
+        &cluster_config(&format!("nats://127.0.0.1:{port}"), &names, PARTITIONS),
+    );
+    let error = telemetry_server::app::App::build(config).await.expect_err("refused");
+    assert!(format!("{error:#}").contains("`cluster.nats_url`"), "{error:#}");
+
+    // The partition count of a running cluster changed.
+    let app = TestApp::start_in(data, &cluster_config(&nats.url(), &names, PARTITIONS)).await;
+    let data = TestData::on_postgres();
+    let config =
+        crate::support::test_config(&data, &cluster_config(&nats.url(), &names, PARTITIONS + 1));
+    let error = telemetry_server::app::App::build(config).await.expect_err("refused");
+    assert!(format!("{error:#}").contains("`cluster.partitions`"), "{error:#}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_cluster_a_repeated_idempotency_key_is_answered_like_the_first_and_stored_once()
+{
+    let app = TestApp::start().await;
+    let calls = json!({ "calls": room_calls("idem", 0, 3) });
+    let (status, first, _) = post(&app, &calls, Some("once")).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again, _) = post(&app, &calls, Some("once")).await;
+    assert_eq!((status, &again), (200, &first));
+    let events = app.get_ok("/v1/rooms/RM_idem0000/events").await;
+    let events = events["events"].as_array().expect("events").len();
+    assert_eq!(events, 3, "the repeat stored nothing");
+    // Without a key, or with another, the calls take effect again (events are new ids).
+    assert_eq!(post(&app, &calls, Some("twice")).await.0, 200);
+    let after = app.get_ok("/v1/rooms/RM_idem0000/events").await;
+    assert_eq!(after["events"].as_array().expect("events").len(), 6);
+    app.stop().await;
+}
+
+/// `GET /v1/cluster` of `app`: (id, partitions) of each instance.
+async fn ownership(app: &TestApp) -> Vec<(String, Vec<u32>)> {
+    let status = app.get_ok("/v1/cluster").await;
+    status["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|instance| {
+            let partitions = instance["partitions"]
+                .as_array()
+                .expect("partitions")
+                .iter()
+                .map(|p| p.as_u64().expect("a partition") as u32)
+                .collect();
+            (instance["id"].as_str().expect("id").to_owned(), partitions)
+        })
+        .collect()
+}
+
+/// Waits until `held` holds for the instances' partitions (at most 30 s); returns how long.
+async fn wait_for_ownership(
+    app: &TestApp,
+    what: &str,
+    held: impl Fn(&[(String, Vec<u32>)]) -> bool,
+) -> std::time::Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        let now = ownership(app).await;
+        if held(&now) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{what}: still {now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every partition held by exactly one of `ids`, each holding its fair share.
+fn spread_over(instances: &[(String, Vec<u32>)], ids: &[&str], partitions: u32) -> bool {
+    let mut all: Vec<u32> = Vec::new();
+    for (id, held) in instances {
+        if ids.contains(&id.as_str()) {
+            let share = held.len() as u32;
+            let fair = partitions / ids.len() as u32;
+            if share != fair && share != fair + 1 {
+                return false;
+            }
+        } else if !held.is_empty() {
+            return false;
+        }
+        all.extend(held);
+    }
+    all.sort_unstable();
+    all == (0..partitions).collect::<Vec<_>>()
+}
+
+#[tokio::test]
+async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_dies() {
+    const SIX: u32 = 6;
+    let nats = NatsServer::shared();
+    let names = names();
+    let url =
+        telemetry_test_support::postgres::PgServer::shared().create_database().expect("a database");
+    let on_database =
+        || TestData { dir: tempfile::tempdir().expect("tempdir"), postgres_url: Some(url.clone()) };
+    let section = |id: &str| {
+        format!(
+            "{}instance_id = \"{id}\"\nlease = \"2s\"\n",
+            cluster_config(&nats.url(), &names, SIX)
+        )
+    };
+    let a = TestApp::start_in(on_database(), &section("a")).await;
+    let b = TestApp::start_in(on_database(), &section("b")).await;
+    // The third instance is the real binary, so that it can die of SIGKILL.
+    let c_data = on_database();
+    let config_path = c_data.path().join("c.toml");
+    std::fs::write(
+        &config_path,
+        format!("[[keys]]\nkey = \"k\"\nsecret = \"s\"\nroles = [\"ingest\"]\n{}", section("c")),
+    )
+    .expect("write the configuration");
+    let c = crate::support::Binary::start(&c_data, &config_path);
+
+    wait_for_ownership(&a, "spread over a, b, c", |now| spread_over(now, &["a", "b", "c"], SIX))
+        .await;
+
+    // Paused past its lease, c loses its partitions to a and b; resumed, it holds none of them
+    // any more (its leases were lost, not renewed) and gets a share back only as a and b give
+    // their extras back.
+    c.signal("STOP");
+    wait_for_ownership(&a, "paused c's partitions moved", |now| spread_over(now, &["a", "b"], SIX))
+        .await;
+    c.signal("CONT");
+    wait_for_ownership(&a, "spread again over a, b, c", |now| {
+        spread_over(now, &["a", "b", "c"], SIX)
+    })
+    .await;
+    let metrics = a.client.get(c.url("/metrics")).send().await.expect("metrics").text().await;
+    let lost = metrics.expect("text").lines().find_map(|line| {
+        line.strip_prefix("rtc_telemetry_cluster_lease_events_total{event=\"lost\"} ")
+            .map(|n| n.parse::<u64>().expect("a count"))
+    });
+    assert_eq!(lost, Some(2), "c counted the two leases it lost while paused");
+
+    c.signal("KILL");
+    let _ = c.wait().await;
+    let failover =
+        wait_for_ownership(&a, "c's partitions moved", |now| spread_over(now, &["a", "b"], SIX))
+            .await;
+    eprintln!("cluster: a SIGKILLed instance's partitions moved in {failover:?} (lease 2s)");
+    assert!(failover < std::time::Duration::from_secs(2 + 5), "failover took {failover:?}");
+
+    // A graceful stop gives the partitions back at once, without waiting for the lease.
+    b.stop().await;
+    let handover =
+        wait_for_ownership(&a, "b's partitions moved", |now| spread_over(now, &["a"], SIX)).await;
+    eprintln!("cluster: a stopped instance's partitions moved in {handover:?}");
+    let metrics =
+        a.client.get(a.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("\nrtc_telemetry_cluster_partitions_owned 6\n"), "{metrics}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_grpc_ingest_publishes_each_message_and_a_repeated_stream_takes_effect_once() {
+    let nats = NatsServer::shared();
+    let names = names();
+    let app = TestApp::start_in(
+        TestData::on_postgres(),
+        &cluster_config(&nats.url(), &names, PARTITIONS),
+    )
+    .await;
+    let batches = || -> Vec<v1::TelemetryBatch> {
+        (0..3)
+            .map(|room| {
+                let body = json!({ "calls": room_calls("grpc", room, 3) });
+                serde_json::from_value(body).expect("a TelemetryBatch from JSON")
+            })
+            .collect()
+    };
+    let send = |key: Option<String>| {
+        let grpc = app.grpc;
+        let batches = batches();
+        async move {
+            let mut client = v1::telemetry_ingest_client::TelemetryIngestClient::new(
+                crate::support::channel(&format!("http://{grpc}")).await,
+            );
+            let mut request = tonic::Request::new(tokio_stream::iter(batches));
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", TestApp::token(INGESTER)).parse().expect("metadata"),
+            );
+            if let Some(key) = key {
+                request.metadata_mut().insert("idempotency-key", key.parse().expect("metadata"));
+            }
+            client.ingest(request).await
+        }
+    };
+    let summary = send(Some("stream-1".to_owned())).await.expect("ingest").into_inner();
+    assert_eq!((summary.accepted, summary.rejected_count), (9, 0));
+    let calls = |stored: &[(String, v1::TelemetryBatch)]| -> usize {
+        stored.iter().map(|(_, batch)| batch.calls.len()).sum()
+    };
+    assert_eq!(calls(&messages(&nats.url(), &names.stream).await), 9);
+    // The same stream again with its key: answered alike, nothing stored twice.
+    let again = send(Some("stream-1".to_owned())).await.expect("ingest").into_inner();
+    assert_eq!(again, summary);
+    assert_eq!(calls(&messages(&nats.url(), &names.stream).await), 9);
+    let error = send(Some("k".repeat(201))).await;
+    let status = error.expect_err("a bad key is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("Idempotency-Key"), "{}", status.message());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn simulate_nats_publishes_the_simulators_calls_by_partition() {
+    let nats = NatsServer::shared();
+    let names = names();
+    let args = telemetry_sim::SimulateArgs {
+        nats: Some(nats.url()),
+        nats_stream: names.stream.clone(),
+        nats_subject_prefix: names.prefix.clone(),
+        nats_partitions: PARTITIONS,
+        rooms: 3,
+        participants: 2,
+        duration: std::time::Duration::from_secs(30),
+        speed: 0.0,
+        batch_size: 50,
+        ..Default::default()
+    };
+    let summary = telemetry_server::simulate::run(args).await.expect("simulate");
+    assert!(summary.accepted > 0 && summary.unsent == 0, "{summary:?}");
+    let stored = messages(&nats.url(), &names.stream).await;
+    let mut calls = 0;
+    for (subject, batch) in &stored {
+        for call in &batch.calls {
+            calls += 1;
+            let expected = format!("{}.{}", names.prefix, partition_of(call, PARTITIONS));
+            assert_eq!(subject, &expected);
+            assert!(call.at.is_some() && call.node_id == "sfu-sim-1", "{call:?}");
+        }
+    }
+    assert_eq!(calls as u64, summary.accepted, "every call published once");
+}
