@@ -11,6 +11,7 @@ use compact_str::CompactString;
 use livekit_protocol as lk;
 use smallvec::SmallVec;
 
+use crate::quality::detect::SampleReading;
 use crate::time::UnixMillis;
 
 /// Counters summed over the valid samples of a window, unsaturated.
@@ -102,6 +103,8 @@ pub(crate) struct SampleSummary {
     pub(crate) totals: StreamTotals,
     /// `[earliest start, latest end]` over the streams that carry both times.
     pub(crate) own_interval: Option<(UnixMillis, UnixMillis)>,
+    /// What the sample says about call quality.
+    pub(crate) reading: SampleReading,
 }
 
 impl SampleSummary {
@@ -109,8 +112,11 @@ impl SampleSummary {
         let mut totals = StreamTotals::default();
         let mut own_interval: Option<(UnixMillis, UnixMillis)> = None;
         let mut valid = true;
+        let (mut jitter_us, mut rtt_ms) = (0, 0);
         for stream in &stat.streams {
             valid &= is_valid_stream(stream);
+            jitter_us = jitter_us.max(stream.jitter);
+            rtt_ms = rtt_ms.max(stream.rtt);
             totals.add_stream(stream);
             let start = stream.start_time.as_ref().and_then(UnixMillis::from_timestamp);
             let end = stream.end_time.as_ref().and_then(UnixMillis::from_timestamp);
@@ -122,7 +128,14 @@ impl SampleSummary {
                 });
             }
         }
-        Self { valid, totals, own_interval }
+        let reading = SampleReading {
+            packets: totals.primary_packets.saturating_add(totals.retransmit_packets),
+            lost: totals.packets_lost,
+            jitter_us,
+            rtt_ms,
+            score: stat.score,
+        };
+        Self { valid, totals, own_interval, reading }
     }
 }
 

@@ -312,6 +312,8 @@ pub fn to_write_batch(
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            // Stored from the next commit on.
+            Output::Quality(_) => {}
         }
     }
     batch

@@ -121,6 +121,7 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            Output::Quality(_) => {}
         }
     }
     batch
