@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{BASE57_ALPHABET, ID_RANDOM_LEN};
 use crate::keys::Direction;
+use crate::proto as lk;
 use crate::time::UnixMillis;
+use crate::webhook::RenderedWebhook;
 
 /// The prefix of quality issue ids.
 pub const ISSUE_PREFIX: &str = "QI_";
@@ -237,6 +239,60 @@ impl QualityChange {
     /// The webhook's id (`EV_`), derived like [`QualityChange::event_id`].
     pub fn webhook_id(&self) -> String {
         derived_id(crate::ids::WEBHOOK_EVENT_PREFIX, &[&self.issue.id, self.webhook_name()])
+    }
+
+    /// The analytics event as stored and listed (`GET /v1/rooms/{sid}/events`): `{id, type,
+    /// timestamp, roomId, room: {sid, name}, participantId, trackId, issue}` in the protobuf JSON
+    /// style of the other events; `timestamp` is when the core saw the change.
+    pub fn event_json(&self) -> serde_json::Value {
+        let issue = &self.issue;
+        serde_json::json!({
+            "id": self.event_id(),
+            "type": self.event_type(),
+            "timestamp": rfc3339(self.at),
+            "roomId": &*issue.room_id,
+            "room": { "sid": &*issue.room_id, "name": &*issue.room_name },
+            "participantId": &*issue.participant_id,
+            "trackId": issue.track_id.as_str(),
+            "issue": issue.to_json(),
+        })
+    }
+
+    /// LiveKit's `WebhookEvent` of the change: `room {sid, name}`, `participant {sid,
+    /// identity}`, `track {sid}`, its id and time (the `issue` object is added by
+    /// [`QualityChange::render_webhook`]).
+    pub fn webhook(&self) -> lk::WebhookEvent {
+        let issue = &self.issue;
+        lk::WebhookEvent {
+            id: self.webhook_id(),
+            room: Some(lk::Room {
+                sid: issue.room_id.to_string(),
+                name: issue.room_name.to_string(),
+                ..Default::default()
+            }),
+            participant: Some(lk::ParticipantInfo {
+                sid: issue.participant_id.to_string(),
+                identity: issue.identity.to_string(),
+                ..Default::default()
+            }),
+            track: Some(lk::TrackInfo { sid: issue.track_id.to_string(), ..Default::default() }),
+            ..crate::events::webhook(self.webhook_name(), self.at)
+        }
+    }
+
+    /// The webhook rendered: LiveKit's `WebhookEvent` JSON with the `issue` object added as its
+    /// last field (LiveKit's receivers ignore fields they do not know).
+    pub fn render_webhook(&self) -> RenderedWebhook {
+        let mut rendered = RenderedWebhook::render(&self.webhook());
+        let closing = rendered.body.pop();
+        debug_assert_eq!(closing, Some('}'), "a JSON object");
+        if !rendered.body.ends_with('{') {
+            rendered.body.push(',');
+        }
+        rendered.body.push_str("\"issue\":");
+        rendered.body.push_str(&self.issue.to_json().to_string());
+        rendered.body.push('}');
+        rendered
     }
 }
 

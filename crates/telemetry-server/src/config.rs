@@ -712,16 +712,13 @@ pub fn validate_endpoint(endpoint: &EndpointConfig) -> Result<(), (&'static str,
     for (field, names) in
         [("include_events", &endpoint.include_events), ("exclude_events", &endpoint.exclude_events)]
     {
-        if let Some(name) =
-            names.iter().find(|name| !telemetry_core::webhook_names::ALL.contains(&name.as_str()))
+        if let Some(name) = names.iter().find(|name| !telemetry_core::webhook_names::is_known(name))
         {
-            return Err((
-                field,
-                format!(
-                    "unknown event `{name}`; known: {}",
-                    telemetry_core::webhook_names::ALL.join(", ")
-                ),
-            ));
+            let known: Vec<&str> = telemetry_core::webhook_names::ALL
+                .into_iter()
+                .chain(telemetry_core::webhook_names::OPT_IN)
+                .collect();
+            return Err((field, format!("unknown event `{name}`; known: {}", known.join(", "))));
         }
     }
     Ok(())
