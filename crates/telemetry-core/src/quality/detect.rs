@@ -7,7 +7,8 @@
 //! covers `open_after`; it closes when the clean run, from the start of the first clean sample
 //! after the issue, covers `close_after`. Both are measured in sample time, so a track reporting
 //! every second and one reporting every 30 seconds open and close within one sample interval of
-//! each other. A detector is 24 bytes; a track's five, with their flags, 128.
+//! each other. A detector is 24 bytes; a track's five, with their flags, 128. A clean sample of a track
+//! without trouble costs a few comparisons ([`Thresholds::any_bad`]).
 
 use crate::quality::{IssueKind, QualityConfig};
 
@@ -206,6 +207,17 @@ impl Thresholds {
         }
     }
 
+    /// Whether `sample` breaks any threshold: when it does not and no detector of the track is
+    /// bad or open, the detectors have nothing to do (the usual case, checked in a few
+    /// comparisons).
+    pub(crate) fn any_bad(&self, sample: &SampleReading, upstream: bool, muted: bool) -> bool {
+        sample.loss_pct().is_some_and(|loss| loss > self.loss_pct)
+            || (sample.packets > 0 && sample.jitter_ms() > self.jitter_ms)
+            || (sample.rtt_ms > 0 && f64::from(sample.rtt_ms) > self.rtt_ms)
+            || (sample.score > 0.0 && f64::from(sample.score) < self.min_score)
+            || (upstream && !muted && sample.packets == 0)
+    }
+
     /// What `sample` says about `kind`. `no_media` is judged on upstream tracks only (a
     /// subscriber may pause a track it does not show), and a muted track is never without media.
     pub(crate) fn read(
@@ -249,6 +261,8 @@ pub(crate) struct TrackQuality {
     pub(crate) muted: bool,
     /// The kinds whose condition held at the last sample, as last written to the upstream board.
     pub(crate) board_mask: u8,
+    /// Some detector is bad or open.
+    active: bool,
 }
 
 impl TrackQuality {
@@ -265,6 +279,9 @@ impl TrackQuality {
         changes: &mut Vec<(IssueKind, Change)>,
     ) {
         let muted = self.muted;
+        if !self.active && !thresholds.any_bad(sample, upstream, muted) {
+            return;
+        }
         for (kind, detector) in IssueKind::ALL.into_iter().zip(&mut self.detectors) {
             let reading = if clean_kinds & kind.bit() != 0 {
                 Reading::Clean
@@ -282,6 +299,7 @@ impl TrackQuality {
                 changes.push((kind, change));
             }
         }
+        self.active = self.detectors.iter().any(|detector| detector.is_bad() || detector.is_open());
     }
 
     /// The kinds whose condition holds (open or under way).
@@ -305,5 +323,6 @@ impl TrackQuality {
                 changes.push((kind, change));
             }
         }
+        self.active = false;
     }
 }

@@ -173,8 +173,7 @@ fn participant_report(
     let own: Vec<Value> = issues
         .iter()
         .filter(|issue| {
-            issue.participant_sid == participant.sid
-                || issue.affected.contains(&participant.sid)
+            issue.participant_sid == participant.sid || issue.affected.contains(&participant.sid)
         })
         .map(issue_json)
         .collect();
