@@ -78,7 +78,7 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
             }
             Output::Stats(batch) => windows += batch.stats.len(),
             Output::Worker(_) => workers += 1,
-            Output::NodeRooms(_) | Output::NodeRates(_) => {}
+            Output::NodeRooms(_) | Output::NodeRates(_) | Output::Quality(_) => {}
         }
     }
     let batch = to_write_batch(outputs, endpoints, T0);

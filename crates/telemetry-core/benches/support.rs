@@ -25,12 +25,14 @@ pub struct Populated {
 /// A service with `participants` joined participants (10 per room), each with 2 upstream and
 /// 2 downstream media tracks.
 pub fn populated(participants: usize) -> Populated {
+    populated_with(participants, CoreConfig { node_id: "bench".into(), ..CoreConfig::default() })
+}
+
+/// As [`populated`], with the core configured by `config`.
+pub fn populated_with(participants: usize, config: CoreConfig) -> Populated {
     let clock = Arc::new(ManualClock::new(START));
     let (service, receiver) =
-        TelemetryService::builder(CoreConfig { node_id: "bench".into(), ..CoreConfig::default() })
-            .clock(clock.clone())
-            .id_seed(7)
-            .build();
+        TelemetryService::builder(config).clock(clock.clone()).id_seed(7).build();
     let mut keys = Vec::with_capacity(participants * TRACKS_PER_PARTICIPANT);
     for index in 0..participants {
         let room = lk::Room {

@@ -11,6 +11,7 @@ use compact_str::CompactString;
 use livekit_protocol as lk;
 use smallvec::SmallVec;
 
+use crate::quality::detect::SampleReading;
 use crate::time::UnixMillis;
 
 /// Counters summed over the valid samples of a window, unsaturated.
@@ -102,6 +103,8 @@ pub(crate) struct SampleSummary {
     pub(crate) totals: StreamTotals,
     /// `[earliest start, latest end]` over the streams that carry both times.
     pub(crate) own_interval: Option<(UnixMillis, UnixMillis)>,
+    /// What the sample says about call quality.
+    pub(crate) reading: SampleReading,
 }
 
 impl SampleSummary {
@@ -109,8 +112,11 @@ impl SampleSummary {
         let mut totals = StreamTotals::default();
         let mut own_interval: Option<(UnixMillis, UnixMillis)> = None;
         let mut valid = true;
+        let (mut jitter_us, mut rtt_ms) = (0, 0);
         for stream in &stat.streams {
             valid &= is_valid_stream(stream);
+            jitter_us = jitter_us.max(stream.jitter);
+            rtt_ms = rtt_ms.max(stream.rtt);
             totals.add_stream(stream);
             let start = stream.start_time.as_ref().and_then(UnixMillis::from_timestamp);
             let end = stream.end_time.as_ref().and_then(UnixMillis::from_timestamp);
@@ -122,7 +128,14 @@ impl SampleSummary {
                 });
             }
         }
-        Self { valid, totals, own_interval }
+        let reading = SampleReading {
+            packets: totals.primary_packets.saturating_add(totals.retransmit_packets),
+            lost: totals.packets_lost,
+            jitter_us,
+            rtt_ms,
+            score: stat.score,
+        };
+        Self { valid, totals, own_interval, reading }
     }
 }
 
@@ -256,6 +269,7 @@ impl TrackAccumulator {
         let (score, min_score, median_score) = score_statistics(&mut self.scores);
         let window = self.rates.finish(self.totals.wire_bytes());
         let layer = self.highest_layer;
+        let mos = window_mos(&self.mime, &self.totals, self.jitter_max, self.rtt_max);
         Coalesced {
             totals: self.totals,
             rtt_max: self.rtt_max,
@@ -273,8 +287,39 @@ impl TrackAccumulator {
             samples: self.samples,
             invalid_samples: self.invalid_samples,
             window,
+            mos,
         }
     }
+}
+
+/// The E-model MOS estimate of an audio window ([`crate::quality::mos`]): from the window's
+/// loss rate, its highest jitter (microseconds) and highest round-trip time (half of it as the
+/// one-way delay), with the codec of its mime. An audio codec without E-model parameters is rated
+/// as Opus (WebRTC's audio is Opus but for G.711; `audio/red` carries Opus). `None` for video,
+/// data and signalling, and for a window without packets.
+pub fn window_mos(
+    mime: &str,
+    totals: &StreamTotals,
+    jitter_max_us: u32,
+    rtt_max_ms: u32,
+) -> Option<f64> {
+    use crate::quality::mos::{Codec, Conditions, estimate};
+    let is_audio = mime.get(..6).is_some_and(|prefix| prefix.eq_ignore_ascii_case("audio/"));
+    if !is_audio {
+        return None;
+    }
+    let expected = totals.primary_packets.saturating_add(totals.packets_lost);
+    if expected == 0 {
+        return None;
+    }
+    let codec = Codec::from_mime(mime).unwrap_or(Codec::OPUS);
+    let loss_percent = totals.packets_lost as f64 * 100.0 / expected as f64;
+    let conditions = Conditions::from_rtt(
+        f64::from(rtt_max_ms),
+        loss_percent,
+        f64::from(jitter_max_us) / 1000.0,
+    );
+    Some(estimate(&codec, &conditions).mos)
 }
 
 fn saturate(value: u64) -> u32 {
@@ -323,6 +368,9 @@ pub struct Coalesced {
     pub invalid_samples: u32,
     /// The time covered and the honest rates; `None` if no valid sample arrived.
     pub window: Option<RateWindow>,
+    /// Audio: the E-model MOS estimate (1 to 4.5) from the window's loss, highest jitter and RTT
+    /// and its codec; `None` for other streams and windows without packets.
+    pub mos: Option<f64>,
 }
 
 impl Coalesced {

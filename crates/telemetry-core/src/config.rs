@@ -30,6 +30,8 @@ pub struct CoreConfig {
     pub analytics_key: String,
     /// Bounds on what callers' ids can make the core hold.
     pub limits: CoreLimits,
+    /// The call quality detectors (DESIGN.md, "Call quality").
+    pub quality: crate::quality::QualityConfig,
 }
 
 /// Bounds on the state that callers' ids create: every table keyed by a caller-chosen string has
@@ -83,6 +85,7 @@ impl Default for CoreConfig {
             full_room_in_track_webhooks: false,
             analytics_key: String::new(),
             limits: CoreLimits::default(),
+            quality: crate::quality::QualityConfig::default(),
         }
     }
 }

@@ -35,7 +35,23 @@ pub mod names {
     /// `IngressEnded`.
     pub const INGRESS_ENDED: &str = "ingress_ended";
 
-    /// Every webhook event name the telemetry service produces.
+    /// A quality issue opened (sent only to endpoints that include it).
+    pub const QUALITY_DEGRADED: &str = "quality_degraded";
+    /// A quality issue closed (sent only to endpoints that include it).
+    pub const QUALITY_RECOVERED: &str = "quality_recovered";
+    /// A room's report when the room finished (sent only to endpoints that include it).
+    pub const ROOM_REPORT: &str = "room_report";
+
+    /// The webhook event names an endpoint receives only when its `includeEvents` names them.
+    pub const OPT_IN: [&str; 3] = [QUALITY_DEGRADED, QUALITY_RECOVERED, ROOM_REPORT];
+
+    /// Whether `name` is a webhook event name the service produces, opt-in ones included.
+    pub fn is_known(name: &str) -> bool {
+        ALL.contains(&name) || OPT_IN.contains(&name)
+    }
+
+    /// Every webhook event name the telemetry service produces for every endpoint that does not
+    /// filter it out (the opt-in ones are in [`OPT_IN`]).
     pub const ALL: [&str; 12] = [
         ROOM_STARTED,
         ROOM_FINISHED,
@@ -210,7 +226,12 @@ pub fn webhook_resource_key(event: &lk::WebhookEvent) -> &str {
 /// Whether an event name passes an endpoint's filter: a non-empty include list admits only its
 /// names (and the exclude list is ignored); otherwise a non-empty exclude list blocks its names
 /// (reference §3.6).
+///
+/// The opt-in names ([`names::OPT_IN`]) pass only an include list that names them.
 pub fn passes_filter(event: &str, include: &[String], exclude: &[String]) -> bool {
+    if names::OPT_IN.contains(&event) {
+        return include.iter().any(|name| name == event);
+    }
     if !include.is_empty() {
         return include.iter().any(|name| name == event);
     }

@@ -40,6 +40,10 @@ pub enum Output {
     /// ([`crate::TelemetryService::restore_workers`]). Pushed right after the change (a lifecycle
     /// call's own output comes first).
     Worker(WorkerState),
+    /// A quality issue opened or closed: its `QUALITY_ISSUE_STARTED` or `QUALITY_ISSUE_ENDED`
+    /// event and its `quality_degraded` or `quality_recovered` webhook. Boxed, so that a queue
+    /// slot stays small.
+    Quality(Box<crate::quality::QualityChange>),
 }
 
 /// What a stats worker needs to carry on after a restart: its identity, the node that made it,
@@ -247,7 +251,8 @@ pub fn dispatch(outputs: &[Sequenced], analytics: &dyn AnalyticsSink, webhooks: 
             Output::Stats(batch) => analytics.send_stats(batch),
             Output::NodeRooms(rooms) => analytics.send_node_room_states(rooms),
             Output::NodeRates(rates) => analytics.send_node_rates(rates),
-            Output::Worker(_) => {}
+            // LiveKit's sinks have no quality events; the server's pipeline stores them.
+            Output::Worker(_) | Output::Quality(_) => {}
         }
     }
 }

@@ -1,4 +1,320 @@
-//! Call quality, computed from the same samples as the honest rates: for now the E-model MOS
-//! estimate of audio ([`mos`]), pure functions that nothing feeds into outputs yet.
+//! Call quality, computed from the same samples as the honest rates (DESIGN.md, "Call quality"):
+//! the issue detectors of every media track and direction ([`detect`]), the attribution of a
+//! publisher's upstream trouble to its subscribers ([`board`]), and the E-model MOS estimate of
+//! audio ([`mos`]).
+//!
+//! An issue is opened when its condition held for `quality.open_after` of *sample* time and
+//! closed when it did not hold for `quality.close_after`; its `started_at` is the start of the
+//! first bad sample and its `ended_at` the start of the first clean one, so the times do not
+//! depend on how often a track reports (by more than one sample interval). Detection runs while
+//! a sample is folded in, under its worker's lock: no pass at flush.
 
+pub(crate) mod board;
+pub(crate) mod detect;
 pub mod mos;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use compact_str::CompactString;
+use sha2::{Digest, Sha256};
+
+use crate::ids::{BASE57_ALPHABET, ID_RANDOM_LEN};
+use crate::keys::Direction;
+use crate::proto as lk;
+use crate::time::UnixMillis;
+use crate::webhook::RenderedWebhook;
+
+/// The prefix of quality issue ids.
+pub const ISSUE_PREFIX: &str = "QI_";
+
+/// The analytics event type name of an issue that opened.
+pub const ISSUE_STARTED_EVENT: &str = "QUALITY_ISSUE_STARTED";
+/// The analytics event type name of an issue that closed.
+pub const ISSUE_ENDED_EVENT: &str = "QUALITY_ISSUE_ENDED";
+
+/// The thresholds and hysteresis of the issue detectors (the `[quality]` config section).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityConfig {
+    /// Whether the detectors run at all.
+    pub enabled: bool,
+    /// A condition opens an issue once it held for this long, in sample time.
+    pub open_after: Duration,
+    /// An open issue closes once its condition did not hold for this long, in sample time.
+    pub close_after: Duration,
+    /// `packet_loss`: lost packets over this percentage of the packets expected.
+    pub loss_pct: f64,
+    /// `jitter`: interarrival jitter over this many milliseconds.
+    pub jitter_ms: f64,
+    /// `rtt`: round-trip time over this many milliseconds.
+    pub rtt_ms: f64,
+    /// `low_score`: LiveKit's connection score (0 to 5) under this.
+    pub min_score: f64,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            open_after: Duration::from_secs(10),
+            close_after: Duration::from_secs(10),
+            loss_pct: 5.0,
+            jitter_ms: 30.0,
+            rtt_ms: 400.0,
+            min_score: 3.0,
+        }
+    }
+}
+
+/// What kind of trouble an issue is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IssueKind {
+    /// Packet loss over `quality.loss_pct`.
+    PacketLoss,
+    /// Jitter over `quality.jitter_ms`.
+    Jitter,
+    /// Round-trip time over `quality.rtt_ms`.
+    Rtt,
+    /// Connection score under `quality.min_score`.
+    LowScore,
+    /// A published, unmuted track that sends nothing.
+    NoMedia,
+}
+
+impl IssueKind {
+    /// Every kind, in the order of their detectors.
+    pub const ALL: [IssueKind; 5] = [
+        IssueKind::PacketLoss,
+        IssueKind::Jitter,
+        IssueKind::Rtt,
+        IssueKind::LowScore,
+        IssueKind::NoMedia,
+    ];
+
+    /// Returns the API's name (`packet_loss`, `jitter`, `rtt`, `low_score`, `no_media`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::PacketLoss => "packet_loss",
+            IssueKind::Jitter => "jitter",
+            IssueKind::Rtt => "rtt",
+            IssueKind::LowScore => "low_score",
+            IssueKind::NoMedia => "no_media",
+        }
+    }
+
+    /// Parses the API's name.
+    pub fn parse(name: &str) -> Option<Self> {
+        IssueKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The mask of the kinds whose trouble on a publisher's upstream reaches its subscribers:
+    /// all but round-trip time, which is one leg's own (a publisher's slow uplink does not
+    /// lengthen a subscriber's round trip).
+    pub(crate) const PROPAGATING: u8 = 0b1_1011;
+
+    /// The kind's bit in a mask of kinds.
+    pub(crate) fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// What the detectors share: the thresholds and the upstream board.
+#[derive(Debug)]
+pub(crate) struct Quality {
+    pub(crate) thresholds: detect::Thresholds,
+    pub(crate) board: board::UpstreamBoard,
+}
+
+impl Quality {
+    pub(crate) fn new(config: &QualityConfig) -> Self {
+        Self { thresholds: detect::Thresholds::new(config), board: board::UpstreamBoard::default() }
+    }
+}
+
+/// A quality issue of one track and direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityIssue {
+    /// `QI_` and 12 base57 characters, derived from the track, direction, kind and start, so the
+    /// same issue always has the same id.
+    pub id: String,
+    /// What kind of trouble.
+    pub kind: IssueKind,
+    /// Upstream: the publisher's uplink; downstream: the subscriber's own downlink.
+    pub direction: Direction,
+    /// The room's sid.
+    pub room_id: Arc<str>,
+    /// The room's name.
+    pub room_name: Arc<str>,
+    /// The participant whose leg is in trouble: the publisher upstream, the subscriber
+    /// downstream.
+    pub participant_id: Arc<str>,
+    /// That participant's identity.
+    pub identity: Arc<str>,
+    /// The track.
+    pub track_id: CompactString,
+    /// The worst value seen (loss in percent, jitter and RTT in milliseconds, the lowest score,
+    /// packets for `no_media`).
+    pub value: f64,
+    /// The threshold it broke.
+    pub threshold: f64,
+    /// The start of the first sample that broke the threshold.
+    pub started_at: UnixMillis,
+    /// The start of the first clean sample (or the time its track or participant went away);
+    /// `None` while open.
+    pub ended_at: Option<UnixMillis>,
+    /// Upstream issues: the subscribers whose downstream samples of the track arrived while the
+    /// publisher's upstream was in trouble (at most 256).
+    pub affected: Vec<String>,
+}
+
+impl QualityIssue {
+    /// Whether the issue is closed.
+    pub fn is_ended(&self) -> bool {
+        self.ended_at.is_some()
+    }
+
+    /// The `issue` object of events, webhooks and the API (DESIGN.md): `{id, kind, direction,
+    /// participantSid, trackSid, value, threshold, startedAt, endedAt, affected}`, times in RFC
+    /// 3339 (`endedAt` absent while open).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::json!({
+            "id": self.id,
+            "kind": self.kind.as_str(),
+            "direction": self.direction.as_str(),
+            "roomSid": &*self.room_id,
+            "participantSid": &*self.participant_id,
+            "participantIdentity": &*self.identity,
+            "trackSid": self.track_id.as_str(),
+            "value": round3(self.value),
+            "threshold": self.threshold,
+            "startedAt": rfc3339(self.started_at),
+            "affected": self.affected,
+        });
+        if let Some(ended_at) = self.ended_at {
+            object["endedAt"] = rfc3339(ended_at);
+        }
+        object
+    }
+}
+
+/// A time as the protobuf JSON mapping writes a `Timestamp`: RFC 3339, UTC.
+fn rfc3339(at: UnixMillis) -> serde_json::Value {
+    serde_json::to_value(at.to_timestamp()).unwrap_or(serde_json::Value::Null)
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// An issue that opened or closed, as it leaves the core ([`crate::Output::Quality`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityChange {
+    /// When the core saw the change: the call time of the sample or call that caused it.
+    pub at: UnixMillis,
+    /// The issue; closed for `QUALITY_ISSUE_ENDED`.
+    pub issue: QualityIssue,
+}
+
+impl QualityChange {
+    /// `QUALITY_ISSUE_STARTED` or `QUALITY_ISSUE_ENDED`.
+    pub fn event_type(&self) -> &'static str {
+        if self.issue.is_ended() { ISSUE_ENDED_EVENT } else { ISSUE_STARTED_EVENT }
+    }
+
+    /// The webhook event name: `quality_degraded` or `quality_recovered`.
+    pub fn webhook_name(&self) -> &'static str {
+        if self.issue.is_ended() {
+            crate::events::names::QUALITY_RECOVERED
+        } else {
+            crate::events::names::QUALITY_DEGRADED
+        }
+    }
+
+    /// The analytics event's id (`AE_`), derived from the issue's id and the change, so that a
+    /// change applied twice is stored once.
+    pub fn event_id(&self) -> String {
+        derived_id(crate::ids::ANALYTICS_EVENT_PREFIX, &[&self.issue.id, self.event_type()])
+    }
+
+    /// The webhook's id (`EV_`), derived like [`QualityChange::event_id`].
+    pub fn webhook_id(&self) -> String {
+        derived_id(crate::ids::WEBHOOK_EVENT_PREFIX, &[&self.issue.id, self.webhook_name()])
+    }
+
+    /// The analytics event as stored and listed (`GET /v1/rooms/{sid}/events`): `{id, type,
+    /// timestamp, roomId, room: {sid, name}, participantId, trackId, issue}` in the protobuf JSON
+    /// style of the other events; `timestamp` is when the core saw the change.
+    pub fn event_json(&self) -> serde_json::Value {
+        let issue = &self.issue;
+        serde_json::json!({
+            "id": self.event_id(),
+            "type": self.event_type(),
+            "timestamp": rfc3339(self.at),
+            "roomId": &*issue.room_id,
+            "room": { "sid": &*issue.room_id, "name": &*issue.room_name },
+            "participantId": &*issue.participant_id,
+            "trackId": issue.track_id.as_str(),
+            "issue": issue.to_json(),
+        })
+    }
+
+    /// LiveKit's `WebhookEvent` of the change: `room {sid, name}`, `participant {sid,
+    /// identity}`, `track {sid}`, its id and time (the `issue` object is added by
+    /// [`QualityChange::render_webhook`]).
+    pub fn webhook(&self) -> lk::WebhookEvent {
+        let issue = &self.issue;
+        lk::WebhookEvent {
+            id: self.webhook_id(),
+            room: Some(lk::Room {
+                sid: issue.room_id.to_string(),
+                name: issue.room_name.to_string(),
+                ..Default::default()
+            }),
+            participant: Some(lk::ParticipantInfo {
+                sid: issue.participant_id.to_string(),
+                identity: issue.identity.to_string(),
+                ..Default::default()
+            }),
+            track: Some(lk::TrackInfo { sid: issue.track_id.to_string(), ..Default::default() }),
+            ..crate::events::webhook(self.webhook_name(), self.at)
+        }
+    }
+
+    /// The webhook rendered: LiveKit's `WebhookEvent` JSON with the `issue` object added as its
+    /// last field (LiveKit's receivers ignore fields they do not know).
+    pub fn render_webhook(&self) -> RenderedWebhook {
+        let mut rendered = RenderedWebhook::render(&self.webhook());
+        let closing = rendered.body.pop();
+        debug_assert_eq!(closing, Some('}'), "a JSON object");
+        if !rendered.body.ends_with('{') {
+            rendered.body.push(',');
+        }
+        rendered.body.push_str("\"issue\":");
+        rendered.body.push_str(&self.issue.to_json().to_string());
+        rendered.body.push('}');
+        rendered
+    }
+}
+
+/// `prefix` and 12 base57 characters from the SHA-256 of `parts` (each length-prefixed).
+pub(crate) fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut id = String::with_capacity(prefix.len() + ID_RANDOM_LEN);
+    id.push_str(prefix);
+    // 12 bytes of the digest, each reduced onto the alphabet (the bias of 256 mod 57 is
+    // irrelevant for an id that only needs to be stable and rarely collide).
+    id.extend(
+        digest[..ID_RANDOM_LEN]
+            .iter()
+            .map(|&byte| char::from(BASE57_ALPHABET[usize::from(byte) % BASE57_ALPHABET.len()])),
+    );
+    id
+}
+
+#[cfg(test)]
+mod tests;

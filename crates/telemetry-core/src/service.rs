@@ -39,6 +39,7 @@ use crate::output::{
     CallOutput, Encoded, NodeRateCell, NodeRates, Notifier, Output, OutputQueue, OutputReceiver,
     WorkerState,
 };
+use crate::quality::{Quality, QualityChange};
 use crate::rates::{RateCell, sample_interval};
 use crate::time::{Clock, SystemClock, UnixMillis};
 use crate::workers::{Obtained, Recorded, TrackLimits, WorkerTable};
@@ -148,6 +149,7 @@ impl ServiceBuilder {
         );
         let workers = WorkerTable::new(self.config.limits.max_participants);
         let inner = Inner {
+            quality: Quality::new(&self.config.quality),
             analytics_key: self.config.analytics_key.as_str().into(),
             unknown_node: self.config.node_id.as_str().into(),
             config: self.config,
@@ -187,6 +189,8 @@ struct Inner {
     unknown_node: Arc<str>,
     /// Serialises flushes; owns the generator of stat ids.
     flush: Mutex<flush::FlushState>,
+    /// The quality detectors' thresholds and the upstream board.
+    quality: Quality,
 }
 
 #[derive(Debug)]
@@ -228,6 +232,14 @@ struct CallContext<'a> {
 type Mapped = (Option<lk::WebhookEvent>, Option<lk::AnalyticsEvent>);
 
 impl Inner {
+    /// Pushes quality changes onto the output queue; returns the last sequence number.
+    fn push_quality(&self, changes: Vec<QualityChange>) -> Option<u64> {
+        if changes.is_empty() {
+            return None;
+        }
+        self.queue.push(changes.into_iter().map(|change| Output::Quality(Box::new(change))))
+    }
+
     /// Returns the name of `node` (for a node no longer known, the configured node's name).
     fn node_name(&self, node: NodeId) -> Arc<str> {
         self.nodes.name(node).unwrap_or_else(|| self.unknown_node.clone())
@@ -340,19 +352,29 @@ impl TelemetryService {
         let summary = SampleSummary::of(stat);
         let recorded =
             inner.workers.with_worker(hash, room_id, &key.participant_id, |worker| match worker {
-                Some(worker) => worker.lock().record(
-                    meta.at,
-                    meta.node,
-                    key,
-                    stat,
-                    &summary,
-                    flush_interval_ms,
-                    TrackLimits {
-                        max_samples: inner.config.max_samples_per_track,
-                        max_tracks: inner.config.limits.max_tracks_per_participant,
-                    },
-                    inner.workers.hasher(),
-                ),
+                Some(worker) => {
+                    let mut worker = worker.lock();
+                    let mut changes = Vec::new();
+                    let recorded = worker.record(
+                        meta.at,
+                        meta.node,
+                        key,
+                        stat,
+                        &summary,
+                        flush_interval_ms,
+                        TrackLimits {
+                            max_samples: inner.config.max_samples_per_track,
+                            max_tracks: inner.config.limits.max_tracks_per_participant,
+                        },
+                        inner.workers.hasher(),
+                        &inner.quality,
+                        &mut changes,
+                    );
+                    // Pushed under the worker lock, so that a leave (which closes the worker's
+                    // issues under the same lock) comes before or after, never between.
+                    inner.push_quality(changes);
+                    recorded
+                }
                 None => Recorded::Reaped,
             });
         let mut aux = shard.aux.lock();

@@ -25,6 +25,8 @@ use crate::keys::{Direction, StatsKey, StreamKind};
 use crate::metrics::{SampleCounters, StatsMetrics};
 use crate::nodes::NodeId;
 use crate::output::WorkerState;
+use crate::quality::detect::{Change, TrackQuality};
+use crate::quality::{IssueKind, Quality, QualityChange, QualityIssue};
 use crate::rates::{RateCell, RateRing, sample_interval};
 use crate::time::UnixMillis;
 
@@ -78,6 +80,8 @@ struct TrackState {
     /// starts where the previous one ended.
     last_end: Option<UnixMillis>,
     accumulator: TrackAccumulator,
+    /// The issue detectors (media tracks only); they survive flushes.
+    quality: TrackQuality,
 }
 
 /// What recording a sample did.
@@ -231,6 +235,8 @@ impl Worker {
         flush_interval_ms: i64,
         limits: TrackLimits,
         hasher: &DefaultHashBuilder,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
     ) -> Recorded {
         if self.reaped {
             return Recorded::Reaped;
@@ -256,6 +262,7 @@ impl Worker {
                     active_at: self.active_at,
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
+                    quality: TrackQuality::default(),
                 });
                 self.tracks.len() - 1
             }
@@ -273,7 +280,136 @@ impl Worker {
         track.last_end = Some(track.last_end.map_or(end, |last| last.max(end)));
         track.node = node;
         track.accumulator.record(stat, summary, (start, end));
+        if quality.thresholds.enabled && track.kind == StreamKind::Media && self.closed_at.is_none()
+        {
+            self.detect(index, summary, (start, end), at, quality, changes);
+        }
         Recorded::Interval(start, end)
+    }
+
+    /// Feeds a recorded sample of media track `index` to its detectors. Upstream, the board
+    /// learns which conditions hold; downstream, what the publisher's upstream explains reads as
+    /// clean, and the subscriber is listed as reached by it.
+    fn detect(
+        &mut self,
+        index: usize,
+        summary: &SampleSummary,
+        interval: (UnixMillis, UnixMillis),
+        at: UnixMillis,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
+    ) {
+        let track = &mut self.tracks[index];
+        let upstream = track.direction == Direction::Upstream;
+        let clean_kinds = if upstream {
+            0
+        } else {
+            quality.board.reached(&track.track_id, &self.participant_id) & IssueKind::PROPAGATING
+        };
+        let mut kind_changes = Vec::new();
+        track.quality.observe(
+            &quality.thresholds,
+            &summary.reading,
+            upstream,
+            clean_kinds,
+            (interval.0.0, interval.1.0),
+            &mut kind_changes,
+        );
+        self.emit(index, kind_changes, at, quality, changes);
+    }
+
+    /// Turns detector changes of track `index` into issues, then writes the upstream board if
+    /// the conditions that hold changed (after reading `affected`, which the write may clear).
+    fn emit(
+        &mut self,
+        index: usize,
+        kind_changes: Vec<(IssueKind, Change)>,
+        at: UnixMillis,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
+    ) {
+        let track = &mut self.tracks[index];
+        let upstream = track.direction == Direction::Upstream;
+        for (kind, change) in kind_changes {
+            let (started_at, ended_at, value) = match change {
+                Change::Opened { started_at, value } => (started_at, None, value),
+                Change::Closed { started_at, ended_at, value } => {
+                    (started_at, Some(UnixMillis(ended_at)), value)
+                }
+            };
+            let id = crate::quality::derived_id(
+                crate::quality::ISSUE_PREFIX,
+                &[
+                    &self.room_id,
+                    &self.participant_id,
+                    &track.track_id,
+                    track.direction.as_str(),
+                    kind.as_str(),
+                    &started_at.to_string(),
+                ],
+            );
+            let affected =
+                if upstream { quality.board.affected(&track.track_id) } else { Vec::new() };
+            changes.push(QualityChange {
+                at,
+                issue: QualityIssue {
+                    id,
+                    kind,
+                    direction: track.direction,
+                    room_id: self.room_id.clone(),
+                    room_name: self.room_name.clone(),
+                    participant_id: self.participant_id.clone(),
+                    identity: self.identity.clone(),
+                    track_id: track.track_id.clone(),
+                    value: f64::from(value),
+                    threshold: quality.thresholds.of(kind),
+                    started_at: UnixMillis(started_at),
+                    ended_at,
+                    affected,
+                },
+            });
+        }
+        if upstream {
+            let mask = track.quality.bad_mask();
+            if mask != track.quality.board_mask {
+                quality.board.set(&track.track_id, mask);
+                track.quality.board_mask = mask;
+            }
+        }
+    }
+
+    /// Closes the open issues of the tracks `which` selects, at `at` (their track or participant
+    /// went away), and takes their upstreams off the board.
+    pub(crate) fn close_issues(
+        &mut self,
+        at: UnixMillis,
+        quality: &Quality,
+        which: impl Fn(Direction, &str) -> bool,
+        changes: &mut Vec<QualityChange>,
+    ) {
+        for index in 0..self.tracks.len() {
+            let track = &mut self.tracks[index];
+            if !which(track.direction, &track.track_id) {
+                continue;
+            }
+            if !track.quality.any_open() && track.quality.board_mask == 0 {
+                continue;
+            }
+            let mut kind_changes = Vec::new();
+            track.quality.force_close(at.0, &mut kind_changes);
+            self.emit(index, kind_changes, at, quality, changes);
+        }
+    }
+
+    /// Marks the upstream track `track_id` muted or not: a muted track is never without media.
+    pub(crate) fn set_muted(&mut self, track_id: &str, muted: bool) {
+        if let Some(track) = self
+            .tracks
+            .iter_mut()
+            .find(|track| track.direction == Direction::Upstream && track.track_id == track_id)
+        {
+            track.quality.muted = muted;
+        }
     }
 
     /// Takes every track's accumulated samples; returns them (upstream first, then by track id)
@@ -285,6 +421,8 @@ impl Worker {
         now: UnixMillis,
         cleanup_wait_ms: i64,
         idle_ms: i64,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
     ) -> (Vec<TakenTrack>, FlushEffect) {
         let reap =
             self.closed_at.is_some_and(|closed_at| now.millis_since(closed_at) > cleanup_wait_ms);
@@ -311,6 +449,23 @@ impl Worker {
         }
         taken.sort_unstable_by(|a, b| (a.direction, &a.track_id).cmp(&(b.direction, &b.track_id)));
         if idle_tracks {
+            // The issues of the tracks about to be dropped end now.
+            let idle: Vec<(Direction, CompactString)> = self
+                .tracks
+                .iter()
+                .filter(|track| {
+                    track.accumulator.samples() == 0 && now.millis_since(track.active_at) > idle_ms
+                })
+                .map(|track| (track.direction, track.track_id.clone()))
+                .collect();
+            self.close_issues(
+                now,
+                quality,
+                |direction, track_id| {
+                    idle.iter().any(|(d, id)| *d == direction && id.as_str() == track_id)
+                },
+                changes,
+            );
             let before = self.tracks.len();
             let keep = |track: &TrackState| {
                 track.accumulator.samples() > 0 || now.millis_since(track.active_at) <= idle_ms
@@ -326,6 +481,7 @@ impl Worker {
         } else if self.closed_at.is_none() && now.millis_since(self.active_at) > idle_ms {
             self.closed_at = Some(now);
             effect.closed_idle = true;
+            self.close_issues(now, quality, |_, _| true, changes);
         }
         (taken, effect)
     }
@@ -603,6 +759,7 @@ impl WorkerTable {
     /// Takes the samples of every worker of `shard` (and of its retired workers) into `out`, and
     /// reaps the workers closed for longer than `cleanup_wait_ms`; closes the workers and drops
     /// the tracks idle for longer than `idle_ms`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn take_shard(
         &self,
         shard: &Shard,
@@ -611,6 +768,8 @@ impl WorkerTable {
         idle_ms: i64,
         out: &mut Vec<Taken>,
         closed_idle: &mut Vec<(NodeId, WorkerState)>,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
     ) {
         let mut reaped = Vec::new();
         let (mut closed_idle_count, mut tracks_dropped) = (0, 0);
@@ -618,7 +777,8 @@ impl WorkerTable {
             let workers = shard.workers.read();
             for slot in workers.iter() {
                 let mut worker = slot.worker.lock();
-                let (tracks, effect) = worker.take_for_flush(now, cleanup_wait_ms, idle_ms);
+                let (tracks, effect) =
+                    worker.take_for_flush(now, cleanup_wait_ms, idle_ms, quality, changes);
                 if !tracks.is_empty() {
                     out.push(Taken::from_worker(&worker, tracks));
                 }
@@ -650,7 +810,8 @@ impl WorkerTable {
         // Replaced workers: their last samples go out, then they are dropped.
         let retired = std::mem::take(&mut *shard.retired.lock());
         for mut worker in retired {
-            let (tracks, _) = worker.take_for_flush(now, cleanup_wait_ms, idle_ms);
+            let (tracks, _) =
+                worker.take_for_flush(now, cleanup_wait_ms, idle_ms, quality, changes);
             if !tracks.is_empty() {
                 out.push(Taken::from_worker(&worker, tracks));
             }

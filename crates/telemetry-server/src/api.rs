@@ -1,6 +1,9 @@
 //! The query API (role `read`): rooms, a room with its participants and tracks, a room's events,
 //! stats series with the honest-rate fields, nodes and their rate series. Parameters are checked
-//! and a bad one is a 400 naming it; pages carry an opaque `nextCursor`.
+//! and a bad one is a 400 naming it; pages carry an opaque `nextCursor`. The call quality routes
+//! (issues, room reports) are in [`quality`].
+
+pub mod quality;
 
 use std::collections::BTreeMap;
 
@@ -33,7 +36,7 @@ pub fn rfc3339(at: UnixMillis) -> String {
 }
 
 /// Parses a time parameter: RFC 3339, or milliseconds since the epoch.
-fn parse_time(name: &str, value: &str) -> Result<UnixMillis, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<UnixMillis, ApiError> {
     if let Ok(millis) = value.parse::<i64>() {
         return Ok(UnixMillis(millis));
     }
@@ -73,7 +76,7 @@ pub(crate) fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, A
     }
 }
 
-fn read(principal: Result<Principal, ApiError>) -> Result<(), ApiError> {
+pub(crate) fn read(principal: Result<Principal, ApiError>) -> Result<(), ApiError> {
     principal?.require(Role::Read)
 }
 
@@ -378,6 +381,7 @@ fn window_json(window: &StatsWindowRecord) -> Value {
         "frames": window.frames,
         "coveredMs": window.covered_ms,
         "samples": window.samples,
+        "mos": window.mos,
     })
 }
 

@@ -295,6 +295,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rooms", get(api::rooms))
         .route("/v1/rooms/{sid}", get(api::room))
         .route("/v1/rooms/{sid}/events", get(api::room_events))
+        .route("/v1/rooms/{sid}/report", get(api::quality::report))
+        .route("/v1/issues", get(api::quality::issues))
         .route("/v1/stats", get(api::stats))
         .route("/v1/nodes", get(api::nodes))
         .route("/v1/nodes/{node_id}/rates", get(api::node_rates))

@@ -47,10 +47,35 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Janus ingest (`POST /v1/ingest/janus`).
     pub janus: JanusConfig,
+    /// The call quality detectors (DESIGN.md, "Call quality"; `telemetry_core::quality`).
+    pub quality: QualityConfig,
     /// The longest a token may still be valid for: a token whose `exp` is further than this from
     /// now is refused.
     #[serde(deserialize_with = "duration")]
     pub max_token_lifetime: Duration,
+}
+
+/// The `[quality]` section: thresholds and hysteresis of the issue detectors (see
+/// `telemetry_core::quality::QualityConfig`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Whether the detectors run.
+    pub enabled: bool,
+    /// A condition opens an issue once it held this long (sample time).
+    #[serde(deserialize_with = "duration")]
+    pub open_after: Duration,
+    /// An issue closes once its condition did not hold this long (sample time).
+    #[serde(deserialize_with = "duration")]
+    pub close_after: Duration,
+    /// `packet_loss` above this percentage.
+    pub loss_pct: f64,
+    /// `jitter` above this many milliseconds.
+    pub jitter_ms: f64,
+    /// `rtt` above this many milliseconds.
+    pub rtt_ms: f64,
+    /// `low_score` under this score (0 to 5).
+    pub min_score: f64,
 }
 
 /// Janus ingest: how Janus's events are mapped, and the caps on the state they make (see
@@ -512,6 +537,27 @@ fn validate_limits(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_quality(quality: &QualityConfig) -> Result<(), ConfigError> {
+    for (key, value, max) in [
+        ("quality.loss_pct", quality.loss_pct, 100.0),
+        ("quality.jitter_ms", quality.jitter_ms, f64::MAX),
+        ("quality.rtt_ms", quality.rtt_ms, f64::MAX),
+        ("quality.min_score", quality.min_score, 5.0),
+    ] {
+        if !value.is_finite() || !(0.0..=max).contains(&value) {
+            return Err(invalid(key, format!("must be a number from 0 to {max}")));
+        }
+    }
+    for (key, duration) in
+        [("quality.open_after", quality.open_after), ("quality.close_after", quality.close_after)]
+    {
+        if duration > Duration::from_secs(3600) {
+            return Err(invalid(key, "must be at most 1h"));
+        }
+    }
+    Ok(())
+}
+
 fn validate_janus(janus: &JanusConfig) -> Result<(), ConfigError> {
     for (key, timeout) in [
         ("janus.room_idle_timeout", janus.room_idle_timeout),
@@ -631,6 +677,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     validate_limits(config)?;
     validate_janus(&config.janus)?;
+    validate_quality(&config.quality)?;
     if config.store.backend == StoreBackend::Postgres {
         let url = &config.store.url;
         if url.is_empty() {
@@ -730,16 +777,13 @@ pub fn validate_endpoint(endpoint: &EndpointConfig) -> Result<(), (&'static str,
     for (field, names) in
         [("include_events", &endpoint.include_events), ("exclude_events", &endpoint.exclude_events)]
     {
-        if let Some(name) =
-            names.iter().find(|name| !telemetry_core::webhook_names::ALL.contains(&name.as_str()))
+        if let Some(name) = names.iter().find(|name| !telemetry_core::webhook_names::is_known(name))
         {
-            return Err((
-                field,
-                format!(
-                    "unknown event `{name}`; known: {}",
-                    telemetry_core::webhook_names::ALL.join(", ")
-                ),
-            ));
+            let known: Vec<&str> = telemetry_core::webhook_names::ALL
+                .into_iter()
+                .chain(telemetry_core::webhook_names::OPT_IN)
+                .collect();
+            return Err((field, format!("unknown event `{name}`; known: {}", known.join(", "))));
         }
     }
     Ok(())
@@ -820,6 +864,15 @@ impl Config {
                 max_tracks_per_participant: self.limits.max_tracks_per_participant,
                 participant_idle_timeout: self.limits.participant_idle_timeout,
                 max_open_rooms: self.limits.max_open_rooms,
+            },
+            quality: telemetry_core::quality::QualityConfig {
+                enabled: self.quality.enabled,
+                open_after: self.quality.open_after,
+                close_after: self.quality.close_after,
+                loss_pct: self.quality.loss_pct,
+                jitter_ms: self.quality.jitter_ms,
+                rtt_ms: self.quality.rtt_ms,
+                min_score: self.quality.min_score,
             },
         }
     }

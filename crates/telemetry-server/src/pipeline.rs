@@ -14,7 +14,7 @@ use telemetry_core::{
 };
 use telemetry_store::Store;
 use telemetry_store::model::{
-    EventRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
+    EventRecord, IssueRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
     WebhookMessage, WorkerRecord, WriteBatch,
 };
 use tokio::sync::{Notify, watch};
@@ -312,6 +312,17 @@ pub fn to_write_batch(
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            Output::Quality(change) => {
+                let event = EventRecord::from_quality(&change);
+                let endpoint_ids = endpoints.select(change.webhook_name());
+                if !endpoint_ids.is_empty() {
+                    let message =
+                        WebhookMessage::new(change.render_webhook(), event.id.clone(), change.at);
+                    batch.webhooks.push(OutgoingWebhook { message, endpoint_ids });
+                }
+                batch.events.push(event);
+                batch.issues.push(IssueRecord::from_issue(&change.issue));
+            }
         }
     }
     batch

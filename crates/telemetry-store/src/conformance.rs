@@ -24,9 +24,9 @@ use crate::Store;
 use crate::model::{
     AdapterStateRecord, AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery,
     ConfiguredEndpoints, DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource,
-    EventRecord, EventsQuery, NodeRoomsRecord, OutboxCounts, OutgoingWebhook, ParticipantState,
-    RateCellRecord, ReplayQuery, RoomsQuery, Signing, StatsQuery, StatsWindowRecord,
-    WebhookMessage, WorkerRecord, WriteBatch,
+    EventRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, OutboxCounts,
+    OutgoingWebhook, ParticipantState, RateCellRecord, ReplayQuery, RoomsQuery, Signing,
+    StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
 };
 
 /// Gives the suite databases.
@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             rooms_are_listed_newest_first_with_cursor_filter_and_search,
             stats_windows_and_node_rates_round_trip,
             counters_beyond_i64_saturate,
+            issues_merge_by_their_rule_filter_and_survive_a_reopen,
             the_latest_node_room_state_wins,
             live_workers_keep_the_last_open_state_and_survive_a_reopen,
             adapter_states_keep_the_newest_generation_and_survive_a_reopen,
@@ -121,6 +122,10 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            Output::Quality(change) => {
+                batch.events.push(EventRecord::from_quality(&change));
+                batch.issues.push(IssueRecord::from_issue(&change.issue));
+            }
         }
     }
     batch
@@ -266,6 +271,83 @@ pub async fn projections_merge_what_arrives_out_of_order(harness: &dyn Harness) 
     assert_eq!((counts.rooms, counts.active_rooms, counts.active_participants), (1, 1, 1));
 }
 
+/// Issues: a start then its end is one closed row; a start applied again never reopens it; a
+/// start and end in one write is the closed row; the filters of `GET /v1/issues` select by
+/// openness, room, kind and overlap with `[from, to)`; all of it survives a reopen.
+pub async fn issues_merge_by_their_rule_filter_and_survive_a_reopen(harness: &dyn Harness) {
+    use telemetry_core::quality::IssueKind;
+    let database = harness.database().await;
+    let store = database.open().await;
+    let issue =
+        |id: &str, room: &str, kind: IssueKind, start_s: i64, end_s: Option<i64>| IssueRecord {
+            id: id.into(),
+            room_sid: room.into(),
+            room_name: format!("{room}-name"),
+            participant_sid: "PA_pub".into(),
+            participant_identity: "pub".into(),
+            track_sid: "TR_a".into(),
+            direction: Direction::Upstream,
+            kind,
+            value: 7.5,
+            threshold: 5.0,
+            started_at: T0.plus_millis(start_s * 1000),
+            ended_at: end_s.map(|end_s| T0.plus_millis(end_s * 1000)),
+            affected: if end_s.is_some() { vec!["PA_s1".into(), "PA_s2".into()] } else { vec![] },
+        };
+    let write = |issues: Vec<IssueRecord>| {
+        let store = store.clone();
+        async move { store.write(WriteBatch { issues, ..Default::default() }).await.expect("write") }
+    };
+    let loss_open = issue("QI_loss", "RM_a", IssueKind::PacketLoss, 10, None);
+    let loss_closed = IssueRecord {
+        value: 12.0,
+        ..issue("QI_loss", "RM_a", IssueKind::PacketLoss, 10, Some(70))
+    };
+    write(vec![loss_open.clone()]).await;
+    write(vec![loss_closed.clone()]).await;
+    write(vec![loss_open.clone()]).await;
+    let jitter_closed = issue("QI_jit", "RM_a", IssueKind::Jitter, 100, Some(130));
+    write(vec![issue("QI_jit", "RM_a", IssueKind::Jitter, 100, None), jitter_closed.clone()]).await;
+    let rtt_open = issue("QI_rtt", "RM_b", IssueKind::Rtt, 200, None);
+    write(vec![rtt_open.clone()]).await;
+    let all = IssuesQuery { limit: 100, ..Default::default() };
+    let list = |query: IssuesQuery| {
+        let store = store.clone();
+        async move {
+            store.issues(query).await.expect("issues").into_iter().map(|i| i.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        store.issues(all.clone()).await.expect("issues"),
+        [loss_closed.clone(), jitter_closed.clone(), rtt_open.clone()]
+    );
+    assert_eq!(list(IssuesQuery { open: Some(true), ..all.clone() }).await, ["QI_rtt"]);
+    assert_eq!(list(IssuesQuery { open: Some(false), ..all.clone() }).await, ["QI_loss", "QI_jit"]);
+    assert_eq!(
+        list(IssuesQuery { room_sid: Some("RM_b".into()), ..all.clone() }).await,
+        ["QI_rtt"]
+    );
+    assert_eq!(
+        list(IssuesQuery { kind: Some(IssueKind::Jitter), ..all.clone() }).await,
+        ["QI_jit"]
+    );
+    // Overlap with [80 s, 150 s): the loss issue ended at 70 s, the RTT one starts at 200 s.
+    let window = IssuesQuery {
+        from: Some(T0.plus_millis(80_000)),
+        to: Some(T0.plus_millis(150_000)),
+        ..all.clone()
+    };
+    assert_eq!(list(window).await, ["QI_jit"]);
+    assert_eq!(
+        list(IssuesQuery { from: Some(T0.plus_millis(1_000_000)), ..all.clone() }).await,
+        ["QI_rtt"]
+    );
+    assert_eq!(list(IssuesQuery { limit: 1, ..all.clone() }).await, ["QI_loss"]);
+    drop(store);
+    let reopened = database.open().await;
+    assert_eq!(reopened.issues(all).await.expect("issues"), [loss_closed, jitter_closed, rtt_open]);
+}
+
 /// Counters beyond what a signed 64-bit column holds are stored saturated, never wrapped.
 pub async fn counters_beyond_i64_saturate(harness: &dyn Harness) {
     let database = harness.database().await;
@@ -302,6 +384,7 @@ pub async fn counters_beyond_i64_saturate(harness: &dyn Harness) {
         frames: 4,
         samples: u32::MAX,
         invalid_samples: 1,
+        mos: Some(3.75),
     };
     store
         .write(WriteBatch { stats: vec![window.clone()], ..Default::default() })

@@ -30,10 +30,10 @@ use telemetry_core::rates::RateCell;
 
 use crate::model::{
     AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
-    ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, NodeSummary,
-    OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery, RoomCursor, RoomDetail,
-    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, WorkerRecord,
-    WriteBatch, WriteReceipt,
+    ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, IssueRecord,
+    IssuesQuery, NodeSummary, OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery,
+    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
+    StoredEvent, WorkerRecord, WriteBatch, WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -134,6 +134,9 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
 
     /// Returns stats windows, by track, direction and start.
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsWindowRecord>, StoreError>;
+
+    /// Lists quality issues, by start then id.
+    async fn issues(&self, query: IssuesQuery) -> Result<Vec<IssueRecord>, StoreError>;
 
     /// Lists the nodes seen, with their latest room states.
     async fn nodes(&self) -> Result<Vec<NodeSummary>, StoreError>;

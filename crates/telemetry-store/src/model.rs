@@ -110,6 +110,25 @@ impl ParticipantState {
 }
 
 impl EventRecord {
+    /// The record of a quality issue's `QUALITY_ISSUE_STARTED` or `QUALITY_ISSUE_ENDED` event;
+    /// it projects nothing.
+    pub fn from_quality(change: &telemetry_core::quality::QualityChange) -> Self {
+        let issue = &change.issue;
+        Self {
+            id: change.event_id(),
+            event_type: change.event_type().to_owned(),
+            at: change.at,
+            room_sid: issue.room_id.to_string(),
+            room_name: issue.room_name.to_string(),
+            participant_sid: issue.participant_id.to_string(),
+            participant_identity: issue.identity.to_string(),
+            track_sid: issue.track_id.to_string(),
+            node_id: String::new(),
+            payload: change.event_json().to_string(),
+            projections: Vec::new(),
+        }
+    }
+
     /// Builds the record of an analytics event, with its projections.
     ///
     /// # Panics
@@ -319,6 +338,8 @@ pub struct StatsWindowRecord {
     pub samples: u32,
     /// Invalid samples skipped.
     pub invalid_samples: u32,
+    /// Audio: the E-model MOS estimate of the window (`telemetry_core::coalesce::window_mos`).
+    pub mos: Option<f64>,
 }
 
 impl StatsWindowRecord {
@@ -369,6 +390,7 @@ impl StatsWindowRecord {
             frames: coalesced.totals.frames,
             samples: coalesced.samples,
             invalid_samples: coalesced.invalid_samples,
+            mos: coalesced.mos,
         }
     }
 
@@ -437,6 +459,11 @@ impl StatsWindowRecord {
             frames: totals.frames,
             samples: 1,
             invalid_samples: 0,
+            mos: if kind == StreamKind::Media {
+                telemetry_core::coalesce::window_mos(&stat.mime, &totals, jitter, rtt)
+            } else {
+                None
+            },
         }
     }
 }
@@ -502,6 +529,133 @@ pub struct WriteBatch {
     /// Stats workers' states, in order: the last state of a worker wins; an open one is kept
     /// (replacing what was kept), a closed one removes what was kept.
     pub workers: Vec<WorkerRecord>,
+    /// Quality issues, in order: see [`IssueRecord`] for how they merge.
+    pub issues: Vec<IssueRecord>,
+}
+
+/// A quality issue, as stored: one row per issue id, written when it opens and completed when it
+/// closes. Merge rule (every backend): a closed record replaces what is stored (end, worst value,
+/// affected); an open one is stored only if the id is new, so a start applied again (a replay)
+/// never reopens a closed issue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IssueRecord {
+    /// `QI_` id.
+    pub id: String,
+    /// The room's sid.
+    pub room_sid: String,
+    /// The room's name.
+    pub room_name: String,
+    /// The participant whose leg is in trouble.
+    pub participant_sid: String,
+    /// Its identity.
+    pub participant_identity: String,
+    /// The track.
+    pub track_sid: String,
+    /// Upstream (the publisher's uplink) or downstream (a subscriber's downlink).
+    pub direction: Direction,
+    /// `packet_loss`, `jitter`, `rtt`, `low_score` or `no_media`.
+    pub kind: telemetry_core::quality::IssueKind,
+    /// The worst value seen.
+    pub value: f64,
+    /// The threshold it broke.
+    pub threshold: f64,
+    /// The start of the first bad sample.
+    pub started_at: UnixMillis,
+    /// The start of the first clean sample; `None` while open.
+    pub ended_at: Option<UnixMillis>,
+    /// Upstream issues: the subscribers it reached.
+    pub affected: Vec<String>,
+}
+
+impl IssueRecord {
+    /// The record of an issue as a change left the core.
+    pub fn from_issue(issue: &telemetry_core::quality::QualityIssue) -> Self {
+        Self {
+            id: issue.id.clone(),
+            room_sid: issue.room_id.to_string(),
+            room_name: issue.room_name.to_string(),
+            participant_sid: issue.participant_id.to_string(),
+            participant_identity: issue.identity.to_string(),
+            track_sid: issue.track_id.to_string(),
+            direction: issue.direction,
+            kind: issue.kind,
+            value: issue.value,
+            threshold: issue.threshold,
+            started_at: issue.started_at,
+            ended_at: issue.ended_at,
+            affected: issue.affected.clone(),
+        }
+    }
+
+    /// The `issue` object of the API (DESIGN.md, "Call quality").
+    pub fn to_issue(&self) -> telemetry_core::quality::QualityIssue {
+        telemetry_core::quality::QualityIssue {
+            id: self.id.clone(),
+            kind: self.kind,
+            direction: self.direction,
+            room_id: self.room_sid.as_str().into(),
+            room_name: self.room_name.as_str().into(),
+            participant_id: self.participant_sid.as_str().into(),
+            identity: self.participant_identity.as_str().into(),
+            track_id: self.track_sid.as_str().into(),
+            value: self.value,
+            threshold: self.threshold,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            affected: self.affected.clone(),
+        }
+    }
+
+    /// `affected` as stored: a JSON array of strings.
+    pub fn affected_text(&self) -> String {
+        serde_json::to_string(&self.affected).expect("strings serialize")
+    }
+
+    /// `affected` from its stored text.
+    pub fn affected_from_text(text: &str) -> Result<Vec<String>, crate::StoreError> {
+        serde_json::from_str(text)
+            .map_err(|error| crate::StoreError::Corrupt(format!("stored issue affected: {error}")))
+    }
+
+    /// The record that decides each issue among `records` (in order), so that a backend writes
+    /// each id once: the first closed one if any (a closed issue stays as it closed), else the
+    /// first open one.
+    pub fn deciding<'a>(
+        records: impl IntoIterator<Item = &'a IssueRecord>,
+    ) -> Vec<&'a IssueRecord> {
+        let mut kept: Vec<&IssueRecord> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for record in records {
+            match index.get(record.id.as_str()) {
+                Some(&at) if kept[at].ended_at.is_none() && record.ended_at.is_some() => {
+                    kept[at] = record
+                }
+                Some(_) => {}
+                None => {
+                    index.insert(&record.id, kept.len());
+                    kept.push(record);
+                }
+            }
+        }
+        kept
+    }
+}
+
+/// `GET /v1/issues`: issues overlapping `[from, to)`, oldest start first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IssuesQuery {
+    /// `Some(true)`: open ones only; `Some(false)`: closed ones only.
+    pub open: Option<bool>,
+    /// One room's.
+    pub room_sid: Option<String>,
+    /// One kind's.
+    pub kind: Option<telemetry_core::quality::IssueKind>,
+    /// Issues that had not ended by then (open ones included).
+    pub from: Option<UnixMillis>,
+    /// Issues that started before then.
+    pub to: Option<UnixMillis>,
+    /// At most this many.
+    pub limit: u32,
 }
 
 /// The state an ingest adapter keeps between requests (the Janus adapter's, one per Janus
@@ -613,8 +767,9 @@ impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers } = self;
-        events.is_empty()
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues } = self;
+        issues.is_empty()
+            && events.is_empty()
             && stats.is_empty()
             && node_rooms.is_empty()
             && rate_cells.is_empty()
@@ -624,7 +779,8 @@ impl WriteBatch {
 
     /// Appends another batch.
     pub fn append(&mut self, other: &mut WriteBatch) {
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers } = other;
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues } = other;
+        self.issues.append(issues);
         self.events.append(events);
         self.stats.append(stats);
         self.node_rooms.append(node_rooms);

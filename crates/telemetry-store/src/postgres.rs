@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_workers.sql"),
     include_str!("../migrations/postgres/0003_adapter_states.sql"),
     include_str!("../migrations/postgres/0004_cluster.sql"),
+    include_str!("../migrations/postgres/0005_quality.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

@@ -23,13 +23,15 @@ use tokio::sync::oneshot;
 use crate::model::{
     AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
     ClaimedDelivery, ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus,
-    EndpointRecord, EndpointSource, EventRecord, EventsQuery, NodeRoomsRecord, NodeSummary,
-    OutboxCounts, OutgoingWebhook, Page, ParticipantRow, ParticipantState, PendingDelivery,
-    Projection, PruneCounts, RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary,
-    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow,
-    WorkerRecord, WriteBatch, WriteReceipt, count_from_stored, stored_count,
+    EndpointRecord, EndpointSource, EventRecord, EventsQuery, IssueRecord, IssuesQuery,
+    NodeRoomsRecord, NodeSummary, OutboxCounts, OutgoingWebhook, Page, ParticipantRow,
+    ParticipantState, PendingDelivery, Projection, PruneCounts, RateCellRecord, ReplayQuery,
+    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, Signing, StatsQuery, StatsWindowRecord,
+    StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
+    stored_count,
 };
 use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
+use telemetry_core::quality::IssueKind;
 use telemetry_core::{Direction, StreamKind, WebhookSubject};
 
 /// `std::sync::Mutex` with poisoning ignored: a panic while holding the pool lock leaves the pool
@@ -56,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_claims.sql"),
     include_str!("../migrations/sqlite/0004_workers.sql"),
     include_str!("../migrations/sqlite/0005_adapter_states.sql"),
+    include_str!("../migrations/sqlite/0006_quality.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -431,6 +434,9 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteRecei
     }
     for webhook in &batch.webhooks {
         insert_webhook(transaction, webhook, &mut receipt)?;
+    }
+    for issue in IssueRecord::deciding(&batch.issues) {
+        upsert_issue(transaction, issue)?;
     }
     let (open, closed) = WorkerRecord::last_states(&batch.workers);
     for worker in open {
@@ -876,6 +882,34 @@ fn project(transaction: &Transaction<'_>, projection: &Projection) -> Result<(),
     Ok(())
 }
 
+/// Writes an issue by [`IssueRecord`]'s merge rule.
+fn upsert_issue(transaction: &Transaction<'_>, issue: &IssueRecord) -> Result<(), StoreError> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO issues (id, room_sid, room_name, participant_sid, participant_identity, track_sid, \
+             direction, kind, value, threshold, started_at_ms, ended_at_ms, affected) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (id) DO UPDATE SET ended_at_ms = excluded.ended_at_ms, value = excluded.value, \
+             affected = excluded.affected WHERE excluded.ended_at_ms IS NOT NULL AND issues.ended_at_ms IS NULL",
+        )?
+        .execute(params![
+            issue.id,
+            issue.room_sid,
+            issue.room_name,
+            issue.participant_sid,
+            issue.participant_identity,
+            issue.track_sid,
+            issue.direction.as_str(),
+            issue.kind.as_str(),
+            issue.value,
+            issue.threshold,
+            issue.started_at.0,
+            issue.ended_at.map(|at| at.0),
+            issue.affected_text(),
+        ])?;
+    Ok(())
+}
+
 fn insert_window(
     transaction: &Transaction<'_>,
     window: &StatsWindowRecord,
@@ -885,8 +919,8 @@ fn insert_window(
             "INSERT OR IGNORE INTO stats_windows (id, room_sid, room_name, participant_sid, participant_identity, \
              track_sid, direction, kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, \
              packets_lost, avg_bps, peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, \
-             nacks, plis, firs, frames, samples, invalid_samples) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+             nacks, plis, firs, frames, samples, invalid_samples, mos) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
         )?
         .execute(params![
             window.id,
@@ -920,6 +954,7 @@ fn insert_window(
             stored_count(window.frames),
             window.samples,
             window.invalid_samples,
+            window.mos,
         ])?;
     Ok(())
 }
@@ -1170,12 +1205,74 @@ impl AnalyticsStore for SqliteStore {
         .await
     }
 
+    async fn issues(&self, query: IssuesQuery) -> Result<Vec<IssueRecord>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = "SELECT id, room_sid, room_name, participant_sid, participant_identity, track_sid, direction, \
+                 kind, value, threshold, started_at_ms, ended_at_ms, affected FROM issues WHERE 1 = 1"
+                .to_owned();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            match query.open {
+                Some(true) => sql.push_str(" AND ended_at_ms IS NULL"),
+                Some(false) => sql.push_str(" AND ended_at_ms IS NOT NULL"),
+                None => {}
+            }
+            if let Some(room_sid) = &query.room_sid {
+                sql.push_str(" AND room_sid = ?");
+                values.push(room_sid.clone().into());
+            }
+            if let Some(kind) = query.kind {
+                sql.push_str(" AND kind = ?");
+                values.push(kind.as_str().to_owned().into());
+            }
+            if let Some(from) = query.from {
+                sql.push_str(" AND (ended_at_ms IS NULL OR ended_at_ms > ?)");
+                values.push(from.0.into());
+            }
+            if let Some(to) = query.to {
+                sql.push_str(" AND started_at_ms < ?");
+                values.push(to.0.into());
+            }
+            sql.push_str(" ORDER BY started_at_ms, id LIMIT ?");
+            values.push(i64::from(query.limit).into());
+            let mut statement = connection.prepare_cached(&sql)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), |row| {
+                    Ok((
+                        IssueRecord {
+                            id: row.get(0)?,
+                            room_sid: row.get(1)?,
+                            room_name: row.get(2)?,
+                            participant_sid: row.get(3)?,
+                            participant_identity: row.get(4)?,
+                            track_sid: row.get(5)?,
+                            direction: parse_column(row, 6, Direction::parse)?,
+                            kind: parse_column(row, 7, IssueKind::parse)?,
+                            value: row.get(8)?,
+                            threshold: row.get(9)?,
+                            started_at: UnixMillis(row.get(10)?),
+                            ended_at: row.get::<_, Option<i64>>(11)?.map(UnixMillis),
+                            affected: Vec::new(),
+                        },
+                        row.get::<_, String>(12)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(mut issue, affected)| {
+                    issue.affected = IssueRecord::affected_from_text(&affected)?;
+                    Ok(issue)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsWindowRecord>, StoreError> {
         self.read(move |connection| {
             let mut sql = "SELECT id, room_sid, room_name, participant_sid, participant_identity, track_sid, direction, \
                  kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, packets_lost, avg_bps, \
                  peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, nacks, plis, firs, frames, \
-                 samples, invalid_samples FROM stats_windows WHERE 1 = 1"
+                 samples, invalid_samples, mos FROM stats_windows WHERE 1 = 1"
                 .to_owned();
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
             let direction = query.direction.map(|direction| direction.as_str().to_owned());
@@ -1235,6 +1332,7 @@ impl AnalyticsStore for SqliteStore {
                         frames: count_from_stored(row.get(28)?),
                         samples: row.get(29)?,
                         invalid_samples: row.get(30)?,
+                        mos: row.get(31)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

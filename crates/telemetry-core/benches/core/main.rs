@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the core: a `TrackStats` call on one and two threads, and a flush of
-//! 100,000 participants with 4 tracks each. Run with
+//! Criterion benchmarks of the core: a `TrackStats` call on one and two threads (and with the
+//! quality detectors off, to measure what they cost), and a flush of 100,000 participants with 4
+//! tracks each. Run with
 //! `cargo bench -p telemetry-core --features bench --bench core`.
 
 use std::hint::black_box;
@@ -11,7 +12,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 #[path = "../support.rs"]
 mod support;
 
-use support::{START, drain, media_sample, meta, populated};
+use support::{START, drain, media_sample, meta, populated, populated_with};
 
 /// Calls timed per chunk; samples are built between chunks, untimed. Small enough that the samples
 /// are still in cache when the calls read them, as they are for an SFU that just built them.
@@ -78,6 +79,24 @@ fn track_stats(criterion: &mut Criterion) {
     // The same calls on the 4 tracks of one participant: no cache misses, the CPU cost alone.
     let single = populated(1);
     group.bench_function("media_sample_one_participant", |bencher| {
+        bencher.iter_custom(|iters| timed_calls(&single, &single.keys, iters, None));
+    });
+    // The same two without the quality detectors (`quality.enabled = false`): what they cost.
+    let without = || telemetry_core::CoreConfig {
+        node_id: "bench".into(),
+        quality: telemetry_core::quality::QualityConfig {
+            enabled: false,
+            ..telemetry_core::quality::QualityConfig::default()
+        },
+        ..telemetry_core::CoreConfig::default()
+    };
+    drop(state);
+    let state = populated_with(10_000, without());
+    group.bench_function("media_sample_10k_participants_without_detectors", |bencher| {
+        bencher.iter_custom(|iters| timed_calls(&state, &state.keys, iters, None));
+    });
+    let single = populated_with(1, without());
+    group.bench_function("media_sample_one_participant_without_detectors", |bencher| {
         bencher.iter_custom(|iters| timed_calls(&single, &single.keys, iters, None));
     });
     group.finish();

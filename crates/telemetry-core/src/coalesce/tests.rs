@@ -225,3 +225,34 @@ fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
     let coalesced = fold(&samples);
     assert_eq!((coalesced.score, coalesced.min_score, coalesced.median_score), (2.5, 1.0, 2.5));
 }
+
+#[test]
+fn audio_windows_carry_the_e_model_mos_of_their_loss_jitter_rtt_and_codec() {
+    let audio = |mime: &str, packets: u32, lost: u32, jitter_us: u32, rtt_ms: u32| {
+        fold(&[lk::AnalyticsStat {
+            mime: mime.into(),
+            streams: vec![lk::AnalyticsStream {
+                primary_packets: packets,
+                primary_bytes: u64::from(packets) * 100,
+                packets_lost: lost,
+                jitter: jitter_us,
+                rtt: rtt_ms,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+        .mos
+    };
+    use crate::quality::mos::{Codec, Conditions, estimate};
+    // The window's figures, as the E-model takes them: loss of packets expected, half the RTT
+    // one way, jitter in milliseconds.
+    let expected = estimate(&Codec::OPUS, &Conditions::from_rtt(200.0, 5.0, 20.0)).mos;
+    assert_eq!(audio("audio/opus", 950, 50, 20_000, 200), Some(expected));
+    let clean = audio("audio/opus", 1000, 0, 0, 0).expect("audio");
+    assert!(clean > 4.3 && clean <= 4.5, "{clean}");
+    let pcmu = estimate(&Codec::G711_PLC, &Conditions::from_rtt(0.0, 10.0, 0.0)).mos;
+    assert_eq!(audio("audio/PCMU", 900, 100, 0, 0), Some(pcmu));
+    assert_eq!(audio("audio/red", 1000, 0, 0, 0), Some(clean), "unknown audio codecs as Opus");
+    assert_eq!(audio("video/VP8", 1000, 0, 0, 0), None);
+    assert_eq!(audio("audio/opus", 0, 0, 0, 0), None, "no packets, no estimate");
+}

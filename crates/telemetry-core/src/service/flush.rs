@@ -43,6 +43,7 @@ impl TelemetryService {
         let mut taken = Vec::new();
         let mut batches = Vec::new();
         let mut closed_idle = Vec::new();
+        let mut quality_changes = Vec::new();
         for shard in inner.workers.shards() {
             inner.workers.take_shard(
                 shard,
@@ -51,6 +52,8 @@ impl TelemetryService {
                 idle_ms,
                 &mut taken,
                 &mut closed_idle,
+                &inner.quality,
+                &mut quality_changes,
             );
             // Coalesce outside every lock.
             batches.extend(taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids)));
@@ -58,6 +61,8 @@ impl TelemetryService {
                 last = inner.queue.push(batches.drain(..).map(Output::Stats)).or(last);
             }
         }
+        // Issues of workers and tracks closed for idleness end with them.
+        last = inner.push_quality(quality_changes).or(last);
         if !closed_idle.is_empty() {
             // Workers closed for idleness leave the participant gauge of the node that made them,
             // and the store's live workers.

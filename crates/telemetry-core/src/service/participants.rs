@@ -129,6 +129,12 @@ fn left(
                 let mut worker = worker.lock();
                 let connected = worker.is_connected();
                 let closed = worker.close(guard, at);
+                if closed {
+                    // The participant's issues end as it leaves, before its leave's outputs.
+                    let mut changes = Vec::new();
+                    worker.close_issues(at, &inner.quality, |_, _| true, &mut changes);
+                    inner.push_quality(changes);
+                }
                 let owner = inner.node_name(worker.node());
                 *worker_state = Some(worker.state(owner));
                 (connected, closed)

@@ -7,11 +7,13 @@ use lk::AnalyticsEventType as Type;
 
 use crate::call::Call;
 use crate::events::{self, names};
+use crate::keys::Direction;
 use crate::metrics::track_kind_index;
 use crate::service::{CallContext, Mapped};
 
 /// Maps a track call.
 pub(super) fn map(context: &mut CallContext<'_>, call: Call) -> Mapped {
+    quality(context, &call);
     let at = context.at;
     let metrics = &mut *context.metrics;
     match call {
@@ -183,4 +185,42 @@ fn webhook_room(context: &CallContext<'_>, room: &lk::Room) -> lk::Room {
 /// A participant with its sid and identity only.
 fn identity_only(sid: &str, identity: &str) -> lk::ParticipantInfo {
     lk::ParticipantInfo { sid: sid.to_owned(), identity: identity.to_owned(), ..Default::default() }
+}
+
+/// What track calls change in call quality: an unpublished track's upstream issues and an
+/// unsubscribed track's downstream issues end (pushed before the call's own outputs); a mute
+/// keeps `no_media` from opening.
+fn quality(context: &CallContext<'_>, call: &Call) {
+    let (room, participant_id, track_id, what) = match call {
+        Call::TrackUnpublished { room, participant_id, track, .. } => {
+            (room, participant_id, &track.sid, Some(Direction::Upstream))
+        }
+        Call::TrackUnsubscribed { room, participant_id, track, .. } => {
+            (room, participant_id, &track.sid, Some(Direction::Downstream))
+        }
+        Call::TrackMuted { room, participant_id, track }
+        | Call::TrackUnmuted { room, participant_id, track } => {
+            (room, participant_id, &track.sid, None)
+        }
+        _ => return,
+    };
+    let inner = context.inner;
+    let hash = inner.workers.hash(&room.sid, participant_id);
+    inner.workers.with_worker(hash, &room.sid, participant_id, |worker| {
+        let Some(worker) = worker else { return };
+        let mut worker = worker.lock();
+        match what {
+            Some(direction) => {
+                let mut changes = Vec::new();
+                worker.close_issues(
+                    context.at,
+                    &inner.quality,
+                    |d, id| d == direction && id == track_id,
+                    &mut changes,
+                );
+                inner.push_quality(changes);
+            }
+            None => worker.set_muted(track_id, matches!(call, Call::TrackMuted { .. })),
+        }
+    });
 }

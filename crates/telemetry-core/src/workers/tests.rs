@@ -108,8 +108,18 @@ fn a_full_table_refuses_new_keys_but_serves_existing_ones() {
     });
     let flush = |now: i64| {
         let (mut out, mut idle) = (Vec::new(), Vec::new());
+        let quality = crate::quality::Quality::new(&crate::quality::QualityConfig::default());
         for shard in table.shards() {
-            table.take_shard(shard, UnixMillis(now), 10, i64::MAX, &mut out, &mut idle);
+            table.take_shard(
+                shard,
+                UnixMillis(now),
+                10,
+                i64::MAX,
+                &mut out,
+                &mut idle,
+                &quality,
+                &mut Vec::new(),
+            );
         }
     };
     flush(5);
@@ -126,8 +136,18 @@ fn flushes_close_idle_workers_and_drop_idle_tracks() {
     table.get_or_create("RM_1", "room", "PA_1", "x", "g", UnixMillis(0), node, |_| {});
     let flush = |now: i64| {
         let (mut out, mut idle) = (Vec::new(), Vec::new());
+        let quality = crate::quality::Quality::new(&crate::quality::QualityConfig::default());
         for shard in table.shards() {
-            table.take_shard(shard, UnixMillis(now), 1_000_000, 100, &mut out, &mut idle);
+            table.take_shard(
+                shard,
+                UnixMillis(now),
+                1_000_000,
+                100,
+                &mut out,
+                &mut idle,
+                &quality,
+                &mut Vec::new(),
+            );
         }
         idle.into_iter()
             .map(|(node, state)| {

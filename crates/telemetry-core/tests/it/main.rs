@@ -8,5 +8,6 @@ mod honest_rates;
 mod hostile_volume;
 mod method_table;
 mod ordering;
+mod quality;
 mod stats_scenarios;
 mod worker_lifecycle;

@@ -194,7 +194,7 @@ pub async fn list_deliveries(
         .map(|status| check_status("status", status, &DeliveryStatus::ALL))
         .transpose()?;
     if let Some(event) = &params.event
-        && !telemetry_core::webhook_names::ALL.contains(&event.as_str())
+        && !telemetry_core::webhook_names::is_known(event)
     {
         return Err(ApiError::invalid(format!("`event`: unknown event `{event}`")));
     }

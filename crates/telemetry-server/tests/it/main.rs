@@ -13,6 +13,7 @@ mod e2e_query;
 mod janus;
 mod janus_e2e;
 mod limits;
+mod quality;
 #[path = "../../../telemetry-core/tests/common/receivers.rs"]
 mod receivers;
 mod recorder;

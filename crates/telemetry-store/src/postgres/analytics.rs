@@ -10,10 +10,10 @@ use tokio_postgres::Row;
 use super::writer::WriteRequest;
 use super::{Failure, Parameters, PostgresStore, enum_column, lock, u32_column};
 use crate::model::{
-    AdapterStateRecord, EventsQuery, NodeRoomsRecord, NodeSummary, Page, ParticipantRow,
-    ParticipantState, PruneCounts, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
-    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt,
-    count_from_stored,
+    AdapterStateRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, NodeSummary, Page,
+    ParticipantRow, ParticipantState, PruneCounts, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
+    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch,
+    WriteReceipt, count_from_stored,
 };
 use crate::{AnalyticsStore, StoreError};
 
@@ -39,7 +39,7 @@ fn room_from_row(row: &Row) -> Result<RoomSummary, Failure> {
 const STATS_COLUMNS: &str = "id, room_sid, room_name, participant_sid, participant_identity, track_sid, \
      direction, kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, packets_lost, \
      avg_bps, peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, nacks, plis, firs, \
-     frames, samples, invalid_samples";
+     frames, samples, invalid_samples, mos";
 
 fn window_from_row(row: &Row) -> Result<StatsWindowRecord, Failure> {
     Ok(StatsWindowRecord {
@@ -74,6 +74,7 @@ fn window_from_row(row: &Row) -> Result<StatsWindowRecord, Failure> {
         frames: count_from_stored(row.try_get(28)?),
         samples: u32_column(row, 29)?,
         invalid_samples: u32_column(row, 30)?,
+        mos: row.try_get(31)?,
     })
 }
 
@@ -268,6 +269,63 @@ impl AnalyticsStore for PostgresStore {
             let statement = client.prepare_cached(&sql).await?;
             let rows = client.query(&statement, &parameters.as_refs()).await?;
             rows.iter().map(window_from_row).collect::<Result<Vec<_>, Failure>>()
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn issues(&self, query: IssuesQuery) -> Result<Vec<IssueRecord>, StoreError> {
+        async {
+            let mut parameters = Parameters::default();
+            let mut sql = "SELECT id, room_sid, room_name, participant_sid, participant_identity, track_sid, \
+                 direction, kind, value, threshold, started_at_ms, ended_at_ms, affected FROM issues WHERE TRUE"
+                .to_owned();
+            match query.open {
+                Some(true) => sql.push_str(" AND ended_at_ms IS NULL"),
+                Some(false) => sql.push_str(" AND ended_at_ms IS NOT NULL"),
+                None => {}
+            }
+            if let Some(room_sid) = &query.room_sid {
+                let room_sid = parameters.push(room_sid.clone());
+                sql.push_str(&format!(" AND room_sid = {room_sid}"));
+            }
+            if let Some(kind) = query.kind {
+                let kind = parameters.push(kind.as_str().to_owned());
+                sql.push_str(&format!(" AND kind = {kind}"));
+            }
+            if let Some(from) = query.from {
+                let from = parameters.push(from.0);
+                sql.push_str(&format!(" AND (ended_at_ms IS NULL OR ended_at_ms > {from})"));
+            }
+            if let Some(to) = query.to {
+                let to = parameters.push(to.0);
+                sql.push_str(&format!(" AND started_at_ms < {to}"));
+            }
+            let limit = parameters.push(i64::from(query.limit));
+            sql.push_str(&format!(" ORDER BY started_at_ms, id LIMIT {limit}"));
+            let client = self.client().await?;
+            let statement = client.prepare_cached(&sql).await?;
+            let rows = client.query(&statement, &parameters.as_refs()).await?;
+            let mut issues = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let affected: &str = row.try_get(12)?;
+                issues.push(IssueRecord {
+                    id: row.try_get(0)?,
+                    room_sid: row.try_get(1)?,
+                    room_name: row.try_get(2)?,
+                    participant_sid: row.try_get(3)?,
+                    participant_identity: row.try_get(4)?,
+                    track_sid: row.try_get(5)?,
+                    direction: enum_column(row, 6, Direction::parse)?,
+                    kind: enum_column(row, 7, telemetry_core::quality::IssueKind::parse)?,
+                    value: row.try_get(8)?,
+                    threshold: row.try_get(9)?,
+                    started_at: UnixMillis(row.try_get(10)?),
+                    ended_at: row.try_get::<_, Option<i64>>(11)?.map(UnixMillis),
+                    affected: IssueRecord::affected_from_text(affected).map_err(Failure::Store)?,
+                });
+            }
+            Ok(issues)
         }
         .await
         .map_err(Failure::into_store)

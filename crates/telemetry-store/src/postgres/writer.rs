@@ -27,8 +27,8 @@ use tokio_postgres::types::ToSql;
 use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
 use crate::StoreError;
 use crate::model::{
-    EventRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection, RateCellRecord,
-    StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt, stored_count,
+    EventRecord, IssueRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection,
+    RateCellRecord, StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt, stored_count,
 };
 
 /// Most writes committed in one transaction.
@@ -209,8 +209,9 @@ async fn apply(
         .collect();
     let (open_workers, closed_workers) =
         WorkerRecord::last_states(batches.iter().flat_map(|batch| &batch.workers));
+    let issues = IssueRecord::deciding(batches.iter().flat_map(|batch| &batch.issues));
     // First the rows, pipelined; events and messages say which of them are new.
-    let (new_events, new_messages, (), (), (), (), ()) = tokio::try_join!(
+    let (new_events, new_messages, (), (), (), (), (), ()) = tokio::try_join!(
         insert_events(transaction, &events),
         insert_messages(transaction, &webhooks),
         insert_windows(transaction, &stats),
@@ -218,6 +219,7 @@ async fn apply(
         add_rate_cells(transaction, &rate_cells),
         touch_nodes(transaction, &events, &stats, &rate_cells),
         apply_workers(transaction, &open_workers, &closed_workers),
+        upsert_issues(transaction, &issues),
     )?;
     // Then what the new ones imply.
     let ((), deliveries) = tokio::try_join!(
@@ -461,12 +463,12 @@ async fn insert_windows(
             "INSERT INTO stats_windows (id, room_sid, room_name, participant_sid, participant_identity, \
              track_sid, direction, kind, mime, node_id, start_ms, end_ms, flushed_at_ms, covered_ms, bytes, packets, \
              packets_lost, avg_bps, peak_bps, resolution_ms, jitter_max, rtt_max, score, min_score, median_score, \
-             nacks, plis, firs, frames, samples, invalid_samples) \
+             nacks, plis, firs, frames, samples, invalid_samples, mos) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], \
              $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::float8[], $19::float8[], \
              $20::bigint[], $21::bigint[], $22::bigint[], $23::real[], $24::real[], $25::real[], $26::bigint[], \
-             $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]) \
+             $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::float8[]) \
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -506,6 +508,7 @@ async fn insert_windows(
                 &column(w, |w| stored_count(w.frames)),
                 &column(w, |w| i64::from(w.samples)),
                 &column(w, |w| i64::from(w.invalid_samples)),
+                &column(w, |w| w.mos),
             ],
         )
         .await?;
@@ -542,6 +545,48 @@ async fn upsert_node_rooms(
             .await
     }))
     .await?;
+    Ok(())
+}
+
+/// Writes issues by [`IssueRecord`]'s merge rule (each id at most once: the callers pass the
+/// deciding record of each, see [`IssueRecord::deciding`]).
+async fn upsert_issues(
+    transaction: &Transaction<'_>,
+    issues: &[&IssueRecord],
+) -> Result<(), Failure> {
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO issues (id, room_sid, room_name, participant_sid, participant_identity, track_sid, \
+             direction, kind, value, threshold, started_at_ms, ended_at_ms, affected) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::float8[], $10::float8[], $11::int8[], $12::int8[], $13::text[]) \
+             ON CONFLICT (id) DO UPDATE SET ended_at_ms = excluded.ended_at_ms, value = excluded.value, \
+             affected = excluded.affected WHERE excluded.ended_at_ms IS NOT NULL AND issues.ended_at_ms IS NULL",
+        )
+        .await?;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &column(issues, |i| i.id.as_str()),
+                &column(issues, |i| i.room_sid.as_str()),
+                &column(issues, |i| i.room_name.as_str()),
+                &column(issues, |i| i.participant_sid.as_str()),
+                &column(issues, |i| i.participant_identity.as_str()),
+                &column(issues, |i| i.track_sid.as_str()),
+                &column(issues, |i| i.direction.as_str()),
+                &column(issues, |i| i.kind.as_str()),
+                &column(issues, |i| i.value),
+                &column(issues, |i| i.threshold),
+                &column(issues, |i| i.started_at.0),
+                &column(issues, |i| i.ended_at.map(|at| at.0)),
+                &column(issues, |i| i.affected_text()),
+            ],
+        )
+        .await?;
     Ok(())
 }
 

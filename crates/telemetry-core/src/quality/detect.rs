@@ -1,0 +1,328 @@
+//! The issue detectors: one hysteresis state machine per issue kind ([`Detector`]), five of them
+//! per media track and direction ([`TrackQuality`]), fed one sample interval at a time.
+//!
+//! A detector sees each sample as bad (with a value), clean, or unknown (the sample says nothing
+//! about the condition, such as a loss rate of a sample without packets; it changes nothing).
+//! It opens when the bad run, from the start of its first bad sample to the end of the latest,
+//! covers `open_after`; it closes when the clean run, from the start of the first clean sample
+//! after the issue, covers `close_after`. Both are measured in sample time, so a track reporting
+//! every second and one reporting every 30 seconds open and close within one sample interval of
+//! each other. A detector is 24 bytes; a track's five, with their flags, 128. A clean sample of a track
+//! without trouble costs a few comparisons ([`Thresholds::any_bad`]).
+
+use crate::quality::{IssueKind, QualityConfig};
+
+/// "No time": the detector's runs are empty.
+const NONE: i64 = i64::MIN;
+
+/// One kind's hysteresis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Detector {
+    /// Start of the first bad sample of the current bad run (or of the open issue).
+    bad_since: i64,
+    /// Start of the first clean sample since the issue opened.
+    clean_since: i64,
+    /// The worst value of the bad run (of the whole issue once open).
+    worst: f32,
+    open: bool,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Self { bad_since: NONE, clean_since: NONE, worst: 0.0, open: false }
+    }
+}
+
+/// What one sample says about one condition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Reading {
+    /// The condition holds, with this value.
+    Bad(f32),
+    /// It does not.
+    Clean,
+    /// The sample says nothing about it.
+    Unknown,
+}
+
+/// An issue that opened or closed, in sample time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Change {
+    /// Opened: its start and worst value so far.
+    Opened { started_at: i64, value: f32 },
+    /// Closed: its start, end and worst value.
+    Closed { started_at: i64, ended_at: i64, value: f32 },
+}
+
+impl Detector {
+    /// Whether an issue is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Whether the condition holds now (an issue open or a bad run under way).
+    pub(crate) fn is_bad(&self) -> bool {
+        self.bad_since != NONE
+    }
+
+    /// Feeds one sample covering `[start, end]` (milliseconds). `lower_is_worse` says how values
+    /// compare (scores) against higher-is-worse (loss, jitter, RTT).
+    pub(crate) fn observe(
+        &mut self,
+        reading: Reading,
+        start: i64,
+        end: i64,
+        open_after_ms: i64,
+        close_after_ms: i64,
+        lower_is_worse: bool,
+    ) -> Option<Change> {
+        match reading {
+            Reading::Unknown => None,
+            Reading::Bad(value) => {
+                self.clean_since = NONE;
+                if self.bad_since == NONE {
+                    self.bad_since = start;
+                    self.worst = value;
+                } else if (lower_is_worse && value < self.worst)
+                    || (!lower_is_worse && value > self.worst)
+                {
+                    self.worst = value;
+                }
+                if !self.open && end.saturating_sub(self.bad_since) >= open_after_ms {
+                    self.open = true;
+                    return Some(Change::Opened { started_at: self.bad_since, value: self.worst });
+                }
+                None
+            }
+            Reading::Clean if !self.open => {
+                self.bad_since = NONE;
+                None
+            }
+            Reading::Clean => {
+                if self.clean_since == NONE {
+                    self.clean_since = start;
+                }
+                if end.saturating_sub(self.clean_since) >= close_after_ms {
+                    let change = Change::Closed {
+                        started_at: self.bad_since,
+                        ended_at: self.clean_since,
+                        value: self.worst,
+                    };
+                    *self = Detector::default();
+                    return Some(change);
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes an open issue at `at` (its track or participant went away) and forgets any bad
+    /// run.
+    pub(crate) fn force_close(&mut self, at: i64) -> Option<Change> {
+        let change = self.open.then(|| Change::Closed {
+            started_at: self.bad_since,
+            ended_at: if self.clean_since == NONE {
+                at.max(self.bad_since)
+            } else {
+                self.clean_since
+            },
+            value: self.worst,
+        });
+        *self = Detector::default();
+        change
+    }
+}
+
+/// What one sample says about the five conditions, worked out once per `TrackStats` call from
+/// the sample alone (outside every lock).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SampleReading {
+    /// Packets received or sent (primary and retransmitted).
+    pub(crate) packets: u64,
+    /// Packets lost.
+    pub(crate) lost: u64,
+    /// The highest jitter of the sample's streams, in LiveKit's unit (microseconds).
+    pub(crate) jitter_us: u32,
+    /// The highest round-trip time of its streams, in milliseconds (0: not measured).
+    pub(crate) rtt_ms: u32,
+    /// LiveKit's connection score (0: not given).
+    pub(crate) score: f32,
+}
+
+impl SampleReading {
+    /// Loss as a percentage of the packets expected; `None` without packets.
+    pub(crate) fn loss_pct(&self) -> Option<f64> {
+        let expected = self.packets.saturating_add(self.lost);
+        (expected > 0).then(|| self.lost as f64 * 100.0 / expected as f64)
+    }
+
+    /// Jitter in milliseconds.
+    pub(crate) fn jitter_ms(&self) -> f64 {
+        f64::from(self.jitter_us) / 1000.0
+    }
+}
+
+/// The thresholds in the units the detectors use, converted once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Thresholds {
+    /// Whether detection runs.
+    pub(crate) enabled: bool,
+    /// `open_after` in milliseconds.
+    pub(crate) open_after_ms: i64,
+    /// `close_after` in milliseconds.
+    pub(crate) close_after_ms: i64,
+    /// `loss_pct`.
+    pub(crate) loss_pct: f64,
+    /// `jitter_ms`.
+    pub(crate) jitter_ms: f64,
+    /// `rtt_ms`.
+    pub(crate) rtt_ms: f64,
+    /// `min_score`.
+    pub(crate) min_score: f64,
+}
+
+impl Thresholds {
+    /// Converts a [`QualityConfig`].
+    pub(crate) fn new(config: &QualityConfig) -> Self {
+        let millis =
+            |duration: std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            enabled: config.enabled,
+            open_after_ms: millis(config.open_after),
+            close_after_ms: millis(config.close_after),
+            loss_pct: config.loss_pct,
+            jitter_ms: config.jitter_ms,
+            rtt_ms: config.rtt_ms,
+            min_score: config.min_score,
+        }
+    }
+
+    /// The threshold of `kind`, as issues report it.
+    pub(crate) fn of(&self, kind: IssueKind) -> f64 {
+        match kind {
+            IssueKind::PacketLoss => self.loss_pct,
+            IssueKind::Jitter => self.jitter_ms,
+            IssueKind::Rtt => self.rtt_ms,
+            IssueKind::LowScore => self.min_score,
+            IssueKind::NoMedia => 0.0,
+        }
+    }
+
+    /// Whether `sample` breaks any threshold: when it does not and no detector of the track is
+    /// bad or open, the detectors have nothing to do (the usual case, checked in a few
+    /// comparisons).
+    pub(crate) fn any_bad(&self, sample: &SampleReading, upstream: bool, muted: bool) -> bool {
+        sample.loss_pct().is_some_and(|loss| loss > self.loss_pct)
+            || (sample.packets > 0 && sample.jitter_ms() > self.jitter_ms)
+            || (sample.rtt_ms > 0 && f64::from(sample.rtt_ms) > self.rtt_ms)
+            || (sample.score > 0.0 && f64::from(sample.score) < self.min_score)
+            || (upstream && !muted && sample.packets == 0)
+    }
+
+    /// What `sample` says about `kind`. `no_media` is judged on upstream tracks only (a
+    /// subscriber may pause a track it does not show), and a muted track is never without media.
+    pub(crate) fn read(
+        &self,
+        kind: IssueKind,
+        sample: &SampleReading,
+        upstream: bool,
+        muted: bool,
+    ) -> Reading {
+        let over = |value: f64, threshold: f64| {
+            if value > threshold { Reading::Bad(value as f32) } else { Reading::Clean }
+        };
+        match kind {
+            IssueKind::PacketLoss => match sample.loss_pct() {
+                Some(loss) => over(loss, self.loss_pct),
+                None => Reading::Unknown,
+            },
+            IssueKind::Jitter if sample.packets > 0 => over(sample.jitter_ms(), self.jitter_ms),
+            IssueKind::Rtt if sample.rtt_ms > 0 => over(f64::from(sample.rtt_ms), self.rtt_ms),
+            IssueKind::Jitter | IssueKind::Rtt => Reading::Unknown,
+            IssueKind::LowScore if sample.score > 0.0 => {
+                if f64::from(sample.score) < self.min_score {
+                    Reading::Bad(sample.score)
+                } else {
+                    Reading::Clean
+                }
+            }
+            IssueKind::LowScore => Reading::Unknown,
+            IssueKind::NoMedia if !upstream => Reading::Unknown,
+            IssueKind::NoMedia if muted || sample.packets > 0 => Reading::Clean,
+            IssueKind::NoMedia => Reading::Bad(0.0),
+        }
+    }
+}
+
+/// The detectors of one media track and direction; they survive flushes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TrackQuality {
+    detectors: [Detector; 5],
+    /// The track is muted (`TrackMuted` without a later `TrackUnmuted`).
+    pub(crate) muted: bool,
+    /// The kinds whose condition held at the last sample, as last written to the upstream board.
+    pub(crate) board_mask: u8,
+    /// Some detector is bad or open.
+    active: bool,
+}
+
+impl TrackQuality {
+    /// Feeds one sample; `clean_kinds` are read as clean whatever the sample says (a
+    /// subscriber's trouble that its publisher's upstream explains). Appends each change with its
+    /// kind to `changes`.
+    pub(crate) fn observe(
+        &mut self,
+        thresholds: &Thresholds,
+        sample: &SampleReading,
+        upstream: bool,
+        clean_kinds: u8,
+        interval: (i64, i64),
+        changes: &mut Vec<(IssueKind, Change)>,
+    ) {
+        let muted = self.muted;
+        if !self.active && !thresholds.any_bad(sample, upstream, muted) {
+            return;
+        }
+        for (kind, detector) in IssueKind::ALL.into_iter().zip(&mut self.detectors) {
+            let reading = if clean_kinds & kind.bit() != 0 {
+                Reading::Clean
+            } else {
+                thresholds.read(kind, sample, upstream, muted)
+            };
+            if let Some(change) = detector.observe(
+                reading,
+                interval.0,
+                interval.1,
+                thresholds.open_after_ms,
+                thresholds.close_after_ms,
+                kind == IssueKind::LowScore,
+            ) {
+                changes.push((kind, change));
+            }
+        }
+        self.active = self.detectors.iter().any(|detector| detector.is_bad() || detector.is_open());
+    }
+
+    /// The kinds whose condition holds (open or under way).
+    pub(crate) fn bad_mask(&self) -> u8 {
+        IssueKind::ALL
+            .into_iter()
+            .zip(&self.detectors)
+            .filter(|(_, detector)| detector.is_bad())
+            .fold(0, |mask, (kind, _)| mask | kind.bit())
+    }
+
+    /// Whether any issue is open.
+    pub(crate) fn any_open(&self) -> bool {
+        self.detectors.iter().any(Detector::is_open)
+    }
+
+    /// Closes every open issue at `at`; appends the changes.
+    pub(crate) fn force_close(&mut self, at: i64, changes: &mut Vec<(IssueKind, Change)>) {
+        for (kind, detector) in IssueKind::ALL.into_iter().zip(&mut self.detectors) {
+            if let Some(change) = detector.force_close(at) {
+                changes.push((kind, change));
+            }
+        }
+        self.active = false;
+    }
+}

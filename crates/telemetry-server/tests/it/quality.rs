@@ -1,0 +1,265 @@
+//! Call quality end to end: a publisher's lossy uplink, reported over HTTP as samples, becomes one
+//! upstream issue listing its two subscribers, as `QUALITY_ISSUE_STARTED`/`ENDED` events in the
+//! room's events, as `quality_degraded`/`quality_recovered` webhooks to the endpoint that
+//! includes them (and to no other), verified by LiveKit's receivers when the conformance tools
+//! are set up, in `GET /v1/issues`, and in the room's report, whose figures match the stored
+//! windows. Also the routes' bad parameters.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::receivers::{run_receiver, tools};
+use crate::support::{ADMIN, TestApp, TestReceiver, endpoint_config, wait_for_api};
+
+const SECRET: &str = "webhook-secret-0123456789abcdef0123";
+const ROOM_SID: &str = "RM_quality01";
+const PUBLISHER: &str = "PA_pub";
+const SUBSCRIBERS: [&str; 2] = ["PA_sub1", "PA_sub2"];
+const TRACK: &str = "TR_mic";
+
+fn time(millis: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).expect("after 1970")),
+    )
+    .to_string()
+}
+
+fn room() -> Value {
+    json!({ "sid": ROOM_SID, "name": "quality" })
+}
+
+fn participant(sid: &str) -> Value {
+    json!({ "sid": sid, "identity": format!("{sid}-id") })
+}
+
+/// One audio sample over `[start, end)` ms: 50 packets a second, 20 % lost while `lossy`.
+fn sample(participant_id: &str, stream_type: &str, start: i64, end: i64, lossy: bool) -> Value {
+    let packets = (end - start) / 20;
+    let lost = if lossy { packets / 5 } else { 0 };
+    json!({ "at": time(end), "trackStats": {
+        "roomId": ROOM_SID, "roomName": "quality",
+        "key": { "participantId": participant_id, "trackId": TRACK, "streamType": stream_type,
+                 "track": true, "trackType": "AUDIO", "trackSource": "MICROPHONE" },
+        "stat": { "mime": "audio/opus", "score": 4.2, "streams": [{
+            "primaryPackets": packets - lost, "primaryBytes": ((packets - lost) * 80).to_string(),
+            "packetsLost": lost, "jitter": 4000, "rtt": 60,
+            "startTime": time(start), "endTime": time(end) }] } } })
+}
+
+/// A room of one publisher and two subscribers, two minutes of samples every 5 s, the publisher's
+/// uplink losing 20 % from 30 s to 80 s; then everyone leaves and the room ends.
+fn calls(base: i64) -> Vec<Value> {
+    let at = |offset_s: i64| time(base + offset_s * 1000);
+    let mut calls = vec![json!({ "at": at(0), "roomStarted": { "room": room() } })];
+    for sid in std::iter::once(PUBLISHER).chain(SUBSCRIBERS) {
+        calls.push(json!({ "at": at(0), "participantJoined": { "room": room(), "participant": participant(sid) } }));
+        calls.push(json!({ "at": at(0), "participantActive": { "room": room(), "participant": participant(sid) } }));
+    }
+    calls.push(json!({ "at": at(0), "trackPublished": { "room": room(), "participantId": PUBLISHER,
+        "identity": "PA_pub-id", "track": { "sid": TRACK, "type": "AUDIO", "mimeType": "audio/opus" } } }));
+    for step in 0..24 {
+        let (start, end) = (base + step * 5000, base + (step + 1) * 5000);
+        let lossy = (30_000..80_000).contains(&(start - base));
+        calls.push(sample(PUBLISHER, "UPSTREAM", start, end, lossy));
+        for sid in SUBSCRIBERS {
+            calls.push(sample(sid, "DOWNSTREAM", start, end, lossy));
+        }
+    }
+    for sid in std::iter::once(PUBLISHER).chain(SUBSCRIBERS) {
+        calls.push(json!({ "at": at(121), "participantLeft": { "room": room(), "participant": participant(sid) } }));
+    }
+    calls.push(json!({ "at": at(122), "roomEnded": { "room": room() } }));
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() {
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_started\"]\n{}",
+        endpoint_config(&receiver.url("/quality"), "livekit", SECRET),
+        endpoint_config(&receiver.url("/plain"), "livekit", SECRET)
+    );
+    let app = TestApp::start_with(&config).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let base = (now - 600_000) / 1000 * 1000;
+    let (status, body) = app.ingest_json(&json!({ "calls": calls(base) })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rejected"], json!([]), "{body}");
+    app.flush().await;
+
+    // The events: one start and one end of one upstream packet_loss issue.
+    let events = app.get_ok(&format!("/v1/rooms/{ROOM_SID}/events?limit=200")).await;
+    let quality: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|event| event["type"].as_str().is_some_and(|t| t.starts_with("QUALITY_ISSUE")))
+        .collect();
+    let types: Vec<&str> = quality.iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["QUALITY_ISSUE_STARTED", "QUALITY_ISSUE_ENDED"], "{events}");
+    let issue = &quality[1]["issue"];
+    assert_eq!(issue["id"], quality[0]["issue"]["id"]);
+    assert_eq!(issue["kind"], "packet_loss");
+    assert_eq!(issue["direction"], "upstream");
+    assert_eq!(issue["participantSid"], PUBLISHER);
+    assert_eq!(issue["trackSid"], TRACK);
+    assert_eq!(issue["threshold"], 5.0);
+    assert_eq!(issue["value"], 20.0);
+    assert_eq!(issue["affected"], json!(SUBSCRIBERS));
+    let millis = |value: &Value| {
+        let text = value.as_str().expect("a time");
+        humantime::parse_rfc3339_weak(text)
+            .expect("RFC 3339")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64
+    };
+    // In sample time: the start of the first lossy sample and of the first clean one.
+    assert_eq!(millis(&issue["startedAt"]), base + 30_000);
+    assert_eq!(millis(&issue["endedAt"]), base + 80_000);
+
+    // The webhooks: to the endpoint that includes them, not to the other.
+    let received = receiver
+        .wait_for(Duration::from_secs(15), |r| {
+            r.iter().filter(|r| r.path == "/quality").count() >= 3
+                && r.iter().any(|r| r.path == "/plain" && r.json()["event"] == "room_finished")
+        })
+        .await;
+    let quality_hooks: Vec<_> = received
+        .iter()
+        .filter(|r| r.json()["event"].as_str().is_some_and(|e| e.starts_with("quality_")))
+        .collect();
+    let names: Vec<(String, String)> = quality_hooks
+        .iter()
+        .map(|r| (r.path.clone(), r.json()["event"].as_str().expect("event").to_owned()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("/quality".to_owned(), "quality_degraded".to_owned()),
+            ("/quality".to_owned(), "quality_recovered".to_owned())
+        ]
+    );
+    let recovered = quality_hooks[1].json();
+    assert_eq!(recovered["issue"], *issue, "the webhook carries the event's issue");
+    assert_eq!(recovered["room"]["sid"], ROOM_SID);
+    assert_eq!(recovered["participant"]["sid"], PUBLISHER);
+    assert_eq!(recovered["track"]["sid"], TRACK);
+    assert!(recovered["id"].as_str().is_some_and(|id| id.starts_with("EV_")));
+
+    // GET /v1/issues.
+    let issues = app.get_ok(&format!("/v1/issues?roomSid={ROOM_SID}")).await;
+    assert_eq!(issues["issues"].as_array().expect("issues").len(), 1, "{issues}");
+    assert_eq!(issues["issues"][0]["id"], issue["id"]);
+    assert_eq!(issues["issues"][0]["endedAt"], issue["endedAt"]);
+    assert_eq!(issues["issues"][0]["affected"], issue["affected"]);
+    assert_eq!(app.get_ok("/v1/issues?open=true").await["issues"], json!([]));
+    assert_eq!(app.get_ok("/v1/issues?kind=jitter").await["issues"], json!([]));
+    let later = time(base + 90_000);
+    assert_eq!(app.get_ok(&format!("/v1/issues?from={later}")).await["issues"], json!([]));
+
+    // The report, final, its figures those of the stored windows.
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{ROOM_SID}/report"), Duration::from_secs(10), |r| {
+            r["final"] == true
+        })
+        .await;
+    let stats = app
+        .get_ok(&format!(
+            "/v1/stats?roomSid={ROOM_SID}&from={}&to={}",
+            time(base - 60_000),
+            time(base + 300_000)
+        ))
+        .await;
+    let series = stats["series"].as_array().expect("series");
+    let windows_of = |sid: &str, direction: &str| -> Vec<Value> {
+        series
+            .iter()
+            .filter(|s| s["participantSid"] == sid && s["direction"] == direction)
+            .flat_map(|s| s["windows"].as_array().expect("windows").clone())
+            .collect()
+    };
+    let publisher = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == PUBLISHER)
+        .expect("the publisher")
+        .clone();
+    let windows = windows_of(PUBLISHER, "upstream");
+    assert!(!windows.is_empty(), "{stats}");
+    let sum = |field: &str| windows.iter().map(|w| w[field].as_u64().expect(field)).sum::<u64>();
+    let (packets, lost) = (sum("packets"), sum("packetsLost"));
+    assert_eq!(publisher["upstream"]["bytes"], sum("bytes"));
+    let loss = publisher["upstream"]["lossPct"].as_f64().expect("loss");
+    assert!((loss - lost as f64 * 100.0 / (packets + lost) as f64).abs() < 1e-9, "{publisher}");
+    let moses: Vec<f64> =
+        windows.iter().map(|w| w["mos"].as_f64().expect("audio has mos")).collect();
+    let mos_min = moses.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(publisher["upstream"]["mosMin"].as_f64(), Some(mos_min));
+    let mos_avg = moses.iter().sum::<f64>() / moses.len() as f64;
+    assert!((publisher["upstream"]["mosAvg"].as_f64().expect("mosAvg") - mos_avg).abs() < 1e-9);
+    assert!(mos_min < 4.0 && mos_avg > 1.0, "loss lowers the MOS of the windows it is in");
+    assert_eq!(publisher["outcome"], "completed");
+    assert_eq!(publisher["issues"][0]["id"], issue["id"]);
+    assert_eq!(report["issues"].as_array().expect("issues").len(), 1);
+    let subscriber = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == SUBSCRIBERS[0])
+        .expect("a subscriber")
+        .clone();
+    assert_eq!(subscriber["issues"][0]["id"], issue["id"], "an affected subscriber lists it");
+    assert!(subscriber["downstream"]["bytes"].as_u64().expect("bytes") > 0);
+    app.stop().await;
+
+    // LiveKit's receivers, Python and Node, accept the quality webhooks as they arrived.
+    let Some(tools) = tools() else { return };
+    let cases: Vec<Value> = quality_hooks
+        .iter()
+        .map(|request| {
+            json!({ "name": format!("ok {}", request.id()), "body": request.body,
+                    "authorization": request.headers["authorization"].to_str().expect("header"),
+                    "key": ADMIN.0, "secret": SECRET })
+        })
+        .collect();
+    for (program, script) in [
+        (tools.python.as_path(), "verify_livekit.py"),
+        (std::path::Path::new("node"), "verify_livekit.mjs"),
+    ] {
+        let results = run_receiver(program, &tools.dir.join(script), &tools.dir, &cases);
+        for (result, request) in results.iter().zip(&quality_hooks) {
+            assert_eq!(result["ok"], true, "{script} rejected {}: {result}", request.body);
+            assert_eq!(result["event"], request.json()["event"], "{script}");
+            assert_eq!(result["roomSid"], ROOM_SID, "{script}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_of_the_quality_routes_are_400s_naming_them() {
+    let app = TestApp::start().await;
+    for (path, names) in [
+        ("/v1/issues?open=maybe", "`open`"),
+        ("/v1/issues?kind=loss", "`kind`"),
+        ("/v1/issues?from=yesterday", "`from`"),
+        ("/v1/issues?to=soon", "`to`"),
+        ("/v1/issues?from=2000&to=1000", "`from`"),
+        ("/v1/issues?limit=0", "`limit`"),
+        ("/v1/issues?limit=100000", "`limit`"),
+        ("/v1/issues?roomSid=RM_1&colour=red", "colour"),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.to_string().contains(names), "{path}: {body}");
+    }
+    let (status, body) = app.get("/v1/rooms/RM_nowhere/report").await;
+    assert_eq!(status, 404, "{body}");
+    app.stop().await;
+}
