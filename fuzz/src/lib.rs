@@ -48,28 +48,46 @@ pub fn core() -> (TelemetryService, OutputReceiver, Arc<ManualClock>) {
     (service, receiver, clock)
 }
 
-/// An endpoint that wants every webhook, so the pipeline renders each one.
+/// An endpoint that wants every webhook, the opt-in quality ones included, so the pipeline
+/// renders each one.
 pub fn endpoints() -> Endpoints {
     let endpoints = Endpoints::default();
-    endpoints.set(vec![EndpointRecord {
-        id: "WE_fuzz".into(),
-        url: "http://127.0.0.1:9/hook".into(),
-        signing: Signing::Livekit,
-        api_key: "fuzz-key".into(),
-        secret: "fuzz-secret".into(),
-        include_events: Vec::new(),
-        exclude_events: Vec::new(),
-        enabled: true,
-        source: EndpointSource::Api,
-        created_at: T0,
-    }]);
+    endpoints.set(vec![
+        EndpointRecord {
+            id: "WE_fuzz".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            signing: Signing::Livekit,
+            api_key: "fuzz-key".into(),
+            secret: "fuzz-secret".into(),
+            include_events: Vec::new(),
+            exclude_events: Vec::new(),
+            enabled: true,
+            source: EndpointSource::Api,
+            created_at: T0,
+        },
+        EndpointRecord {
+            id: "WE_fuzz_quality".into(),
+            url: "http://127.0.0.1:9/quality".into(),
+            signing: Signing::Livekit,
+            api_key: "fuzz-key".into(),
+            secret: "fuzz-secret".into(),
+            include_events: vec![
+                telemetry_core::events::names::QUALITY_DEGRADED.into(),
+                telemetry_core::events::names::QUALITY_RECOVERED.into(),
+            ],
+            exclude_events: Vec::new(),
+            enabled: true,
+            source: EndpointSource::Api,
+            created_at: T0,
+        },
+    ]);
     endpoints
 }
 
 /// Turns outputs into the store write the pipeline makes of them (events, webhooks rendered for
 /// `endpoints`, stats windows, node states and rates) and checks it accounts for each of them.
 pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
-    let (mut events, mut webhooks, mut windows, mut workers) = (0, 0, 0, 0);
+    let (mut events, mut webhooks, mut windows, mut workers, mut issues) = (0, 0, 0, 0, 0);
     for output in &outputs {
         match &output.output {
             Output::Call(call) => {
@@ -78,7 +96,13 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
             }
             Output::Stats(batch) => windows += batch.stats.len(),
             Output::Worker(_) => workers += 1,
-            Output::NodeRooms(_) | Output::NodeRates(_) | Output::Quality(_) => {}
+            // A quality change is an event, an issue row and an opt-in webhook.
+            Output::Quality(_) => {
+                events += 1;
+                issues += 1;
+                webhooks += 1;
+            }
+            Output::NodeRooms(_) | Output::NodeRates(_) => {}
         }
     }
     let batch = to_write_batch(outputs, endpoints, T0);
@@ -86,6 +110,7 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
     assert_eq!(batch.webhooks.len(), webhooks, "one message per webhook");
     assert_eq!(batch.stats.len(), windows, "one record per coalesced stat");
     assert_eq!(batch.workers.len(), workers, "one record per worker state");
+    assert_eq!(batch.issues.len(), issues, "one row per quality change");
     for window in &batch.stats {
         assert!(window.start <= window.end, "a window ends after it starts: {window:?}");
         assert!(window.avg_bps.is_finite() && window.avg_bps >= 0.0, "{window:?}");
