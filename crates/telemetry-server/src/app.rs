@@ -4,9 +4,11 @@
 //!
 //! Task inventory (all tracked): the HTTP server, the gRPC server, the pipeline's consumer and
 //! its timers, the store's health watch, the webhook dispatcher. Shutdown follows the data: stop
-//! accepting (readiness fails, servers finish in-flight requests), stop the timers, flush every
-//! stats worker, wait until every output is stored, stop the consumer, stop the dispatcher
-//! (finishing or releasing its attempts), close the store; all within `shutdown_grace_period`.
+//! accepting (readiness fails, servers finish in-flight requests), drain the partition consumers
+//! in cluster mode (what they applied stored and acknowledged), stop the timers, flush every
+//! stats worker, wait until every output is stored, stop the consumer and give the partition
+//! leases back, stop the dispatcher (finishing or releasing its attempts), close the store; all
+//! within `shutdown_grace_period`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -110,12 +112,12 @@ impl App {
             let cluster =
                 Cluster::connect(&config.cluster, &instance_id, config.http.request_timeout)
                     .await?;
-            tracing::warn!(
+            tracing::info!(
                 nats = %config.cluster.nats_url,
                 stream = %config.cluster.stream,
                 partitions = config.cluster.partitions,
-                "cluster mode: HTTP and gRPC ingest publish to JetStream and partitions are \
-                 leased; the stream's consumers are not built yet, so nothing published is stored"
+                "cluster mode: HTTP and gRPC ingest publish to JetStream; this instance consumes \
+                 the partitions it leases"
             );
             Some(cluster)
         } else {
@@ -165,6 +167,8 @@ impl App {
         let stop_timers = CancellationToken::new();
         let stop_consumer = CancellationToken::new();
         let stop_dispatcher = CancellationToken::new();
+        let stop_consumers = CancellationToken::new();
+        let stop_leases = CancellationToken::new();
         let dispatcher = state.webhooks.dispatcher.clone();
         let dispatcher_task = tokio::spawn(
             dispatcher
@@ -182,6 +186,7 @@ impl App {
         tracker.spawn(
             pipeline::run_timers(
                 state.service.clone(),
+                state.durable.clone(),
                 store.clone(),
                 state.metrics.clone(),
                 state.config.stats.flush_interval,
@@ -191,16 +196,22 @@ impl App {
             .instrument(tracing::info_span!("timers")),
         );
 
+        let mut consumers_task = None;
         if let Some(cluster) = &state.cluster {
+            let consumers = crate::cluster::consumers::Consumers::new(state.clone());
             tracker.spawn(
                 crate::cluster::leases::run(
                     store.clone(),
                     cluster.ownership.clone(),
                     cluster.leases.clone(),
-                    stop_timers.clone(),
+                    Some(consumers.clone()),
+                    stop_leases.clone(),
                 )
                 .instrument(tracing::info_span!("leases")),
             );
+            consumers_task = Some(tokio::spawn(
+                consumers.run(stop_consumers.clone()).instrument(tracing::info_span!("consumers")),
+            ));
         }
         tracker.spawn(
             ingest::janus::run_timer(state.clone(), stop_timers.clone())
@@ -249,9 +260,18 @@ impl App {
             grpc_task.abort();
         }
 
+        // 1b. Cluster mode: the partition consumers stop fetching, have what they applied stored
+        //     and acknowledge it (the leases are released after the last flush, in 3).
+        if let Some(task) = consumers_task {
+            stop_consumers.cancel();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("partition consumers still draining at the end of the grace period");
+            }
+        }
+
         // 2. The last flush: every accepted sample ends in a stored window.
         stop_timers.cancel();
-        let last = pipeline::flush(&state.service, &state.metrics).await;
+        let last = pipeline::flush(&state.service, &state.metrics, state.durable.flushes()).await;
         if tokio::time::timeout_at(deadline, state.durable.wait_for(last)).await.is_err() {
             tracing::warn!(
                 last,
@@ -260,8 +280,9 @@ impl App {
             );
         }
 
-        // 3. Stop the consumer (it stores what is left first).
+        // 3. Stop the consumer (it stores what is left first) and give the leases back.
         stop_consumer.cancel();
+        stop_leases.cancel();
         tracker.close();
         if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             tracing::warn!("tasks still running at the end of the grace period");

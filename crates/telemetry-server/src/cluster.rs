@@ -15,10 +15,15 @@
 //! live instances, renewed every `cluster.lease / 3`, given back at a graceful stop; shown by
 //! `GET /v1/cluster` ([`status`]).
 //!
-//! Not built yet: the consumers that apply each partition to its owner's core, fenced writes and
-//! take-over (ARCHITECTURE.md, "Cluster mode", lists what is missing). Until then an instance in
-//! cluster mode stores nothing it ingests over HTTP or gRPC; it says so at start.
+//! **Processing** ([`consumers`]): for every partition it holds, the instance consumes the
+//! partition's subject in stream order (a durable pull consumer per partition), applies each
+//! call to its core with the message's stream sequence and the call's index as its origin, and
+//! acknowledges a message only once what it caused is stored.
+//!
+//! Not built yet: fenced writes and take-over replay (ARCHITECTURE.md, "Cluster mode", lists
+//! what is missing).
 
+pub mod consumers;
 pub mod leases;
 pub mod partition;
 
@@ -49,6 +54,7 @@ const HEADER_ROOM: usize = 1024;
 pub struct Cluster {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    stream: String,
     subject_prefix: String,
     partitions: u32,
     /// This instance's place among the others: its id, the partition count and the lease.
@@ -57,6 +63,8 @@ pub struct Cluster {
     pub leases: Arc<leases::Leases>,
     /// Messages published and acknowledged: stored, and duplicates of stored ones.
     published: Arc<[AtomicU64; 2]>,
+    /// What the partition consumers did.
+    pub consumed: Arc<consumers::Counters>,
 }
 
 impl Cluster {
@@ -87,6 +95,7 @@ impl Cluster {
         let cluster = Cluster {
             client,
             jetstream,
+            stream: config.stream.clone(),
             subject_prefix: config.subject_prefix.clone(),
             partitions: config.partitions,
             ownership: leases::Ownership {
@@ -96,6 +105,7 @@ impl Cluster {
             },
             leases: Arc::default(),
             published: Arc::default(),
+            consumed: Arc::default(),
         };
         cluster.ensure_stream(&config.stream).await?;
         Ok(cluster)
@@ -160,6 +170,12 @@ impl Cluster {
                 count(&leases.released),
             ],
             [count(&self.published[0]), count(&self.published[1])],
+            [
+                count(&self.consumed.applied),
+                count(&self.consumed.redelivered),
+                count(&self.consumed.acknowledged),
+            ],
+            count(&self.consumed.refused_calls),
         )
     }
 

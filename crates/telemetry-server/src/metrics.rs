@@ -249,7 +249,13 @@ impl ServerMetrics {
 
 /// Cluster mode's families: the partitions held now, lease events
 /// (`[renewal, taken, lost, released]`) and messages published (`[stored, duplicate]`).
-pub fn cluster_families(owned: usize, leases: [u64; 4], published: [u64; 2]) -> Vec<MetricFamily> {
+pub fn cluster_families(
+    owned: usize,
+    leases: [u64; 4],
+    published: [u64; 2],
+    consumed: [u64; 3],
+    refused_calls: u64,
+) -> Vec<MetricFamily> {
     let sample = |labels: Vec<(&'static str, String)>, value: f64| {
         telemetry_core::metrics::MetricSample { labels, value: MetricValue::Number(value) }
     };
@@ -278,6 +284,18 @@ pub fn cluster_families(owned: usize, leases: [u64; 4], published: [u64; 2]) -> 
             help: "Messages ingest published to JetStream and JetStream acknowledged, by outcome (duplicate: a repeated Idempotency-Key, stored once already).",
             kind: MetricKind::Counter,
             samples: labelled("outcome", &["stored", "duplicate"], &published),
+        },
+        MetricFamily {
+            name: names::CLUSTER_CONSUMED_MESSAGES_TOTAL,
+            help: "JetStream messages the partition consumers received, by outcome (applied to the core; redelivered while already applied and waiting for its acknowledgement; acknowledged once durable).",
+            kind: MetricKind::Counter,
+            samples: labelled("outcome", &["applied", "redelivered", "acknowledged"], &consumed),
+        },
+        MetricFamily {
+            name: names::CLUSTER_REFUSED_CALLS_TOTAL,
+            help: "Calls of consumed JetStream messages that were not applied (undecodable, invalid, a node over its cap, a sample shed); each is logged.",
+            kind: MetricKind::Counter,
+            samples: vec![sample(Vec::new(), refused_calls as f64)],
         },
     ]
 }

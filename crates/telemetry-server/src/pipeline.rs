@@ -6,7 +6,7 @@
 //! the call's last output: an acknowledged event, and later its webhook, is on disk.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use telemetry_core::{
@@ -42,6 +42,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 pub struct Durable {
     receiver: watch::Receiver<u64>,
     waiting: Arc<AtomicUsize>,
+    flushes: Arc<Flushes>,
 }
 
 /// Counts one waiter while it lives.
@@ -72,6 +73,69 @@ impl Durable {
     /// The sequence number up to which every output is stored.
     pub fn current(&self) -> u64 {
         *self.receiver.borrow()
+    }
+
+    /// The flushes of the stats workers, counted.
+    pub fn flushes(&self) -> &Flushes {
+        &self.flushes
+    }
+}
+
+/// Counts the flushes of the stats workers, so that a caller can wait for a flush that started
+/// after a moment of its own (cluster mode acknowledges a JetStream message only once a flush
+/// that started after the message was applied is stored: its samples are then in stored
+/// windows).
+#[derive(Debug)]
+pub struct Flushes {
+    started: AtomicU64,
+    /// The number of the latest flush that completed, and the last output's sequence number
+    /// when it did (the flush's outputs are at or below it).
+    completed: watch::Sender<(u64, u64)>,
+}
+
+impl Default for Flushes {
+    fn default() -> Self {
+        Self { started: AtomicU64::new(0), completed: watch::channel((0, 0)).0 }
+    }
+}
+
+impl Flushes {
+    /// A mark: flushes numbered above it start after this call.
+    pub fn mark(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Waits for a flush numbered above `mark` to complete; returns the sequence number its
+    /// outputs are at or below (they are stored once the durable watermark passes it).
+    pub async fn completed_after(&self, mark: u64) -> u64 {
+        let mut receiver = self.completed.subscribe();
+        match receiver.wait_for(|&(number, _)| number > mark).await {
+            Ok(completed) => completed.1,
+            // Unreachable while `self` lives (it holds the sender); nothing is waited for.
+            Err(_) => 0,
+        }
+    }
+
+    /// The last completed flush above `mark`, if there is one yet.
+    pub fn completed_since(&self, mark: u64) -> Option<u64> {
+        let (number, seq) = *self.completed.borrow();
+        (number > mark).then_some(seq)
+    }
+
+    fn start(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn complete(&self, number: u64, seq: u64) {
+        self.completed.send_if_modified(|completed| {
+            // Flushes may overlap (the timer's and `POST /v1/flush`): keep the latest-numbered.
+            if number > completed.0 {
+                *completed = (number, completed.1.max(seq));
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 
@@ -188,7 +252,7 @@ impl Consumer {
                 webhooks,
                 health,
             },
-            Durable { receiver: watermark, waiting },
+            Durable { receiver: watermark, waiting, flushes: Arc::default() },
         )
     }
 
@@ -330,8 +394,9 @@ pub fn to_write_batch(
 
 /// Flushes every stats worker and drains node rates, on a blocking thread (a flush of many
 /// workers takes longer than async code may hold a thread); returns the last output's sequence
-/// number.
-pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics) -> u64 {
+/// number. Counted in `flushes`.
+pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics, flushes: &Flushes) -> u64 {
+    let number = flushes.start();
     let started = tokio::time::Instant::now();
     let flushing = service.clone();
     let _ = tokio::task::spawn_blocking(move || {
@@ -340,13 +405,16 @@ pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics) -> u64 {
     })
     .await;
     metrics.flush(started.elapsed());
-    service.last_seq()
+    let seq = service.last_seq();
+    flushes.complete(number, seq);
+    seq
 }
 
 /// Runs the periodic work until `stop` is cancelled: flush every `flush_interval`, drain node
 /// rates every second, prune data older than `retention` every ten minutes.
 pub async fn run_timers(
     service: TelemetryService,
+    durable: Durable,
     store: Arc<dyn Store>,
     metrics: Arc<ServerMetrics>,
     flush_interval: Duration,
@@ -364,7 +432,7 @@ pub async fn run_timers(
     loop {
         tokio::select! {
             _ = flush_tick.tick() => {
-                flush(&service, &metrics).await;
+                flush(&service, &metrics, durable.flushes()).await;
             }
             _ = rates_tick.tick() => {
                 service.drain_node_rates();

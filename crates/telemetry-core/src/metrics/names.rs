@@ -107,9 +107,13 @@ pub const CLUSTER_PARTITIONS_OWNED: &str = "rtc_telemetry_cluster_partitions_own
 pub const CLUSTER_LEASE_EVENTS_TOTAL: &str = "rtc_telemetry_cluster_lease_events_total";
 /// Messages published to JetStream by ingest and acknowledged, by outcome (cluster mode).
 pub const CLUSTER_PUBLISHED_MESSAGES_TOTAL: &str = "rtc_telemetry_cluster_published_messages_total";
+/// JetStream messages the partition consumers received, by outcome (cluster mode).
+pub const CLUSTER_CONSUMED_MESSAGES_TOTAL: &str = "rtc_telemetry_cluster_consumed_messages_total";
+/// Calls of consumed messages the core refused (cluster mode).
+pub const CLUSTER_REFUSED_CALLS_TOTAL: &str = "rtc_telemetry_cluster_refused_calls_total";
 
 /// Every name above.
-pub const ALL: [&str; 50] = [
+pub const ALL: [&str; 52] = [
     LIVEKIT_PACKET_TOTAL,
     LIVEKIT_PACKET_BYTES,
     LIVEKIT_NACK_TOTAL,
@@ -160,4 +164,6 @@ pub const ALL: [&str; 50] = [
     CLUSTER_PARTITIONS_OWNED,
     CLUSTER_LEASE_EVENTS_TOTAL,
     CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+    CLUSTER_CONSUMED_MESSAGES_TOTAL,
+    CLUSTER_REFUSED_CALLS_TOTAL,
 ];

@@ -10,9 +10,9 @@
 //! it releases every lease and leaves the cluster, so the others take its partitions at their
 //! next heartbeat and do not wait for the lease to run out.
 //!
-//! What is held is in [`Leases`]. Nothing consumes the partitions yet (`crate::cluster`), so
-//! giving a lease back needs no draining. Once consumers exist, a lease to give back must first
-//! be stopped and its writes awaited.
+//! What is held is in [`Leases`]; the partition consumers (`super::consumers`) follow it. A
+//! lease to give back is drained first ([`super::consumers::Consumers::give_back`]: what its
+//! consumer applied is stored and acknowledged), then released.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use telemetry_store::Store;
+
+use super::consumers::Consumers;
 use telemetry_store::model::Lease;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +51,11 @@ impl Leases {
             return Vec::new();
         }
         self.held_as_recorded()
+    }
+
+    /// Whether `lease` (this partition, this epoch) is held now.
+    pub fn holds(&self, lease: Lease) -> bool {
+        self.held().contains(&lease)
     }
 
     fn held_as_recorded(&self) -> Vec<Lease> {
@@ -83,11 +90,13 @@ pub struct Ownership {
     pub lease: Duration,
 }
 
-/// Heartbeats until `stop`, then releases every lease and leaves the cluster.
+/// Heartbeats until `stop`, then releases every lease and leaves the cluster. A lease given
+/// back is drained by `consumers` first.
 pub async fn run(
     store: Arc<dyn Store>,
     ownership: Ownership,
     leases: Arc<Leases>,
+    consumers: Option<Arc<Consumers>>,
     stop: CancellationToken,
 ) {
     let Some(cluster) = store.cluster() else {
@@ -124,7 +133,7 @@ pub async fn run(
                 }
                 let extra = heartbeat.held.len().saturating_sub(heartbeat.share as usize);
                 for &lease in heartbeat.held.iter().rev().take(extra) {
-                    release(cluster, &ownership, &leases, lease).await;
+                    release(cluster, &ownership, &leases, consumers.as_deref(), lease).await;
                 }
             }
             Err(error) => {
@@ -140,7 +149,7 @@ pub async fn run(
         }
     }
     for lease in leases.held_as_recorded() {
-        release(cluster, &ownership, &leases, lease).await;
+        release(cluster, &ownership, &leases, consumers.as_deref(), lease).await;
     }
     if let Err(error) = cluster.leave_cluster(&ownership.instance_id).await {
         tracing::warn!(%error, "leaving the cluster failed; the lease runs out instead");
@@ -151,8 +160,12 @@ async fn release(
     cluster: &dyn telemetry_store::ClusterStore,
     ownership: &Ownership,
     leases: &Leases,
+    consumers: Option<&Consumers>,
     lease: Lease,
 ) {
+    if let Some(consumers) = consumers {
+        consumers.give_back(lease.partition).await;
+    }
     leases.remove(lease);
     match cluster.release_lease(&ownership.instance_id, lease).await {
         Ok(()) => {
@@ -162,6 +175,9 @@ async fn release(
         Err(error) => {
             tracing::warn!(%error, partition = lease.partition, "giving a partition back failed; its lease runs out instead")
         }
+    }
+    if let Some(consumers) = consumers {
+        consumers.given_back(lease.partition);
     }
 }
 

@@ -356,7 +356,7 @@ pub async fn flush(
     principal: Result<Principal, ApiError>,
 ) -> Result<Json<FlushResponse>, ApiError> {
     principal?.require(Role::Admin)?;
-    let seq = crate::pipeline::flush(&state.service, &state.metrics).await;
+    let seq = crate::pipeline::flush(&state.service, &state.metrics, state.durable.flushes()).await;
     wait_durable(&state, seq).await?;
     Ok(Json(FlushResponse { stored_through_seq: seq }))
 }

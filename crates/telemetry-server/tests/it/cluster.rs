@@ -150,6 +150,8 @@ async fn cluster_ingest_publishes_calls_by_partition_and_a_repeated_key_takes_ef
         telemetry_core::metrics::names::CLUSTER_PARTITIONS_OWNED,
         telemetry_core::metrics::names::CLUSTER_LEASE_EVENTS_TOTAL,
         telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_CONSUMED_MESSAGES_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_REFUSED_CALLS_TOTAL,
     ] {
         assert!(metrics.contains(&format!("# TYPE {name} ")), "`{name}` is not rendered");
     }
@@ -194,6 +196,23 @@ async fn ingest_answers_503_while_nats_is_down_and_publishes_again_once_it_is_ba
     let calls: usize =
         messages(&nats.url(), &names.stream).await.iter().map(|(_, b)| b.calls.len()).sum();
     assert_eq!(calls, 3 + 6, "the first request's calls and the retried one's, once");
+    // The partition consumers carried on over the restart: every published call is stored,
+    // once (room 0 was in both requests).
+    for (sid, expected) in [("RM_cl0000", 6), ("RM_cl0001", 3)] {
+        crate::support::wait_for_api(
+            &app,
+            &format!("/v1/rooms/{sid}/events?limit=100"),
+            std::time::Duration::from_secs(30),
+            |events| {
+                let stored = events["events"].as_array().map_or(0, |events| {
+                    events.iter().filter(|event| event["type"] != "WEBHOOK").count()
+                });
+                assert!(stored <= expected, "{sid}: {events}");
+                stored == expected
+            },
+        )
+        .await;
+    }
     app.stop().await;
 }
 
@@ -445,4 +464,339 @@ async fn simulate_nats_publishes_the_simulators_calls_by_partition() {
         }
     }
     assert_eq!(calls as u64, summary.accepted, "every call published once");
+}
+
+/// The calls of room `room` of the consumer tests (sid `RM_cs<room>`, name `cs-<room>`): the
+/// room started, a participant joined and became active, `samples` upstream video samples, the
+/// participant left, the room ended. Five events, four webhooks, `samples` samples in windows.
+fn sampled_room(room: usize, samples: usize) -> Vec<v1::TelemetryCall> {
+    use telemetry_core::proto as lk;
+    use v1::telemetry_call::Call as Member;
+    let start = telemetry_core::Clock::now(&telemetry_core::SystemClock).plus_millis(-60_000);
+    let call = |offset: i64, member: Member| v1::TelemetryCall {
+        at: Some(start.plus_millis(offset).to_timestamp()),
+        node_id: "sfu-cluster".into(),
+        call: Some(member),
+    };
+    let sid = format!("RM_cs{room:04}");
+    let participant_sid = format!("PA_cs{room:04}");
+    let lk_room = lk::Room {
+        sid: sid.clone(),
+        name: format!("cs-{room}"),
+        creation_time: start.as_secs(),
+        ..Default::default()
+    };
+    let participant = lk::ParticipantInfo {
+        sid: participant_sid.clone(),
+        identity: format!("user-{room}"),
+        ..Default::default()
+    };
+    let mut calls = vec![
+        call(0, Member::RoomStarted(v1::RoomCall { room: Some(lk_room.clone()) })),
+        call(
+            100,
+            Member::ParticipantJoined(v1::ParticipantJoinedCall {
+                room: Some(lk_room.clone()),
+                participant: Some(participant.clone()),
+                ..Default::default()
+            }),
+        ),
+        call(
+            200,
+            Member::ParticipantActive(v1::ParticipantActiveCall {
+                room: Some(lk_room.clone()),
+                participant: Some(participant.clone()),
+                ..Default::default()
+            }),
+        ),
+    ];
+    for n in 1..=samples as i64 {
+        let end = 100 + 1000 * n;
+        let stream = lk::AnalyticsStream {
+            primary_bytes: 100_000,
+            primary_packets: 100,
+            start_time: Some(start.plus_millis(end - 1000).to_timestamp()),
+            end_time: Some(start.plus_millis(end).to_timestamp()),
+            ..Default::default()
+        };
+        calls.push(call(
+            end,
+            Member::TrackStats(v1::TrackStatsCall {
+                room_id: sid.clone(),
+                room_name: lk_room.name.clone(),
+                key: Some(v1::StatsKey {
+                    stream_type: lk::StreamType::Upstream as i32,
+                    participant_id: participant_sid.clone(),
+                    track_id: format!("TR_cs{room:04}"),
+                    track_type: lk::TrackType::Video as i32,
+                    track: true,
+                    ..Default::default()
+                }),
+                stat: Some(lk::AnalyticsStat {
+                    score: 4.0,
+                    streams: vec![stream],
+                    mime: "video/VP8".into(),
+                    ..Default::default()
+                }),
+            }),
+        ));
+    }
+    let end = 100 + 1000 * (samples as i64 + 1);
+    calls.push(call(
+        end,
+        Member::ParticipantLeft(v1::ParticipantLeftCall {
+            room: Some(lk_room.clone()),
+            participant: Some(participant),
+            ..Default::default()
+        }),
+    ));
+    calls.push(call(end + 100, Member::RoomEnded(v1::RoomCall { room: Some(lk_room) })));
+    calls
+}
+
+/// A counter of `app`'s `/metrics`, summed over the lines starting with `prefix`.
+async fn counter(app: &TestApp, prefix: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(prefix))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// How many samples the stored windows of room `sid` hold.
+async fn stored_samples(app: &TestApp, sid: &str) -> u64 {
+    let stats = app.get_ok(&format!("/v1/stats?roomSid={sid}&from=0")).await;
+    stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .flat_map(|series| series["windows"].as_array().expect("windows").iter())
+        .map(|window| window["samples"].as_u64().expect("samples"))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_consume_their_partitions_and_store_every_call_once() {
+    const ROOMS: usize = 8;
+    const SAMPLES: usize = 6;
+    let nats = NatsServer::shared();
+    let names = names();
+    let receiver = crate::support::TestReceiver::start().await;
+    let url =
+        telemetry_test_support::postgres::PgServer::shared().create_database().expect("a database");
+    let on_database =
+        || TestData { dir: tempfile::tempdir().expect("tempdir"), postgres_url: Some(url.clone()) };
+    let section = |id: &str| {
+        format!(
+            "{}instance_id = \"{id}\"\nlease = \"3s\"\n{}",
+            cluster_config(&nats.url(), &names, PARTITIONS),
+            crate::support::endpoint_config(
+                &receiver.url("/hook"),
+                "livekit",
+                "a-secret-of-32-bytes-or-more-0123"
+            )
+        )
+    };
+    let a = TestApp::start_in(on_database(), &section("ca")).await;
+    let b = TestApp::start_in(on_database(), &section("cb")).await;
+    wait_for_ownership(&a, "spread over ca, cb", |now| spread_over(now, &["ca", "cb"], PARTITIONS))
+        .await;
+
+    // Each room's first half to one instance, its second half to the other.
+    for room in 0..ROOMS {
+        let calls = sampled_room(room, SAMPLES);
+        let (first, second) = calls.split_at(calls.len() / 2);
+        let (one, other) = if room % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        for (app, part) in [(one, first), (other, second)] {
+            let (status, answer) =
+                app.ingest_protobuf(&v1::TelemetryBatch { calls: part.to_vec() }).await;
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["accepted"], part.len());
+        }
+    }
+    let published = messages(&nats.url(), &names.stream).await.len() as u64;
+
+    // Every message is applied by its partition's owner and acknowledged once stored (a flush
+    // after it was applied stores its samples: asked for here, as `stats.flush_interval` is an
+    // hour in the tests).
+    let acknowledged = "rtc_telemetry_cluster_consumed_messages_total{outcome=\"acknowledged\"}";
+    let applied = "rtc_telemetry_cluster_consumed_messages_total{outcome=\"applied\"}";
+    let started = tokio::time::Instant::now();
+    loop {
+        a.flush().await;
+        b.flush().await;
+        let done = counter(&a, acknowledged).await + counter(&b, acknowledged).await;
+        if done == published {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{done} of {published} messages acknowledged within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("cluster: {published} messages consumed and acknowledged in {:?}", started.elapsed());
+    assert_eq!(counter(&a, applied).await + counter(&b, applied).await, published);
+    assert!(counter(&a, applied).await > 0 && counter(&b, applied).await > 0, "both consumed");
+    assert_eq!(counter(&a, "rtc_telemetry_cluster_refused_calls_total").await, 0);
+    assert_eq!(counter(&b, "rtc_telemetry_cluster_refused_calls_total").await, 0);
+
+    // Acknowledged means stored: each call's event once, every sample in a window.
+    let mut ids = std::collections::HashSet::new();
+    for room in 0..ROOMS {
+        let sid = format!("RM_cs{room:04}");
+        let events = a.get_ok(&format!("/v1/rooms/{sid}/events?limit=100")).await;
+        let events = events["events"].as_array().expect("events");
+        // (The webhook deliveries' own events, `WEBHOOK`, are stored as they are made.)
+        let types: Vec<&str> = events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or(""))
+            .filter(|kind| *kind != "WEBHOOK")
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "ROOM_CREATED",
+                "PARTICIPANT_JOINED",
+                "PARTICIPANT_ACTIVE",
+                "PARTICIPANT_LEFT",
+                "ROOM_ENDED"
+            ],
+            "room {sid}"
+        );
+        for event in events {
+            assert!(ids.insert(event["id"].as_str().expect("id").to_owned()), "{event}");
+        }
+        assert_eq!(stored_samples(&b, &sid).await, SAMPLES as u64, "room {sid}");
+    }
+
+    // Each webhook reaches the endpoint, from whichever instance owns the room's partition.
+    let expected: std::collections::BTreeSet<(String, String)> = (0..ROOMS)
+        .flat_map(|room| {
+            ["room_started", "participant_joined", "participant_left", "room_finished"]
+                .map(|event| (format!("cs-{room}"), event.to_owned()))
+        })
+        .collect();
+    let received = receiver
+        .wait_for(std::time::Duration::from_secs(30), |received| {
+            let got: std::collections::BTreeSet<(String, String)> = received
+                .iter()
+                .map(|r| {
+                    let json = r.json();
+                    (
+                        json["room"]["name"].as_str().unwrap_or("").to_owned(),
+                        json["event"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            got == expected
+        })
+        .await;
+    let distinct: std::collections::HashSet<String> =
+        received.iter().map(crate::support::Received::id).collect();
+    assert_eq!(distinct.len(), expected.len(), "one webhook id per call");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_mid_load_hands_its_partitions_over_without_losing_or_repeating_a_call()
+{
+    const ROOMS: usize = 24;
+    const STEPS: usize = 5;
+    let nats = NatsServer::shared();
+    let names = names();
+    let url =
+        telemetry_test_support::postgres::PgServer::shared().create_database().expect("a database");
+    let on_database =
+        || TestData { dir: tempfile::tempdir().expect("tempdir"), postgres_url: Some(url.clone()) };
+    let section = |id: &str| {
+        format!(
+            "{}instance_id = \"{id}\"\nlease = \"3s\"\n",
+            cluster_config(&nats.url(), &names, PARTITIONS)
+        )
+    };
+    let a = TestApp::start_in(on_database(), &section("ga")).await;
+    let b = TestApp::start_in(on_database(), &section("gb")).await;
+    wait_for_ownership(&a, "spread over ga, gb", |now| spread_over(now, &["ga", "gb"], PARTITIONS))
+        .await;
+
+    // Every call its own request to `a`, in order; `b`, owner of half the partitions, stops
+    // gracefully a third of the way through.
+    let mut stopping = None;
+    let mut b = Some(b);
+    for room in 0..ROOMS {
+        if room == ROOMS / 3 {
+            let b = b.take().expect("b");
+            stopping = Some(tokio::spawn(async move { b.stop().await }));
+        }
+        for call in room_calls("gs", room, STEPS) {
+            let (status, answer, _) = post(&a, &json!({ "calls": [call] }), None).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+    stopping.expect("b stopping").await.expect("b stopped");
+    wait_for_ownership(&a, "gb's partitions moved to ga", |now| {
+        spread_over(now, &["ga"], PARTITIONS)
+    })
+    .await;
+
+    let started = tokio::time::Instant::now();
+    let mut ids = std::collections::HashSet::new();
+    for room in 0..ROOMS {
+        let sid = format!("RM_gs{room:04}");
+        let events = loop {
+            let events = a.get_ok(&format!("/v1/rooms/{sid}/events?limit=100")).await;
+            let events = events["events"].as_array().cloned().unwrap_or_default();
+            if events.len() >= STEPS {
+                break events;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "room {sid}: {} of {STEPS} events stored within 30 s",
+                events.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(types.len(), STEPS, "room {sid}: {types:?}");
+        assert_eq!(types.first(), Some(&"ROOM_CREATED"), "room {sid}: {types:?}");
+        assert_eq!(types.last(), Some(&"ROOM_ENDED"), "room {sid}: {types:?}");
+        for event in &events {
+            assert!(ids.insert(event["id"].as_str().expect("id").to_owned()), "twice: {event}");
+        }
+    }
+    eprintln!("cluster: every call stored once after a graceful stop, in {:?}", started.elapsed());
+    // Everything published was acknowledged: by the stopped instance before it gave its
+    // partitions back, or by the survivor.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut pending = u64::MAX;
+    while tokio::time::Instant::now() < deadline {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let stream = jetstream::new(client).get_stream(&names.stream).await.expect("stream");
+        pending = 0;
+        for partition in 0..PARTITIONS {
+            let mut consumer: jetstream::consumer::PullConsumer = stream
+                .get_consumer(&format!("rtc-telemetry-p{partition}"))
+                .await
+                .expect("the partition's consumer");
+            let info = consumer.info().await.expect("info");
+            pending += info.num_pending + info.num_ack_pending as u64;
+        }
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending, 0, "every message of the stream acknowledged");
+    a.stop().await;
 }

@@ -167,6 +167,8 @@ async fn health_readiness_and_metrics() {
         telemetry_core::metrics::names::CLUSTER_PARTITIONS_OWNED,
         telemetry_core::metrics::names::CLUSTER_LEASE_EVENTS_TOTAL,
         telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_CONSUMED_MESSAGES_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_REFUSED_CALLS_TOTAL,
     ];
     for name in telemetry_core::metrics::names::ALL {
         assert!(
