@@ -608,13 +608,12 @@ impl IssueRecord {
 
     /// `affected` as stored: a JSON array of strings.
     pub fn affected_text(&self) -> String {
-        serde_json::to_string(&self.affected).expect("strings serialize")
+        string_list_text(&self.affected)
     }
 
     /// `affected` from its stored text.
     pub fn affected_from_text(text: &str) -> Result<Vec<String>, crate::StoreError> {
-        serde_json::from_str(text)
-            .map_err(|error| crate::StoreError::Corrupt(format!("stored issue affected: {error}")))
+        string_list_from_text(text, "issue affected")
     }
 
     /// The record that decides each issue among `records` (in order), so that a backend writes
@@ -732,13 +731,12 @@ impl WorkerRecord {
 
     /// The guards as stored: a JSON array of strings.
     pub fn guards_text(&self) -> String {
-        serde_json::to_string(&self.guards).expect("strings serialize")
+        string_list_text(&self.guards)
     }
 
     /// Guards from their stored text; a text that is not an array of strings is corrupt.
     pub fn guards_from_text(text: &str) -> Result<Vec<String>, crate::StoreError> {
-        serde_json::from_str(text)
-            .map_err(|error| crate::StoreError::Corrupt(format!("stored worker guards: {error}")))
+        string_list_from_text(text, "worker guards")
     }
 
     /// The last record of each worker among `records` (in order), so that a backend applies each
@@ -1446,4 +1444,16 @@ pub fn fair_share(partitions: u32, live: u32, rank: u32) -> u32 {
         return 0;
     }
     partitions / live + u32::from(rank < partitions % live)
+}
+
+/// A list of strings as a text column stores it: a JSON array.
+fn string_list_text(list: &[String]) -> String {
+    serde_json::to_string(list).expect("strings serialize")
+}
+
+/// A list of strings from its stored text; a text that is not an array of strings is corrupt
+/// (`what` names the column in the error).
+fn string_list_from_text(text: &str, what: &str) -> Result<Vec<String>, crate::StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| crate::StoreError::Corrupt(format!("stored {what}: {error}")))
 }
