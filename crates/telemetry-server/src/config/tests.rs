@@ -293,3 +293,23 @@ fn the_cluster_section_has_the_designs_defaults_and_refuses_bad_values_by_name()
         assert!(message.contains(expected), "{file:?} gave {message:?}, expected {expected}");
     }
 }
+
+#[test]
+fn the_quality_section_refuses_bad_values_by_name() {
+    let config = load(None, &[], &dev()).expect("defaults with --dev");
+    assert!(config.quality.enabled);
+    let cases: &[(&str, &str)] = &[
+        ("loss_pct = 101.0", "`quality.loss_pct`"),
+        ("loss_pct = -1.0", "`quality.loss_pct`"),
+        ("jitter_ms = -5.0", "`quality.jitter_ms`"),
+        ("rtt_ms = nan", "`quality.rtt_ms`"),
+        ("min_score = 5.5", "`quality.min_score`"),
+        ("open_after = \"2h\"", "`quality.open_after`"),
+        ("close_after = \"2h\"", "`quality.close_after`"),
+    ];
+    for (line, expected) in cases {
+        let file = format!("[quality]\n{line}\n");
+        let message = error_of(load(Some(("bad.toml", &file)), &[], &dev()));
+        assert!(message.contains(expected), "{file:?} gave {message:?}, expected {expected}");
+    }
+}
