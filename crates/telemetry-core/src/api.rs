@@ -27,7 +27,7 @@ impl TelemetryService {
         key: &StatsKey,
         stat: &lk::AnalyticsStat,
     ) -> Result<(), Shed> {
-        self.track_stats_at(self.now(), room_id, room_name, key, stat)
+        self.track_stats_at(self.now(), room_id, room_name, key, stat).map(|_| ())
     }
 
     /// `RoomStarted`.

@@ -299,7 +299,7 @@ impl TelemetryService {
     pub fn apply(&self, meta: CallMeta, call: Call) -> Result<Option<u64>, Shed> {
         match call {
             Call::TrackStats { room_id, room_name, key, stat } => {
-                self.track_stats_at(meta, &room_id, &room_name, &key, &stat).map(|()| None)
+                self.track_stats_at(meta, &room_id, &room_name, &key, &stat)
             }
             call => Ok(self.lifecycle(meta, None, call)),
         }
@@ -319,7 +319,7 @@ impl TelemetryService {
     ) -> Result<Option<u64>, Shed> {
         match call {
             Call::TrackStats { room_id, room_name, key, stat } => {
-                self.track_stats_at(meta, &room_id, &room_name, &key, &stat).map(|()| None)
+                self.track_stats_at(meta, &room_id, &room_name, &key, &stat)
             }
             call => Ok(self.lifecycle(meta, Some(origin), call)),
         }
@@ -328,7 +328,9 @@ impl TelemetryService {
     /// `TrackStats` with an explicit call meta: folds `stat` into the stats worker of
     /// `(room_id, key.participant_id)`, spreads it over the node's rate cells and accounts it in
     /// Prometheus. A sample for a participant without a worker still counts in node rates and
-    /// Prometheus, as in LiveKit. The sample is read, not kept: callers may reuse it.
+    /// Prometheus, as in LiveKit. The sample is read, not kept: callers may reuse it. Returns
+    /// the sequence number of the last quality output the sample caused (an issue opened or
+    /// closed), if any: the caller waits for it like for a lifecycle call's outputs.
     ///
     /// # Errors
     ///
@@ -340,7 +342,7 @@ impl TelemetryService {
         _room_name: &str,
         key: &StatsKey,
         stat: &lk::AnalyticsStat,
-    ) -> Result<(), Shed> {
+    ) -> Result<Option<u64>, Shed> {
         let inner = &*self.inner;
         let hash = inner.workers.hash(room_id, &key.participant_id);
         let shard = inner.workers.shard(hash);
@@ -350,6 +352,7 @@ impl TelemetryService {
         }
         let flush_interval_ms = inner.config.flush_interval_millis();
         let summary = SampleSummary::of(stat);
+        let mut quality_seq = None;
         let recorded =
             inner.workers.with_worker(hash, room_id, &key.participant_id, |worker| match worker {
                 Some(worker) => {
@@ -372,7 +375,7 @@ impl TelemetryService {
                     );
                     // Pushed under the worker lock, so that a leave (which closes the worker's
                     // issues under the same lock) comes before or after, never between.
-                    inner.push_quality(changes);
+                    quality_seq = inner.push_quality(changes);
                     recorded
                 }
                 None => Recorded::Reaped,
@@ -393,11 +396,11 @@ impl TelemetryService {
             }
             Recorded::Invalid => {
                 aux.counters.invalid += 1;
-                return Ok(());
+                return Ok(quality_seq);
             }
             Recorded::Reaped if !summary.valid => {
                 aux.counters.invalid += 1;
-                return Ok(());
+                return Ok(quality_seq);
             }
             Recorded::Reaped => {
                 aux.counters.without_worker += 1;
@@ -417,7 +420,7 @@ impl TelemetryService {
             key.stream_type,
         );
         aux.metrics.record(meta.node, key, stat);
-        Ok(())
+        Ok(quality_seq)
     }
 
     /// Applies a lifecycle call under the lifecycle lock: maps it by family (see the submodules)

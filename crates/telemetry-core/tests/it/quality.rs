@@ -203,6 +203,34 @@ fn a_lossy_publisher_with_five_subscribers_is_one_upstream_issue_with_five_affec
     }
 }
 
+/// The ingest routes wait for the last output a request's calls produced: a sample that opens
+/// or closes an issue names its quality output, and one that changes nothing names none.
+#[test]
+fn a_sample_that_opens_or_closes_an_issue_returns_its_output_s_sequence_number() {
+    let harness = call(0);
+    let trouble = Some(Trouble { kind: IssueKind::PacketLoss, from_s: 0, to_s: 30 });
+    let upstream = key(Direction::Upstream, PUBLISHER);
+    let mut returned = Vec::new();
+    for start_s in (0..60).step_by(5) {
+        harness.clock.set(at(start_s + 5));
+        let meta = harness.meta();
+        let seq = harness
+            .service
+            .track_stats_at(
+                meta,
+                "RoomSid",
+                "RoomName",
+                &upstream,
+                &sample(start_s, start_s + 5, trouble),
+            )
+            .expect("sample accepted");
+        let outputs = harness.outputs();
+        assert_eq!(seq, outputs.last().map(|output| output.seq), "at {start_s} s: {outputs:?}");
+        returned.extend(seq);
+    }
+    assert_eq!(returned.len(), 2, "one issue opened and closed: {returned:?}");
+}
+
 #[test]
 fn a_subscriber_s_bad_downlink_is_one_downstream_issue_on_its_track() {
     for cadence_s in [1, 5, 30] {
