@@ -158,3 +158,28 @@ fn recorder_events_with_unknown_enum_numbers_are_dropped_naming_the_event() {
     assert_eq!(batch.events.len(), 3);
     assert_eq!(batch.events[1].event_type, "PARTICIPANT_ACTIVE");
 }
+
+/// The `ingest_json` fuzz target's finding once the quality detectors landed: a request whose
+/// stats samples open and close an issue was answered naming an earlier output than its last,
+/// so the answer (and, in cluster mode, the acknowledgement) did not wait for the issue's
+/// event. The body is the seed `fuzz/corpus/ingest_json/quality-from-stats`: a publisher's
+/// upstream losing a fifth of its packets for 35 s, then clean: the last output is the issue's end.
+#[test]
+fn a_request_s_outcome_names_the_quality_outputs_its_samples_caused() {
+    let seed = include_bytes!("../../../../fuzz/corpus/ingest_json/quality-from-stats");
+    // The fuzz input's first two bytes chose the content type and the caps; the rest is the body.
+    let calls: Vec<_> =
+        decode_batch(Format::Json, &seed[2..], usize::MAX).expect("reads").collect();
+    let (service, receiver) = TelemetryService::new(CoreConfig::default());
+    let received_at = UnixMillis(1_700_000_000_000);
+    let outcome = apply_calls(&service, calls, 0, "node", received_at, &Limits::default());
+    assert_eq!(outcome.rejected_count, 0, "{:?}", outcome.rejected);
+    let mut outputs = Vec::new();
+    receiver.take(usize::MAX, &mut outputs);
+    let quality = outputs
+        .iter()
+        .filter(|output| matches!(output.output, telemetry_core::Output::Quality(_)))
+        .count();
+    assert_eq!(quality, 2, "one issue opened and closed by the samples");
+    assert_eq!(outcome.last_seq, outputs.last().map(|output| output.seq));
+}
