@@ -74,6 +74,7 @@ static ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("format.js", JS),
     asset!("charts.js", JS),
+    asset!("quality.js", JS),
     asset!("pages/overview.js", JS),
     asset!("pages/rooms.js", JS),
     asset!("pages/room.js", JS),

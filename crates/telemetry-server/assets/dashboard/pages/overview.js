@@ -1,8 +1,13 @@
 // The overview: live counts (rooms, participants, tracks), the ingest rate derived from two
-// polls of the accepted-calls counter, webhook outbox health, and the active rooms and nodes.
+// polls of the accepted-calls counter, webhook outbox health, the open quality issues, and the
+// active rooms and nodes.
 
 import { api } from '../api.js';
 import { h, fill, number, table, timeCell, duration, empty, badge } from '../format.js';
+import { issuesTable } from '../quality.js';
+
+/** Most open issues listed. */
+const ISSUES_LIMIT = 100;
 
 const POLL_MS = 5000;
 
@@ -51,21 +56,37 @@ function renderStats(overview, rate) {
   return stats;
 }
 
+/** The open issues' panel body: the table, and a note when the list is cut. */
+function renderIssues(issues) {
+  return [
+    issuesTable(issues),
+    issues.length >= ISSUES_LIMIT && h('p', { class: 'muted small', text: `The oldest ${ISSUES_LIMIT} open issues.` }),
+  ];
+}
+
+
 /** Renders the overview and polls it while it is shown. */
 export async function overviewPage(context) {
   const { view, signal } = context;
   document.title = 'Overview · rtc-telemetry';
-  const [overview, rooms, nodes] = await Promise.all([
+  const [overview, rooms, nodes, issues] = await Promise.all([
     context.refreshOverview(signal),
     api('/v1/rooms?active=true&limit=10', { signal }),
     api('/v1/nodes', { signal }),
+    api(`/v1/issues?open=true&limit=${ISSUES_LIMIT}`, { signal }),
   ]);
   if (!context.active()) return;
   const statsBox = h('div', {}, renderStats(overview, ingestRate(overview)));
+  const issuesBox = h('div', {}, renderIssues(issues.issues));
+  const issuesTitle = h('h2', { text: `Open quality issues (${issues.issues.length})` });
   fill(view, 
     h('div', { class: 'page-head' }, h('h1', { text: 'Overview' }),
       h('span', { class: 'muted small', text: `updates every ${POLL_MS / 1000} s` })),
     statsBox,
+    h('section', { class: 'panel', data: { testid: 'issues' } },
+      h('div', { class: 'panel-head' }, issuesTitle,
+        h('span', { class: 'muted small', text: 'worst value since the issue opened; affected: the subscribers a publisher\'s trouble reached' })),
+      issuesBox),
     h('div', { class: 'columns' },
       h('section', { class: 'panel' },
         h('div', { class: 'panel-head' }, h('h2', { text: 'Active rooms' }), h('a', { href: '#/rooms', text: 'All rooms →' })),
@@ -91,7 +112,11 @@ export async function overviewPage(context) {
   const poll = async () => {
     try {
       const next = await context.refreshOverview(signal);
-      if (context.active()) fill(statsBox, renderStats(next, ingestRate(next)));
+      const open = await api(`/v1/issues?open=true&limit=${ISSUES_LIMIT}`, { signal });
+      if (!context.active()) return;
+      fill(statsBox, renderStats(next, ingestRate(next)));
+      issuesTitle.textContent = `Open quality issues (${open.issues.length})`;
+      fill(issuesBox, renderIssues(open.issues));
     } catch {
       // A refused read signs out (api.js); a passing failure waits for the next poll.
     }
