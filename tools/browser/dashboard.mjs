@@ -8,7 +8,9 @@
 // (read only; optional), DASHBOARD_INGEST_TOKEN (no read role; optional), DASHBOARD_SCREENSHOTS
 // (where screenshots go; default ../../target/dashboard-screenshots), DASHBOARD_CHROMIUM
 // (default /usr/bin/chromium), DASHBOARD_TROUBLE_ROOM (the sid of a running room with a closed
-// and an open quality issue, for the report and issue checks; optional).
+// and an open quality issue, for the report and issue checks; optional), DASHBOARD_CLUSTER (`1`:
+// the service runs in cluster mode; only step C runs, which checks the overview's cluster panel
+// against GET /v1/cluster).
 //
 // Run by crates/telemetry-server/tests/it/dashboard.rs with TELEMETRY_TEST_BROWSER=1; the tools
 // come from tools/setup-browser.sh. Exits non-zero with a message naming the failed check.
@@ -26,6 +28,7 @@ const ingestToken = process.env.DASHBOARD_INGEST_TOKEN ?? '';
 const shots = process.env.DASHBOARD_SCREENSHOTS ?? path.join(here, '../../target/dashboard-screenshots');
 const executablePath = process.env.DASHBOARD_CHROMIUM ?? '/usr/bin/chromium';
 const troubleRoom = process.env.DASHBOARD_TROUBLE_ROOM ?? '';
+const clusterMode = process.env.DASHBOARD_CLUSTER === '1';
 
 if (!base || !token) {
   console.error('usage: DASHBOARD_TOKEN=... node dashboard.mjs BASE_URL');
@@ -153,7 +156,9 @@ async function canvasDrawn(page, selector) {
   });
 }
 
+/** Runs a step: in cluster mode step C only, otherwise every other one. */
 async function step(name, run) {
+  if (clusterMode !== name.startsWith('C.')) return;
   log(`step: ${name}`);
   try {
     await run();
@@ -218,7 +223,7 @@ await step('3. sign in; the overview shows what /v1/overview answers', async () 
   await shot(page, 'overview-1280x800');
 });
 
-await step('3b. the overview lists the open quality issues as /v1/issues answers', async () => {
+await step('3b. the overview lists the open quality issues as /v1/issues answers, and says single instance', async () => {
   const table = page.locator('[data-testid="open-issues"]');
   await table.waitFor();
   // An issue may open or close between the page's read and the script's: compare twice at most.
@@ -257,9 +262,53 @@ await step('3b. the overview lists the open quality issues as /v1/issues answers
     const open = issues.filter((issue) => issue.roomSid === troubleRoom);
     check(open.length === 1 && open[0].kind === 'jitter', `the room in trouble's open issues: ${JSON.stringify(open)}`);
   }
+  const instances = await page.locator('[data-testid="instances"]').textContent();
+  const note = await page.locator('[data-stat="instances"] .stat-note').textContent();
+  check(instances.trim() === '1' && note.includes('single instance'), `without the cluster: instances "${instances}", "${note}"`);
+  check(await page.locator('[data-testid="cluster"]').count() === 0, 'a cluster panel without the cluster');
+  check(!page.apiRequests.some((request) => request.path === '/v1/cluster'), 'the page asked /v1/cluster without the cluster');
   await noInjectedMarkup(page, 'the overview');
   await page.locator('[data-testid="issues"]').scrollIntoViewIfNeeded();
   await shot(page, 'overview-issues-1280x800');
+});
+
+await step('3c. in cluster mode (the answers of a cluster, routed to the page): instances and partitions', async () => {
+  const lastSeen = new Date(Date.now() - 2000).toISOString();
+  const status = {
+    instances: [
+      { id: 'rtct-a', partitions: [0, 1, 2, 3], lastSeen },
+      { id: 'rtct-b', partitions: [4, 5, 6], lastSeen },
+    ],
+    partitions: 8,
+  };
+  await page.route('**/v1/overview', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    await route.fulfill({ response, json: { ...body, cluster: { instanceId: 'rtct-a', partitions: 8 } } });
+  });
+  await page.route('**/v1/cluster', (route) => route.fulfill({ json: status }));
+  try {
+    await page.reload();
+    await page.locator('[data-testid="cluster-instances"]').waitFor();
+    for (const instance of status.instances) {
+      const row = page.locator(`[data-testid="cluster-instances"] tr[data-instance="${instance.id}"]`);
+      const owned = digits(await row.locator('td[data-col="owned"]').textContent());
+      check(owned === instance.partitions.length, `instance ${instance.id}: ${owned} partitions shown, ${instance.partitions.length} held`);
+      const seen = await row.locator('td[data-col="last-seen"] time').getAttribute('datetime');
+      check(seen === instance.lastSeen, `instance ${instance.id}: last seen ${seen} vs ${instance.lastSeen}`);
+    }
+    const cells = await page.locator('[data-testid="cluster-partitions"] [data-partition]').evaluateAll((all) => all.map((cell) => [cell.dataset.partition, cell.dataset.owner]));
+    const expected = [...Array(8).keys()].map((n) => [String(n), status.instances.find((i) => i.partitions.includes(n))?.id ?? '']);
+    check(JSON.stringify(cells) === JSON.stringify(expected), `partitions: ${JSON.stringify(cells)}, expected ${JSON.stringify(expected)}`);
+    const instances = await page.locator('[data-testid="instances"]').textContent();
+    const note = await page.locator('[data-stat="instances"] .stat-note').textContent();
+    check(instances.trim() === '2' && note.includes('1 without owner'), `cluster card: "${instances}", "${note}"`);
+    await page.locator('[data-testid="cluster"]').scrollIntoViewIfNeeded();
+    await shot(page, 'overview-cluster-1280x800');
+  } finally {
+    await page.unroute('**/v1/overview');
+    await page.unroute('**/v1/cluster');
+  }
 });
 
 await step('4. rooms → a room: participants, states and a track chart as the API says', async () => {
@@ -537,6 +586,34 @@ await step('7. a phone (390×844): overview and room without sideways scrolling'
     await shot(phone, 'room-390x844');
     await shot(phone, 'room-full-390', true);
   }
+});
+
+await step('C. a service in cluster mode: the overview shows its instances and partitions as /v1/cluster answers', async () => {
+  const clusterPage = await newPage({ width: 1280, height: 800 });
+  await clusterPage.goto(`${base}/`);
+  await signIn(clusterPage, token);
+  await clusterPage.locator('[data-testid="cluster-instances"]').waitFor();
+  const overview = await apiOk('/v1/overview');
+  check(overview.cluster, `/v1/overview has no cluster: ${JSON.stringify(overview)}`);
+  const status = await apiOk('/v1/cluster');
+  const rows = await clusterPage.locator('[data-testid="cluster-instances"] tbody tr').evaluateAll((all) => all.map((row) => ({
+    id: row.dataset.instance,
+    owned: Number(row.querySelector('td[data-col="owned"]').textContent.replace(/[^\d]/g, '')),
+    seen: row.querySelector('td[data-col="last-seen"] time').getAttribute('datetime'),
+  })));
+  check(JSON.stringify(rows.map((r) => [r.id, r.owned])) === JSON.stringify(status.instances.map((i) => [i.id, i.partitions.length])),
+    `instances: ${JSON.stringify(rows)}, the API ${JSON.stringify(status.instances)}`);
+  // Heartbeats move lastSeen on: the page's must be recent, not equal to a later read's.
+  for (const row of rows) check(Date.now() - new Date(row.seen) < 30_000, `instance ${row.id}: last seen ${row.seen}`);
+  const cells = await clusterPage.locator('[data-testid="cluster-partitions"] [data-partition]').evaluateAll((all) => all.map((cell) => cell.dataset.owner));
+  const owners = [...Array(status.partitions).keys()].map((n) => status.instances.find((i) => i.partitions.includes(n))?.id ?? '');
+  check(JSON.stringify(cells) === JSON.stringify(owners), `partitions: ${JSON.stringify(cells)}, the API ${JSON.stringify(owners)}`);
+  const self = await clusterPage.locator(`[data-testid="cluster-instances"] tr[data-instance="${overview.cluster.instanceId}"]`).textContent();
+  check(self.includes('(this one)'), `the instance answering is not marked: "${self}"`);
+  const instances = await clusterPage.locator('[data-testid="instances"]').textContent();
+  check(Number(instances) === status.instances.length, `instances card "${instances}", the API ${status.instances.length}`);
+  await clusterPage.locator('[data-testid="cluster"]').scrollIntoViewIfNeeded();
+  await shot(clusterPage, 'overview-cluster-real-1280x800');
 });
 
 await browser.close();

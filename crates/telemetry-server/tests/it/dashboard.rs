@@ -7,11 +7,14 @@
 //! a running room in trouble (a publisher's lossy uplink that opened and closed an issue, a
 //! subscriber's jittery downlink whose issue is still open; names with markup in them), lets
 //! the webhook deliveries to a failing receiver go dead, then runs `tools/browser/dashboard.mjs`,
-//! which drives Chromium through sign-in, overview (with the open issues), rooms, a room and its
+//! which drives Chromium through sign-in, overview (with the open issues and the single-instance
+//! note, and the cluster panel on a cluster's answers routed to the page), rooms, a room and its
 //! track charts, the room in trouble (its report, its issues on the timeline and the charts), a
 //! node and the webhooks page (retrying a dead delivery), compares what the page shows with what
-//! the API answers, and saves screenshots in `target/dashboard-screenshots/`. Without the variable it
-//! is skipped with a message, so a bare `cargo test` passes on a machine without a browser.
+//! the API answers, and saves screenshots in `target/dashboard-screenshots/`. The cluster-mode
+//! test runs the script's cluster step against a real instance in cluster mode. Without the
+//! variable both are skipped (the cluster test checks the API's answers only), so a bare
+//! `cargo test` passes on a machine without a browser.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use telemetry_proto::v1;
 use telemetry_server::simulate;
 use telemetry_sim::SimulateArgs;
 
-use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp};
+use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp, TestData};
 
 const SETUP_HINT: &str = "run `bash tools/setup-browser.sh` (or `cargo xtask test`)";
 
@@ -47,6 +50,10 @@ async fn overview_counts_what_is_live_and_names_the_callers_roles() {
     );
     assert_eq!(overview["principal"]["key"], READER.0);
     assert_eq!(overview["principal"]["roles"], serde_json::json!(["read"]));
+    // Without the cluster: null, and the page asks nothing of `/v1/cluster`, which answers 404.
+    assert_eq!(overview["cluster"], Value::Null, "{overview}");
+    let (status, body) = app.get("/v1/cluster").await;
+    assert_eq!(status, 404, "{body}");
 
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.expect("request").status().as_u16()
@@ -79,6 +86,46 @@ async fn the_page_is_served_at_the_root_without_a_token() {
     assert_eq!(response.headers()["content-type"], "text/javascript; charset=utf-8");
     let missing = app.client.get(app.url("/assets/missing.js")).send().await.expect("request");
     assert_eq!(missing.status().as_u16(), 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_the_overview_names_the_instance_and_the_cluster_answers_its_partitions() {
+    let nats = telemetry_test_support::nats::NatsServer::shared();
+    let config = format!(
+        "[cluster]\nenabled = true\nnats_url = \"{}\"\nstream = \"DASHBOARD\"\n\
+         subject_prefix = \"dashboard.calls\"\npartitions = 4\ninstance_id = \"dash-a\"\n\
+         lease = \"2s\"\n",
+        nats.url()
+    );
+    let app = TestApp::start_in(TestData::on_postgres(), &config).await;
+    // What the page needs to know that it runs in a cluster, and to draw every partition.
+    let overview = app.get_ok("/v1/overview").await;
+    assert_eq!(
+        overview["cluster"],
+        serde_json::json!({ "instanceId": "dash-a", "partitions": 4 }),
+        "{overview}"
+    );
+    // The instances and partitions it draws: this one instance holds all four once its first
+    // heartbeats took them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = app.get_ok("/v1/cluster").await;
+        if status["instances"][0]["partitions"] == serde_json::json!([0, 1, 2, 3]) {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the partitions are not held: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["partitions"], 4, "{status}");
+    assert_eq!(status["instances"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status["instances"][0]["id"], "dash-a", "{status}");
+    let last_seen = status["instances"][0]["lastSeen"].as_str().expect("lastSeen");
+    assert!(humantime::parse_rfc3339_weak(last_seen).is_ok(), "{status}");
+    // And the page draws them: the browser's step C, when the browser test runs.
+    if std::env::var("TELEMETRY_TEST_BROWSER").as_deref() == Ok("1") {
+        run_script(&tools(), &app, &[("DASHBOARD_CLUSTER", "1")]).await;
+    }
     app.stop().await;
 }
 
@@ -364,6 +411,14 @@ include_events = ["room_started"]
     receiver.accept.store(true, Ordering::SeqCst);
     eprintln!("dashboard: fed in {:.1} s; starting the browser", started.elapsed().as_secs_f64());
 
+    run_script(&tools, &app, &[("DASHBOARD_TROUBLE_ROOM", TROUBLE_ROOM)]).await;
+    eprintln!("dashboard: browser test done in {:.1} s in all", started.elapsed().as_secs_f64());
+    app.stop().await;
+}
+
+/// Runs `tools/browser/dashboard.mjs` against `app` with `extra` environment variables, and
+/// fails unless every check of it passed (within 120 s).
+async fn run_script(tools: &Tools, app: &TestApp, extra: &[(&str, &str)]) {
     let screenshots = workspace_root().join("target/dashboard-screenshots");
     let mut child = std::process::Command::new("node")
         .arg(&tools.script)
@@ -373,7 +428,7 @@ include_events = ["room_started"]
         .env("DASHBOARD_INGEST_TOKEN", TestApp::token(INGESTER))
         .env("DASHBOARD_SCREENSHOTS", &screenshots)
         .env("DASHBOARD_CHROMIUM", &tools.chromium)
-        .env("DASHBOARD_TROUBLE_ROOM", TROUBLE_ROOM)
+        .envs(extra.iter().copied())
         .current_dir(workspace_root().join("tools/browser"))
         .spawn()
         .expect("start node");
@@ -388,14 +443,9 @@ include_events = ["room_started"]
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!(
-        "dashboard: browser test done in {:.1} s in all; screenshots in {}",
-        started.elapsed().as_secs_f64(),
-        screenshots.display()
-    );
+    eprintln!("dashboard: screenshots in {}", screenshots.display());
     assert!(
         status.success(),
         "tools/browser/dashboard.mjs failed ({status}); see its output above"
     );
-    app.stop().await;
 }
