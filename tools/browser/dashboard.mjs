@@ -7,7 +7,10 @@
 // Environment: DASHBOARD_TOKEN (a token with the read and admin roles), DASHBOARD_READER_TOKEN
 // (read only; optional), DASHBOARD_INGEST_TOKEN (no read role; optional), DASHBOARD_SCREENSHOTS
 // (where screenshots go; default ../../target/dashboard-screenshots), DASHBOARD_CHROMIUM
-// (default /usr/bin/chromium).
+// (default /usr/bin/chromium), DASHBOARD_TROUBLE_ROOM (the sid of a running room with a closed
+// and an open quality issue, for the report and issue checks; optional), DASHBOARD_CLUSTER (`1`:
+// the service runs in cluster mode; only step C runs, which checks the overview's cluster panel
+// against GET /v1/cluster).
 //
 // Run by crates/telemetry-server/tests/it/dashboard.rs with TELEMETRY_TEST_BROWSER=1; the tools
 // come from tools/setup-browser.sh. Exits non-zero with a message naming the failed check.
@@ -24,6 +27,8 @@ const readerToken = process.env.DASHBOARD_READER_TOKEN ?? '';
 const ingestToken = process.env.DASHBOARD_INGEST_TOKEN ?? '';
 const shots = process.env.DASHBOARD_SCREENSHOTS ?? path.join(here, '../../target/dashboard-screenshots');
 const executablePath = process.env.DASHBOARD_CHROMIUM ?? '/usr/bin/chromium';
+const troubleRoom = process.env.DASHBOARD_TROUBLE_ROOM ?? '';
+const clusterMode = process.env.DASHBOARD_CLUSTER === '1';
 
 if (!base || !token) {
   console.error('usage: DASHBOARD_TOKEN=... node dashboard.mjs BASE_URL');
@@ -71,6 +76,30 @@ function parseBitrate(text) {
 
 function digits(text) {
   return Number(String(text).replace(/[^\d]/g, ''));
+}
+
+/** "↑ 1,234.5 ms" → 1234.5; "—" → null. */
+function numberIn(text) {
+  const match = /-?[\d,]+(\.\d+)?/.exec(String(text));
+  return match ? Number(match[0].replaceAll(',', '')) : null;
+}
+
+/** Checks that a figure shown with `decimals` fraction digits is `expected`. */
+function near(shown, expected, decimals, what) {
+  check(shown !== null, `${what}: no number shown, the API says ${expected}`);
+  check(Math.abs(shown - expected) <= 0.5 * 10 ** -decimals + 1e-9, `${what}: the page shows ${shown}, the API ${expected}`);
+}
+
+/** Opens a folded panel (a <details>) unless it is open. */
+async function unfold(page, testid) {
+  const details = page.locator(`details[data-testid="${testid}"]`);
+  if (!(await details.evaluate((element) => element.open))) await details.locator('> summary').click();
+}
+
+/** Caller-chosen names with markup must show as text: no element of theirs may exist. */
+async function noInjectedMarkup(page, where) {
+  const injected = await page.evaluate(() => document.querySelectorAll('[data-injected], img[src="x"]').length);
+  check(injected === 0, `${where}: ${injected} elements made from names (markup injected)`);
 }
 
 const browser = await chromium.launch({
@@ -127,7 +156,9 @@ async function canvasDrawn(page, selector) {
   });
 }
 
+/** Runs a step: in cluster mode step C only, otherwise every other one. */
 async function step(name, run) {
+  if (clusterMode !== name.startsWith('C.')) return;
   log(`step: ${name}`);
   try {
     await run();
@@ -192,6 +223,94 @@ await step('3. sign in; the overview shows what /v1/overview answers', async () 
   await shot(page, 'overview-1280x800');
 });
 
+await step('3b. the overview lists the open quality issues as /v1/issues answers, and says single instance', async () => {
+  const table = page.locator('[data-testid="open-issues"]');
+  await table.waitFor();
+  // An issue may open or close between the page's read and the script's: compare twice at most.
+  let issues = [];
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    issues = (await apiOk('/v1/issues?open=true&limit=100')).issues;
+    const shown = await page.locator('[data-testid="open-issues"] tbody tr').evaluateAll((rows) => rows.map((row) => row.dataset.issue));
+    if (shown.length === issues.length && issues.every((issue) => shown.includes(issue.id))) break;
+    check(attempt === 0, `open issues: the page lists ${JSON.stringify(shown)}, the API ${JSON.stringify(issues.map((i) => i.id))}`);
+    await page.reload();
+    await table.waitFor();
+  }
+  const title = await page.locator('[data-testid="issues"] h2').textContent();
+  check(digits(title) === issues.length, `open issues title "${title}", the API lists ${issues.length}`);
+  for (const issue of issues) {
+    const row = page.locator(`[data-testid="open-issues"] tr[data-issue="${issue.id}"]`);
+    const cell = async (column) => (await row.locator(`td[data-col="${column}"]`).textContent()).trim();
+    check((await cell('kind')) === issue.kind.replaceAll('_', ' ').replace('rtt', 'RTT'), `issue ${issue.id}: kind "${await cell('kind')}" vs ${issue.kind}`);
+    check((await cell('direction')).endsWith(issue.direction), `issue ${issue.id}: direction "${await cell('direction')}" vs ${issue.direction}`);
+    check((await cell('participant')) === (issue.participantIdentity || issue.participantSid), `issue ${issue.id}: participant "${await cell('participant')}" vs ${issue.participantIdentity}`);
+    check((await cell('track')) === issue.trackSid, `issue ${issue.id}: track "${await cell('track')}" vs ${issue.trackSid}`);
+    const since = await row.locator('td[data-col="since"] time').getAttribute('datetime');
+    check(since === issue.startedAt, `issue ${issue.id}: since ${since}, the API ${issue.startedAt}`);
+    if (issue.kind !== 'no_media') {
+      const decimals = { packet_loss: 1, jitter: 1, rtt: 0, low_score: 2 }[issue.kind];
+      near(numberIn(await cell('value')), issue.value, decimals, `issue ${issue.id}: worst value`);
+      const threshold = numberIn((await cell('value')).split(/[<>]/)[1]);
+      near(threshold, issue.threshold, decimals, `issue ${issue.id}: threshold`);
+    }
+    check(digits(await cell('affected')) === issue.affected.length, `issue ${issue.id}: affected "${await cell('affected')}" vs ${issue.affected.length}`);
+    const link = row.locator('td[data-col="room"] a');
+    check((await link.getAttribute('href')) === `#/rooms/${encodeURIComponent(issue.roomSid)}`, `issue ${issue.id}: the room link`);
+    check((await link.textContent()) === (issue.roomName || issue.roomSid), `issue ${issue.id}: room "${await link.textContent()}" vs "${issue.roomName}"`);
+  }
+  if (troubleRoom) {
+    const open = issues.filter((issue) => issue.roomSid === troubleRoom);
+    check(open.length === 1 && open[0].kind === 'jitter', `the room in trouble's open issues: ${JSON.stringify(open)}`);
+  }
+  const instances = await page.locator('[data-testid="instances"]').textContent();
+  const note = await page.locator('[data-stat="instances"] .stat-note').textContent();
+  check(instances.trim() === '1' && note.includes('single instance'), `without the cluster: instances "${instances}", "${note}"`);
+  check(await page.locator('[data-testid="cluster"]').count() === 0, 'a cluster panel without the cluster');
+  check(!page.apiRequests.some((request) => request.path === '/v1/cluster'), 'the page asked /v1/cluster without the cluster');
+  await noInjectedMarkup(page, 'the overview');
+  await page.locator('[data-testid="issues"]').scrollIntoViewIfNeeded();
+  await shot(page, 'overview-issues-1280x800');
+});
+
+await step('3c. in cluster mode (the answers of a cluster, routed to the page): instances and partitions', async () => {
+  const lastSeen = new Date(Date.now() - 2000).toISOString();
+  const status = {
+    instances: [
+      { id: 'rtct-a', partitions: [0, 1, 2, 3], lastSeen },
+      { id: 'rtct-b', partitions: [4, 5, 6], lastSeen },
+    ],
+    partitions: 8,
+  };
+  await page.route('**/v1/overview', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    await route.fulfill({ response, json: { ...body, cluster: { instanceId: 'rtct-a', partitions: 8 } } });
+  });
+  await page.route('**/v1/cluster', (route) => route.fulfill({ json: status }));
+  try {
+    await page.reload();
+    await page.locator('[data-testid="cluster-instances"]').waitFor();
+    for (const instance of status.instances) {
+      const row = page.locator(`[data-testid="cluster-instances"] tr[data-instance="${instance.id}"]`);
+      const owned = digits(await row.locator('td[data-col="owned"]').textContent());
+      check(owned === instance.partitions.length, `instance ${instance.id}: ${owned} partitions shown, ${instance.partitions.length} held`);
+      const seen = await row.locator('td[data-col="last-seen"] time').getAttribute('datetime');
+      check(seen === instance.lastSeen, `instance ${instance.id}: last seen ${seen} vs ${instance.lastSeen}`);
+    }
+    const cells = await page.locator('[data-testid="cluster-partitions"] [data-partition]').evaluateAll((all) => all.map((cell) => [cell.dataset.partition, cell.dataset.owner]));
+    const expected = [...Array(8).keys()].map((n) => [String(n), status.instances.find((i) => i.partitions.includes(n))?.id ?? '']);
+    check(JSON.stringify(cells) === JSON.stringify(expected), `partitions: ${JSON.stringify(cells)}, expected ${JSON.stringify(expected)}`);
+    const instances = await page.locator('[data-testid="instances"]').textContent();
+    const note = await page.locator('[data-stat="instances"] .stat-note').textContent();
+    check(instances.trim() === '2' && note.includes('1 without owner'), `cluster card: "${instances}", "${note}"`);
+    await page.locator('[data-testid="cluster"]').scrollIntoViewIfNeeded();
+    await shot(page, 'overview-cluster-1280x800');
+  } finally {
+    await page.unroute('**/v1/overview');
+    await page.unroute('**/v1/cluster');
+  }
+});
+
 await step('4. rooms → a room: participants, states and a track chart as the API says', async () => {
   await page.locator('nav a[data-nav="rooms"]').click();
   await page.locator('[data-testid="rooms"]').waitFor();
@@ -244,6 +363,9 @@ await step('4. rooms → a room: participants, states and a track chart as the A
     .sort((a, b) => b.windows.length - a.windows.length)[0];
   check(series, `no media stats series for ${room.sid}`);
   const key = [series.trackSid, series.participantSid, series.direction].join('~');
+  // The per-track list is folded under the report until asked for.
+  check(!(await page.locator('details[data-testid="per-track"]').evaluate((element) => element.open)), 'the per-track list is not folded');
+  await unfold(page, 'per-track');
   await page.locator(`[data-testid="series-table"] tr[data-series="${key}"] a[data-testid="open-chart"]`).click();
   await page.locator('[data-testid="series-charts"]').waitFor();
   for (const chart of ['chart-bitrate', 'chart-loss', 'chart-jitter', 'chart-rtt', 'chart-score']) {
@@ -261,6 +383,107 @@ await step('4. rooms → a room: participants, states and a track chart as the A
   await page.waitForTimeout(150);
   await shot(page, 'room-track-charts-1280x800');
   await shot(page, 'room-full-1280', true);
+});
+
+await step('4b. the room in trouble: its report as the API answers, its issues on the timeline and the charts', async () => {
+  check(troubleRoom, 'DASHBOARD_TROUBLE_ROOM is not set');
+  await page.goto(`${base}/#/rooms/${encodeURIComponent(troubleRoom)}`);
+  await page.locator('[data-testid="report-table"]').waitFor();
+  // The bars' places, read at once: the page's span ends when it was drawn.
+  const to = Date.now();
+  const bars = await page.locator('[data-testid="issue-timeline"] li').evaluateAll((items) => items.map((li) => {
+    const bar = li.querySelector('[data-testid="issue-bar"]');
+    return { id: li.dataset.issue, start: bar.dataset.start, end: bar.dataset.end, open: bar.classList.contains('open'), left: parseFloat(bar.style.left), width: parseFloat(bar.style.width) };
+  }));
+  const report = await apiOk(`/v1/rooms/${encodeURIComponent(troubleRoom)}/report`);
+  const title = await page.locator('#view h1').textContent();
+  check(title.includes(report.room.name), `the room's name "${report.room.name}" is not shown as text: "${title}"`);
+  await noInjectedMarkup(page, 'the room page');
+  check(report.issues.length === 2, `the room in trouble has ${report.issues.length} issues: ${JSON.stringify(report.issues)}`);
+
+  // One row per participant, each figure as the report has it.
+  const rows = page.locator('[data-testid="report-table"] tbody tr');
+  check(await rows.count() === report.participants.length, `report: ${await rows.count()} rows, the API ${report.participants.length} participants`);
+  for (const participant of report.participants) {
+    const row = page.locator(`[data-testid="report-table"] tr[data-sid="${participant.sid}"]`);
+    const cell = (column, dir) => row.locator(dir ? `td[data-col="${column}"] [data-dir="${dir}"]` : `td[data-col="${column}"]`).textContent();
+    const who = participant.identity;
+    check((await cell('identity')).trim() === participant.identity, `report ${who}: identity "${await cell('identity')}"`);
+    check((await cell('outcome')).trim() === participant.outcome, `report ${who}: outcome "${await cell('outcome')}" vs ${participant.outcome}`);
+    near(numberIn(await cell('connect')), participant.connectMs, 0, `report ${who}: connect time`);
+    for (const [dir, figures, rateColumn] of [['up', participant.upstream, 'up-rate'], ['down', participant.downstream, 'down-rate']]) {
+      const what = `report ${who} ${dir}stream`;
+      if (Number(figures.bytes) === 0) {
+        for (const column of ['loss', 'jitter', 'rtt', 'mos']) check((await cell(column, dir)).includes('—'), `${what}: ${column} shown without media`);
+        check((await cell(rateColumn)).trim() === '—', `${what}: a rate shown without media`);
+        continue;
+      }
+      const rate = parseBitrate(await cell(rateColumn));
+      check(Math.abs(rate - figures.avgBps) <= Math.max(0.006 * figures.avgBps, 1), `${what}: rate ${rate}, the API ${figures.avgBps}`);
+      near(numberIn(await cell('loss', dir)), figures.lossPct, 2, `${what}: loss %`);
+      near(numberIn(await cell('jitter', dir)), figures.jitterP95Ms, 1, `${what}: jitter p95`);
+      near(numberIn(await cell('rtt', dir)), figures.rttP95Ms, 0, `${what}: RTT p95`);
+      if (figures.mosAvg === null) check((await cell('mos', dir)).includes('—'), `${what}: a MOS shown without one`);
+      else near(numberIn(await cell('mos', dir)), figures.mosAvg, 2, `${what}: MOS`);
+    }
+    const shownIssues = await row.locator('td[data-col="issues"] [data-issue]').evaluateAll((all) => all.map((b) => b.dataset.issue));
+    check(JSON.stringify(shownIssues) === JSON.stringify(participant.issues.map((i) => i.id)), `report ${who}: issues ${JSON.stringify(shownIssues)} vs ${JSON.stringify(participant.issues.map((i) => i.id))}`);
+  }
+  await shot(page, 'room-trouble-report-1280x800');
+
+  // The issues on the timeline: one bar each, from its start to its end (open ones to now).
+  const from = Math.min(new Date(report.room.startedAt).getTime(), ...report.issues.map((i) => new Date(i.startedAt).getTime()));
+  check(bars.length === report.issues.length, `timeline: ${bars.length} issue bars, the report has ${report.issues.length} issues`);
+  for (const issue of report.issues) {
+    const bar = bars.find((b) => b.id === issue.id);
+    check(bar, `issue ${issue.id} (${issue.kind}) is not on the timeline`);
+    check(bar.start === issue.startedAt && bar.end === (issue.endedAt ?? ''), `issue ${issue.id}: bar ${bar.start}–${bar.end}, the API ${issue.startedAt}–${issue.endedAt}`);
+    check(bar.open === !issue.endedAt, `issue ${issue.id}: drawn ${bar.open ? 'open' : 'closed'}`);
+    const start = new Date(issue.startedAt).getTime();
+    const end = issue.endedAt ? new Date(issue.endedAt).getTime() : to;
+    const left = ((start - from) / (to - from)) * 100;
+    check(Math.abs(bar.left - left) < 2, `issue ${issue.id}: bar at ${bar.left} %, expected ${left.toFixed(1)} %`);
+    const width = ((end - start) / (to - from)) * 100;
+    check(Math.abs(bar.width - width) < 2, `issue ${issue.id}: bar ${bar.width} % wide, expected ${width.toFixed(1)} %`);
+    // And in the events: the start, and the end of a closed one.
+    const types = await page.locator(`[data-testid="events"] li[data-issue="${issue.id}"]`).evaluateAll((all) => all.map((li) => li.dataset.type));
+    const expected = issue.endedAt ? ['QUALITY_ISSUE_STARTED', 'QUALITY_ISSUE_ENDED'] : ['QUALITY_ISSUE_STARTED'];
+    check(JSON.stringify(types) === JSON.stringify(expected), `issue ${issue.id}: events ${JSON.stringify(types)}`);
+  }
+  // A report row's issue leads to its bar.
+  const closed = report.issues.find((issue) => issue.endedAt);
+  await page.locator(`[data-testid="report-table"] td[data-col="issues"] [data-issue="${closed.id}"]`).first().click();
+  await page.locator(`[data-testid="issue-timeline"] li.marked[data-issue="${closed.id}"]`).waitFor();
+  await page.waitForTimeout(150);
+  await shot(page, 'room-trouble-timeline-1280x800');
+
+  // The charts: the publisher's upstream has the closed issue's band; the first subscriber's
+  // downstream has its own open jitter issue and the publisher's loss that reached it.
+  const open = report.issues.find((issue) => !issue.endedAt);
+  await unfold(page, 'per-track');
+  for (const [participantSid, direction, ids] of [
+    [closed.participantSid, 'upstream', [closed.id]],
+    [open.participantSid, 'downstream', [closed.id, open.id]],
+  ]) {
+    const key = [closed.trackSid, participantSid, direction].join('~');
+    const badges = await page.locator(`[data-testid="series-table"] tr[data-series="${key}"] td[data-col="issues"] .badge`).count();
+    check(badges === ids.length, `series ${key}: ${badges} issue badges, expected ${ids.length}`);
+    await page.locator(`[data-testid="series-table"] tr[data-series="${key}"] a[data-testid="open-chart"]`).click();
+    await page.locator(`[data-testid="series-table"] tr.selected[data-series="${key}"]`).waitFor();
+    await page.locator('[data-testid="series-charts"]').waitFor();
+    const listed = await page.locator('[data-testid="series-issues"] li').evaluateAll((all) => all.map((li) => li.dataset.issue));
+    check(JSON.stringify([...listed].sort()) === JSON.stringify([...ids].sort()), `series ${key}: issues listed ${JSON.stringify(listed)}, expected ${JSON.stringify(ids)}`);
+    for (const chart of ['chart-bitrate', 'chart-loss', 'chart-jitter']) {
+      const bands = await page.locator(`[data-testid="${chart}"]`).getAttribute('data-bands');
+      check(bands === String(ids.length), `series ${key}: ${chart} shades ${bands} issues, expected ${ids.length}`);
+      const drawn = await canvasDrawn(page, `[data-testid="${chart}"]`);
+      check(drawn.width > 100 && drawn.painted > 200, `${chart}: the canvas is not drawn (${JSON.stringify(drawn)})`);
+    }
+    await noInjectedMarkup(page, `the charts of ${key}`);
+    await page.waitForTimeout(150);
+    await shot(page, `room-trouble-charts-${direction}-1280x800`);
+  }
+  await shot(page, 'room-trouble-full-1280', true);
 });
 
 await step('5. a node and its rates chart', async () => {
@@ -351,6 +574,7 @@ await step('7. a phone (390×844): overview and room without sideways scrolling'
   if (roomSid) {
     await phone.goto(`${base}/#/rooms/${roomSid}`);
     await phone.locator('[data-testid="participants-table"]').waitFor();
+    await unfold(phone, 'per-track');
     await phone.locator('[data-testid="open-chart"]').first().click();
     await phone.locator('[data-testid="chart-bitrate"] canvas').waitFor();
     await phone.waitForTimeout(200);
@@ -362,6 +586,34 @@ await step('7. a phone (390×844): overview and room without sideways scrolling'
     await shot(phone, 'room-390x844');
     await shot(phone, 'room-full-390', true);
   }
+});
+
+await step('C. a service in cluster mode: the overview shows its instances and partitions as /v1/cluster answers', async () => {
+  const clusterPage = await newPage({ width: 1280, height: 800 });
+  await clusterPage.goto(`${base}/`);
+  await signIn(clusterPage, token);
+  await clusterPage.locator('[data-testid="cluster-instances"]').waitFor();
+  const overview = await apiOk('/v1/overview');
+  check(overview.cluster, `/v1/overview has no cluster: ${JSON.stringify(overview)}`);
+  const status = await apiOk('/v1/cluster');
+  const rows = await clusterPage.locator('[data-testid="cluster-instances"] tbody tr').evaluateAll((all) => all.map((row) => ({
+    id: row.dataset.instance,
+    owned: Number(row.querySelector('td[data-col="owned"]').textContent.replace(/[^\d]/g, '')),
+    seen: row.querySelector('td[data-col="last-seen"] time').getAttribute('datetime'),
+  })));
+  check(JSON.stringify(rows.map((r) => [r.id, r.owned])) === JSON.stringify(status.instances.map((i) => [i.id, i.partitions.length])),
+    `instances: ${JSON.stringify(rows)}, the API ${JSON.stringify(status.instances)}`);
+  // Heartbeats move lastSeen on: the page's must be recent, not equal to a later read's.
+  for (const row of rows) check(Date.now() - new Date(row.seen) < 30_000, `instance ${row.id}: last seen ${row.seen}`);
+  const cells = await clusterPage.locator('[data-testid="cluster-partitions"] [data-partition]').evaluateAll((all) => all.map((cell) => cell.dataset.owner));
+  const owners = [...Array(status.partitions).keys()].map((n) => status.instances.find((i) => i.partitions.includes(n))?.id ?? '');
+  check(JSON.stringify(cells) === JSON.stringify(owners), `partitions: ${JSON.stringify(cells)}, the API ${JSON.stringify(owners)}`);
+  const self = await clusterPage.locator(`[data-testid="cluster-instances"] tr[data-instance="${overview.cluster.instanceId}"]`).textContent();
+  check(self.includes('(this one)'), `the instance answering is not marked: "${self}"`);
+  const instances = await clusterPage.locator('[data-testid="instances"]').textContent();
+  check(Number(instances) === status.instances.length, `instances card "${instances}", the API ${status.instances.length}`);
+  await clusterPage.locator('[data-testid="cluster"]').scrollIntoViewIfNeeded();
+  await shot(clusterPage, 'overview-cluster-real-1280x800');
 });
 
 await browser.close();

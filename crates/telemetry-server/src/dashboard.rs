@@ -74,6 +74,8 @@ static ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("format.js", JS),
     asset!("charts.js", JS),
+    asset!("quality.js", JS),
+    asset!("cluster.js", JS),
     asset!("pages/overview.js", JS),
     asset!("pages/rooms.js", JS),
     asset!("pages/room.js", JS),
@@ -138,9 +140,10 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
 
 /// `GET /v1/overview` (role `read`): what the dashboard's overview shows, `{activeRooms,
 /// activeParticipants, publishedTracks, acceptedCalls, webhooks: {pending, delivered, dead},
-/// principal: {key, roles}}`. The page
-/// derives the ingest rate from `acceptedCalls` of two polls, and shows the admin actions only
-/// when `principal.roles` has `admin`.
+/// principal: {key, roles}, cluster}`, `cluster` being `{instanceId, partitions}` in cluster mode
+/// and null without it. The page derives the ingest rate from `acceptedCalls` of two polls,
+/// shows the admin actions only when `principal.roles` has `admin`, and asks `GET /v1/cluster`
+/// for the instances and partitions only when `cluster` is set (it answers 404 otherwise).
 ///
 /// # Errors
 ///
@@ -154,6 +157,12 @@ pub async fn overview(
     let counts = state.store.counts().await?;
     let outbox = state.store.outbox_counts().await?;
     let roles: Vec<&str> = principal.roles.iter().map(|role| role.as_str()).collect();
+    let cluster = state.cluster.as_ref().map(|cluster| {
+        serde_json::json!({
+            "instanceId": cluster.ownership.instance_id,
+            "partitions": cluster.ownership.partitions,
+        })
+    });
     Ok(Json(serde_json::json!({
         "activeRooms": counts.active_rooms,
         "activeParticipants": counts.active_participants,
@@ -161,5 +170,6 @@ pub async fn overview(
         "acceptedCalls": state.metrics.accepted_calls(),
         "webhooks": { "pending": outbox.pending, "delivered": outbox.delivered, "dead": outbox.dead },
         "principal": { "key": principal.key, "roles": roles },
+        "cluster": cluster,
     })))
 }

@@ -21,10 +21,14 @@ export function destroyCharts() {
  * Draws a chart into a new element and returns it.
  * `spec`: `title`, `x` (Unix seconds), `series` ([{label, values, color, dash, fill}]),
  * `format` (a value's text, for the legend and the axis), `axisFormat` (for the axis, if shorter),
- * `axisSize`, `height`, `yMin`, `yMax`, `testid`.
+ * `axisSize`, `height`, `yMin`, `yMax`, `testid`, `bands` (intervals to shade behind the lines:
+ * [{from, to} in Unix seconds, `open` for an interval still running], such as quality issues).
  */
 export function chart(spec) {
-  const box = h('figure', { class: 'chart', data: spec.testid ? { testid: spec.testid } : undefined },
+  const bands = spec.bands ?? [];
+  const data = { bands: String(bands.length) };
+  if (spec.testid) data.testid = spec.testid;
+  const box = h('figure', { class: 'chart', data },
     h('figcaption', { text: spec.title }));
   if (!spec.x.length) {
     box.append(h('p', { class: 'empty muted', text: 'no data in this range' }));
@@ -37,6 +41,7 @@ export function chart(spec) {
     width: 400,
     height: spec.height ?? 200,
     legend: { live: true },
+    hooks: bands.length ? { drawClear: [(u) => drawBands(u, bands)] } : {},
     cursor: { drag: { x: true, y: false } },
     scales: {
       // Data at a single time has no extent (uPlot would then show 1,000 days): show a minute
@@ -95,13 +100,13 @@ export function chart(spec) {
       })),
     ],
   };
-  const data = [spec.x, ...spec.series.map((series) => series.values)];
+  const values = [spec.x, ...spec.series.map((series) => series.values)];
   let plot = null;
   // uPlot needs a width: draw once the box is in the document and measured.
   const observer = new ResizeObserver((entries) => {
     const width = Math.max(220, Math.floor(entries[0].contentRect.width));
     if (!plot) {
-      plot = new window.uPlot({ ...options, width }, data, plotBox);
+      plot = new window.uPlot({ ...options, width }, values, plotBox);
     } else if (Math.abs(plot.width - width) > 1) {
       plot.setSize({ width, height: options.height });
     }
@@ -114,6 +119,22 @@ export function chart(spec) {
     },
   });
   return box;
+}
+
+/** Shades each band over the plot's height, under the series (drawn once the canvas is cleared). */
+function drawBands(u, bands) {
+  const { ctx, bbox } = u;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+  ctx.clip();
+  for (const band of bands) {
+    const left = u.valToPos(band.from, 'x', true);
+    const right = u.valToPos(band.to, 'x', true);
+    ctx.fillStyle = band.open ? 'rgba(201, 42, 42, 0.16)' : 'rgba(230, 119, 0, 0.16)';
+    ctx.fillRect(left, bbox.top, Math.max(right - left, 2), bbox.height);
+  }
+  ctx.restore();
 }
 
 /**

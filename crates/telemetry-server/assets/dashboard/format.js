@@ -2,7 +2,8 @@
 // and showing values in human units and the browser's local time.
 
 /**
- * Creates an element. `attrs` keys: `class`, `text`, `data` (an object of data-* values),
+ * Creates an element. `attrs` keys: `class`, `text`, `data` (an object of data-* values; null
+ * and undefined ones skipped),
  * `on` (an object of event listeners), `hidden`, anything else as an attribute.
  * Children are nodes, strings (as text) or nested arrays; null and false are skipped.
  */
@@ -12,7 +13,9 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name === 'class') element.className = value;
     else if (name === 'text') element.textContent = value;
-    else if (name === 'data') for (const [key, v] of Object.entries(value)) element.dataset[key] = v;
+    else if (name === 'data') {
+      for (const [key, v] of Object.entries(value)) if (v !== undefined && v !== null) element.dataset[key] = v;
+    }
     else if (name === 'on') for (const [event, fn] of Object.entries(value)) element.addEventListener(event, fn);
     else if (name === 'hidden') element.hidden = Boolean(value);
     else if (value === true) element.setAttribute(name, '');

@@ -3,12 +3,18 @@
 //!
 //! The browser test runs when `TELEMETRY_TEST_BROWSER=1` (set by `cargo xtask test`, after
 //! `tools/setup-browser.sh` installed Debian's Chromium and `playwright-core`). It starts the
-//! application, feeds it with the simulator (rooms that ended, and rooms still running), lets
+//! application, feeds it with the simulator (rooms that ended, and rooms still running) and with
+//! a running room in trouble (a publisher's lossy uplink that opened and closed an issue, a
+//! subscriber's jittery downlink whose issue is still open; names with markup in them), lets
 //! the webhook deliveries to a failing receiver go dead, then runs `tools/browser/dashboard.mjs`,
-//! which drives Chromium through sign-in, overview, rooms, a room and its track charts, a node
-//! and the webhooks page (retrying a dead delivery), compares what the page shows with what the
-//! API answers, and saves screenshots in `target/dashboard-screenshots/`. Without the variable it
-//! is skipped with a message, so a bare `cargo test` passes on a machine without a browser.
+//! which drives Chromium through sign-in, overview (with the open issues and the single-instance
+//! note, and the cluster panel on a cluster's answers routed to the page), rooms, a room and its
+//! track charts, the room in trouble (its report, its issues on the timeline and the charts), a
+//! node and the webhooks page (retrying a dead delivery), compares what the page shows with what
+//! the API answers, and saves screenshots in `target/dashboard-screenshots/`. The cluster-mode
+//! test runs the script's cluster step against a real instance in cluster mode. Without the
+//! variable both are skipped (the cluster test checks the API's answers only), so a bare
+//! `cargo test` passes on a machine without a browser.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +26,7 @@ use telemetry_proto::v1;
 use telemetry_server::simulate;
 use telemetry_sim::SimulateArgs;
 
-use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp};
+use crate::support::{ADMIN, INGESTER, Lifecycle, READER, TestApp, TestData};
 
 const SETUP_HINT: &str = "run `bash tools/setup-browser.sh` (or `cargo xtask test`)";
 
@@ -44,6 +50,10 @@ async fn overview_counts_what_is_live_and_names_the_callers_roles() {
     );
     assert_eq!(overview["principal"]["key"], READER.0);
     assert_eq!(overview["principal"]["roles"], serde_json::json!(["read"]));
+    // Without the cluster: null, and the page asks nothing of `/v1/cluster`, which answers 404.
+    assert_eq!(overview["cluster"], Value::Null, "{overview}");
+    let (status, body) = app.get("/v1/cluster").await;
+    assert_eq!(status, 404, "{body}");
 
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.expect("request").status().as_u16()
@@ -76,6 +86,46 @@ async fn the_page_is_served_at_the_root_without_a_token() {
     assert_eq!(response.headers()["content-type"], "text/javascript; charset=utf-8");
     let missing = app.client.get(app.url("/assets/missing.js")).send().await.expect("request");
     assert_eq!(missing.status().as_u16(), 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_the_overview_names_the_instance_and_the_cluster_answers_its_partitions() {
+    let nats = telemetry_test_support::nats::NatsServer::shared();
+    let config = format!(
+        "[cluster]\nenabled = true\nnats_url = \"{}\"\nstream = \"DASHBOARD\"\n\
+         subject_prefix = \"dashboard.calls\"\npartitions = 4\ninstance_id = \"dash-a\"\n\
+         lease = \"2s\"\n",
+        nats.url()
+    );
+    let app = TestApp::start_in(TestData::on_postgres(), &config).await;
+    // What the page needs to know that it runs in a cluster, and to draw every partition.
+    let overview = app.get_ok("/v1/overview").await;
+    assert_eq!(
+        overview["cluster"],
+        serde_json::json!({ "instanceId": "dash-a", "partitions": 4 }),
+        "{overview}"
+    );
+    // The instances and partitions it draws: this one instance holds all four once its first
+    // heartbeats took them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = app.get_ok("/v1/cluster").await;
+        if status["instances"][0]["partitions"] == serde_json::json!([0, 1, 2, 3]) {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the partitions are not held: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["partitions"], 4, "{status}");
+    assert_eq!(status["instances"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status["instances"][0]["id"], "dash-a", "{status}");
+    let last_seen = status["instances"][0]["lastSeen"].as_str().expect("lastSeen");
+    assert!(humantime::parse_rfc3339_weak(last_seen).is_ok(), "{status}");
+    // And the page draws them: the browser's step C, when the browser test runs.
+    if std::env::var("TELEMETRY_TEST_BROWSER").as_deref() == Ok("1") {
+        run_script(&tools(), &app, &[("DASHBOARD_CLUSTER", "1")]).await;
+    }
     app.stop().await;
 }
 
@@ -199,6 +249,103 @@ async fn feed(app: &TestApp) {
     }
 }
 
+/// The room in trouble: its sid, and caller-chosen names with markup in them (the page must show
+/// them as text).
+const TROUBLE_ROOM: &str = "RM_trouble";
+const TROUBLE_NAME: &str = "<img src=x data-injected=room> trouble";
+const TROUBLE_PUBLISHER: (&str, &str) = ("PA_tpub", "<b data-injected=identity>ana</b>");
+const TROUBLE_SUBSCRIBERS: [(&str, &str); 2] = [("PA_tsub1", "bo"), ("PA_tsub2", "cy")];
+const TROUBLE_TRACK: &str = "TR_tmic";
+
+fn rfc3339(millis: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).expect("after 1970")),
+    )
+    .to_string()
+}
+
+/// One Opus sample over `[start, end)` ms: 50 packets a second, `lost_pct` of them lost, jitter
+/// `jitter_ms`.
+fn trouble_sample(
+    participant: &str,
+    stream: &str,
+    start: i64,
+    end: i64,
+    lost_pct: i64,
+    jitter_ms: i64,
+) -> Value {
+    let packets = (end - start) / 20;
+    let lost = packets * lost_pct / 100;
+    serde_json::json!({ "at": rfc3339(end), "trackStats": {
+        "roomId": TROUBLE_ROOM, "roomName": TROUBLE_NAME,
+        "key": { "participantId": participant, "trackId": TROUBLE_TRACK, "streamType": stream,
+                 "track": true, "trackType": "AUDIO", "trackSource": "MICROPHONE" },
+        "stat": { "mime": "audio/opus", "score": 4.1, "streams": [{
+            "primaryPackets": packets - lost, "primaryBytes": ((packets - lost) * 80).to_string(),
+            "packetsLost": lost, "jitter": jitter_ms * 1000, "rtt": 70,
+            "startTime": rfc3339(start), "endTime": rfc3339(end) }] } } })
+}
+
+/// Feeds a room still running, its 150 s up to now in samples every 5 s: the publisher's uplink
+/// loses 20 % from 20 s to 70 s (its subscribers receive the loss: one upstream `packet_loss`
+/// issue, opened and closed, two affected), and the first subscriber's downlink has 80 ms of
+/// jitter from 100 s on (a downstream `jitter` issue, still open). Stored 30 s at a time with a
+/// flush after each, so every series has windows to chart.
+async fn feed_trouble(app: &TestApp) {
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock).0;
+    let base = (now - 150_000) / 1000 * 1000;
+    let room = serde_json::json!({ "sid": TROUBLE_ROOM, "name": TROUBLE_NAME });
+    let everyone = std::iter::once(TROUBLE_PUBLISHER).chain(TROUBLE_SUBSCRIBERS);
+    let mut calls =
+        vec![serde_json::json!({ "at": rfc3339(base), "roomStarted": { "room": room } })];
+    for (position, (sid, identity)) in everyone.enumerate() {
+        let participant = serde_json::json!({ "sid": sid, "identity": identity });
+        let joined = base + 200 * position as i64;
+        calls.push(serde_json::json!({ "at": rfc3339(joined), "participantJoined": { "room": room, "participant": participant } }));
+        calls.push(serde_json::json!({ "at": rfc3339(joined + 1200), "participantActive": { "room": room, "participant": participant } }));
+    }
+    calls.push(serde_json::json!({ "at": rfc3339(base + 2000), "trackPublished": { "room": room,
+        "participantId": TROUBLE_PUBLISHER.0, "identity": TROUBLE_PUBLISHER.1,
+        "track": { "sid": TROUBLE_TRACK, "type": "AUDIO", "mimeType": "audio/opus" } } }));
+    let (status, body) = app.ingest_json(&serde_json::json!({ "calls": calls })).await;
+    assert_eq!(status, 200, "{body}");
+    for part in 0..5 {
+        let mut calls = Vec::new();
+        for step in part * 6..(part + 1) * 6 {
+            let (start, end) = (base + step * 5000, base + (step + 1) * 5000);
+            let offset = start - base;
+            let loss = if (20_000..70_000).contains(&offset) { 20 } else { 0 };
+            calls.push(trouble_sample(TROUBLE_PUBLISHER.0, "UPSTREAM", start, end, loss, 4));
+            for (index, (sid, _)) in TROUBLE_SUBSCRIBERS.iter().enumerate() {
+                let jitter = if index == 0 && offset >= 100_000 { 80 } else { 5 };
+                calls.push(trouble_sample(sid, "DOWNSTREAM", start, end, loss, jitter));
+            }
+        }
+        let (status, body) = app.ingest_json(&serde_json::json!({ "calls": calls })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["rejected"], serde_json::json!([]), "{body}");
+        app.flush().await;
+    }
+    let issues = app.get_ok(&format!("/v1/issues?roomSid={TROUBLE_ROOM}")).await;
+    let kinds: Vec<(&str, &str, bool)> = issues["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|issue| {
+            (
+                issue["kind"].as_str().expect("kind"),
+                issue["direction"].as_str().expect("direction"),
+                issue.get("endedAt").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("packet_loss", "upstream", true), ("jitter", "downstream", false)],
+        "the room in trouble: {issues}"
+    );
+}
+
 /// Waits until no delivery is pending and one is dead, for the page to retry; says why not
 /// otherwise (the browser test's webhook step then fails with its own message).
 async fn wait_for_dead_deliveries(app: &TestApp) -> Result<(), String> {
@@ -253,6 +400,7 @@ include_events = ["room_started"]
     );
     let app = TestApp::start_with(&extra).await;
     feed(&app).await;
+    feed_trouble(&app).await;
     match wait_for_dead_deliveries(&app).await {
         Ok(()) => {
             assert!(receiver.received.load(Ordering::SeqCst) > 0, "the receiver saw no attempt");
@@ -263,6 +411,14 @@ include_events = ["room_started"]
     receiver.accept.store(true, Ordering::SeqCst);
     eprintln!("dashboard: fed in {:.1} s; starting the browser", started.elapsed().as_secs_f64());
 
+    run_script(&tools, &app, &[("DASHBOARD_TROUBLE_ROOM", TROUBLE_ROOM)]).await;
+    eprintln!("dashboard: browser test done in {:.1} s in all", started.elapsed().as_secs_f64());
+    app.stop().await;
+}
+
+/// Runs `tools/browser/dashboard.mjs` against `app` with `extra` environment variables, and
+/// fails unless every check of it passed (within 120 s).
+async fn run_script(tools: &Tools, app: &TestApp, extra: &[(&str, &str)]) {
     let screenshots = workspace_root().join("target/dashboard-screenshots");
     let mut child = std::process::Command::new("node")
         .arg(&tools.script)
@@ -272,6 +428,7 @@ include_events = ["room_started"]
         .env("DASHBOARD_INGEST_TOKEN", TestApp::token(INGESTER))
         .env("DASHBOARD_SCREENSHOTS", &screenshots)
         .env("DASHBOARD_CHROMIUM", &tools.chromium)
+        .envs(extra.iter().copied())
         .current_dir(workspace_root().join("tools/browser"))
         .spawn()
         .expect("start node");
@@ -286,14 +443,9 @@ include_events = ["room_started"]
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!(
-        "dashboard: browser test done in {:.1} s in all; screenshots in {}",
-        started.elapsed().as_secs_f64(),
-        screenshots.display()
-    );
+    eprintln!("dashboard: screenshots in {}", screenshots.display());
     assert!(
         status.success(),
         "tools/browser/dashboard.mjs failed ({status}); see its output above"
     );
-    app.stop().await;
 }

@@ -1,8 +1,14 @@
 // The overview: live counts (rooms, participants, tracks), the ingest rate derived from two
-// polls of the accepted-calls counter, webhook outbox health, and the active rooms and nodes.
+// polls of the accepted-calls counter, webhook outbox health, the service's instances, the open
+// quality issues, the active rooms and nodes, and in cluster mode the instances and partitions.
 
 import { api } from '../api.js';
 import { h, fill, number, table, timeCell, duration, empty, badge } from '../format.js';
+import { issuesTable } from '../quality.js';
+import { clusterStat, clusterPanel } from '../cluster.js';
+
+/** Most open issues listed. */
+const ISSUES_LIMIT = 100;
 
 const POLL_MS = 5000;
 
@@ -38,34 +44,59 @@ function outbox(overview) {
   };
 }
 
-function renderStats(overview, rate) {
+function renderStats(overview, rate, cluster) {
   const box = outbox(overview);
+  const instances = clusterStat(overview, cluster);
   const stats = h('div', { class: 'stats' },
     stat('Active rooms', 'active-rooms', number(overview.activeRooms)),
     stat('Participants', 'active-participants', number(overview.activeParticipants), 'joined or active'),
     stat('Published tracks', 'published-tracks', number(overview.publishedTracks)),
     stat('Ingest rate', 'ingest-rate', rate === null ? '—' : `${number(rate, rate < 10 ? 1 : 0)} calls/s`,
       `${number(overview.acceptedCalls)} calls accepted since start`),
-    stat('Webhook outbox', 'webhook-outbox', box.value, box.note));
+    stat('Webhook outbox', 'webhook-outbox', box.value, box.note),
+    stat('Instances', 'instances', instances.value, instances.note));
   if (box.dead > 0) stats.querySelector('[data-stat="webhook-outbox"]').classList.add('warn');
+  if (instances.warn) stats.querySelector('[data-stat="instances"]').classList.add('warn');
   return stats;
+}
+
+/** The open issues' panel body: the table, and a note when the list is cut. */
+function renderIssues(issues) {
+  return [
+    issuesTable(issues),
+    issues.length >= ISSUES_LIMIT && h('p', { class: 'muted small', text: `The oldest ${ISSUES_LIMIT} open issues.` }),
+  ];
+}
+
+/** `GET /v1/cluster` in cluster mode; null without it. */
+function clusterStatus(overview, signal) {
+  return overview.cluster ? api('/v1/cluster', { signal }) : Promise.resolve(null);
 }
 
 /** Renders the overview and polls it while it is shown. */
 export async function overviewPage(context) {
   const { view, signal } = context;
   document.title = 'Overview · rtc-telemetry';
-  const [overview, rooms, nodes] = await Promise.all([
+  const [overview, rooms, nodes, issues] = await Promise.all([
     context.refreshOverview(signal),
     api('/v1/rooms?active=true&limit=10', { signal }),
     api('/v1/nodes', { signal }),
+    api(`/v1/issues?open=true&limit=${ISSUES_LIMIT}`, { signal }),
   ]);
+  const cluster = await clusterStatus(overview, signal);
   if (!context.active()) return;
-  const statsBox = h('div', {}, renderStats(overview, ingestRate(overview)));
+  const statsBox = h('div', {}, renderStats(overview, ingestRate(overview), cluster));
+  const issuesBox = h('div', {}, renderIssues(issues.issues));
+  const issuesTitle = h('h2', { text: `Open quality issues (${issues.issues.length})` });
+  const clusterBox = h('div', {}, cluster && clusterPanel(overview, cluster));
   fill(view, 
     h('div', { class: 'page-head' }, h('h1', { text: 'Overview' }),
       h('span', { class: 'muted small', text: `updates every ${POLL_MS / 1000} s` })),
     statsBox,
+    h('section', { class: 'panel', data: { testid: 'issues' } },
+      h('div', { class: 'panel-head' }, issuesTitle,
+        h('span', { class: 'muted small', text: 'worst value since the issue opened; affected: the subscribers a publisher\'s trouble reached' })),
+      issuesBox),
     h('div', { class: 'columns' },
       h('section', { class: 'panel' },
         h('div', { class: 'panel-head' }, h('h2', { text: 'Active rooms' }), h('a', { href: '#/rooms', text: 'All rooms →' })),
@@ -86,12 +117,21 @@ export async function overviewPage(context) {
             { label: 'Last seen', cell: (node) => timeCell(node.lastSeen) },
             { label: 'State', cell: (node) => (Date.now() - new Date(node.lastSeen) < 120000 ? badge('reporting', 'active') : badge('quiet', 'left')) },
           ], nodes.nodes.map((node) => ({ value: node })))
-          : empty('No node has reported yet.'))));
+          : empty('No node has reported yet.'))),
+    clusterBox);
 
   const poll = async () => {
     try {
       const next = await context.refreshOverview(signal);
-      if (context.active()) fill(statsBox, renderStats(next, ingestRate(next)));
+      const [open, status] = await Promise.all([
+        api(`/v1/issues?open=true&limit=${ISSUES_LIMIT}`, { signal }),
+        clusterStatus(next, signal),
+      ]);
+      if (!context.active()) return;
+      fill(statsBox, renderStats(next, ingestRate(next), status));
+      issuesTitle.textContent = `Open quality issues (${open.issues.length})`;
+      fill(issuesBox, renderIssues(open.issues));
+      fill(clusterBox, status && clusterPanel(next, status));
     } catch {
       // A refused read signs out (api.js); a passing failure waits for the next poll.
     }

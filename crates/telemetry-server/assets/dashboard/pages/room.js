@@ -1,6 +1,8 @@
-// A room: its participants (joined, active and left times, state), its tracks, call quality per
+// A room: its report at the top (per participant: outcome, connect time, rates, loss, jitter,
+// RTT, MOS, issues), its participants (joined, active and left times, state), call quality per
 // track and direction (bit rate average and peak, packet loss, jitter, RTT, quality score from
-// the coalesced stats windows) and the timeline of its analytics events.
+// the coalesced stats windows, issue intervals shaded) and its tracks folded under it, and the
+// timeline: the room's issues as bars over its time span, then its analytics events.
 
 import { api, query } from '../api.js';
 import {
@@ -8,6 +10,9 @@ import {
   lossFraction, jitterMs, time,
 } from '../format.js';
 import { chart, windowSegments } from '../charts.js';
+import {
+  reportTable, issueTimeline, seriesIssues, issueBands, kindLabel, kindBadge, valueText, directionBadge,
+} from '../quality.js';
 
 const EVENTS_PAGE = 100;
 
@@ -33,6 +38,12 @@ function section(title, testid, ...content) {
     h('div', { class: 'panel-head' }, h('h2', { text: title })), ...content);
 }
 
+/** A panel folded under its title (a <details>): long lists stay out of the way until asked for. */
+function folded(title, testid, open, ...content) {
+  return h('details', { class: 'panel fold', data: { testid }, open },
+    h('summary', {}, h('h2', { text: title })), ...content);
+}
+
 /** Renders the room page. */
 export async function roomPage(context) {
   const { view, signal } = context;
@@ -40,16 +51,19 @@ export async function roomPage(context) {
   const selected = context.query.get('series') ?? '';
   const detail = await api(`/v1/rooms/${encodeURIComponent(sid)}`, { signal });
   const range = statsRange(detail.room);
-  const [stats, events] = await Promise.all([
+  const [stats, events, report] = await Promise.all([
     api(`/v1/stats${query({ roomSid: sid, from: range.from, to: range.to })}`, { signal }),
     api(`/v1/rooms/${encodeURIComponent(sid)}/events${query({ limit: EVENTS_PAGE })}`, { signal }),
+    api(`/v1/rooms/${encodeURIComponent(sid)}/report`, { signal }),
   ]);
   if (!context.active()) return;
   const { room, participants, tracks } = detail;
   document.title = `${room.name || room.sid} · rtc-telemetry`;
   const identity = new Map(participants.map((p) => [p.sid, p.identity]));
-  const who = (participantSid) => identity.get(participantSid) || participantSid || '—';
+  const who = (participantSid, fallback) => identity.get(participantSid) || fallback || participantSid || '—';
   const series = stats.series.filter((s) => s.windows.length);
+  const issues = report.issues ?? [];
+  const openIssues = issues.filter((issue) => !issue.endedAt).length;
 
   const head = h('div', { class: 'page-head' },
     h('div', {},
@@ -96,6 +110,14 @@ export async function roomPage(context) {
       { label: 'Latest avg', class: 'num', cell: (s) => bitrate(latest(s).avgBps) },
       { label: 'Latest score', class: 'num', cell: (s) => (s.kind === 'media' ? score(latest(s).score) : '—') },
       {
+        label: 'Issues',
+        key: 'issues',
+        cell: (s) => {
+          const own = seriesIssues(s, issues);
+          return own.length ? own.map((issue) => kindBadge(issue)) : h('span', { class: 'muted', text: '—' });
+        },
+      },
+      {
         label: 'Charts',
         cell: (s) => h('a', {
           href: `#/rooms/${encodeURIComponent(sid)}?series=${encodeURIComponent(seriesKey(s))}`,
@@ -127,24 +149,46 @@ export async function roomPage(context) {
     }
   });
 
-  const quality = section('Call quality', 'quality',
-    h('p', { class: 'muted small', text: 'One series per track and direction: upstream is what a participant sends, downstream what it receives. Each flat segment of a chart is one coalesced stats window, from its start to its end.' }),
+  const quality = folded(`Call quality per track and direction (${series.length})`, 'per-track', Boolean(chosen),
+    h('p', { class: 'muted small', text: 'One series per track and direction: upstream is what a participant sends, downstream what it receives. Each flat segment of a chart is one coalesced stats window, from its start to its end; shaded spans are quality issues.' }),
     seriesTable);
-  if (chosen) quality.append(seriesCharts(chosen, who));
+  if (chosen) quality.append(seriesCharts(chosen, who, seriesIssues(chosen, issues)));
 
+  // The issue a report row names: its bar on the timeline, brought into view and marked.
+  const showIssue = (issue) => {
+    const row = view.querySelector(`[data-testid="issue-timeline"] li[data-issue="${CSS.escape(issue.id)}"]`);
+    if (!row) return;
+    for (const marked of view.querySelectorAll('[data-testid="issue-timeline"] li.marked')) marked.classList.remove('marked');
+    row.classList.add('marked');
+    row.scrollIntoView({ block: 'center' });
+  };
+  const reportPanel = h('section', { class: 'panel', data: { testid: 'report' } },
+    h('div', { class: 'panel-head' },
+      h('h2', {}, 'Report ', report.final ? badge('final', 'info') : badge('live', 'active')),
+      h('span', { class: 'muted small', text: `${issues.length} ${issues.length === 1 ? 'issue' : 'issues'}${openIssues ? `, ${openIssues} open` : ''} · media figures over the stored stats windows (p95 of the windows' jitter and RTT)` })),
+    reportTable(report, showIssue));
+
+  const timelineStart = new Date(room.startedAt).getTime();
+  const timelineEnd = room.endedAt ? new Date(room.endedAt).getTime() : Date.now();
   fill(view, 
     head,
+    reportPanel,
     section(`Participants (${participants.length})`, 'participants', participantsTable),
-    section(`Tracks (${tracks.length})`, 'tracks', tracksTable),
     quality,
-    section('Timeline', 'timeline', eventsBox, more));
+    folded(`Tracks (${tracks.length})`, 'tracks', false, tracksTable),
+    section('Timeline', 'timeline',
+      h('h3', { text: 'Quality issues' }),
+      issueTimeline(issues, Math.min(timelineStart, ...issues.map((i) => new Date(i.startedAt).getTime())), timelineEnd, who),
+      h('h3', { text: 'Events' }),
+      eventsBox, more));
   if (chosen) view.querySelector('[data-testid="series-charts"]')?.scrollIntoView({ block: 'start' });
 }
 
-function seriesCharts(series, who) {
+function seriesCharts(series, who, issues) {
   const windows = series.windows;
   const last = latest(series);
   const { x, values } = windowSegments(windows);
+  const bands = issueBands(issues);
   const media = series.kind === 'media';
   const title = `${series.trackSid || series.kind} · ${who(series.participantSid)} · ${series.direction}`;
   const summary = h('dl', { class: 'summary', data: { testid: 'latest' } },
@@ -161,6 +205,7 @@ function seriesCharts(series, who) {
       title: 'Bit rate',
       testid: 'chart-bitrate',
       x,
+      bands,
       points: false,
       format: bitrate,
       axisFormat: (value) => bitrate(value, true),
@@ -176,6 +221,7 @@ function seriesCharts(series, who) {
         title: 'Packet loss',
         testid: 'chart-loss',
         x,
+        bands,
         points: false,
         format: (value) => `${Number(value).toFixed(value < 1 ? 2 : 1)} %`,
         axisFormat: (value) => `${Number(value.toFixed(2))} %`,
@@ -185,6 +231,7 @@ function seriesCharts(series, who) {
         title: 'Jitter (max per window)',
         testid: 'chart-jitter',
         x,
+        bands,
         points: false,
         format: (value) => `${Number(value).toFixed(value < 10 ? 1 : 0)} ms`,
         axisFormat: (value) => `${Number(value.toFixed(1))} ms`,
@@ -194,6 +241,7 @@ function seriesCharts(series, who) {
         title: 'Round-trip time (max per window)',
         testid: 'chart-rtt',
         x,
+        bands,
         points: false,
         format: (value) => `${Math.round(value)} ms`,
         series: [{ label: 'RTT', values: values((w) => w.rttMax), color: '#0b7285' }],
@@ -202,6 +250,7 @@ function seriesCharts(series, who) {
         title: 'Quality score',
         testid: 'chart-score',
         x,
+        bands,
         points: false,
         yMin: 0,
         yMax: 5,
@@ -214,15 +263,23 @@ function seriesCharts(series, who) {
       }),
     );
   }
+  const issueList = issues.length
+    ? h('ul', { class: 'series-issues', data: { testid: 'series-issues' } }, issues.map((issue) => h('li', { data: { issue: issue.id } },
+      kindBadge(issue), ' ', directionBadge(issue.direction), ' ',
+      issue.participantSid === series.participantSid ? '' : `from ${who(issue.participantSid, issue.participantIdentity)}'s upstream · `,
+      `${time(issue.startedAt)} – ${issue.endedAt ? time(issue.endedAt) : 'now (open)'} · ${valueText(issue)}`)))
+    : h('p', { class: 'muted small', text: 'No quality issue on this series.' });
   return h('div', { class: 'series-charts', data: { testid: 'series-charts' } },
     h('h3', { text: title }),
     summary,
+    issueList,
     h('div', { class: 'chart-grid' }, charts));
 }
 
 function eventDetails(event, who) {
   const parts = [];
-  const participant = event.participant?.identity || (event.participantId ? who(event.participantId) : '');
+  const participant = event.participant?.identity || (event.participantId ? who(event.participantId) : '')
+    || (event.issue ? who(event.issue.participantSid, event.issue.participantIdentity) : '');
   if (participant) parts.push(h('span', { class: 'actor', text: participant }));
   if (event.track) {
     const kind = [event.track.type, event.track.source].filter(Boolean).map(words).join(' ');
@@ -246,11 +303,20 @@ function eventDetails(event, who) {
     if (webhook.httpStatusCode) parts.push(`HTTP ${webhook.httpStatusCode}`);
     if (webhook.errorMessage) parts.push(h('span', { class: 'error', text: webhook.errorMessage }));
   }
+  if (event.issue) {
+    const issue = event.issue;
+    parts.push(h('span', {}, `${kindLabel(issue.kind)} ${issue.direction}`));
+    if (issue.trackSid && !event.track && !event.trackId) parts.push(h('span', { class: 'mono', text: issue.trackSid }));
+    parts.push(valueText(issue));
+    if (issue.affected?.length) parts.push(`${issue.affected.length} affected`);
+  }
   if (event.error) parts.push(h('span', { class: 'error', text: event.error }));
   return parts.flatMap((part, index) => (index ? [' · ', part] : [part]));
 }
 
 function eventKind(type) {
+  if (type === 'QUALITY_ISSUE_STARTED') return 'issue';
+  if (type === 'QUALITY_ISSUE_ENDED') return 'issue-closed';
   if (/JOINED|ACTIVE|STARTED|CREATED|PUBLISHED$|SUBSCRIBED$|RESUMED/.test(type) && !/UNPUBLISHED|UNSUBSCRIBED/.test(type)) return 'active';
   if (/LEFT|ENDED|UNPUBLISHED|UNSUBSCRIBED|DELETED/.test(type)) return 'left';
   if (/FAILED|ERROR/.test(type)) return 'dead';
@@ -259,7 +325,7 @@ function eventKind(type) {
 
 function timeline(events, who) {
   return h('ol', { class: 'timeline', data: { testid: 'events' } },
-    events.map((event) => h('li', { data: { type: event.type } },
+    events.map((event) => h('li', { data: { type: event.type, issue: event.issue?.id } },
       h('span', { class: 'when' }, timeCell(event.timestamp)),
       h('span', { class: 'what' }, badge(words(event.type), eventKind(event.type ?? ''))),
       h('span', { class: 'details' }, eventDetails(event, who)))));
