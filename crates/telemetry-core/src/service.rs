@@ -625,6 +625,24 @@ impl TelemetryService {
         restored
     }
 
+    /// Drops the stats workers of the rooms `forget(room_id, room_name)` names, with the samples
+    /// they hold not yet flushed, and produces no output: what they held is someone else's to
+    /// store. Cluster mode calls it for the rooms of a partition this instance no longer owns
+    /// (their next owner restores them from the store and replays what was not stored) and
+    /// before restoring a partition it takes. Returns how many open workers were dropped (they
+    /// leave `livekit_participant_total` as at a leave).
+    pub fn forget_workers(&self, forget: impl Fn(&str, &str) -> bool) -> usize {
+        let inner = &*self.inner;
+        let mut lifecycle = inner.lifecycle.lock();
+        let open = inner.workers.forget(forget);
+        for node in &open {
+            if let Some(metrics) = lifecycle.metrics.get_mut(node) {
+                metrics.participants -= 1;
+            }
+        }
+        open.len()
+    }
+
     /// Returns the number of stats workers held (closed ones awaiting their reap included).
     pub fn worker_count(&self) -> usize {
         self.inner.workers.worker_count()

@@ -818,6 +818,33 @@ impl WorkerTable {
         }
     }
 
+    /// Removes every worker (retired ones too) whose room `forget(room_id, room_name)` names,
+    /// with its samples not yet flushed and without any output; returns the node of each open
+    /// worker removed (they leave the participant gauge).
+    pub(crate) fn forget(&self, forget: impl Fn(&str, &str) -> bool) -> Vec<NodeId> {
+        let mut open = Vec::new();
+        for shard in self.shards.iter() {
+            let mut workers = shard.workers.write();
+            let mut removed = 0;
+            workers.retain(|slot| {
+                let worker = slot.worker.get_mut();
+                if !forget(&worker.room_id, &worker.room_name) {
+                    return true;
+                }
+                if worker.closed_at.is_none() {
+                    open.push(worker.node);
+                }
+                removed += 1;
+                false
+            });
+            if removed > 0 {
+                self.slots.fetch_sub(removed, Ordering::Relaxed);
+            }
+            shard.retired.lock().retain(|worker| !forget(&worker.room_id, &worker.room_name));
+        }
+        open
+    }
+
     pub(crate) fn worker_count(&self) -> usize {
         self.shards
             .iter()

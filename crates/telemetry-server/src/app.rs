@@ -70,11 +70,15 @@ impl App {
         let metrics = Arc::new(ServerMetrics::default());
         let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
         // Calls in progress carry on: their workers, guards and connected state come back from
-        // the store (what the last run committed, whether it stopped or was killed).
-        let live = store.live_workers().await.context("reading the stats workers in progress")?;
-        let kept = live.len();
-        let restored = service.restore_workers(live.iter().map(WorkerRecord::to_state));
-        tracing::info!(kept, restored, "stats workers of calls in progress restored");
+        // the store (what the last run committed, whether it stopped or was killed). In cluster
+        // mode each partition's come back as its lease is taken (`cluster::consumers`).
+        if !config.cluster.enabled {
+            let live =
+                store.live_workers().await.context("reading the stats workers in progress")?;
+            let kept = live.len();
+            let restored = service.restore_workers(live.iter().map(WorkerRecord::to_state));
+            tracing::info!(kept, restored, "stats workers of calls in progress restored");
+        }
         let registry = EndpointRegistry::new(
             instance_id.clone(),
             &config.webhooks.endpoints,
@@ -100,14 +104,6 @@ impl App {
         tracing::info!(instance = %instance_id, "webhook deliveries are claimed under this instance id");
         let webhooks = Webhooks { endpoints: registry.endpoints.clone(), dispatcher };
         let health = Arc::new(StoreHealth::default());
-        let (consumer, durable) = Consumer::new(
-            receiver,
-            notify,
-            store.clone(),
-            metrics.clone(),
-            webhooks.clone(),
-            health.clone(),
-        );
         let cluster = if config.cluster.enabled {
             let cluster =
                 Cluster::connect(&config.cluster, &instance_id, config.http.request_timeout)
@@ -123,6 +119,15 @@ impl App {
         } else {
             None
         };
+        let (consumer, durable) = Consumer::new(
+            receiver,
+            notify,
+            store.clone(),
+            metrics.clone(),
+            webhooks.clone(),
+            health.clone(),
+            cluster.as_ref().map(|cluster| cluster.fencing.clone()),
+        );
         let state = AppState::new(
             config,
             service,

@@ -15,15 +15,19 @@
 //! live instances, renewed every `cluster.lease / 3`, given back at a graceful stop; shown by
 //! `GET /v1/cluster` ([`status`]).
 //!
-//! **Processing** ([`consumers`]): for every partition it holds, the instance consumes the
-//! partition's subject in stream order (a durable pull consumer per partition), applies each
-//! call to its core with the message's stream sequence and the call's index as its origin, and
-//! acknowledges a message only once what it caused is stored.
+//! **Processing** ([`consumers`]): for every partition it holds, the instance takes the partition
+//! over (its rooms' workers restored from the store as of the partition's stored offset),
+//! consumes the partition's subject in stream order from after that offset (a durable pull
+//! consumer per partition and epoch), applies each call to its core with the message's stream
+//! sequence and the call's index as its origin, and acknowledges a message only once what it
+//! caused is stored.
 //!
-//! Not built yet: fenced writes and take-over replay (ARCHITECTURE.md, "Cluster mode", lists
-//! what is missing).
+//! **Fenced writes** ([`fencing`]): a partition's outputs are written only while this instance
+//! holds its lease at the epoch it consumed them under, checked in the write's own transaction;
+//! each flush is a checkpoint that stores every partition's offset with its windows and workers.
 
 pub mod consumers;
+pub mod fencing;
 pub mod leases;
 pub mod partition;
 
@@ -65,6 +69,8 @@ pub struct Cluster {
     published: Arc<[AtomicU64; 2]>,
     /// What the partition consumers did.
     pub consumed: Arc<consumers::Counters>,
+    /// How this instance's writes are fenced by its leases.
+    pub fencing: Arc<fencing::Fencing>,
 }
 
 impl Cluster {
@@ -106,6 +112,7 @@ impl Cluster {
             leases: Arc::default(),
             published: Arc::default(),
             consumed: Arc::default(),
+            fencing: Arc::new(fencing::Fencing::new(instance_id, config.partitions)),
         };
         cluster.ensure_stream(&config.stream).await?;
         Ok(cluster)

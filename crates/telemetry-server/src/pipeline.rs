@@ -4,6 +4,11 @@
 //!
 //! Ingest acknowledges a call that produced outputs only once the durable watermark has passed
 //! the call's last output: an acknowledged event, and later its webhook, is on disk.
+//!
+//! In cluster mode the consumer writes the outputs of each partition consumed here in a batch
+//! of its own, fenced by the partition's lease, and never splits a flush across writes; a flush
+//! is a checkpoint that stores each partition's offset with its windows and worker states
+//! (`crate::cluster::fencing`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,12 +19,13 @@ use telemetry_core::{
 };
 use telemetry_store::Store;
 use telemetry_store::model::{
-    EventRecord, IssueRecord, NodeRoomsRecord, OutgoingWebhook, RateCellRecord, StatsWindowRecord,
-    WebhookMessage, WorkerRecord, WriteBatch,
+    EventRecord, IssueRecord, Lease, NodeRoomsRecord, OutgoingWebhook, RateCellRecord,
+    StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::fencing::{Cut, Fencing, Route};
 use crate::metrics::ServerMetrics;
 use crate::webhooks::{Endpoints, Webhooks};
 
@@ -87,6 +93,8 @@ impl Durable {
 /// windows).
 #[derive(Debug)]
 pub struct Flushes {
+    /// Cluster mode: each flush is a checkpoint of the partitions consumed here.
+    fencing: Option<Arc<Fencing>>,
     started: AtomicU64,
     /// The number of the latest flush that completed, and the last output's sequence number
     /// when it did (the flush's outputs are at or below it).
@@ -95,11 +103,16 @@ pub struct Flushes {
 
 impl Default for Flushes {
     fn default() -> Self {
-        Self { started: AtomicU64::new(0), completed: watch::channel((0, 0)).0 }
+        Self::new(None)
     }
 }
 
 impl Flushes {
+    /// Flushes counted; in cluster mode each one a checkpoint of `fencing`.
+    pub fn new(fencing: Option<Arc<Fencing>>) -> Self {
+        Self { fencing, started: AtomicU64::new(0), completed: watch::channel((0, 0)).0 }
+    }
+
     /// A mark: flushes numbered above it start after this call.
     pub fn mark(&self) -> u64 {
         self.started.load(Ordering::SeqCst)
@@ -227,6 +240,8 @@ pub struct Consumer {
     metrics: Arc<ServerMetrics>,
     webhooks: Webhooks,
     health: Arc<StoreHealth>,
+    /// Cluster mode: how outputs are fenced and where writes are cut.
+    fencing: Option<Arc<Fencing>>,
 }
 
 impl Consumer {
@@ -238,9 +253,11 @@ impl Consumer {
         metrics: Arc<ServerMetrics>,
         webhooks: Webhooks,
         health: Arc<StoreHealth>,
+        fencing: Option<Arc<Fencing>>,
     ) -> (Self, Durable) {
         let (durable, watermark) = watch::channel(0);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let flushes = Arc::new(Flushes::new(fencing.clone()));
         (
             Self {
                 receiver,
@@ -251,8 +268,9 @@ impl Consumer {
                 metrics,
                 webhooks,
                 health,
+                fencing,
             },
-            Durable { receiver: watermark, waiting, flushes: Arc::default() },
+            Durable { receiver: watermark, waiting, flushes },
         )
     }
 
@@ -261,8 +279,15 @@ impl Consumer {
     pub async fn run(self, stop: CancellationToken) {
         loop {
             self.store_available().await;
+            let checkpoint = async {
+                match &self.fencing {
+                    Some(fencing) => fencing.ended.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.notify.notified() => {}
+                () = checkpoint => {}
                 // A safety net: the notifier fires on empty-to-non-empty only.
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 () = stop.cancelled() => break,
@@ -280,40 +305,74 @@ impl Consumer {
             {
                 self.gather(waited, (took / 4).min(MAX_GATHER)).await;
             }
+            let written = *self.durable.borrow();
+            // Cluster mode: a flush's outputs are written in one write, cut where it ends.
+            let limit = match self.fencing.as_deref().map(|fencing| fencing.next_cut(written)) {
+                None | Some(Cut::Free) => MAX_OUTPUTS_PER_WRITE,
+                Some(Cut::Through(end)) => usize::try_from(end - written).unwrap_or(usize::MAX),
+                Some(Cut::Wait) => return,
+            };
             let mut outputs = Vec::new();
-            if self.receiver.take(MAX_OUTPUTS_PER_WRITE, &mut outputs) == 0 {
+            if limit > 0 {
+                self.receiver.take(limit, &mut outputs);
+            }
+            if outputs.is_empty() && limit != 0 {
                 return;
             }
-            let last = outputs.last().map(|output| output.seq).unwrap_or_default();
+            let last = outputs.last().map_or(written, |output| output.seq);
             let count = outputs.len() as u64;
-            let batch = to_write_batch(outputs, &self.webhooks.endpoints, SystemClock.now());
+            let now = SystemClock.now();
+            let batches = match &self.fencing {
+                None => vec![to_write_batch(outputs, &self.webhooks.endpoints, now)],
+                Some(fencing) => {
+                    fenced_batches(outputs, last, fencing, &self.webhooks.endpoints, now)
+                }
+            };
+            if batches.is_empty() && count == 0 {
+                return;
+            }
             let waited = self.waiting.load(Ordering::Relaxed);
             let write_started = tokio::time::Instant::now();
-            let mut wait = FIRST_RETRY_WAIT;
-            loop {
-                let started = tokio::time::Instant::now();
-                match self.store.write(batch.clone()).await {
-                    Ok(_) => {
-                        // The store wakes the dispatcher for the deliveries it created: only
-                        // now, with their rows committed, may webhooks be sent.
-                        self.metrics.store_write(started.elapsed(), count);
-                        self.health.set(true);
-                        break;
-                    }
-                    Err(error) => {
-                        // Never drop what was accepted: retry until the store takes it.
-                        if error.is_transient() {
-                            self.health.set(false);
-                        }
-                        self.metrics.store_write_failed();
-                        tracing::error!(%error, retry_in = ?wait, "store write failed");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(MAX_RETRY_WAIT);
-                    }
-                }
+            let writes = batches.into_iter().map(|batch| self.write(batch));
+            let mut took = Duration::ZERO;
+            let mut fenced = 0;
+            for (was_fenced, write_took) in futures::future::join_all(writes).await {
+                fenced += usize::from(was_fenced);
+                took = took.max(write_took);
             }
+            if fenced > 0 {
+                tracing::info!(fenced, "writes of partitions no longer held here fenced out");
+            }
+            self.metrics.store_write(took, count);
             self.durable.send_replace(last);
             previous = Some((waited, write_started.elapsed()));
+        }
+    }
+
+    /// Writes `batch`, retrying until the store takes it; returns whether it was fenced out,
+    /// and how long the write that succeeded took.
+    async fn write(&self, batch: WriteBatch) -> (bool, Duration) {
+        let mut wait = FIRST_RETRY_WAIT;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.store.write(batch.clone()).await {
+                Ok(receipt) => {
+                    // The store wakes the dispatcher for the deliveries it created: only now,
+                    // with their rows committed, may webhooks be sent.
+                    self.health.set(true);
+                    return (receipt.fenced, started.elapsed());
+                }
+                Err(error) => {
+                    // Never drop what was accepted: retry until the store takes it.
+                    if error.is_transient() {
+                        self.health.set(false);
+                    }
+                    self.metrics.store_write_failed();
+                    tracing::error!(%error, retry_in = ?wait, "store write failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RETRY_WAIT);
+                }
+            }
         }
     }
 
@@ -392,20 +451,128 @@ pub fn to_write_batch(
     batch
 }
 
+/// Cluster mode's writes of `outputs` (the last of them, or the last written, is `last`): one
+/// batch of the outputs of no partition held here, and one fenced batch per partition held
+/// ([`crate::cluster::fencing`]). A partition's worker states are held back until its next
+/// checkpoint; if this write completes one, each partition of it gets its offset and workers.
+fn fenced_batches(
+    outputs: Vec<Sequenced>,
+    last: u64,
+    fencing: &Fencing,
+    endpoints: &Endpoints,
+    now: telemetry_core::UnixMillis,
+) -> Vec<WriteBatch> {
+    let mut unfenced = WriteBatch::default();
+    let mut by_lease: std::collections::BTreeMap<Lease, WriteBatch> = Default::default();
+    for output in outputs {
+        let seq = output.seq;
+        let partition = output_room(&output.output)
+            .and_then(|(name, sid)| fencing.partition_of_room(&name, &sid));
+        let mut batch = to_write_batch(vec![output], endpoints, now);
+        match fencing.route(partition, seq) {
+            Route::Unfenced => unfenced.append(&mut batch),
+            Route::Fenced(lease) => {
+                fencing.defer_workers(lease, std::mem::take(&mut batch.workers));
+                by_lease
+                    .entry(lease)
+                    .or_insert_with(|| WriteBatch {
+                        fence: Some(fencing.fence(lease)),
+                        ..WriteBatch::default()
+                    })
+                    .append(&mut batch);
+            }
+            Route::Dropped => {}
+        }
+    }
+    for (fence, workers) in fencing.take_checkpoint(last).unwrap_or_default() {
+        let batch = by_lease.entry(fence.lease).or_default();
+        batch.workers.extend(workers);
+        batch.fence = Some(fence);
+    }
+    std::iter::once(unfenced)
+        .chain(by_lease.into_values())
+        .filter(|batch| !batch.is_empty())
+        .collect()
+}
+
+/// The room an output is of, as (name, sid), found as the partition rule finds a call's
+/// (`crate::cluster::partition`): an egress's by its info, an ingress's by its room name, an
+/// API call's by its info, others by their room. `None` for node states and rates.
+fn output_room(output: &Output) -> Option<(String, String)> {
+    let pair = |name: &str, sid: &str| Some((name.to_owned(), sid.to_owned()));
+    match output {
+        Output::Call(call) => {
+            if let Some(event) = &call.event {
+                let event = event.decode();
+                if let Some(room) = &event.room {
+                    pair(&room.name, &room.sid)
+                } else if let Some(egress) = &event.egress {
+                    pair(&egress.room_name, &egress.room_id)
+                } else if let Some(ingress) = &event.ingress {
+                    pair(&ingress.room_name, "")
+                } else if let Some(api_call) = &event.api_call {
+                    pair(&api_call.room_name, &api_call.room_id)
+                } else {
+                    pair("", &event.room_id)
+                }
+            } else if let Some(webhook) = &call.webhook {
+                let webhook = webhook.decode();
+                if let Some(room) = &webhook.room {
+                    pair(&room.name, &room.sid)
+                } else if let Some(egress) = &webhook.egress_info {
+                    pair(&egress.room_name, &egress.room_id)
+                } else if let Some(ingress) = &webhook.ingress_info {
+                    pair(&ingress.room_name, "")
+                } else {
+                    None
+                }
+            } else {
+                None
+            }
+        }
+        Output::Stats(batch) => pair(&batch.room_name, &batch.room_id),
+        Output::Worker(state) => pair(&state.room_name, &state.room_id),
+        Output::Quality(change) => pair(&change.issue.room_name, &change.issue.room_id),
+        Output::NodeRooms(_) | Output::NodeRates(_) => None,
+    }
+}
+
 /// Flushes every stats worker and drains node rates, on a blocking thread (a flush of many
 /// workers takes longer than async code may hold a thread); returns the last output's sequence
 /// number. Counted in `flushes`.
+///
+/// In cluster mode the flush is a checkpoint: it holds the write side of the fencing gate, so no
+/// partition consumer applies a message meanwhile, and records the cut
+/// ([`Fencing::begin_checkpoint`]).
+/// The flush runs in a task of its own: a caller that goes away (an HTTP request dropped) does
+/// not leave a checkpoint begun and never ended.
 pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics, flushes: &Flushes) -> u64 {
     let number = flushes.start();
     let started = tokio::time::Instant::now();
     let flushing = service.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        flushing.flush_stats();
-        flushing.drain_node_rates();
-    })
-    .await;
+    let fencing = flushes.fencing.clone();
+    let flush = tokio::spawn(async move {
+        let _gate = match &fencing {
+            Some(fencing) => Some(fencing.gate.write().await),
+            None => None,
+        };
+        if let Some(fencing) = &fencing {
+            fencing.begin_checkpoint(flushing.last_seq());
+        }
+        let workers = flushing.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            workers.flush_stats();
+            workers.drain_node_rates();
+        })
+        .await;
+        let seq = flushing.last_seq();
+        if let Some(fencing) = &fencing {
+            fencing.end_checkpoint(seq);
+        }
+        seq
+    });
+    let seq = flush.await.unwrap_or_else(|_| service.last_seq());
     metrics.flush(started.elapsed());
-    let seq = service.last_seq();
     flushes.complete(number, seq);
     seq
 }

@@ -304,6 +304,10 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
     /// Gives a lease back (it expires now), if `instance` still holds it at `epoch`.
     async fn release_lease(&self, instance: &str, lease: model::Lease) -> Result<(), StoreError>;
 
+    /// The stream sequence up to which `partition`'s outputs are stored (written with a fenced
+    /// write, [`model::Fence::offset`]), and the epoch that wrote it; `None` if none was.
+    async fn partition_offset(&self, partition: u32) -> Result<Option<(i64, u64)>, StoreError>;
+
     /// Removes `instance` (a graceful stop, after releasing its leases).
     async fn leave_cluster(&self, instance: &str) -> Result<(), StoreError>;
 

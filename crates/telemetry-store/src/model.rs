@@ -531,6 +531,22 @@ pub struct WriteBatch {
     pub workers: Vec<WorkerRecord>,
     /// Quality issues, in order: see [`IssueRecord`] for how they merge.
     pub issues: Vec<IssueRecord>,
+    /// Cluster mode: the batch holds one partition's outputs, written only if `instance` still
+    /// holds the partition's lease at its epoch when the write commits; otherwise nothing of it
+    /// is written (the receipt says `fenced`). Backends without cluster leases ignore it.
+    pub fence: Option<Fence>,
+}
+
+/// What fences a cluster-mode write ([`WriteBatch::fence`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The instance that holds the lease.
+    pub instance: String,
+    /// The partition and the epoch it is held at.
+    pub lease: Lease,
+    /// If set, the partition's stored offset becomes this stream sequence (never lower): every
+    /// output of the partition's messages up to it is stored once this batch is.
+    pub offset: Option<u64>,
 }
 
 /// A quality issue, as stored: one row per issue id, written when it opens and completed when it
@@ -765,8 +781,9 @@ impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues } = self;
-        issues.is_empty()
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues, fence } = self;
+        fence.as_ref().is_none_or(|fence| fence.offset.is_none())
+            && issues.is_empty()
             && events.is_empty()
             && stats.is_empty()
             && node_rooms.is_empty()
@@ -775,9 +792,18 @@ impl WriteBatch {
             && workers.is_empty()
     }
 
-    /// Appends another batch.
+    /// Appends another batch (of the same fence, if either has one: the other's offset, the
+    /// later one, wins).
     pub fn append(&mut self, other: &mut WriteBatch) {
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues } = other;
+        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues, fence } =
+            other;
+        if let Some(mut fence) = fence.take() {
+            if let Some(mine) = &self.fence {
+                debug_assert_eq!(mine.lease, fence.lease, "batches of different fences appended");
+                fence.offset = fence.offset.max(mine.offset);
+            }
+            self.fence = Some(fence);
+        }
         self.issues.append(issues);
         self.events.append(events);
         self.stats.append(stats);
@@ -1243,6 +1269,8 @@ pub struct OutboxCounts {
 pub struct WriteReceipt {
     /// Webhook deliveries created (a repeated message creates none).
     pub deliveries: u64,
+    /// Nothing was written: the batch's fence no longer holds (see [`WriteBatch::fence`]).
+    pub fenced: bool,
 }
 
 /// How a webhook endpoint's requests are signed.

@@ -193,3 +193,232 @@ fn restored_workers_carry_on_calls_in_progress() {
     );
     assert_eq!(second.service.metrics().value("livekit_participant_total", &[]), 0.0);
 }
+
+/// One partition's log for the take-over tests: (stream sequence, call). Alice joins, becomes
+/// active and sends samples; Bob joins later; Alice leaves; Bob sends more and leaves.
+fn partition_log() -> Vec<(u64, Call)> {
+    use telemetry_core::DEFAULT_GUARD as GUARD;
+    let alice = participant("PA_1");
+    let bob = participant("PA_2");
+    let joined = |who: &lk::ParticipantInfo| Call::ParticipantJoined {
+        room: room(),
+        participant: who.clone(),
+        client_info: None,
+        client_meta: None,
+        should_send_event: true,
+        guard: GUARD.into(),
+    };
+    let active = |who: &lk::ParticipantInfo| Call::ParticipantActive {
+        room: room(),
+        participant: who.clone(),
+        client_meta: None,
+        is_migration: false,
+        guard: GUARD.into(),
+    };
+    let sample = |who: &str, bytes: u64| Call::TrackStats {
+        room_id: "RoomSid".into(),
+        room_name: "RoomName".into(),
+        key: StatsKey::for_data("", Direction::Upstream, who, format!("TR_{who}")),
+        stat: stat(bytes, 1),
+    };
+    let left = |who: &lk::ParticipantInfo| Call::ParticipantLeft {
+        room: room(),
+        participant: who.clone(),
+        should_send_event: true,
+        guard: GUARD.into(),
+    };
+    vec![
+        (1, Call::RoomStarted { room: room() }),
+        (2, joined(&alice)),
+        (3, active(&alice)),
+        (4, sample("PA_1", 1)),
+        (5, sample("PA_1", 2)),
+        (6, joined(&bob)),
+        (7, sample("PA_1", 4)),
+        (8, active(&bob)),
+        (9, sample("PA_2", 8)),
+        (10, left(&alice)),
+        (11, sample("PA_2", 16)),
+        (12, sample("PA_2", 32)),
+        (13, left(&bob)),
+    ]
+}
+
+/// What a store keeps of a run: event ids, the bytes in stats windows, the last state of each
+/// worker (open ones only), and the webhook names in order.
+#[derive(Default)]
+struct Kept {
+    events: Vec<String>,
+    bytes: u64,
+    workers: Vec<telemetry_core::WorkerState>,
+    webhooks: Vec<String>,
+}
+
+impl Kept {
+    fn store(&mut self, outputs: Vec<telemetry_core::Sequenced>) {
+        use telemetry_core::Output;
+        for output in outputs {
+            match output.output {
+                Output::Call(call) => {
+                    if let Some(event) = call.event {
+                        let id = event.decode().id;
+                        // Events are kept once per id, as every store does.
+                        if !self.events.contains(&id) {
+                            self.events.push(id);
+                            if let Some(webhook) = call.webhook {
+                                self.webhooks.push(webhook.decode().event);
+                            }
+                        }
+                    }
+                }
+                Output::Stats(batch) => {
+                    self.bytes +=
+                        batch.stats.iter().map(|s| s.coalesced.stream().primary_bytes).sum::<u64>()
+                }
+                Output::Worker(state) => {
+                    self.workers.retain(|kept| kept.participant_id != state.participant_id);
+                    if state.open {
+                        self.workers.push(state);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn apply_log(harness: &Harness, log: &[(u64, Call)]) {
+    for (sequence, call) in log {
+        let origin = telemetry_core::Origin { sequence: *sequence, index: 0 };
+        harness.service.apply_from(harness.meta(), origin, call.clone()).expect("applied");
+    }
+}
+
+/// Cluster mode's take-over, in the core: the first owner stores what it applied up to a cut (a
+/// flush, with the worker states as of the cut) and dies after applying more; the next owner
+/// restores the workers as of the cut and replays every call after it. The store then holds
+/// each event once, every sample's bytes in exactly one window, and the leaves are reported as
+/// without the take-over (`participant_left`: the restored workers were connected).
+#[test]
+fn a_take_over_restored_at_a_cut_and_replayed_stores_each_event_once_and_each_sample_once() {
+    let log = partition_log();
+    let sent: u64 = 1 + 2 + 4 + 8 + 16 + 32;
+
+    let alone = Harness::new();
+    apply_log(&alone, &log);
+    alone.service.flush_stats();
+    let mut expected = Kept::default();
+    expected.store(alone.outputs());
+    assert_eq!(expected.bytes, sent);
+
+    for cut in 1..log.len() {
+        let first = Harness::new();
+        apply_log(&first, &log[..cut]);
+        first.service.flush_stats();
+        let mut kept = Kept::default();
+        kept.store(first.outputs());
+        // Applied after the cut, never stored: the first owner died.
+        apply_log(&first, &log[cut..]);
+        drop(first);
+
+        let next = Harness::new();
+        next.service.restore_workers(kept.workers.clone());
+        apply_log(&next, &log[cut..]);
+        next.service.flush_stats();
+        kept.store(next.outputs());
+        assert_eq!(kept.events, expected.events, "cut after {cut}: each event once, same ids");
+        assert_eq!(kept.bytes, sent, "cut after {cut}: each sample in exactly one window");
+        assert_eq!(kept.webhooks, expected.webhooks, "cut after {cut}: the same webhooks");
+        assert!(kept.workers.is_empty(), "cut after {cut}: both left");
+    }
+}
+
+/// Lifecycle calls replayed onto state that already reflects them change nothing: a join on the
+/// worker it made activates a guard already active (one leave still closes it), a leave of a
+/// worker already gone is an aborted connection whose ids are those of the first application
+/// (so the store keeps the first one), and the participant gauge counts the participant once.
+#[test]
+fn lifecycle_calls_replayed_onto_restored_state_are_idempotent() {
+    let log = partition_log();
+    let harness = Harness::new();
+    apply_log(&harness, &log[..3]);
+    let mut kept = Kept::default();
+    kept.store(harness.outputs());
+    assert_eq!(kept.workers.len(), 1);
+
+    let next = Harness::new();
+    next.service.restore_workers(kept.workers.clone());
+    // Alice's join and activation again: her worker exists, with the guard active.
+    apply_log(&next, &log[1..3]);
+    let before = kept.events.clone();
+    kept.store(next.outputs());
+    assert_eq!(kept.events, before, "the replayed calls' events have the ids stored already");
+    assert_eq!(next.service.metrics().value("livekit_participant_total", &[]), 1.0);
+    assert_eq!(next.service.worker_count(), 1);
+    // One leave closes her worker (the replayed join took no second reference) ...
+    apply_log(&next, &log[9..10]);
+    assert_eq!(next.service.metrics().value("livekit_participant_total", &[]), 0.0);
+    let outputs = next.outputs();
+    let mut left = Kept::default();
+    left.store(outputs);
+    assert_eq!(left.webhooks, ["participant_left"]);
+    // ... and replaying that leave too finds no open worker: no second close, no count below 0.
+    apply_log(&next, &log[9..10]);
+    assert_eq!(next.service.metrics().value("livekit_participant_total", &[]), 0.0);
+}
+
+/// A partition's workers forgotten (lost, or about to be restored) take their unflushed samples
+/// with them and produce nothing; other rooms' workers are untouched.
+#[test]
+fn forgotten_workers_produce_nothing_and_leave_the_gauge() {
+    let harness = Harness::new();
+    let other = lk::Room { sid: "RM_other".into(), name: "other".into(), ..Default::default() };
+    join(&harness, &room(), &participant("PA_1"));
+    join(&harness, &other, &participant("PA_2"));
+    harness.track_stats(
+        "RoomSid",
+        &StatsKey::for_data("", Direction::Upstream, "PA_1", "T"),
+        stat(5, 1),
+    );
+    harness.track_stats(
+        "RM_other",
+        &StatsKey::for_data("", Direction::Upstream, "PA_2", "T"),
+        stat(7, 1),
+    );
+    harness.outputs();
+    assert_eq!(harness.service.forget_workers(|_, name| name == "RoomName"), 1);
+    assert_eq!(harness.service.worker_count(), 1);
+    assert_eq!(harness.service.metrics().value("livekit_participant_total", &[]), 1.0);
+    let batches = harness.flush();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(&*batches[0].room_id, "RM_other");
+    assert_eq!(batches[0].stats[0].coalesced.stream().primary_bytes, 7);
+}
+
+/// FIXME(issue 10): the store keeps open workers only, so a worker closed at the cut is not
+/// restored, and a late sample after the leave (which the closed worker would have collected
+/// until its reap) is counted by the next owner as arriving without a worker: its bytes are in
+/// no window. Asserted as it is until closed workers are kept until their reap.
+#[test]
+fn a_late_sample_after_a_leave_at_the_cut_is_not_in_a_window_after_a_take_over() {
+    let mut log = partition_log();
+    let late = Call::TrackStats {
+        room_id: "RoomSid".into(),
+        room_name: "RoomName".into(),
+        key: StatsKey::for_data("", Direction::Upstream, "PA_2", "TR_PA_2"),
+        stat: stat(64, 1),
+    };
+    log.push((14, late));
+    let first = Harness::new();
+    apply_log(&first, &log[..13]);
+    first.service.flush_stats();
+    let mut kept = Kept::default();
+    kept.store(first.outputs());
+    let next = Harness::new();
+    next.service.restore_workers(kept.workers.clone());
+    apply_log(&next, &log[13..]);
+    next.service.flush_stats();
+    kept.store(next.outputs());
+    assert_eq!(kept.bytes, 63, "the late sample's 64 bytes are lost");
+    assert_eq!(next.service.sample_counters().without_worker, 1);
+}

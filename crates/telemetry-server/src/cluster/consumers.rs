@@ -1,33 +1,43 @@
 //! The partition consumers: what an instance in cluster mode stores of what the cluster ingests
 //! (DESIGN.md, "Ownership").
 //!
-//! For every partition whose lease this instance holds, one task consumes the partition's subject
-//! through a durable pull consumer of its own (`rtc-telemetry-p<partition>`, explicit
-//! acknowledgement, `ack_wait` well above `stats.flush_interval`, at most
-//! [`MAX_ACK_PENDING`] messages unacknowledged), in stream order. Each message's
+//! For every partition whose lease this instance holds, one task takes the partition over, then
+//! consumes the partition's subject in stream order through a durable pull consumer of its own
+//! (`rtc-telemetry-p<partition>-e<epoch>`, explicit acknowledgement, `ack_wait` well above
+//! `stats.flush_interval`, at most [`MAX_ACK_PENDING`] messages unacknowledged). Each message's
 //! `TelemetryBatch` is converted call by call as ingest does (the ingesting instance validated
 //! it and stamped `at` and `nodeId`, but a message may come from an SFU that publishes itself: a
 //! bad call is logged and counted, never a failure) and applied to the core with
 //! [`TelemetryService::apply_from`], its origin the message's stream sequence and the call's
 //! index, so its event and webhook ids are the same wherever and however often it is applied.
+//! A message is applied whole under the read side of the fencing gate, so a flush's cut falls
+//! between messages (`super::fencing`).
+//!
+//! **Take-over.** Before consuming, the task reads the partition's stored offset (how far its
+//! outputs are stored, stats windows included) and the stored workers, which are those of that
+//! offset. Under the gate's write side it drops the core's workers of the partition's rooms
+//! (left over from an earlier epoch here), restores the stored ones (guards, connected state) and
+//! has the partition's outputs fenced by the lease from then on. It then deletes every other
+//! consumer of the partition (a former holder's: a dead holder's unacknowledged messages need not
+//! wait for `ack_wait`, and a paused holder that resumes pulls nothing more) and creates its own,
+//! delivering from just after the offset. Replayed calls keep their ids, so the store keeps one
+//! event and one webhook of each; replayed samples were in no stored window.
 //!
 //! **A message is acknowledged only once everything it caused is stored**, in stream order: its
 //! lifecycle outputs once the pipeline's durable watermark passes their sequence numbers, and,
 //! if it carried stats samples, once a flush of the stats workers that started after it was
 //! applied is stored too (its samples are then in stored windows). Acknowledgements are
 //! confirmed by the server (`double_ack`); a message redelivered while it waits for its
-//! acknowledgement (the store was slow past `ack_wait`) is not applied twice.
+//! acknowledgement (the store was slow past `ack_wait`) is not applied twice. (What a new owner
+//! replays is decided by the stored offset, not by the acknowledgements.)
 //!
 //! **Leases decide.** A partition's task starts when its lease is held and stops at once,
 //! acknowledging nothing more, when the lease is lost (not renewed in time, or taken with
 //! another epoch). A lease given back (above the fair share, or at a graceful stop) is drained
 //! first ([`Consumers::give_back`]): the task stops fetching, has the stats flushed, waits for
-//! the store, acknowledges everything it applied, and only then is the lease released.
-//!
-//! Not built yet: fenced writes (a former holder's writes in flight when its lease is lost are
-//! not refused by the store) and the take-over replay (a new owner does not rebuild the
-//! partition's rooms from the store; messages a lost holder had not acknowledged come back to
-//! the new owner after `ack_wait`).
+//! the store, acknowledges everything it applied, and only then is the lease released. Either
+//! way the partition's workers are then dropped from the core and what the core still makes of
+//! its rooms is not written: its next owner restores them from the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +46,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use prost::Message as _;
 use telemetry_core::{Call, CallMeta, Clock as _, Origin, Shed, SystemClock};
 use telemetry_proto::v1;
@@ -196,7 +206,8 @@ impl Consumers {
         lock(&self.giving_back).remove(&partition);
     }
 
-    /// Consumes one partition until its lease is lost or it is drained.
+    /// Takes `lease`'s partition over, consumes it until the lease is lost or the partition is
+    /// drained, then lets it go.
     async fn consume(
         self: Arc<Self>,
         lease: Lease,
@@ -206,7 +217,104 @@ impl Consumers {
         let Some(cluster) = self.state.cluster.clone() else {
             return;
         };
-        let Some(consumer) = self.consumer(&cluster, lease.partition, &lost, &drain).await else {
+        if let Some(offset) = self.take_over(&cluster, lease, &lost, &drain).await {
+            self.consume_from(&cluster, lease, offset, &lost, &drain).await;
+        }
+        self.let_go(&cluster, lease).await;
+    }
+
+    /// The take-over of `lease`'s partition: its stored offset read, the workers of its rooms
+    /// replaced by those stored (the state as of that offset), and its outputs fenced by the
+    /// lease from now on. Returns the offset; `None` if the lease went (or a drain came) first.
+    async fn take_over(
+        &self,
+        cluster: &super::Cluster,
+        lease: Lease,
+        lost: &CancellationToken,
+        drain: &CancellationToken,
+    ) -> Option<u64> {
+        let started = tokio::time::Instant::now();
+        let store = self.state.store.clone();
+        let mut wait = Duration::from_millis(100);
+        let (offset, workers) = loop {
+            let read = async {
+                let Some(leases) = store.cluster() else {
+                    return Err(telemetry_store::StoreError::Closed);
+                };
+                let offset = leases.partition_offset(lease.partition).await?;
+                let workers = store.live_workers().await?;
+                Ok((offset, workers))
+            };
+            match read.await {
+                Ok(read) => break read,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?wait, "cannot read the partition's stored state; trying again")
+                }
+            }
+            tokio::select! {
+                () = lost.cancelled() => return None,
+                () = drain.cancelled() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        };
+        let offset = offset.map_or(0, |(_, seq)| seq);
+        let fencing = &cluster.fencing;
+        let in_partition = |room_id: &str, room_name: &str| {
+            fencing.partition_of_room(room_name, room_id) == Some(lease.partition)
+        };
+        let gate = fencing.gate.write().await;
+        if lost.is_cancelled() || !cluster.leases.holds(lease) {
+            return None;
+        }
+        let service = &self.state.service;
+        let forgotten = service.forget_workers(in_partition);
+        let restored = service.restore_workers(
+            workers
+                .iter()
+                .filter(|worker| in_partition(&worker.room_id, &worker.room_name))
+                .map(telemetry_store::model::WorkerRecord::to_state),
+        );
+        fencing.hold(lease, service.last_seq(), offset);
+        drop(gate);
+        tracing::info!(
+            epoch = lease.epoch,
+            offset,
+            restored,
+            forgotten,
+            took = ?started.elapsed(),
+            "partition taken over: its rooms' workers restored, the stream replayed after the stored offset"
+        );
+        Some(offset)
+    }
+
+    /// The partition is no longer consumed here (its lease lost, or given back after its
+    /// drain): the workers of its rooms are dropped, and what the core still makes of them is
+    /// not written (`super::fencing`). Nothing if another epoch's take-over came first.
+    async fn let_go(&self, cluster: &super::Cluster, lease: Lease) {
+        let fencing = &cluster.fencing;
+        let _gate = fencing.gate.write().await;
+        if !fencing.holds(lease) {
+            return;
+        }
+        let service = &self.state.service;
+        service.forget_workers(|room_id, room_name| {
+            fencing.partition_of_room(room_name, room_id) == Some(lease.partition)
+        });
+        fencing.gone(lease.partition, service.last_seq());
+    }
+
+    /// Consumes one partition from after `offset` until its lease is lost or it is drained.
+    async fn consume_from(
+        &self,
+        cluster: &super::Cluster,
+        lease: Lease,
+        offset: u64,
+        lost: &CancellationToken,
+        drain: &CancellationToken,
+    ) {
+        let (lost, drain) = (lost.clone(), drain.clone());
+        let Some(consumer) = self.consumer(cluster, lease, offset, &lost, &drain).await else {
             return;
         };
         tracing::info!(epoch = lease.epoch, "consuming the partition");
@@ -215,7 +323,7 @@ impl Consumers {
             if lost.is_cancelled() {
                 return;
             }
-            if !self.acknowledge(&cluster, lease, &mut pending).await {
+            if !self.acknowledge(cluster, lease, &mut pending).await {
                 return;
             }
             if drain.is_cancelled() {
@@ -245,7 +353,7 @@ impl Consumers {
                 match message {
                     None => break,
                     Some(Ok(message)) => {
-                        if !self.received(&cluster, lease, message, &mut pending, &lost).await {
+                        if !self.received(cluster, lease, message, &mut pending, &lost).await {
                             return;
                         }
                     }
@@ -280,7 +388,7 @@ impl Consumers {
                 self.state.durable.wait_for(self.ready_through(&pending)),
             )
             .await;
-            if lost.is_cancelled() || !self.acknowledge(&cluster, lease, &mut pending).await {
+            if lost.is_cancelled() || !self.acknowledge(cluster, lease, &mut pending).await {
                 return;
             }
             if !pending.messages.is_empty() {
@@ -296,19 +404,30 @@ impl Consumers {
         tracing::info!("partition drained");
     }
 
-    /// The durable consumer of `partition`, created if missing; `None` if the lease went first.
+    /// The durable consumer of `lease` (`rtc-telemetry-p<partition>-e<epoch>`), made afresh to
+    /// deliver from just after `offset`; every other consumer of the partition (a former
+    /// holder's) is deleted first, so what a dead holder had not acknowledged comes at once
+    /// rather than after `ack_wait`, and a former holder that resumes pulls nothing more. `None`
+    /// if the lease went first.
     async fn consumer(
         &self,
         cluster: &super::Cluster,
-        partition: u32,
+        lease: Lease,
+        offset: u64,
         lost: &CancellationToken,
         drain: &CancellationToken,
     ) -> Option<PullConsumer> {
-        let name = format!("rtc-telemetry-p{partition}");
+        let partition = lease.partition;
+        let prefix = consumer_prefix(partition);
+        let name = format!("{prefix}-e{}", lease.epoch);
+        let deliver_policy = match offset {
+            0 => DeliverPolicy::All,
+            offset => DeliverPolicy::ByStartSequence { start_sequence: offset + 1 },
+        };
         let config = jetstream::consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: super::partition::subject(&cluster.subject_prefix, partition),
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             ack_policy: AckPolicy::Explicit,
             ack_wait: ack_wait(self.state.config.stats.flush_interval),
             max_ack_pending: MAX_ACK_PENDING,
@@ -318,11 +437,14 @@ impl Consumers {
         loop {
             let made = async {
                 let stream = cluster.jetstream.get_stream(&cluster.stream).await?;
+                let names: Vec<String> = stream.consumer_names().try_collect().await?;
+                for former in names.iter().filter(|n| {
+                    *n == &prefix || n.strip_prefix(&prefix).is_some_and(|r| r.starts_with("-e"))
+                }) {
+                    stream.delete_consumer(former).await?;
+                }
                 stream
-                    .get_or_create_consumer::<jetstream::consumer::pull::Config>(
-                        &name,
-                        config.clone(),
-                    )
+                    .create_consumer::<jetstream::consumer::pull::Config>(config.clone())
                     .await
                     .map_err(anyhow::Error::from)
             };
@@ -366,10 +488,13 @@ impl Consumers {
             cluster.consumed.redelivered.fetch_add(1, Ordering::Relaxed);
             return true;
         }
+        // Applied whole between two flushes: a flush's cut falls between messages.
+        let _gate = cluster.fencing.gate.read().await;
         if !cluster.leases.holds(lease) {
             return false;
         }
         let (last_seq, stats) = self.apply(cluster, sequence, &message.payload, lost).await;
+        cluster.fencing.applied(lease, sequence);
         let flush_mark = stats.then(|| self.state.durable.flushes().mark());
         if let Some(mark) = flush_mark {
             pending.last_mark = pending.last_mark.max(mark);
@@ -509,6 +634,12 @@ impl Consumers {
         }
         true
     }
+}
+
+/// The start of the names of `partition`'s durable consumers (`rtc-telemetry-p<partition>`,
+/// then `-e<epoch>`).
+pub fn consumer_prefix(partition: u32) -> String {
+    format!("rtc-telemetry-p{partition}")
 }
 
 /// A message applied and not yet acknowledged.

@@ -75,6 +75,12 @@ pub fn partition_of(call: &v1::TelemetryCall, partitions: u32) -> u32 {
     }
 }
 
+/// The partition of a room among `partitions` by the same rule, from its name and sid (the
+/// name, else the sid); `None` without either.
+pub fn partition_of_room(name: &str, sid: &str, partitions: u32) -> Option<u32> {
+    first_non_empty(name, sid).map(|key| fnv1a_32(key.as_bytes()) % partitions.max(1))
+}
+
 /// The subject of `partition`.
 pub fn subject(prefix: &str, partition: u32) -> String {
     format!("{prefix}.{partition}")

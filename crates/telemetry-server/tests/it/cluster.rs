@@ -338,13 +338,43 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     let config_path = c_data.path().join("c.toml");
     std::fs::write(
         &config_path,
-        format!("[[keys]]\nkey = \"k\"\nsecret = \"s\"\nroles = [\"ingest\"]\n{}", section("c")),
+        format!(
+            "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n{}",
+            ADMIN.0,
+            ADMIN.1,
+            section("c")
+        ),
     )
     .expect("write the configuration");
     let c = crate::support::Binary::start(&c_data, &config_path);
 
     wait_for_ownership(&a, "spread over a, b, c", |now| spread_over(now, &["a", "b", "c"], SIX))
         .await;
+    let held_by_c = ownership(&a).await.into_iter().find(|(id, _)| id == "c").expect("c").1;
+
+    // A room of c's: c applies its calls, its samples wait in c's workers for a flush.
+    const SAMPLES: usize = 4;
+    let room = (0..)
+        .find(|&room| {
+            telemetry_server::cluster::partition::partition_of_room(&format!("cs-{room}"), "", SIX)
+                .is_some_and(|partition| held_by_c.contains(&partition))
+        })
+        .expect("a room of c's");
+    let sid = format!("RM_cs{room:04}");
+    let calls = sampled_room(room, SAMPLES);
+    let (status, answer) = a.ingest_protobuf(&v1::TelemetryBatch { calls: calls.clone() }).await;
+    assert_eq!(status, 200, "{answer}");
+    let applied = "rtc_telemetry_cluster_consumed_messages_total{outcome=\"applied\"}";
+    let waited = tokio::time::Instant::now();
+    loop {
+        let metrics = a.client.get(c.url("/metrics")).send().await.expect("metrics");
+        let text = metrics.text().await.expect("text");
+        if text.lines().any(|line| line.strip_prefix(applied).is_some_and(|n| n.trim() != "0")) {
+            break;
+        }
+        assert!(waited.elapsed() < std::time::Duration::from_secs(10), "c applied nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // Paused past its lease, c loses its partitions to a and b; resumed, it holds none of them
     // any more (its leases were lost, not renewed) and gets a share back only as a and b give
@@ -352,7 +382,25 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     c.signal("STOP");
     wait_for_ownership(&a, "paused c's partitions moved", |now| spread_over(now, &["a", "b"], SIX))
         .await;
+    // The room's new owner replays what c had applied: every sample in one window.
+    let waited = tokio::time::Instant::now();
+    while stored_samples(&a, &sid).await != SAMPLES as u64 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(10), "the room replayed");
+        a.flush().await;
+        b.flush().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     c.signal("CONT");
+    // Resumed, c flushes the workers it had (asked at once, before it notices the lost leases):
+    // nothing of the partitions it lost is written, no sample counted twice.
+    let flushed = a
+        .client
+        .post(c.url("/v1/flush"))
+        .bearer_auth(TestApp::token(ADMIN))
+        .send()
+        .await
+        .expect("flush c");
+    assert_eq!(flushed.status().as_u16(), 200);
     wait_for_ownership(&a, "spread again over a, b, c", |now| {
         spread_over(now, &["a", "b", "c"], SIX)
     })
@@ -363,6 +411,19 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
             .map(|n| n.parse::<u64>().expect("a count"))
     });
     assert_eq!(lost, Some(2), "c counted the two leases it lost while paused");
+    let flushed = a
+        .client
+        .post(c.url("/v1/flush"))
+        .bearer_auth(TestApp::token(ADMIN))
+        .send()
+        .await
+        .expect("flush c");
+    assert_eq!(flushed.status().as_u16(), 200);
+    a.flush().await;
+    b.flush().await;
+    assert_eq!(stored_samples(&a, &sid).await, SAMPLES as u64, "no sample stored twice");
+    let events = a.get_ok(&format!("/v1/rooms/{sid}/events?limit=100")).await;
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(5), "{events}");
 
     c.signal("KILL");
     let _ = c.wait().await;
@@ -783,15 +844,12 @@ async fn an_instance_stopped_mid_load_hands_its_partitions_over_without_losing_o
     while tokio::time::Instant::now() < deadline {
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let stream = jetstream::new(client).get_stream(&names.stream).await.expect("stream");
-        pending = 0;
-        for partition in 0..PARTITIONS {
-            let mut consumer: jetstream::consumer::PullConsumer = stream
-                .get_consumer(&format!("rtc-telemetry-p{partition}"))
-                .await
-                .expect("the partition's consumer");
-            let info = consumer.info().await.expect("info");
-            pending += info.num_pending + info.num_ack_pending as u64;
-        }
+        // One consumer per partition, of its current holder's epoch (a take-over deletes the
+        // former holder's).
+        let consumers: Vec<jetstream::consumer::Info> =
+            futures::TryStreamExt::try_collect(stream.consumers()).await.expect("consumers");
+        assert_eq!(consumers.len(), PARTITIONS as usize, "{consumers:?}");
+        pending = consumers.iter().map(|info| info.num_pending + info.num_ack_pending as u64).sum();
         if pending == 0 {
             break;
         }
@@ -799,4 +857,428 @@ async fn an_instance_stopped_mid_load_hands_its_partitions_over_without_losing_o
     }
     assert_eq!(pending, 0, "every message of the stream acknowledged");
     a.stop().await;
+}
+
+/// `GET url` as the admin: 200 and its JSON body.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response =
+        client.get(url).bearer_auth(TestApp::token(ADMIN)).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    response.json().await.expect("a JSON body")
+}
+
+/// A room name of `partition` (of `partitions`), for probes.
+fn room_in_partition(prefix: &str, partition: u32, partitions: u32) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{partition}-{n}"))
+        .find(|name| {
+            telemetry_server::cluster::partition::partition_of_room(name, "", partitions)
+                == Some(partition)
+        })
+        .expect("a name")
+}
+
+/// What a deployment stored of the simulator's rooms, to compare with a single instance's: per
+/// room, its events in order (each without its id), the totals of its stats windows per track
+/// and direction, and every event id seen (with repeats).
+#[derive(Debug, Default, PartialEq)]
+struct Stored {
+    events: std::collections::BTreeMap<String, Vec<Value>>,
+    stats: std::collections::BTreeMap<TrackKey, Totals>,
+}
+
+/// Room, participant, track and direction.
+type TrackKey = (String, String, String, String);
+
+/// Bytes, packets and samples.
+type Totals = (u64, u64, u64);
+
+async fn stored(client: &reqwest::Client, base: &str, rooms: &[String]) -> (Stored, Vec<String>) {
+    let mut out = Stored::default();
+    let mut ids = Vec::new();
+    for sid in rooms {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/v1/rooms/{sid}/events?limit=1000");
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let page = get_json(client, &url).await;
+            for event in page["events"].as_array().expect("events") {
+                if event["type"] == "WEBHOOK" {
+                    continue;
+                }
+                let mut event = event.clone();
+                let id = event.as_object_mut().and_then(|e| e.remove("id"));
+                ids.push(id.and_then(|id| id.as_str().map(str::to_owned)).unwrap_or_default());
+                events.push(event);
+            }
+            cursor = page["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        out.events.insert(sid.clone(), events);
+        let stats = get_json(client, &format!("{base}/v1/stats?roomSid={sid}&from=0")).await;
+        for series in stats["series"].as_array().expect("series") {
+            let key = (
+                sid.clone(),
+                series["participantSid"].as_str().unwrap_or("").to_owned(),
+                series["trackSid"].as_str().unwrap_or("").to_owned(),
+                series["direction"].as_str().unwrap_or("").to_owned(),
+            );
+            let totals = out.stats.entry(key).or_default();
+            for window in series["windows"].as_array().expect("windows") {
+                totals.0 += window["bytes"].as_u64().unwrap_or(0);
+                totals.1 += window["packets"].as_u64().unwrap_or(0);
+                totals.2 += window["samples"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    (out, ids)
+}
+
+/// Per resource key (the egress id for an egress's webhooks, else the room name: what orders
+/// deliveries, `telemetry_core::webhook_resource_key`), the webhooks in the order of their first
+/// arrival (each id once): event, participant, track, creation time.
+fn first_arrivals(
+    received: &[crate::support::Received],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut rooms: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for request in received {
+        if !seen.insert(request.id()) {
+            continue;
+        }
+        let json = request.json();
+        let key = match json["egressInfo"]["egressId"].as_str() {
+            Some(egress) => format!("egress {egress}"),
+            None => json["room"]["name"].as_str().unwrap_or("").to_owned(),
+        };
+        rooms.entry(key).or_default().push(format!(
+            "{} {} {} {}",
+            json["event"].as_str().unwrap_or(""),
+            json["participant"]["sid"].as_str().unwrap_or(""),
+            json["track"]["sid"].as_str().unwrap_or(""),
+            json["createdAt"],
+        ));
+    }
+    rooms
+}
+
+/// Sends `body` (a `TelemetryBatch`) to `base` with `key`; `None` if no answer came.
+async fn send_batch(client: &reqwest::Client, base: &str, body: &[u8], key: &str) -> Option<u16> {
+    let response = client
+        .post(format!("{base}/v1/telemetry"))
+        .bearer_auth(TestApp::token(ADMIN))
+        .header("content-type", "application/x-protobuf")
+        .header("idempotency-key", key)
+        .body(body.to_vec())
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+/// Issue 10, point 7: three instances (processes of the binary) over one PostgreSQL database
+/// and one NATS server take the simulator's traffic, spread over all three, each request with an
+/// `Idempotency-Key`. One is killed with SIGKILL a third of the way through; the request it was
+/// answering, and every later one meant for it, go to another instance with the same key; it is
+/// restarted at the end. Then the deployment has stored exactly what one instance without the
+/// cluster stores of the same calls: each room's events in order, each once (no event id
+/// twice), every sample in exactly one window (bytes, packets and samples per track equal), and
+/// every webhook delivered at least once, each room's in order of first arrival. The killed
+/// instance's partitions are processed again within the lease plus a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowledged_call_once() {
+    const SIX: u32 = 6;
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(2);
+    const PER_REQUEST: usize = 25;
+    let started = tokio::time::Instant::now();
+    let nats = NatsServer::shared();
+    let names = names();
+    let client = reqwest::Client::new();
+    let args = telemetry_sim::SimulateArgs {
+        seed: 10,
+        rooms: 8,
+        participants: 3,
+        duration: std::time::Duration::from_secs(60),
+        stats_interval: std::time::Duration::from_secs(2),
+        speed: 0.0,
+        ..telemetry_sim::SimulateArgs::default()
+    };
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
+    let mut calls = telemetry_sim::generate(&args, now);
+    for call in &mut calls {
+        call.at.get_or_insert(now.to_timestamp());
+    }
+    let bodies: Vec<Vec<u8>> = calls
+        .chunks(PER_REQUEST)
+        .map(|chunk| v1::TelemetryBatch { calls: chunk.to_vec() }.encode_to_vec())
+        .collect();
+    let samples = calls
+        .iter()
+        .filter(|call| matches!(call.call, Some(v1::telemetry_call::Call::TrackStats(_))))
+        .count() as u64;
+
+    // What one instance without the cluster stores of these calls.
+    let reference_hooks = crate::support::TestReceiver::start().await;
+    let reference = TestApp::start_with(&format!(
+        "[quality]\nenabled = false\n{}",
+        crate::support::endpoint_config(&reference_hooks.url("/hook"), "livekit", SECRET)
+    ))
+    .await;
+    for body in &bodies {
+        let status = send_batch(&client, &reference.url(""), body, &request_key(body))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200);
+    }
+    reference.flush().await;
+    let rooms: Vec<String> =
+        get_json(&client, &reference.url("/v1/rooms?limit=1000")).await["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|room| room["sid"].as_str().expect("sid").to_owned())
+            .collect();
+    assert_eq!(rooms.len(), args.rooms as usize, "{rooms:?}");
+    let (expected, _) = stored(&client, &reference.url(""), &rooms).await;
+    let expected_samples: u64 = expected.stats.values().map(|totals| totals.2).sum();
+    assert_eq!(expected_samples, samples, "the reference stores every sample");
+    loop {
+        let pending =
+            get_json(&client, &reference.url("/v1/webhooks/deliveries?status=pending&limit=1"))
+                .await;
+        if pending["deliveries"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "reference webhooks");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let expected_hooks = first_arrivals(&reference_hooks.received());
+    assert!(!expected_hooks.is_empty());
+    reference.stop().await;
+    eprintln!("cluster: the reference run took {:?}", started.elapsed());
+
+    // The cluster.
+    let hooks = crate::support::TestReceiver::start().await;
+    let url =
+        telemetry_test_support::postgres::PgServer::shared().create_database().expect("a database");
+    let data =
+        || TestData { dir: tempfile::tempdir().expect("tempdir"), postgres_url: Some(url.clone()) };
+    let config = |data: &TestData, id: &str| {
+        let path = data.path().join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[stats]\nflush_interval = \"1s\"\n[quality]\nenabled = false\n\
+                 [[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n\
+                 {}instance_id = \"{id}\"\nlease = \"2s\"\n{}",
+                ADMIN.0,
+                ADMIN.1,
+                cluster_config(&nats.url(), &names, SIX),
+                crate::support::endpoint_config(&hooks.url("/hook"), "livekit", SECRET),
+            ),
+        )
+        .expect("write the configuration");
+        path
+    };
+    let data: Vec<TestData> = (0..3).map(|_| data()).collect();
+    let ids = ["ka", "kb", "kc"];
+    let mut instances: Vec<Option<crate::support::Binary>> = ids
+        .iter()
+        .zip(&data)
+        .map(|(id, data)| Some(crate::support::Binary::start(data, &config(data, id))))
+        .collect();
+    let base: Vec<String> =
+        instances.iter().map(|i| i.as_ref().expect("running").url("")).collect();
+    let cluster_of = |now: &Value| -> Vec<(String, Vec<u32>)> {
+        now["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| {
+                let held = i["partitions"].as_array().expect("partitions");
+                (
+                    i["id"].as_str().expect("id").to_owned(),
+                    held.iter().map(|p| p.as_u64().expect("a partition") as u32).collect(),
+                )
+            })
+            .collect()
+    };
+    let wait_spread = |over: &'static [&'static str]| {
+        let client = client.clone();
+        let base = base[0].clone();
+        async move {
+            let waited = tokio::time::Instant::now();
+            loop {
+                let now = cluster_of(&get_json(&client, &format!("{base}/v1/cluster")).await);
+                if spread_over(&now, over, SIX) {
+                    return now;
+                }
+                assert!(waited.elapsed() < std::time::Duration::from_secs(30), "{now:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let ownership = wait_spread(&["ka", "kb", "kc"]).await;
+    let killed: Vec<u32> =
+        ownership.iter().find(|(id, _)| id == "kc").map(|(_, held)| held.clone()).expect("kc");
+
+    // The load: each request to the next instance in turn, in order.
+    let kill_at = bodies.len() / 3;
+    let mut probe = None;
+    let mut resent = 0;
+    for (n, body) in bodies.iter().enumerate() {
+        let key = request_key(body);
+        let target = n % 3;
+        if n == kill_at {
+            // kc dies with this request in flight: whatever it answered, the client sends it
+            // again, with the same key, to another instance.
+            let kc = instances[2].take().expect("kc running");
+            let in_flight = {
+                let (client, base, body, key) =
+                    (client.clone(), base[2].clone(), body.clone(), key.clone());
+                tokio::spawn(async move { send_batch(&client, &base, &body, &key).await })
+            };
+            tokio::task::yield_now().await;
+            kc.signal("KILL");
+            let _ = in_flight.await;
+            let _ = kc.wait().await;
+            let killed_at = tokio::time::Instant::now();
+            // Probes, one room in each of kc's partitions: how long until they are processed.
+            let probes: Vec<(String, String)> = killed
+                .iter()
+                .map(|&partition| {
+                    let name = room_in_partition("probe", partition, SIX);
+                    (format!("RM_{name}"), name)
+                })
+                .collect();
+            for (sid, name) in &probes {
+                let body = json!({ "calls": [{ "roomStarted": { "room": { "sid": sid, "name": name } } }] });
+                let (status, answer) = post_to(&client, &base[0], &body).await;
+                assert_eq!(status, 200, "{answer}");
+            }
+            let (probe_client, probe_base) = (client.clone(), base[0].clone());
+            probe = Some(tokio::spawn(async move {
+                loop {
+                    let mut done = true;
+                    for (sid, _) in &probes {
+                        let events =
+                            get_json(&probe_client, &format!("{probe_base}/v1/rooms/{sid}/events"))
+                                .await;
+                        done &= events["events"].as_array().is_some_and(|e| !e.is_empty());
+                    }
+                    if done {
+                        return killed_at.elapsed();
+                    }
+                    assert!(killed_at.elapsed() < std::time::Duration::from_secs(30));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }));
+            resent += 1;
+            assert_eq!(send_batch(&client, &base[0], body, &key).await, Some(200));
+            continue;
+        }
+        match instances[target].as_ref() {
+            Some(_) => assert_eq!(send_batch(&client, &base[target], body, &key).await, Some(200)),
+            None => {
+                // No answer from the dead instance: the same request, key and all, elsewhere.
+                assert_eq!(send_batch(&client, &base[target], body, &key).await, None);
+                resent += 1;
+                let other = if target == 0 { 1 } else { 0 };
+                assert_eq!(send_batch(&client, &base[other], body, &key).await, Some(200));
+            }
+        }
+    }
+    let failover = probe.expect("kc was killed").await.expect("probe");
+    eprintln!(
+        "cluster: a SIGKILLed instance's partitions {killed:?} processed again {failover:?} after the kill (lease {LEASE:?}); {resent} requests sent again"
+    );
+    assert!(failover < LEASE + std::time::Duration::from_secs(5), "failover took {failover:?}");
+
+    // kc comes back and takes its share again.
+    instances[2] = Some(crate::support::Binary::start(&data[2], &config(&data[2], "kc")));
+    wait_spread(&["ka", "kb", "kc"]).await;
+
+    // Every acknowledged call stored once, every sample in one window, every webhook delivered.
+    let waited = tokio::time::Instant::now();
+    let ids = loop {
+        let (now, ids) = stored(&client, &base[0], &rooms).await;
+        if now == expected {
+            break ids;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "the cluster's store differs from one instance's:\n{:?}",
+            difference(&now, &expected)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "no event id stored twice");
+    let waited = tokio::time::Instant::now();
+    loop {
+        let now = first_arrivals(&hooks.received());
+        let differing = expected_hooks.iter().find(|&(key, hooks)| now.get(key) != Some(hooks));
+        let Some((key, hooks)) = differing else { break };
+        if waited.elapsed() > std::time::Duration::from_secs(30) {
+            assert_eq!(now.get(key), Some(hooks), "webhooks of `{key}` in order of first arrival");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "cluster: {} calls ({samples} samples) in {} requests stored once after a SIGKILL; whole test {:?}",
+        calls.len(),
+        bodies.len(),
+        started.elapsed()
+    );
+}
+
+/// The webhook endpoint's secret in these tests.
+const SECRET: &str = "a-secret-of-32-bytes-or-more-0123";
+
+/// A request's `Idempotency-Key`, from its body.
+fn request_key(body: &[u8]) -> String {
+    format!("req-{:08x}-{}", telemetry_server::cluster::partition::fnv1a_32(body), body.len())
+}
+
+async fn post_to(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/v1/telemetry"))
+        .bearer_auth(TestApp::token(ADMIN))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Where two stores differ, for a failure's message.
+fn difference(now: &Stored, expected: &Stored) -> Vec<String> {
+    let mut out = Vec::new();
+    for (room, events) in &expected.events {
+        let got = now.events.get(room).map_or(0, Vec::len);
+        if let Some(stored) = now.events.get(room)
+            && stored != events
+        {
+            let at = stored.iter().zip(events).position(|(a, b)| a != b);
+            let pair = at.map(|at| (&stored[at], &events[at]));
+            out.push(format!(
+                "room {room}: {got} events, {} expected; first difference at {at:?}: {pair:?}",
+                events.len()
+            ));
+        } else if now.events.get(room) != Some(events) {
+            out.push(format!("room {room}: {got} events, {} expected", events.len()));
+        }
+    }
+    for (key, totals) in &expected.stats {
+        if now.stats.get(key) != Some(totals) {
+            out.push(format!("{key:?}: {:?}, {totals:?} expected", now.stats.get(key)));
+        }
+    }
+    out
 }

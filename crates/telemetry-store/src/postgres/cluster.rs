@@ -5,7 +5,10 @@
 //! latest row version under READ COMMITTED). So two instances taking at once never take the same
 //! partition, and a lease renewed meanwhile is never taken. A renewal only extends an unexpired
 //! lease of the same owner. A lease that expired is lost to its holder even if nobody took it:
-//! taking it again bumps the epoch, so the former holder's writes stay fenced.
+//! taking it again bumps the epoch, so the former holder's writes stay fenced: a fenced write
+//! (`writer.rs`) checks its lease in its own transaction and holds it `FOR SHARE` until it
+//! commits, so a take waits for it, and a write after the take writes nothing. The partition
+//! offsets written by fenced writes say how far each partition's stream is stored.
 
 use std::time::Duration;
 
@@ -115,6 +118,25 @@ impl ClusterStore for PostgresStore {
                 )
                 .await?;
             Ok(())
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn partition_offset(&self, partition: u32) -> Result<Option<(i64, u64)>, StoreError> {
+        async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT epoch, seq FROM partition_offsets WHERE partition = $1",
+                    &[&(partition as i32)],
+                )
+                .await?;
+            row.map(|row| -> Result<(i64, u64), Failure> {
+                let seq: i64 = row.try_get(1)?;
+                Ok((row.try_get(0)?, u64::try_from(seq).unwrap_or(0)))
+            })
+            .transpose()
         }
         .await
         .map_err(Failure::into_store)

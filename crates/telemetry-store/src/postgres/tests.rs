@@ -553,3 +553,62 @@ async fn cluster_leases_are_shared_fairly_renewed_and_taken_over_with_a_new_epoc
     assert_eq!(ids, vec!["b".to_owned()]);
     store.close().await;
 }
+
+/// A fenced write is written only while its instance holds the partition's lease at its epoch,
+/// with its offset; once the lease is released (or taken again with a new epoch) the same write
+/// writes nothing, and says so, while an unfenced write in the same group still commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_writes_are_written_only_while_their_lease_is_held() {
+    use crate::ClusterStore;
+    use crate::model::{Fence, Lease};
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let lease = Duration::from_secs(30);
+    let held = store.cluster_heartbeat("a", 2, lease).await.expect("heartbeat").held;
+    assert_eq!(held[1], Lease { partition: 1, epoch: 1 });
+    let event = |id: &str| {
+        EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+            id: id.to_owned(),
+            room_id: "RM_1".into(),
+            ..Default::default()
+        })
+    };
+    let fenced = |id: &str, instance: &str, offset: u64| WriteBatch {
+        events: vec![event(id)],
+        fence: Some(Fence {
+            instance: instance.to_owned(),
+            lease: Lease { partition: 1, epoch: 1 },
+            offset: Some(offset),
+        }),
+        ..WriteBatch::default()
+    };
+    let receipt = store.write(fenced("AE_1", "a", 7)).await.expect("write");
+    assert!(!receipt.fenced);
+    assert_eq!(store.partition_offset(1).await.expect("offset"), Some((1, 7)));
+    // Another instance's fence, or an offset below the stored one, changes nothing.
+    assert!(store.write(fenced("AE_2", "b", 9)).await.expect("write").fenced);
+    assert!(!store.write(fenced("AE_3", "a", 5)).await.expect("write").fenced);
+    assert_eq!(store.partition_offset(1).await.expect("offset"), Some((1, 7)));
+    assert_eq!(store.partition_offset(0).await.expect("offset"), None);
+
+    // Given back, then taken by `b` with epoch 2: `a`'s writes are fenced out, in a group with
+    // an unfenced write that commits.
+    store.release_lease("a", Lease { partition: 1, epoch: 1 }).await.expect("release");
+    let taken = store.cluster_heartbeat("b", 2, lease).await.expect("b").taken;
+    assert!(taken.contains(&Lease { partition: 1, epoch: 2 }), "{taken:?}");
+    let group: Vec<WriteRequest> = [
+        fenced("AE_4", "a", 20),
+        WriteBatch { events: vec![event("AE_5")], ..WriteBatch::default() },
+    ]
+    .into_iter()
+    .map(|batch| WriteRequest { batch, done: tokio::sync::oneshot::channel().0 })
+    .collect();
+    let results = commit_group(&store.pool, &group).await;
+    let fenced_out: Vec<bool> =
+        results.into_iter().map(|result| result.expect("written").fenced).collect();
+    assert_eq!(fenced_out, [true, false]);
+    assert_eq!(store.partition_offset(1).await.expect("offset"), Some((1, 7)));
+    // AE_1, AE_3 and AE_5.
+    assert_eq!(store.counts().await.expect("counts").events, 3);
+    store.close().await;
+}

@@ -100,50 +100,124 @@ async fn try_commit_group(
     let notify = prepared_if(&transaction, notifies, "SELECT pg_notify($1, '')").await?;
     let lock = execute_if(&transaction, lock.as_ref(), &ORDERED_INSERTS_LOCK);
     let notify = execute_if(&transaction, notify.as_ref(), &OUTBOX_CHANNEL);
-    let batches: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
+    let all: Vec<&WriteBatch> = group.iter().map(|request| &request.batch).collect();
     let writes = async {
-        if let [batch] = batches[..] {
-            // Alone in its transaction: its failure is the transaction's, no savepoint needed.
-            return Ok(vec![Ok(apply_one(&transaction, batch).await?)]);
-        }
-        // The whole group as one batch first: the same statements whatever the group's size.
-        // If that fails, each batch again under its own savepoint, so that only the ones that
-        // fail fail.
-        transaction.batch_execute("SAVEPOINT group_write").await?;
-        match apply(&transaction, &batches).await {
-            Ok(receipts) => {
-                transaction.batch_execute("RELEASE SAVEPOINT group_write").await?;
-                Ok(receipts.into_iter().map(Ok).collect())
-            }
-            Err(_) => {
-                // If the connection broke, this fails too and takes the group down.
-                transaction.batch_execute("ROLLBACK TO SAVEPOINT group_write").await?;
-                let mut results = Vec::with_capacity(batches.len());
-                for batch in &batches {
-                    transaction.batch_execute("SAVEPOINT batch").await?;
-                    match apply_one(&transaction, batch).await {
-                        Ok(receipt) => {
-                            transaction.batch_execute("RELEASE SAVEPOINT batch").await?;
-                            results.push(Ok(receipt));
-                        }
-                        Err(failure) => {
-                            transaction
-                                .batch_execute(
-                                    "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch",
-                                )
-                                .await?;
-                            results.push(Err(failure.into_store()));
-                        }
+        // Cluster mode: a batch whose fence no longer holds is left out whole; the leases of
+        // the others are held `FOR SHARE` until the commit, so none is taken meanwhile.
+        let fenced = fenced(&transaction, &all).await?;
+        let batches: Vec<&WriteBatch> = all
+            .iter()
+            .zip(&fenced)
+            .filter(|(_, fenced)| !**fenced)
+            .map(|(batch, _)| *batch)
+            .collect();
+        let results = write_unfenced(&transaction, &batches).await?;
+        let mut results = results.into_iter();
+        Ok::<_, Failure>(
+            fenced
+                .iter()
+                .map(|&fenced| {
+                    if fenced {
+                        Ok(WriteReceipt { fenced: true, ..WriteReceipt::default() })
+                    } else {
+                        results.next().unwrap_or_else(|| Ok(WriteReceipt::default()))
                     }
-                }
-                Ok::<_, Failure>(results)
-            }
-        }
+                })
+                .collect(),
+        )
     };
     // Polled in this order, so sent in this order.
     let ((), (), results) = tokio::try_join!(lock, notify, writes)?;
     transaction.commit().await?;
     Ok(results)
+}
+
+/// Which of `batches` are fenced out: their fence's lease is no longer held by its instance at
+/// its epoch (expired, or taken since). The leases that still hold are locked `FOR SHARE` (a
+/// heartbeat's take or renewal of them waits for this transaction).
+async fn fenced(
+    transaction: &Transaction<'_>,
+    batches: &[&WriteBatch],
+) -> Result<Vec<bool>, Failure> {
+    let fences: Vec<(i32, &crate::model::Fence)> = batches
+        .iter()
+        .enumerate()
+        .filter_map(|(index, batch)| batch.fence.as_ref().map(|fence| (index as i32, fence)))
+        .collect();
+    if fences.is_empty() {
+        return Ok(vec![false; batches.len()]);
+    }
+    let statement = transaction
+        .prepare_cached(
+            "SELECT f.i FROM unnest($1::int[], $2::int[], $3::bigint[], $4::text[]) \
+                 AS f (i, partition, epoch, owner) \
+             JOIN cluster_leases l ON l.partition = f.partition AND l.epoch = f.epoch \
+                 AND l.owner = f.owner AND l.expires_at > now() \
+             ORDER BY l.partition FOR SHARE OF l",
+        )
+        .await?;
+    let rows = transaction
+        .query(
+            &statement,
+            &[
+                &column(&fences, |(index, _)| *index),
+                &column(&fences, |(_, fence)| fence.lease.partition as i32),
+                &column(&fences, |(_, fence)| fence.lease.epoch),
+                &column(&fences, |(_, fence)| fence.instance.as_str()),
+            ],
+        )
+        .await?;
+    let mut fenced: Vec<bool> = batches.iter().map(|batch| batch.fence.is_some()).collect();
+    for row in rows {
+        let index: i32 = row.try_get(0)?;
+        fenced[index as usize] = false;
+    }
+    Ok(fenced)
+}
+
+/// Writes `batches` (none fenced) in the current transaction; returns each one's result.
+async fn write_unfenced(
+    transaction: &Transaction<'_>,
+    batches: &[&WriteBatch],
+) -> Result<Vec<Result<WriteReceipt, StoreError>>, Failure> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let [batch] = batches[..] {
+        // Alone in its transaction: its failure is the transaction's, no savepoint needed.
+        return Ok(vec![Ok(apply_one(transaction, batch).await?)]);
+    }
+    // The whole group as one batch first: the same statements whatever the group's size.
+    // If that fails, each batch again under its own savepoint, so that only the ones that
+    // fail fail.
+    transaction.batch_execute("SAVEPOINT group_write").await?;
+    match apply(transaction, batches).await {
+        Ok(receipts) => {
+            transaction.batch_execute("RELEASE SAVEPOINT group_write").await?;
+            Ok(receipts.into_iter().map(Ok).collect())
+        }
+        Err(_) => {
+            // If the connection broke, this fails too and takes the group down.
+            transaction.batch_execute("ROLLBACK TO SAVEPOINT group_write").await?;
+            let mut results = Vec::with_capacity(batches.len());
+            for batch in batches {
+                transaction.batch_execute("SAVEPOINT batch").await?;
+                match apply_one(transaction, batch).await {
+                    Ok(receipt) => {
+                        transaction.batch_execute("RELEASE SAVEPOINT batch").await?;
+                        results.push(Ok(receipt));
+                    }
+                    Err(failure) => {
+                        transaction
+                            .batch_execute("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
+                            .await?;
+                        results.push(Err(failure.into_store()));
+                    }
+                }
+            }
+            Ok::<_, Failure>(results)
+        }
+    }
 }
 
 /// `sql` prepared (cached after the first time) if `wanted`: a prepared statement is sent whole
@@ -211,7 +285,7 @@ async fn apply(
         WorkerRecord::last_states(batches.iter().flat_map(|batch| &batch.workers));
     let issues = IssueRecord::deciding(batches.iter().flat_map(|batch| &batch.issues));
     // First the rows, pipelined; events and messages say which of them are new.
-    let (new_events, new_messages, (), (), (), (), (), ()) = tokio::try_join!(
+    let (new_events, new_messages, (), (), (), (), (), (), ()) = tokio::try_join!(
         insert_events(transaction, &events),
         insert_messages(transaction, &webhooks),
         insert_windows(transaction, &stats),
@@ -220,6 +294,7 @@ async fn apply(
         touch_nodes(transaction, &events, &stats, &rate_cells),
         apply_workers(transaction, &open_workers, &closed_workers),
         upsert_issues(transaction, &issues),
+        store_offsets(transaction, batches),
     )?;
     // Then what the new ones imply.
     let ((), deliveries) = tokio::try_join!(
@@ -231,6 +306,44 @@ async fn apply(
         receipts[index].deliveries += 1;
     }
     Ok(receipts)
+}
+
+/// Stores the partition offsets the batches carry (the highest of each partition; a stored one
+/// never goes back).
+async fn store_offsets(
+    transaction: &Transaction<'_>,
+    batches: &[&WriteBatch],
+) -> Result<(), Failure> {
+    let mut offsets: BTreeMap<u32, (i64, u64)> = BTreeMap::new();
+    for fence in batches.iter().filter_map(|batch| batch.fence.as_ref()) {
+        if let Some(offset) = fence.offset {
+            let entry = offsets.entry(fence.lease.partition).or_insert((fence.lease.epoch, offset));
+            *entry = (*entry).max((fence.lease.epoch, offset));
+        }
+    }
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let offsets: Vec<(u32, (i64, u64))> = offsets.into_iter().collect();
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO partition_offsets (partition, epoch, seq) \
+             SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]) \
+             ON CONFLICT (partition) DO UPDATE SET epoch = excluded.epoch, \
+                 seq = GREATEST(partition_offsets.seq, excluded.seq)",
+        )
+        .await?;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &column(&offsets, |(partition, _)| *partition as i32),
+                &column(&offsets, |(_, (epoch, _))| *epoch),
+                &column(&offsets, |(_, (_, seq))| i64::try_from(*seq).unwrap_or(i64::MAX)),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// One column of a multi-row insert.
