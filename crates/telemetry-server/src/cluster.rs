@@ -24,6 +24,7 @@
 //! what is missing).
 
 pub mod consumers;
+pub mod lag;
 pub mod leases;
 pub mod partition;
 
@@ -65,6 +66,8 @@ pub struct Cluster {
     published: Arc<[AtomicU64; 2]>,
     /// What the partition consumers did.
     pub consumed: Arc<consumers::Counters>,
+    /// The held partitions' consumer lag, read by [`lag::run`].
+    pub lag: Arc<lag::ConsumerLag>,
 }
 
 impl Cluster {
@@ -106,6 +109,7 @@ impl Cluster {
             leases: Arc::default(),
             published: Arc::default(),
             consumed: Arc::default(),
+            lag: Arc::default(),
         };
         cluster.ensure_stream(&config.stream).await?;
         Ok(cluster)
@@ -161,7 +165,7 @@ impl Cluster {
     pub fn metric_families(&self) -> Vec<telemetry_core::metrics::MetricFamily> {
         let leases = &self.leases;
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        crate::metrics::cluster_families(
+        let mut families = crate::metrics::cluster_families(
             leases.held().len(),
             [
                 count(&leases.renewals),
@@ -176,7 +180,9 @@ impl Cluster {
                 count(&self.consumed.acknowledged),
             ],
             count(&self.consumed.refused_calls),
-        )
+        );
+        families.extend(crate::metrics::consumer_lag_families(&self.lag.readings()));
+        families
     }
 
     /// Publishes `calls` (each already validated, with `at` and `nodeId` set), grouped by

@@ -304,7 +304,7 @@ impl Consumers {
         lost: &CancellationToken,
         drain: &CancellationToken,
     ) -> Option<PullConsumer> {
-        let name = format!("rtc-telemetry-p{partition}");
+        let name = super::partition::consumer_name(partition);
         let config = jetstream::consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: super::partition::subject(&cluster.subject_prefix, partition),

@@ -80,6 +80,11 @@ pub fn subject(prefix: &str, partition: u32) -> String {
     format!("{prefix}.{partition}")
 }
 
+/// The durable JetStream consumer of `partition`, shared by its successive owners.
+pub fn consumer_name(partition: u32) -> String {
+    format!("rtc-telemetry-p{partition}")
+}
+
 /// FNV-1a, 32 bits.
 pub fn fnv1a_32(bytes: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
