@@ -214,6 +214,10 @@ impl App {
                 )
                 .instrument(tracing::info_span!("leases")),
             );
+            tracker.spawn(
+                crate::cluster::lag::run(cluster.clone(), stop_consumers.clone())
+                    .instrument(tracing::info_span!("consumer_lag")),
+            );
             consumers_task = Some(tokio::spawn(
                 consumers.run(stop_consumers.clone()).instrument(tracing::info_span!("consumers")),
             ));

@@ -28,6 +28,7 @@
 
 pub mod consumers;
 pub mod fencing;
+pub mod lag;
 pub mod leases;
 pub mod partition;
 
@@ -71,6 +72,8 @@ pub struct Cluster {
     pub consumed: Arc<consumers::Counters>,
     /// How this instance's writes are fenced by its leases.
     pub fencing: Arc<fencing::Fencing>,
+    /// The held partitions' consumer lag, read by [`lag::run`].
+    pub lag: Arc<lag::ConsumerLag>,
 }
 
 impl Cluster {
@@ -113,6 +116,7 @@ impl Cluster {
             published: Arc::default(),
             consumed: Arc::default(),
             fencing: Arc::new(fencing::Fencing::new(instance_id, config.partitions)),
+            lag: Arc::default(),
         };
         cluster.ensure_stream(&config.stream).await?;
         Ok(cluster)
@@ -168,7 +172,7 @@ impl Cluster {
     pub fn metric_families(&self) -> Vec<telemetry_core::metrics::MetricFamily> {
         let leases = &self.leases;
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        crate::metrics::cluster_families(
+        let mut families = crate::metrics::cluster_families(
             leases.held().len(),
             [
                 count(&leases.renewals),
@@ -183,7 +187,9 @@ impl Cluster {
                 count(&self.consumed.acknowledged),
             ],
             count(&self.consumed.refused_calls),
-        )
+        );
+        families.extend(crate::metrics::consumer_lag_families(&self.lag.readings()));
+        families
     }
 
     /// Publishes `calls` (each already validated, with `at` and `nodeId` set), grouped by

@@ -300,6 +300,36 @@ pub fn cluster_families(
     ]
 }
 
+/// The partition consumers' lag, as JetStream reports it (`crate::cluster::lag`): one sample
+/// per partition held, labelled `partition`.
+pub fn consumer_lag_families(
+    readings: &std::collections::BTreeMap<u32, crate::cluster::lag::PartitionLag>,
+) -> Vec<MetricFamily> {
+    let by_partition = |value: fn(&crate::cluster::lag::PartitionLag) -> u64| {
+        readings
+            .iter()
+            .map(|(partition, reading)| telemetry_core::metrics::MetricSample {
+                labels: vec![("partition", partition.to_string())],
+                value: MetricValue::Number(value(reading) as f64),
+            })
+            .collect()
+    };
+    vec![
+        MetricFamily {
+            name: names::CLUSTER_CONSUMER_LAG,
+            help: "Messages of a partition this instance holds that JetStream has not delivered yet or that are delivered and not yet acknowledged (stored), by partition; read from the consumer info every few seconds.",
+            kind: MetricKind::Gauge,
+            samples: by_partition(|reading| reading.lag),
+        },
+        MetricFamily {
+            name: names::CLUSTER_CONSUMER_REDELIVERED,
+            help: "Messages of a partition this instance holds, not yet acknowledged, that JetStream delivered more than once (after `ack_wait`, or to a new owner), by partition.",
+            kind: MetricKind::Gauge,
+            samples: by_partition(|reading| reading.redelivered),
+        },
+    ]
+}
+
 /// The Janus ingest's families: events by outcome, stats samples shed, the adapter's refusals by
 /// cap, sessions expired, counters that started again, and the state held.
 pub fn janus_families(

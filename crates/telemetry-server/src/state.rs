@@ -108,19 +108,36 @@ impl AppState {
     ///
     /// `Unavailable` (503, with `Retry-After`).
     pub fn check_accepting(&self) -> Result<(), ApiError> {
-        if !self.accepting() {
-            return Err(ApiError::new(
-                crate::error::ErrorCode::Unavailable,
-                "the service is shutting down",
-            )
-            .retry_after(5));
-        }
+        self.check_not_stopping()?;
         if !self.store_health.available() {
             return Err(ApiError::new(
                 crate::error::ErrorCode::Unavailable,
                 "the store is unavailable; nothing was accepted, try again",
             )
             .retry_after(1));
+        }
+        Ok(())
+    }
+
+    /// As [`AppState::check_accepting`], for the calls of `TelemetryBatch` ingest (HTTP and
+    /// gRPC): in cluster mode they go to JetStream, not to the store, so a store outage refuses
+    /// none of them (the partition consumers store them once it is back; an unreachable NATS is
+    /// answered by the publish).
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` (503, with `Retry-After`).
+    pub fn check_accepting_calls(&self) -> Result<(), ApiError> {
+        if self.cluster.is_some() { self.check_not_stopping() } else { self.check_accepting() }
+    }
+
+    fn check_not_stopping(&self) -> Result<(), ApiError> {
+        if !self.accepting() {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::Unavailable,
+                "the service is shutting down",
+            )
+            .retry_after(5));
         }
         Ok(())
     }

@@ -111,9 +111,15 @@ pub const CLUSTER_PUBLISHED_MESSAGES_TOTAL: &str = "rtc_telemetry_cluster_publis
 pub const CLUSTER_CONSUMED_MESSAGES_TOTAL: &str = "rtc_telemetry_cluster_consumed_messages_total";
 /// Calls of consumed messages the core refused (cluster mode).
 pub const CLUSTER_REFUSED_CALLS_TOTAL: &str = "rtc_telemetry_cluster_refused_calls_total";
+/// Messages of a held partition not yet delivered plus delivered and not acknowledged, by
+/// partition (cluster mode).
+pub const CLUSTER_CONSUMER_LAG: &str = "rtc_telemetry_cluster_consumer_lag";
+/// Unacknowledged messages of a held partition delivered more than once, by partition (cluster
+/// mode).
+pub const CLUSTER_CONSUMER_REDELIVERED: &str = "rtc_telemetry_cluster_consumer_redelivered";
 
 /// Every name above.
-pub const ALL: [&str; 52] = [
+pub const ALL: [&str; 54] = [
     LIVEKIT_PACKET_TOTAL,
     LIVEKIT_PACKET_BYTES,
     LIVEKIT_NACK_TOTAL,
@@ -166,4 +172,6 @@ pub const ALL: [&str; 52] = [
     CLUSTER_PUBLISHED_MESSAGES_TOTAL,
     CLUSTER_CONSUMED_MESSAGES_TOTAL,
     CLUSTER_REFUSED_CALLS_TOTAL,
+    CLUSTER_CONSUMER_LAG,
+    CLUSTER_CONSUMER_REDELIVERED,
 ];

@@ -418,8 +418,8 @@ impl Consumers {
         drain: &CancellationToken,
     ) -> Option<PullConsumer> {
         let partition = lease.partition;
-        let prefix = consumer_prefix(partition);
-        let name = format!("{prefix}-e{}", lease.epoch);
+        let prefix = super::partition::consumer_prefix(partition);
+        let name = super::partition::consumer_name(partition, lease.epoch);
         let deliver_policy = match offset {
             0 => DeliverPolicy::All,
             offset => DeliverPolicy::ByStartSequence { start_sequence: offset + 1 },
@@ -634,12 +634,6 @@ impl Consumers {
         }
         true
     }
-}
-
-/// The start of the names of `partition`'s durable consumers (`rtc-telemetry-p<partition>`,
-/// then `-e<epoch>`).
-pub fn consumer_prefix(partition: u32) -> String {
-    format!("rtc-telemetry-p{partition}")
 }
 
 /// A message applied and not yet acknowledged.

@@ -86,6 +86,19 @@ pub fn subject(prefix: &str, partition: u32) -> String {
     format!("{prefix}.{partition}")
 }
 
+/// The start of the names of `partition`'s durable JetStream consumers
+/// (`rtc-telemetry-p<partition>`): each holder of the partition's lease consumes through its own,
+/// [`consumer_name`], and deletes its predecessors' when it takes the lease.
+pub fn consumer_prefix(partition: u32) -> String {
+    format!("rtc-telemetry-p{partition}")
+}
+
+/// The durable JetStream consumer of `partition` under the lease of `epoch`
+/// (`rtc-telemetry-p<partition>-e<epoch>`).
+pub fn consumer_name(partition: u32, epoch: i64) -> String {
+    format!("{}-e{epoch}", consumer_prefix(partition))
+}
+
 /// FNV-1a, 32 bits.
 pub fn fnv1a_32(bytes: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;

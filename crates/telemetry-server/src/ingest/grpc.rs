@@ -139,7 +139,7 @@ impl TelemetryIngest for GrpcIngest {
         request: Request<Streaming<v1::TelemetryBatch>>,
     ) -> Result<Response<v1::IngestSummary>, Status> {
         let principal = principal(&request)?;
-        check_accepting(&self.state)?;
+        self.state.check_accepting_calls().map_err(Status::from)?;
         if let Some(cluster) = &self.state.cluster {
             let key = match request.metadata().get(crate::ingest::idempotency::HEADER) {
                 Some(value) => Some(crate::ingest::idempotency::parse(value.as_bytes())?),

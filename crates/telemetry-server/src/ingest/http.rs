@@ -60,7 +60,7 @@ async fn ingest_inner(
 ) -> Result<Json<IngestResponse>, ApiError> {
     let principal = principal?;
     principal.require(Role::Ingest)?;
-    state.check_accepting()?;
+    state.check_accepting_calls()?;
     let format = content_format(headers)?;
     let gzip = content_encoding_is_gzip(headers)?;
     let idempotency_key = idempotency::key(headers)?;

@@ -13,21 +13,21 @@ use telemetry_test_support::nats::NatsServer;
 
 use crate::support::{ADMIN, INGESTER, TestApp, TestData, room_calls};
 
-const PARTITIONS: u32 = 4;
+pub(crate) const PARTITIONS: u32 = 4;
 
 /// A stream and subject prefix of the test's own on a shared NATS server.
-struct Names {
+pub(crate) struct Names {
     stream: String,
     prefix: String,
 }
 
-fn names() -> Names {
+pub(crate) fn names() -> Names {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     Names { stream: format!("TEST_{n}"), prefix: format!("test{n}.calls") }
 }
 
-fn cluster_config(nats_url: &str, names: &Names, partitions: u32) -> String {
+pub(crate) fn cluster_config(nats_url: &str, names: &Names, partitions: u32) -> String {
     format!(
         "[cluster]\nenabled = true\nnats_url = \"{nats_url}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\npartitions = {partitions}\n",
         names.stream, names.prefix
@@ -281,7 +281,7 @@ async fn ownership(app: &TestApp) -> Vec<(String, Vec<u32>)> {
 }
 
 /// Waits until `held` holds for the instances' partitions (at most 30 s); returns how long.
-async fn wait_for_ownership(
+pub(crate) async fn wait_for_ownership(
     app: &TestApp,
     what: &str,
     held: impl Fn(&[(String, Vec<u32>)]) -> bool,
@@ -298,7 +298,7 @@ async fn wait_for_ownership(
 }
 
 /// Every partition held by exactly one of `ids`, each holding its fair share.
-fn spread_over(instances: &[(String, Vec<u32>)], ids: &[&str], partitions: u32) -> bool {
+pub(crate) fn spread_over(instances: &[(String, Vec<u32>)], ids: &[&str], partitions: u32) -> bool {
     let mut all: Vec<u32> = Vec::new();
     for (id, held) in instances {
         if ids.contains(&id.as_str()) {
@@ -530,7 +530,7 @@ async fn simulate_nats_publishes_the_simulators_calls_by_partition() {
 /// The calls of room `room` of the consumer tests (sid `RM_cs<room>`, name `cs-<room>`): the
 /// room started, a participant joined and became active, `samples` upstream video samples, the
 /// participant left, the room ended. Five events, four webhooks, `samples` samples in windows.
-fn sampled_room(room: usize, samples: usize) -> Vec<v1::TelemetryCall> {
+pub(crate) fn sampled_room(room: usize, samples: usize) -> Vec<v1::TelemetryCall> {
     use telemetry_core::proto as lk;
     use v1::telemetry_call::Call as Member;
     let start = telemetry_core::Clock::now(&telemetry_core::SystemClock).plus_millis(-60_000);
@@ -616,7 +616,7 @@ fn sampled_room(room: usize, samples: usize) -> Vec<v1::TelemetryCall> {
 }
 
 /// A counter of `app`'s `/metrics`, summed over the lines starting with `prefix`.
-async fn counter(app: &TestApp, prefix: &str) -> u64 {
+pub(crate) async fn counter(app: &TestApp, prefix: &str) -> u64 {
     let text = app
         .client
         .get(app.url("/metrics"))

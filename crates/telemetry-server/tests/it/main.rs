@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod cluster;
+mod cluster_ops;
 mod conformance;
 mod crash;
 mod dashboard;
