@@ -21,7 +21,11 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ServerMetrics;
+use crate::room_reports::{FinishedRoom, FinishedRooms};
 use crate::webhooks::{Endpoints, Webhooks};
+
+/// The `AnalyticsEventType` name of a room's end.
+const ROOM_ENDED: &str = "ROOM_ENDED";
 
 /// Most outputs turned into one store write.
 const MAX_OUTPUTS_PER_WRITE: usize = 4096;
@@ -227,6 +231,9 @@ pub struct Consumer {
     metrics: Arc<ServerMetrics>,
     webhooks: Webhooks,
     health: Arc<StoreHealth>,
+    flushes: Arc<Flushes>,
+    /// Where rooms go once their `ROOM_ENDED` event is stored, for their `room_report`.
+    finished_rooms: Option<FinishedRooms>,
 }
 
 impl Consumer {
@@ -241,6 +248,7 @@ impl Consumer {
     ) -> (Self, Durable) {
         let (durable, watermark) = watch::channel(0);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let flushes = Arc::new(Flushes::default());
         (
             Self {
                 receiver,
@@ -251,9 +259,17 @@ impl Consumer {
                 metrics,
                 webhooks,
                 health,
+                flushes: flushes.clone(),
+                finished_rooms: None,
             },
-            Durable { receiver: watermark, waiting, flushes: Arc::default() },
+            Durable { receiver: watermark, waiting, flushes },
         )
+    }
+
+    /// Hands every room whose `ROOM_ENDED` event this consumer stores to `rooms`, after the
+    /// commit that stored it ([`crate::room_reports`]).
+    pub fn report_finished_rooms(&mut self, rooms: FinishedRooms) {
+        self.finished_rooms = Some(rooms);
     }
 
     /// Stores outputs as they come until `stop` is cancelled, then stores what is left and
@@ -298,6 +314,15 @@ impl Consumer {
                         // now, with their rows committed, may webhooks be sent.
                         self.metrics.store_write(started.elapsed(), count);
                         self.health.set(true);
+                        if let Some(rooms) = &self.finished_rooms {
+                            // Flushes numbered above the mark start after this commit.
+                            let flush_mark = self.flushes.mark();
+                            for event in batch.events.iter().filter(|e| e.event_type == ROOM_ENDED)
+                            {
+                                rooms
+                                    .push(FinishedRoom { sid: event.room_sid.clone(), flush_mark });
+                            }
+                        }
                         break;
                     }
                     Err(error) => {

@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_adapter_states.sql"),
     include_str!("../migrations/postgres/0004_cluster.sql"),
     include_str!("../migrations/postgres/0005_quality.sql"),
+    include_str!("../migrations/postgres/0006_room_webhooks.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

@@ -3,7 +3,8 @@
 //! room's events, as `quality_degraded`/`quality_recovered` webhooks to the endpoint that
 //! includes them (and to no other), verified by LiveKit's receivers when the conformance tools
 //! are set up, in `GET /v1/issues`, and in the room's report, whose figures match the stored
-//! windows. Also the routes' bad parameters.
+//! windows and whose webhook counts match the deliveries made; the `room_report` webhook carries
+//! the report the API serves for the finished room. Also the routes' bad parameters.
 
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ fn calls(base: i64) -> Vec<Value> {
 async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() {
     let receiver = TestReceiver::start().await;
     let config = format!(
-        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_started\"]\n{}",
+        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_report\", \"room_started\"]\n{}",
         endpoint_config(&receiver.url("/quality"), "livekit", SECRET),
         endpoint_config(&receiver.url("/plain"), "livekit", SECRET)
     );
@@ -217,11 +218,59 @@ async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() 
         .clone();
     assert_eq!(subscriber["issues"][0]["id"], issue["id"], "an affected subscriber lists it");
     assert!(subscriber["downstream"]["bytes"].as_u64().expect("bytes") > 0);
+
+    // The `room_report` webhook: to the endpoint that includes it only, after `room_finished`
+    // on the room's key, carrying the API's report of the finished room (the webhook counts as
+    // they were when it was made).
+    let received = receiver
+        .wait_for(Duration::from_secs(15), |r| r.iter().any(|r| r.json()["event"] == "room_report"))
+        .await;
+    let reports: Vec<_> =
+        received.iter().filter(|r| r.json()["event"] == "room_report").cloned().collect();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].path, "/quality");
+    let hook = reports[0].json();
+    assert_eq!(hook["room"]["sid"], ROOM_SID);
+    assert_eq!(hook["room"]["name"], "quality");
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report.as_object_mut().expect("an object").remove("webhooks");
+        report
+    };
+    assert_eq!(strip(&hook["report"]), strip(&report), "the report the API serves");
+    assert_eq!(hook["report"]["final"], true);
+
+    // The report's webhook counts: every delivery of the room's webhooks, once all are made.
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{ROOM_SID}/report"), Duration::from_secs(15), |r| {
+            r["webhooks"]["pending"] == 0
+        })
+        .await;
+    let received = receiver.received();
+    let mut delivered: Vec<(String, String)> =
+        received.iter().map(|r| (r.path.clone(), r.id())).collect();
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(
+        report["webhooks"],
+        json!({ "delivered": delivered.len(), "pending": 0, "dead": 0 }),
+        "{delivered:?}"
+    );
+    let counted = |counts: &Value| {
+        ["delivered", "pending", "dead"].iter().map(|s| counts[s].as_u64().expect(s)).sum::<u64>()
+    };
+    assert_eq!(
+        counted(&hook["report"]["webhooks"]),
+        delivered.len() as u64 - 1,
+        "the report's own webhook came after the ones it counts"
+    );
     app.stop().await;
 
-    // LiveKit's receivers, Python and Node, accept the quality webhooks as they arrived.
+    // LiveKit's receivers, Python and Node, accept the quality and report webhooks as they
+    // arrived.
     let Some(tools) = tools() else { return };
-    let cases: Vec<Value> = quality_hooks
+    let checked: Vec<_> = quality_hooks.iter().copied().chain(&reports).collect();
+    let cases: Vec<Value> = checked
         .iter()
         .map(|request| {
             json!({ "name": format!("ok {}", request.id()), "body": request.body,
@@ -234,7 +283,8 @@ async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() 
         (std::path::Path::new("node"), "verify_livekit.mjs"),
     ] {
         let results = run_receiver(program, &tools.dir.join(script), &tools.dir, &cases);
-        for (result, request) in results.iter().zip(&quality_hooks) {
+        assert_eq!(results.len(), checked.len(), "{script}");
+        for (result, request) in results.iter().zip(&checked) {
             assert_eq!(result["ok"], true, "{script} rejected {}: {result}", request.body);
             assert_eq!(result["event"], request.json()["event"], "{script}");
             assert_eq!(result["roomSid"], ROOM_SID, "{script}");
