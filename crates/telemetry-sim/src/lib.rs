@@ -81,7 +81,7 @@ pub struct SimulateArgs {
     /// Trouble to inject, `KIND[:ROOM.PARTICIPANT]@FROM..UNTIL` (offsets from the start of the
     /// simulated time; KIND one of lossy-uplink, bad-downlink, frozen-video, high-rtt; without a
     /// target the participant is drawn from the seed); repeatable.
-    #[arg(long = "trouble", value_parser = parse_trouble)]
+    #[arg(long = "trouble", value_name = "TROUBLE", value_parser = parse_trouble)]
     pub troubles: Vec<Trouble>,
 }
 
