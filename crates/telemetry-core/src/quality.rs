@@ -19,6 +19,7 @@ use std::time::Duration;
 use compact_str::CompactString;
 use sha2::{Digest, Sha256};
 
+use crate::events::names::ROOM_REPORT;
 use crate::ids::{BASE57_ALPHABET, ID_RANDOM_LEN};
 use crate::keys::Direction;
 use crate::proto as lk;
@@ -284,16 +285,33 @@ impl QualityChange {
     /// last field (LiveKit's receivers ignore fields they do not know).
     pub fn render_webhook(&self) -> RenderedWebhook {
         let mut rendered = RenderedWebhook::render(&self.webhook());
-        let closing = rendered.body.pop();
-        debug_assert_eq!(closing, Some('}'), "a JSON object");
-        if !rendered.body.ends_with('{') {
-            rendered.body.push(',');
-        }
-        rendered.body.push_str("\"issue\":");
-        rendered.body.push_str(&self.issue.to_json().to_string());
-        rendered.body.push('}');
+        rendered.append_field("issue", &self.issue.to_json());
         rendered
     }
+}
+
+/// The `room_report` webhook of a finished room: LiveKit's `WebhookEvent` with `room {sid, name}`
+/// and the `report` object added as its last field, created at `at` (the room's end). Its id is
+/// derived from the room's sid, so a report made twice (a retried write, two instances) is one
+/// message.
+pub fn room_report_webhook(
+    room_sid: &str,
+    room_name: &str,
+    at: UnixMillis,
+    report: &serde_json::Value,
+) -> RenderedWebhook {
+    let event = lk::WebhookEvent {
+        id: derived_id("EV_", &[ROOM_REPORT, room_sid]),
+        room: Some(lk::Room {
+            sid: room_sid.to_owned(),
+            name: room_name.to_owned(),
+            ..Default::default()
+        }),
+        ..crate::events::webhook(ROOM_REPORT, at)
+    };
+    let mut rendered = RenderedWebhook::render(&event);
+    rendered.append_field("report", report);
+    rendered
 }
 
 /// `prefix` and 12 base57 characters from the SHA-256 of `parts` (each length-prefixed).

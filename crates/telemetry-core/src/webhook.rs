@@ -71,4 +71,18 @@ impl RenderedWebhook {
             body: serde_json::to_string(event).expect("protobuf messages serialize to JSON"),
         }
     }
+
+    /// Adds the field `name` with `value` as the body's last field (LiveKit's receivers ignore
+    /// fields they do not know); the quality and report webhooks carry their objects so.
+    pub fn append_field(&mut self, name: &str, value: &serde_json::Value) {
+        let closing = self.body.pop();
+        debug_assert_eq!(closing, Some('}'), "a JSON object");
+        if !self.body.ends_with('{') {
+            self.body.push(',');
+        }
+        self.body.push_str(&serde_json::Value::String(name.to_owned()).to_string());
+        self.body.push(':');
+        self.body.push_str(&value.to_string());
+        self.body.push('}');
+    }
 }

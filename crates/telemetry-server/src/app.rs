@@ -3,11 +3,12 @@
 //! their own trigger exactly as the binary does.
 //!
 //! Task inventory (all tracked): the HTTP server, the gRPC server, the pipeline's consumer and
-//! its timers, the store's health watch, the webhook dispatcher. Shutdown follows the data: stop
-//! accepting (readiness fails, servers finish in-flight requests), drain the partition consumers
-//! in cluster mode (what they applied stored and acknowledged), stop the timers, flush every
-//! stats worker, wait until every output is stored, stop the consumer and give the partition
-//! leases back, stop the dispatcher (finishing or releasing its attempts), close the store; all
+//! its timers, the room reporter, the store's health watch, the webhook dispatcher. Shutdown
+//! follows the data: stop accepting (readiness fails, servers finish in-flight requests), drain
+//! the partition consumers in cluster mode (what they applied stored and acknowledged), stop the
+//! timers, flush every stats worker, wait until every output is stored, make the reports of the
+//! rooms finished so far, stop the consumer and give the partition leases back, stop the
+//! dispatcher (finishing or releasing its attempts), close the store; all
 //! within `shutdown_grace_period`.
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::config::{Config, StoreBackend};
 use crate::error::ApiError;
 use crate::metrics::ServerMetrics;
 use crate::pipeline::{self, Consumer, StoreHealth};
+use crate::room_reports::Reporter;
 use crate::state::AppState;
 use crate::webhooks::dispatcher::{DispatchConfig, Dispatcher};
 use crate::webhooks::{self, EndpointRegistry, Webhooks};
@@ -46,6 +48,7 @@ const SERVICE_NODE: &str = "rtc-telemetry";
 pub struct App {
     state: AppState,
     consumer: Consumer,
+    reporter: Reporter,
     store: Arc<dyn Store>,
     registry: EndpointRegistry,
 }
@@ -119,7 +122,7 @@ impl App {
         } else {
             None
         };
-        let (consumer, durable) = Consumer::new(
+        let (mut consumer, durable) = Consumer::new(
             receiver,
             notify,
             store.clone(),
@@ -128,6 +131,12 @@ impl App {
             health.clone(),
             cluster.as_ref().map(|cluster| cluster.fencing.clone()),
         );
+        let (finished_rooms, reporter) = crate::room_reports::reporter(
+            store.clone(),
+            registry.endpoints.clone(),
+            durable.clone(),
+        );
+        consumer.report_finished_rooms(finished_rooms);
         let state = AppState::new(
             config,
             service,
@@ -145,7 +154,7 @@ impl App {
             .await
             .context("reading the Janus adapter's state")?;
         tracing::info!(restored, "Janus servers' states restored");
-        Ok(App { state, consumer, store, registry })
+        Ok(App { state, consumer, reporter, store, registry })
     }
 
     /// The shared state (for tests and the demo).
@@ -165,12 +174,13 @@ impl App {
         grpc: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let App { state, consumer, store, registry } = self;
+        let App { state, consumer, reporter, store, registry } = self;
         let grace = state.config.shutdown_grace_period;
         let tracker = TaskTracker::new();
         let stop_servers = CancellationToken::new();
         let stop_timers = CancellationToken::new();
         let stop_consumer = CancellationToken::new();
+        let stop_reporter = CancellationToken::new();
         let stop_dispatcher = CancellationToken::new();
         let stop_consumers = CancellationToken::new();
         let stop_leases = CancellationToken::new();
@@ -184,6 +194,9 @@ impl App {
 
         tracker
             .spawn(consumer.run(stop_consumer.clone()).instrument(tracing::info_span!("consumer")));
+        tracker.spawn(
+            reporter.run(stop_reporter.clone()).instrument(tracing::info_span!("room_reports")),
+        );
         tracker.spawn(
             pipeline::watch_store(store.clone(), state.store_health.clone(), stop_timers.clone())
                 .instrument(tracing::info_span!("store_health")),
@@ -289,7 +302,9 @@ impl App {
             );
         }
 
-        // 3. Stop the consumer (it stores what is left first) and give the leases back.
+        // 3. Make the reports of the rooms finished so far (their windows are stored now), stop
+        //    the consumer (it stores what is left first) and give the leases back.
+        stop_reporter.cancel();
         stop_consumer.cancel();
         stop_leases.cancel();
         tracker.close();

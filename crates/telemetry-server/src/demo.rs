@@ -1,7 +1,9 @@
 //! `rtc-telemetry demo`: the main job for a newcomer. A dev-mode service on the usual ports, a
 //! local webhook receiver that verifies and logs what it receives, and the simulator: first a
 //! few minutes of history at full speed (so there is something to look at at once), then live
-//! traffic in real time. It prints where to look, and runs until Ctrl-C.
+//! traffic in real time. The history injects a publisher's lossy uplink in its first minute, so
+//! there is a quality issue and a room report with it to look at. It prints where to look, and
+//! runs until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use telemetry_sim::SimulateArgs;
+use telemetry_sim::{SimulateArgs, Trouble, TroubleKind};
 
 use crate::config::{self, FlagOverrides};
 use crate::simulate;
@@ -118,8 +120,19 @@ pub async fn run(args: DemoArgs, environment: &[(String, String)]) -> anyhow::Re
         node_id: "sfu-demo-1".to_owned(),
         ..SimulateArgs::default()
     };
-    let history =
-        SimulateArgs { duration: Duration::from_secs(180), speed: 0.0, ..simulation.clone() };
+    // The history shows a room with a quality issue within its first minute: a publisher's lossy
+    // uplink from 15 s to 50 s (its rooms start within 9 s), the participant drawn from the seed.
+    let history = SimulateArgs {
+        duration: Duration::from_secs(180),
+        speed: 0.0,
+        troubles: vec![Trouble {
+            kind: TroubleKind::LossyUplink,
+            target: None,
+            from: Duration::from_secs(15),
+            until: Duration::from_secs(50),
+        }],
+        ..simulation.clone()
+    };
     let live = SimulateArgs {
         duration: args.duration,
         speed: 1.0,

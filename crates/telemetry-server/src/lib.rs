@@ -14,6 +14,8 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;
+pub mod room_reports;
 pub mod shutdown;
 pub mod simulate;
 pub mod state;

@@ -27,7 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::fencing::{Cut, Fencing, Route};
 use crate::metrics::ServerMetrics;
+use crate::room_reports::{FinishedRoom, FinishedRooms};
 use crate::webhooks::{Endpoints, Webhooks};
+
+/// The `AnalyticsEventType` name of a room's end.
+const ROOM_ENDED: &str = "ROOM_ENDED";
 
 /// Most outputs turned into one store write.
 const MAX_OUTPUTS_PER_WRITE: usize = 4096;
@@ -242,6 +246,9 @@ pub struct Consumer {
     health: Arc<StoreHealth>,
     /// Cluster mode: how outputs are fenced and where writes are cut.
     fencing: Option<Arc<Fencing>>,
+    flushes: Arc<Flushes>,
+    /// Where rooms go once their `ROOM_ENDED` event is stored, for their `room_report`.
+    finished_rooms: Option<FinishedRooms>,
 }
 
 impl Consumer {
@@ -269,9 +276,17 @@ impl Consumer {
                 webhooks,
                 health,
                 fencing,
+                flushes: flushes.clone(),
+                finished_rooms: None,
             },
             Durable { receiver: watermark, waiting, flushes },
         )
+    }
+
+    /// Hands every room whose `ROOM_ENDED` event this consumer stores to `rooms`, after the
+    /// commit that stored it ([`crate::room_reports`]).
+    pub fn report_finished_rooms(&mut self, rooms: FinishedRooms) {
+        self.finished_rooms = Some(rooms);
     }
 
     /// Stores outputs as they come until `stop` is cancelled, then stores what is left and
@@ -360,6 +375,9 @@ impl Consumer {
                     // The store wakes the dispatcher for the deliveries it created: only now,
                     // with their rows committed, may webhooks be sent.
                     self.health.set(true);
+                    if !receipt.fenced {
+                        self.report_finished_rooms_of(&batch);
+                    }
                     return (receipt.fenced, started.elapsed());
                 }
                 Err(error) => {
@@ -373,6 +391,17 @@ impl Consumer {
                     wait = (wait * 2).min(MAX_RETRY_WAIT);
                 }
             }
+        }
+    }
+
+    /// Hands the rooms whose `ROOM_ENDED` event `batch` (just committed) stored to the reporter,
+    /// with a mark of the flushes started so far: flushes numbered above it start after this
+    /// commit.
+    fn report_finished_rooms_of(&self, batch: &WriteBatch) {
+        let Some(rooms) = &self.finished_rooms else { return };
+        let flush_mark = self.flushes.mark();
+        for event in batch.events.iter().filter(|event| event.event_type == ROOM_ENDED) {
+            rooms.push(FinishedRoom { sid: event.room_sid.clone(), flush_mark });
         }
     }
 

@@ -50,11 +50,22 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         "`--stats-interval` must be at least 100ms"
     );
     anyhow::ensure!(args.speed >= 0.0 && args.speed.is_finite(), "`--speed` must be 0 or more");
+    args.check().map_err(anyhow::Error::msg)?;
     let real_start = SystemClock.now();
     let duration_ms = i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX);
     let sim_start =
         if args.speed == 0.0 { real_start.plus_millis(-duration_ms) } else { real_start };
     let mut world = World::new(&args, sim_start);
+    for trouble in world.troubles() {
+        eprintln!(
+            "simulate: {} on participant {} of room {} from {} until {}",
+            trouble.kind.as_str(),
+            trouble.participant_sid,
+            trouble.room,
+            crate::api::rfc3339(trouble.from),
+            crate::api::rfc3339(trouble.until)
+        );
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

@@ -7,8 +7,10 @@
 //! each other, mute and unmute, resume after a network change, and leave; one room records an
 //! egress. Every `--stats-interval` each active participant reports its media stats (with loss,
 //! jitter, RTT and a quality score, and a bad spell now and then), data-channel bytes (with
-//! bursts) and signalling bytes; every 30 s the node reports its room states.
+//! bursts) and signalling bytes; every 30 s the node reports its room states. Trouble can be
+//! injected at chosen times (`--trouble`, see [`trouble`]).
 
+pub mod trouble;
 mod world;
 
 use std::time::Duration;
@@ -16,7 +18,8 @@ use std::time::Duration;
 use telemetry_core::UnixMillis;
 use telemetry_proto::v1;
 
-pub use world::{Calls, World};
+pub use trouble::{Trouble, TroubleKind, parse_trouble};
+pub use world::{AimedTrouble, Calls, World};
 
 /// Arguments of `simulate`: what the simulated SFU runs, and how the server's command sends it.
 #[derive(Clone, Debug, clap::Args)]
@@ -75,6 +78,43 @@ pub struct SimulateArgs {
     /// With `--nats`: the partition count (`cluster.partitions`; must be the stream's).
     #[arg(long, default_value_t = 16)]
     pub nats_partitions: u32,
+    /// Trouble to inject, `KIND[:ROOM.PARTICIPANT]@FROM..UNTIL` (offsets from the start of the
+    /// simulated time; KIND one of lossy-uplink, bad-downlink, frozen-video, high-rtt; without a
+    /// target the participant is drawn from the seed); repeatable.
+    #[arg(long = "trouble", value_name = "TROUBLE", value_parser = parse_trouble)]
+    pub troubles: Vec<Trouble>,
+}
+
+impl SimulateArgs {
+    /// Checks what no single flag can: each `--trouble`'s target exists and its time range ends
+    /// within `--duration`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the option and what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        for trouble in &self.troubles {
+            if let Some((room, participant)) = trouble.target
+                && (room >= self.rooms || participant >= self.participants)
+            {
+                return Err(format!(
+                    "`--trouble` {trouble}: no participant {participant} in room {room} \
+                     (`--rooms` {}, `--participants` {}; indices from 0)",
+                    self.rooms, self.participants
+                ));
+            }
+            if trouble.until > self.duration {
+                return Err(format!(
+                    "`--trouble` {trouble}: ends after `--duration` ({})",
+                    humantime::format_duration(self.duration)
+                ));
+            }
+        }
+        if !self.troubles.is_empty() && (self.rooms == 0 || self.participants == 0) {
+            return Err("`--trouble`: there is no participant to aim it at".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl Default for SimulateArgs {
@@ -97,6 +137,7 @@ impl Default for SimulateArgs {
             nats_stream: "RTC_TELEMETRY".to_owned(),
             nats_subject_prefix: "rtctelemetry.v1.calls".to_owned(),
             nats_partitions: 16,
+            troubles: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use telemetry_core::proto as lk;
 use telemetry_proto::v1;
 use telemetry_proto::v1::telemetry_call::Call as Member;
 
+use crate::trouble::TroubleKind;
 use crate::{CallKind, SimulateArgs};
 
 /// The base57 alphabet of LiveKit's ids.
@@ -80,7 +81,30 @@ pub struct World {
     now: UnixMillis,
     egress: Option<lk::EgressInfo>,
     room_states_sequence: u64,
+    /// The `--trouble`s, each aimed at one participant.
+    troubles: Vec<AimedTrouble>,
 }
+
+/// A `--trouble` aimed at a participant, over a span of simulated time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AimedTrouble {
+    /// What goes wrong.
+    pub kind: TroubleKind,
+    /// The room's index.
+    pub room: usize,
+    /// The participant's index in the room.
+    pub participant: usize,
+    /// The participant's sid.
+    pub participant_sid: String,
+    /// Samples starting at or after this time are troubled...
+    pub from: UnixMillis,
+    /// ...and before this one.
+    pub until: UnixMillis,
+}
+
+/// What a trouble aimed at a participant guarantees of its start: it joins this soon after its
+/// room starts, so the trouble is seen.
+const AIMED_JOIN_WITHIN_MS: i64 = 3000;
 
 impl World {
     /// Creates the world of a simulation whose simulated time starts at `start`: its rooms and
@@ -98,6 +122,7 @@ impl World {
             now: start,
             egress: None,
             room_states_sequence: 0,
+            troubles: Vec::new(),
         };
         for room_index in 0..args.rooms as usize {
             let sid = world.id("RM_");
@@ -133,7 +158,51 @@ impl World {
             world.schedule(room_start, Happening::RoomStart(room_index));
         }
         world.schedule(start.plus_millis(1000), Happening::RoomStates);
+        world.aim_troubles(args, start);
         world
+    }
+
+    /// Aims each `--trouble` at its participant: the one it names, or one drawn from a generator
+    /// of its own seeded from `--seed` (without `--trouble` the traffic is unchanged). A target
+    /// that does not exist is skipped ([`SimulateArgs::check`] refuses it).
+    fn aim_troubles(&mut self, args: &SimulateArgs, start: UnixMillis) {
+        // "trouble" in ASCII: the generator of the draws differs from the world's.
+        let mut draws = StdRng::seed_from_u64(args.seed ^ 0x0074_726f_7562_6c65);
+        for trouble in &args.troubles {
+            let (room, participant) = match trouble.target {
+                Some((room, participant)) => (room as usize, participant as usize),
+                None if args.rooms > 0 && args.participants > 0 => (
+                    draws.random_range(0..args.rooms) as usize,
+                    draws.random_range(0..args.participants) as usize,
+                ),
+                None => continue,
+            };
+            let Some(sim) = self.rooms.get(room).and_then(|r| r.participants.get(participant))
+            else {
+                continue;
+            };
+            let offset = |at: std::time::Duration| {
+                start.plus_millis(i64::try_from(at.as_millis()).unwrap_or(i64::MAX))
+            };
+            self.troubles.push(AimedTrouble {
+                kind: trouble.kind,
+                room,
+                participant,
+                participant_sid: sim.info.sid.clone(),
+                from: offset(trouble.from),
+                until: offset(trouble.until),
+            });
+        }
+    }
+
+    /// The `--trouble`s and whom they are aimed at.
+    pub fn troubles(&self) -> &[AimedTrouble] {
+        &self.troubles
+    }
+
+    /// Whether a trouble is aimed at this participant.
+    fn aimed_at(&self, room: usize, participant: usize) -> bool {
+        self.troubles.iter().any(|t| t.room == room && t.participant == participant)
     }
 
     fn id(&mut self, prefix: &str) -> String {
@@ -207,7 +276,10 @@ impl World {
             CallKind::Event,
         ));
         for participant in 0..self.rooms[room].participants.len() {
-            let join = at.plus_millis(self.rng.random_range(0..=(remaining / 4).max(1)));
+            let mut join = at.plus_millis(self.rng.random_range(0..=(remaining / 4).max(1)));
+            if self.aimed_at(room, participant) {
+                join = join.min(at.plus_millis(AIMED_JOIN_WITHIN_MS));
+            }
             self.schedule(join, Happening::Join(room, participant));
         }
         if room == 0 {
@@ -248,8 +320,9 @@ impl World {
             })),
             CallKind::Event,
         ));
-        // One join in ten never gets media: the connection is aborted.
-        if self.rng.random_range(0..10) == 0 {
+        // One join in ten never gets media: the connection is aborted (never one a trouble is
+        // aimed at).
+        if self.rng.random_range(0..10) == 0 && !self.aimed_at(room, participant) {
             let leave = at.plus_millis(self.rng.random_range(2000..15000));
             self.schedule(leave, Happening::Leave(room, participant));
         } else {

@@ -932,6 +932,16 @@ pub async fn webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a
         store.outbox_counts().await.expect("counts"),
         OutboxCounts { pending: 3, delivered: 0, dead: 0 }
     );
+    // Per room: the deliveries of the messages about it.
+    assert_eq!(
+        store.room_outbox_counts("RM_r1").await.expect("counts"),
+        OutboxCounts { pending: 2, delivered: 0, dead: 0 }
+    );
+    assert_eq!(
+        store.room_outbox_counts("RM_r2").await.expect("counts"),
+        OutboxCounts { pending: 1, delivered: 0, dead: 0 }
+    );
+    assert_eq!(store.room_outbox_counts("RM_r3").await.expect("counts"), OutboxCounts::default());
     store.close().await;
     let store = database.open().await;
     let claimed = claim(store.as_ref(), "i1", T0.plus_millis(10), &["WE_a", "WE_b"]).await;
@@ -1043,6 +1053,20 @@ pub async fn attempts_move_a_delivery_to_delivered_or_dead_and_are_kept(harness:
         .await
         .expect("list");
     assert!(by_endpoint.items.is_empty());
+    write(
+        store,
+        WriteBatch { webhooks: vec![webhook("EV_3", "q", T0, &["WE_a"])], ..WriteBatch::default() },
+    )
+    .await;
+    assert_eq!(
+        store.room_outbox_counts("RM_r").await.expect("counts"),
+        OutboxCounts { pending: 0, delivered: 1, dead: 1 },
+        "a room's counts follow its deliveries' outcomes, not other rooms'"
+    );
+    assert_eq!(
+        store.room_outbox_counts("RM_q").await.expect("counts"),
+        OutboxCounts { pending: 1, delivered: 0, dead: 0 }
+    );
 }
 
 /// Writes `count` messages for `WE_a` on key `r`, `step_ms` apart, and makes each dead.

@@ -244,6 +244,10 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
 
     /// Counts deliveries by status.
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Counts by status the deliveries of the webhooks about room `room_sid` (the webhook counts
+    /// of its report).
+    async fn room_outbox_counts(&self, room_sid: &str) -> Result<OutboxCounts, StoreError>;
 }
 
 /// Webhook endpoints.

@@ -59,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0004_workers.sql"),
     include_str!("../migrations/sqlite/0005_adapter_states.sql"),
     include_str!("../migrations/sqlite/0006_quality.sql"),
+    include_str!("../migrations/sqlite/0007_room_webhooks.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -1791,25 +1792,40 @@ impl Outbox for SqliteStore {
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         self.read(|connection| {
-            let mut counts = OutboxCounts::default();
             let mut statement = connection.prepare_cached(
                 "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status",
             )?;
-            let rows = statement.query_map([], |row| {
-                Ok((parse_column(row, 0, DeliveryStatus::parse)?, count_from_stored(row.get(1)?)))
-            })?;
-            for row in rows {
-                let (status, count) = row?;
-                match status {
-                    DeliveryStatus::Pending => counts.pending = count,
-                    DeliveryStatus::Delivered => counts.delivered = count,
-                    DeliveryStatus::Dead => counts.dead = count,
-                }
-            }
-            Ok(counts)
+            outbox_counts_of(statement.query([])?)
         })
         .await
     }
+
+    async fn room_outbox_counts(&self, room_sid: &str) -> Result<OutboxCounts, StoreError> {
+        let room_sid = room_sid.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT d.status, COUNT(*) FROM webhook_messages m \
+                 JOIN webhook_deliveries d ON d.message_id = m.id \
+                 WHERE m.room_sid = ?1 GROUP BY d.status",
+            )?;
+            outbox_counts_of(statement.query([&room_sid])?)
+        })
+        .await
+    }
+}
+
+/// Deliveries counted by status from rows of (status, count).
+fn outbox_counts_of(mut rows: rusqlite::Rows<'_>) -> Result<OutboxCounts, StoreError> {
+    let mut counts = OutboxCounts::default();
+    while let Some(row) = rows.next()? {
+        let count = count_from_stored(row.get(1)?);
+        match parse_column(row, 0, DeliveryStatus::parse)? {
+            DeliveryStatus::Pending => counts.pending = count,
+            DeliveryStatus::Delivered => counts.delivered = count,
+            DeliveryStatus::Dead => counts.dead = count,
+        }
+    }
+    Ok(counts)
 }
 
 #[async_trait]

@@ -1,10 +1,10 @@
-//! Tests of one detector's hysteresis, of the ids and of the `issue` object.
+//! Tests of one detector's hysteresis, of the ids, of the `issue` object and of the report webhook.
 
 use std::sync::Arc;
 
 use crate::keys::Direction;
 use crate::quality::detect::{Change, Detector, Reading};
-use crate::quality::{IssueKind, QualityChange, QualityIssue, derived_id};
+use crate::quality::{IssueKind, QualityChange, QualityIssue, derived_id, room_report_webhook};
 use crate::time::UnixMillis;
 
 /// Feeds `readings` at `cadence_ms` from time 0; returns each change with the end of the sample
@@ -147,4 +147,25 @@ fn the_issue_object_has_the_fields_of_the_design() {
         }
         .event_id()
     );
+}
+
+#[test]
+fn the_room_report_webhook_is_livekits_event_with_the_report_and_an_id_from_the_room() {
+    let report = serde_json::json!({ "durationMs": 1000, "participants": [] });
+    let webhook = room_report_webhook("RM_a", "a \"room\"", UnixMillis(1_700_000_000_000), &report);
+    let body: serde_json::Value = serde_json::from_str(&webhook.body).expect("JSON");
+    assert_eq!(body["event"], "room_report");
+    assert_eq!(body["room"], serde_json::json!({ "sid": "RM_a", "name": "a \"room\"" }));
+    assert_eq!(body["report"], report, "the report as given, the last field");
+    assert_eq!(body["createdAt"], "1700000000");
+    assert_eq!(body["id"], webhook.id);
+    assert_eq!(
+        (webhook.event.as_str(), webhook.subject.room_sid.as_str()),
+        ("room_report", "RM_a")
+    );
+    assert_eq!(webhook.resource_key, "a \"room\"", "ordered with the room's other webhooks");
+    let again = room_report_webhook("RM_a", "a \"room\"", UnixMillis(1), &serde_json::json!({}));
+    assert_eq!(again.id, webhook.id, "one id per room");
+    assert!(webhook.id.starts_with("EV_"));
+    assert_ne!(room_report_webhook("RM_b", "a", UnixMillis(1), &report).id, webhook.id);
 }

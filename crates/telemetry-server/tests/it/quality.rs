@@ -3,11 +3,18 @@
 //! room's events, as `quality_degraded`/`quality_recovered` webhooks to the endpoint that
 //! includes them (and to no other), verified by LiveKit's receivers when the conformance tools
 //! are set up, in `GET /v1/issues`, and in the room's report, whose figures match the stored
-//! windows. Also the routes' bad parameters.
+//! windows and whose webhook counts match the deliveries made; the `room_report` webhook carries
+//! the report the API serves for the finished room. A simulated lossy uplink (`simulate
+//! --trouble`) gives the same: one upstream issue per troubled track, its subscribers affected.
+//! Also the routes' bad parameters.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use telemetry_core::UnixMillis;
+use telemetry_proto::v1;
+use telemetry_proto::v1::telemetry_call::Call as Member;
+use telemetry_sim::SimulateArgs;
 
 use crate::receivers::{run_receiver, tools};
 use crate::support::{ADMIN, TestApp, TestReceiver, endpoint_config, wait_for_api};
@@ -77,7 +84,7 @@ fn calls(base: i64) -> Vec<Value> {
 async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() {
     let receiver = TestReceiver::start().await;
     let config = format!(
-        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_started\"]\n{}",
+        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_report\", \"room_started\"]\n{}",
         endpoint_config(&receiver.url("/quality"), "livekit", SECRET),
         endpoint_config(&receiver.url("/plain"), "livekit", SECRET)
     );
@@ -217,11 +224,59 @@ async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() 
         .clone();
     assert_eq!(subscriber["issues"][0]["id"], issue["id"], "an affected subscriber lists it");
     assert!(subscriber["downstream"]["bytes"].as_u64().expect("bytes") > 0);
+
+    // The `room_report` webhook: to the endpoint that includes it only, after `room_finished`
+    // on the room's key, carrying the API's report of the finished room (the webhook counts as
+    // they were when it was made).
+    let received = receiver
+        .wait_for(Duration::from_secs(15), |r| r.iter().any(|r| r.json()["event"] == "room_report"))
+        .await;
+    let reports: Vec<_> =
+        received.iter().filter(|r| r.json()["event"] == "room_report").cloned().collect();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].path, "/quality");
+    let hook = reports[0].json();
+    assert_eq!(hook["room"]["sid"], ROOM_SID);
+    assert_eq!(hook["room"]["name"], "quality");
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report.as_object_mut().expect("an object").remove("webhooks");
+        report
+    };
+    assert_eq!(strip(&hook["report"]), strip(&report), "the report the API serves");
+    assert_eq!(hook["report"]["final"], true);
+
+    // The report's webhook counts: every delivery of the room's webhooks, once all are made.
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{ROOM_SID}/report"), Duration::from_secs(15), |r| {
+            r["webhooks"]["pending"] == 0
+        })
+        .await;
+    let received = receiver.received();
+    let mut delivered: Vec<(String, String)> =
+        received.iter().map(|r| (r.path.clone(), r.id())).collect();
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(
+        report["webhooks"],
+        json!({ "delivered": delivered.len(), "pending": 0, "dead": 0 }),
+        "{delivered:?}"
+    );
+    let counted = |counts: &Value| {
+        ["delivered", "pending", "dead"].iter().map(|s| counts[s].as_u64().expect(s)).sum::<u64>()
+    };
+    assert_eq!(
+        counted(&hook["report"]["webhooks"]),
+        delivered.len() as u64 - 1,
+        "the report's own webhook came after the ones it counts"
+    );
     app.stop().await;
 
-    // LiveKit's receivers, Python and Node, accept the quality webhooks as they arrived.
+    // LiveKit's receivers, Python and Node, accept the quality and report webhooks as they
+    // arrived.
     let Some(tools) = tools() else { return };
-    let cases: Vec<Value> = quality_hooks
+    let checked: Vec<_> = quality_hooks.iter().copied().chain(&reports).collect();
+    let cases: Vec<Value> = checked
         .iter()
         .map(|request| {
             json!({ "name": format!("ok {}", request.id()), "body": request.body,
@@ -234,7 +289,8 @@ async fn a_lossy_uplink_is_one_issue_in_events_webhooks_issues_and_the_report() 
         (std::path::Path::new("node"), "verify_livekit.mjs"),
     ] {
         let results = run_receiver(program, &tools.dir.join(script), &tools.dir, &cases);
-        for (result, request) in results.iter().zip(&quality_hooks) {
+        assert_eq!(results.len(), checked.len(), "{script}");
+        for (result, request) in results.iter().zip(&checked) {
             assert_eq!(result["ok"], true, "{script} rejected {}: {result}", request.body);
             assert_eq!(result["event"], request.json()["event"], "{script}");
             assert_eq!(result["roomSid"], ROOM_SID, "{script}");
@@ -261,5 +317,169 @@ async fn bad_parameters_of_the_quality_routes_are_400s_naming_them() {
     }
     let (status, body) = app.get("/v1/rooms/RM_nowhere/report").await;
     assert_eq!(status, 404, "{body}");
+    app.stop().await;
+}
+
+/// The time of `value`, an RFC 3339 text, in milliseconds.
+fn millis_of(value: &Value) -> i64 {
+    let text = value.as_str().expect("a time");
+    humantime::parse_rfc3339_weak(text)
+        .expect("RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_subscribers() {
+    let app = TestApp::start().await;
+    let args = SimulateArgs {
+        seed: 7,
+        rooms: 1,
+        participants: 4,
+        duration: Duration::from_secs(300),
+        troubles: vec![telemetry_sim::parse_trouble("lossy-uplink@40s..100s").expect("valid")],
+        ..SimulateArgs::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let end = UnixMillis(now / 1000 * 1000);
+    let start = end.0 - 300_000;
+    let target = telemetry_sim::World::new(&args, UnixMillis(start)).troubles()[0].clone();
+    let calls = telemetry_sim::generate(&args, end);
+    for chunk in calls.chunks(500) {
+        let (status, body) =
+            app.ingest_protobuf(&v1::TelemetryBatch { calls: chunk.to_vec() }).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.flush().await;
+
+    // What the calls say: the target's tracks, and who received them while in trouble.
+    let room_sid = calls
+        .iter()
+        .find_map(|call| match &call.call {
+            Some(Member::RoomStarted(room)) => room.room.as_ref().map(|r| r.sid.clone()),
+            _ => None,
+        })
+        .expect("a room");
+    let tracks: Vec<String> = calls
+        .iter()
+        .filter_map(|call| match &call.call {
+            Some(Member::TrackPublished(p)) if p.participant_id == target.participant_sid => {
+                p.track.as_ref().map(|t| t.sid.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tracks.len(), 2, "audio and video");
+    let troubled = |at: i64| (start + 40_000..start + 100_000).contains(&at);
+    let receivers_of = |track: &str| -> Vec<String> {
+        let mut receivers: Vec<String> = calls
+            .iter()
+            .filter_map(|call| match &call.call {
+                Some(Member::TrackStats(stats)) => Some(stats),
+                _ => None,
+            })
+            .filter(|stats| {
+                let key = stats.key.as_ref().expect("key");
+                let stat = stats.stat.as_ref().expect("stat");
+                let at = stat.streams.first().and_then(|s| s.start_time).map(|t| t.seconds * 1000);
+                key.track_id == track
+                    && key.stream_type == telemetry_core::proto::StreamType::Downstream as i32
+                    && at.is_some_and(troubled)
+            })
+            .map(|stats| stats.key.as_ref().expect("key").participant_id.clone())
+            .collect();
+        receivers.sort_unstable();
+        receivers.dedup();
+        receivers
+    };
+
+    // One upstream packet_loss issue per troubled track, the subscribers affected, in its time.
+    let issues = app.get_ok(&format!("/v1/issues?roomSid={room_sid}&kind=packet_loss")).await;
+    let issues = issues["issues"].as_array().expect("issues").clone();
+    for track in &tracks {
+        let of_track: Vec<&Value> = issues
+            .iter()
+            .filter(|issue| {
+                issue["trackSid"] == track.as_str()
+                    && millis_of(&issue["startedAt"]) < start + 100_000
+                    && millis_of(&issue["endedAt"]) > start + 40_000
+            })
+            .collect();
+        assert_eq!(of_track.len(), 1, "{track}: {issues:?}");
+        let issue = of_track[0];
+        assert_eq!(issue["direction"], "upstream");
+        assert_eq!(issue["participantSid"], target.participant_sid.as_str());
+        let started = millis_of(&issue["startedAt"]) - start;
+        let ended = millis_of(&issue["endedAt"]) - start;
+        assert!((40_000..45_000).contains(&started), "{issue}");
+        assert!((100_000..105_000).contains(&ended), "{issue}");
+        let mut affected: Vec<String> = issue["affected"]
+            .as_array()
+            .expect("affected")
+            .iter()
+            .map(|sid| sid.as_str().expect("sid").to_owned())
+            .collect();
+        affected.sort_unstable();
+        let receivers = receivers_of(track);
+        assert!(!receivers.is_empty());
+        assert_eq!(affected, receivers, "{issue}");
+    }
+    // Not once more per subscriber: no downstream loss issue of the troubled tracks.
+    assert!(
+        !issues.iter().any(|issue| issue["direction"] == "downstream"
+            && tracks.iter().any(|track| issue["trackSid"] == track.as_str())
+            && millis_of(&issue["startedAt"]) < start + 100_000
+            && millis_of(&issue["endedAt"]) > start + 40_000),
+        "{issues:?}"
+    );
+
+    // The final report's figures are those of the stored windows.
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{room_sid}/report"), Duration::from_secs(10), |r| {
+            r["final"] == true
+        })
+        .await;
+    let stats = app
+        .get_ok(&format!(
+            "/v1/stats?roomSid={room_sid}&participantSid={}&direction=upstream&from={}&to={}",
+            target.participant_sid,
+            time(start - 60_000),
+            time(end.0 + 60_000)
+        ))
+        .await;
+    let windows: Vec<Value> = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|series| series["kind"] == "media")
+        .flat_map(|series| series["windows"].as_array().expect("windows").clone())
+        .collect();
+    assert!(!windows.is_empty(), "{stats}");
+    let sum = |field: &str| windows.iter().map(|w| w[field].as_u64().expect(field)).sum::<u64>();
+    let participant = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == target.participant_sid.as_str())
+        .expect("the target")
+        .clone();
+    assert_eq!(participant["upstream"]["bytes"], sum("bytes"), "{participant}");
+    let (packets, lost) = (sum("packets"), sum("packetsLost"));
+    let loss = participant["upstream"]["lossPct"].as_f64().expect("lossPct");
+    assert!((loss - lost as f64 * 100.0 / (packets + lost) as f64).abs() < 1e-9, "{participant}");
+    assert!(loss > 2.0, "a minute of 20 % loss in five: {loss}");
+    let peak = windows.iter().map(|w| w["peakBps"].as_f64().expect("peakBps")).fold(0.0, f64::max);
+    assert_eq!(participant["upstream"]["peakBps"].as_f64(), Some(peak));
+    let own: Vec<&Value> = participant["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter(|issue| issue["kind"] == "packet_loss" && issue["direction"] == "upstream")
+        .collect();
+    assert!(own.len() >= 2, "the participant's issues list its tracks' issues: {participant}");
     app.stop().await;
 }

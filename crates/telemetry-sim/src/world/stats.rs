@@ -1,6 +1,7 @@
 //! The stats a participant reports every interval: its published tracks upstream, the tracks it
 //! subscribes to downstream (one simulcast layer each), data-channel bytes with bursts, and
-//! signalling bytes. Media stats carry loss, jitter, RTT and a score, worse in a bad spell.
+//! signalling bytes. Media stats carry loss, jitter, RTT and a score, worse in a bad spell, and
+//! changed by the `--trouble`s of the sample's time ([`crate::trouble`]).
 
 use rand::RngExt as _;
 use telemetry_core::UnixMillis;
@@ -9,6 +10,7 @@ use telemetry_proto::v1;
 use telemetry_proto::v1::telemetry_call::Call as Member;
 
 use crate::CallKind;
+use crate::trouble::Effects;
 use crate::world::{Calls, Happening, World};
 
 impl World {
@@ -27,7 +29,13 @@ impl World {
         // Upstream: what this participant publishes.
         let tracks = self.rooms[room].participants[participant].tracks.clone();
         for track in &tracks {
-            let stat = self.media_stat(&track.info, track.muted, seconds, start, bad);
+            let mut stat = self.media_stat(&track.info, track.muted, seconds, start, bad);
+            let video = track.info.r#type == lk::TrackType::Video as i32;
+            let mut effects = Effects::default();
+            for trouble in self.troubles_at(room, participant, start) {
+                effects.upstream(trouble, video);
+            }
+            apply(&mut stat, effects);
             out.push((
                 self.stats_call(
                     &room_id,
@@ -55,6 +63,15 @@ impl World {
                 let layer = self.rng.random_range(0..stat.streams.len());
                 stat.streams = vec![stat.streams.swap_remove(layer)];
             }
+            let video = info.r#type == lk::TrackType::Video as i32;
+            let mut effects = Effects::default();
+            for trouble in self.troubles_at(room, publisher, start) {
+                effects.received_from_publisher(trouble, video);
+            }
+            for trouble in self.troubles_at(room, participant, start) {
+                effects.downstream(trouble);
+            }
+            apply(&mut stat, effects);
             out.push((
                 self.stats_call(
                     &room_id,
@@ -110,6 +127,21 @@ impl World {
         out.push((self.raw_stats_call(&room_id, &room_name, key, stat), CallKind::Stats));
         let next = self.now.plus_millis(interval);
         self.schedule(next, Happening::Stats(room, participant));
+    }
+
+    /// The kinds of the troubles aimed at this participant for a sample starting at `start`.
+    fn troubles_at(
+        &self,
+        room: usize,
+        participant: usize,
+        start: UnixMillis,
+    ) -> Vec<crate::trouble::TroubleKind> {
+        self.troubles
+            .iter()
+            .filter(|t| t.room == room && t.participant == participant)
+            .filter(|t| t.from <= start && start < t.until)
+            .map(|t| t.kind)
+            .collect()
     }
 
     fn media_stat(
@@ -217,5 +249,48 @@ impl World {
             key: Some(key),
             stat: Some(stat),
         }))
+    }
+}
+
+/// Changes a media sample as `effects` say: the loss as a fraction of the packets expected (with
+/// the NACKs and retransmissions it causes), jitter, RTT, nothing sent; a lossy or jittery sample
+/// scores 2.5. Draws nothing from the generator.
+fn apply(stat: &mut lk::AnalyticsStat, effects: Effects) {
+    if !effects.any() {
+        return;
+    }
+    for stream in &mut stat.streams {
+        if effects.frozen {
+            stream.primary_packets = 0;
+            stream.primary_bytes = 0;
+            stream.retransmit_packets = 0;
+            stream.retransmit_bytes = 0;
+            stream.packets_lost = 0;
+            stream.nacks = 0;
+            stream.frames = 0;
+            for layer in &mut stream.video_layers {
+                layer.packets = 0;
+                layer.bytes = 0;
+                layer.frames = 0;
+            }
+        }
+        if let Some(loss) = effects.loss {
+            // Lost over expected (received plus lost) is `loss`.
+            let lost = (f64::from(stream.primary_packets) * loss / (1.0 - loss)).round() as u32;
+            let packet_bytes = stream.primary_bytes / u64::from(stream.primary_packets.max(1));
+            stream.packets_lost = lost;
+            stream.nacks = lost;
+            stream.retransmit_packets = lost / 2;
+            stream.retransmit_bytes = u64::from(lost / 2) * packet_bytes;
+        }
+        if let Some(jitter) = effects.jitter_us {
+            stream.jitter = jitter;
+        }
+        if let Some(rtt) = effects.rtt_ms {
+            stream.rtt = rtt;
+        }
+    }
+    if effects.loss.is_some() || effects.jitter_us.is_some() {
+        stat.score = stat.score.min(2.5);
     }
 }

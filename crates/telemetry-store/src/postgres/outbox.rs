@@ -481,13 +481,36 @@ impl Outbox for PostgresStore {
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.count_deliveries(
+            "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status",
+            &[],
+        )
+        .await
+    }
+
+    async fn room_outbox_counts(&self, room_sid: &str) -> Result<OutboxCounts, StoreError> {
+        self.count_deliveries(
+            "SELECT d.status, COUNT(*) FROM webhook_messages m \
+             JOIN webhook_deliveries d ON d.message_id = m.id \
+             WHERE m.room_sid = $1 GROUP BY d.status",
+            &[&room_sid],
+        )
+        .await
+    }
+}
+
+impl PostgresStore {
+    /// Deliveries counted by status by `query`, whose rows are (status, count).
+    async fn count_deliveries(
+        &self,
+        query: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<OutboxCounts, StoreError> {
         async {
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status")
-                .await?;
+            let statement = client.prepare_cached(query).await?;
             let mut counts = OutboxCounts::default();
-            for row in client.query(&statement, &[]).await? {
+            for row in client.query(&statement, parameters).await? {
                 let count = count_from_stored(row.try_get(1)?);
                 match enum_column(&row, 0, DeliveryStatus::parse)? {
                     DeliveryStatus::Pending => counts.pending = count,
@@ -500,9 +523,7 @@ impl Outbox for PostgresStore {
         .await
         .map_err(Failure::into_store)
     }
-}
 
-impl PostgresStore {
     /// Runs `release` (an `UPDATE` that clears claims) in a transaction and, if it released
     /// any, notifies every instance and wakes the local dispatcher; returns how many.
     async fn release_where(
