@@ -169,6 +169,8 @@ async fn health_readiness_and_metrics() {
         telemetry_core::metrics::names::CLUSTER_PUBLISHED_MESSAGES_TOTAL,
         telemetry_core::metrics::names::CLUSTER_CONSUMED_MESSAGES_TOTAL,
         telemetry_core::metrics::names::CLUSTER_REFUSED_CALLS_TOTAL,
+        telemetry_core::metrics::names::CLUSTER_CONSUMER_LAG,
+        telemetry_core::metrics::names::CLUSTER_CONSUMER_REDELIVERED,
     ];
     for name in telemetry_core::metrics::names::ALL {
         assert!(
