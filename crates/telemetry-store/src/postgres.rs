@@ -4,7 +4,9 @@
 //!   claims, attempt records and the rare writes that need an answer (requeues, endpoints,
 //!   pruning); one more connection, outside the pool, listens for other instances' wake-ups
 //!   (see `listener.rs`). Opening fails within [`CONNECT_TIMEOUT`] with
-//!   [`StoreError::Unavailable`] when the server cannot be reached.
+//!   [`StoreError::Unavailable`] when the server cannot be reached. The server ends a session
+//!   of ours that keeps a transaction open while sending nothing for
+//!   [`IDLE_IN_TRANSACTION_TIMEOUT`], so that a paused process cannot hold its locks for good.
 //! - **Writes.** One writer task commits whatever [`crate::AnalyticsStore::write`] calls are
 //!   waiting in one transaction (group commit, as SQLite's writer thread does); a write that
 //!   fails is rolled back to its savepoint and fails alone. Each call returns once its
@@ -47,6 +49,17 @@ use crate::{Backend, BoxError, Store, StoreError};
 /// fails as unavailable: long enough for a server across a data centre under load, short enough
 /// that a service pointed at a dead address says so at once rather than hanging.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the server lets a session of ours keep a transaction open while we send nothing
+/// (PostgreSQL's `idle_in_transaction_session_timeout`), unless the URL's `options` set it. A
+/// process paused in the middle of a write (SIGSTOP, a frozen VM, a stop-the-world stall) would
+/// otherwise hold its locks for as long as it stays paused: in cluster mode the lease rows of its
+/// partitions (locked `FOR SHARE` by a fenced write), which no other instance could then take,
+/// and the ordered-inserts lock, which every instance's writes wait for. The server ends such a
+/// session and rolls its transaction back; the paused writer retries once resumed, and its
+/// fence then refuses what it no longer holds. Our transactions send their statements back to
+/// back, so a gap this long means the process is not running.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a call waits for a free pooled connection before it fails as unavailable. Calls
 /// queue for connections under load; a wait this long means the database is stuck.
@@ -194,8 +207,8 @@ fn wake(notify: &Notify) {
     notify.notify_one();
 }
 
-/// Parses the URL and sets what the store needs: the connect timeout and the application name,
-/// unless the URL sets them.
+/// Parses the URL and sets what the store needs: the connect timeout, the application name and
+/// [`IDLE_IN_TRANSACTION_TIMEOUT`], unless the URL sets them.
 fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg_config: tokio_postgres::Config = url
         .parse()
@@ -205,6 +218,16 @@ fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     }
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(APPLICATION_NAME);
+    }
+    let options = pg_config.get_options().unwrap_or("").to_owned();
+    if !options.contains("idle_in_transaction_session_timeout") {
+        let timeout = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        );
+        pg_config.options(
+            options.split_whitespace().chain([timeout.as_str()]).collect::<Vec<_>>().join(" "),
+        );
     }
     Ok(pg_config)
 }

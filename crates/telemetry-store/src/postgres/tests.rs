@@ -17,7 +17,9 @@ use crate::model::{
     WebhookMessage, WriteBatch,
 };
 use crate::postgres::writer::{WriteRequest, commit_group};
-use crate::postgres::{CONNECT_TIMEOUT, PostgresConfig, PostgresStore};
+use crate::postgres::{
+    CONNECT_TIMEOUT, IDLE_IN_TRANSACTION_TIMEOUT, PostgresConfig, PostgresStore,
+};
 use crate::{AnalyticsStore, EndpointStore, Outbox, Store, StoreError};
 
 struct PostgresHarness;
@@ -67,6 +69,50 @@ async fn a_database_from_a_newer_version_is_refused() {
     let error = PostgresStore::open(config(&url)).await.expect_err("refused");
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
     assert!(error.to_string().contains("written by a newer version"), "{error}");
+}
+
+/// A process paused in the middle of a transaction (SIGSTOP) must not hold its locks for good:
+/// the server ends the session of a transaction left idle for [`IDLE_IN_TRANSACTION_TIMEOUT`],
+/// and the row it locked can be taken by another session (as another instance's heartbeat takes
+/// the lease of a paused holder's fenced write). Without the timeout the row stays locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_idle_loses_its_locks_after_the_timeout() {
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let (setup, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    setup
+        .batch_execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        .await
+        .expect("a row to lock");
+    // The store's own sessions carry the timeout; one of them locks the row and goes quiet.
+    let mut paused = store.pool.get().await.expect("a pooled connection");
+    let timeout: String = paused
+        .query_one("SHOW idle_in_transaction_session_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, format!("{}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs()));
+    let transaction = paused.transaction().await.expect("begin");
+    transaction.execute("SELECT id FROM held FOR SHARE", &[]).await.expect("lock");
+    let take = "SELECT id FROM held FOR UPDATE SKIP LOCKED";
+    assert!(setup.query(take, &[]).await.expect("skip").is_empty(), "locked while in use");
+    let started = tokio::time::Instant::now();
+    loop {
+        if !setup.query(take, &[]).await.expect("take").is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < IDLE_IN_TRANSACTION_TIMEOUT + Duration::from_secs(10),
+            "the idle transaction still holds the row"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() + Duration::from_millis(500) >= IDLE_IN_TRANSACTION_TIMEOUT);
+    // The paused session was ended: its transaction cannot go on.
+    assert!(transaction.commit().await.is_err(), "the idle transaction was rolled back");
+    drop(paused);
+    store.ping().await.expect("the pool serves again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
