@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 mod common;
 
 use async_nats::jetstream;
+use futures::TryStreamExt as _;
 use prost::Message as _;
 use telemetry_core::{Clock as _, SystemClock};
 use telemetry_proto::v1;
-use telemetry_server::cluster::partition::{consumer_name, partition_of};
+use telemetry_server::cluster::partition::{consumer_prefix, partition_of};
 use telemetry_sim::{SimulateArgs, generate};
 use telemetry_test_support::nats::NatsServer;
 use telemetry_test_support::postgres::PgServer;
@@ -209,9 +210,13 @@ async fn wait_for_spread(
 /// consumer does not exist yet).
 async fn unacknowledged(context: &jetstream::Context, stream: &str) -> Option<u64> {
     let stream = context.get_stream(stream).await.ok()?;
+    let infos: Vec<_> = stream.consumers().try_collect().await.ok()?;
     let mut total = 0;
     for partition in 0..PARTITIONS {
-        let info = stream.consumer_info(consumer_name(partition)).await.ok()?;
+        // Each holder consumes through its own consumer (`<prefix>-e<epoch>`) and deletes its
+        // predecessors' when it takes the lease.
+        let prefix = format!("{}-e", consumer_prefix(partition));
+        let info = infos.iter().find(|info| info.name.starts_with(&prefix))?;
         total += info.num_pending + info.num_ack_pending as u64;
     }
     Some(total)
