@@ -22,7 +22,7 @@ use futures::TryStreamExt as _;
 use prost::Message as _;
 use telemetry_core::{Clock as _, SystemClock};
 use telemetry_proto::v1;
-use telemetry_server::cluster::partition::{consumer_prefix, partition_of};
+use telemetry_server::cluster::partition::{consumer_prefix, fnv1a_32, partition_of, room_key};
 use telemetry_sim::{SimulateArgs, generate};
 use telemetry_test_support::nats::NatsServer;
 use telemetry_test_support::postgres::PgServer;
@@ -222,28 +222,24 @@ async fn unacknowledged(context: &jetstream::Context, stream: &str) -> Option<u6
     Some(total)
 }
 
-/// Sends `batches` round robin over `urls` by `clients` concurrent clients; the request
-/// latencies.
+/// Sends each client's batches, in order, round robin over `urls`, the clients concurrently
+/// (as SFU nodes do: each sends its own rooms' calls in order); the request latencies.
 async fn send(
     client: &reqwest::Client,
     token: &str,
     urls: &[String],
-    batches: &[Vec<u8>],
-    clients: usize,
+    clients: &[Vec<Vec<u8>>],
 ) -> anyhow::Result<Vec<Duration>> {
-    let owned: Vec<Vec<u8>> = batches.to_vec();
-    let queue = Arc::new(tokio::sync::Mutex::new(owned.into_iter().enumerate()));
     let mut workers = Vec::new();
-    for _ in 0..clients {
-        let (queue, client, token, urls) =
-            (queue.clone(), client.clone(), token.to_owned(), urls.to_vec());
+    for (number, batches) in clients.iter().enumerate() {
+        let (batches, client, token, urls) =
+            (batches.clone(), client.clone(), token.to_owned(), urls.to_vec());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            loop {
-                let Some((index, body)) = queue.lock().await.next() else { break };
+            for (index, body) in batches.into_iter().enumerate() {
                 let sent = Instant::now();
                 let response = client
-                    .post(&urls[index % urls.len()])
+                    .post(&urls[(number + index) % urls.len()])
                     .bearer_auth(&token)
                     .header("content-type", "application/x-protobuf")
                     .body(body)
@@ -264,6 +260,36 @@ async fn send(
     Ok(latencies)
 }
 
+/// Samples, every 10 ms until `stop`, whether a transaction holds the store's ordered-inserts
+/// lock (the one section every instance's event and webhook writes pass through one at a
+/// time); the share of samples in which one did.
+async fn lock_busy(url: String, stop: Arc<tokio::sync::Notify>) -> anyhow::Result<f64> {
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let lock = telemetry_store::postgres::ORDERED_INSERTS_LOCK;
+    // An advisory lock on a bigint key shows its high half as `classid`, its low as `objid`.
+    let (high, low) = (i64::from((lock >> 32) as u32), i64::from(lock as u32));
+    let query = client
+        .prepare(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = $1 AND objid::bigint = $2",
+        )
+        .await?;
+    let (mut samples, mut busy) = (0_u64, 0_u64);
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        let held: i64 = client.query_one(&query, &[&high, &low]).await?.get(0);
+        samples += 1;
+        busy += u64::from(held > 0);
+    }
+    Ok(busy as f64 / samples.max(1) as f64)
+}
+
 /// What one configuration measured.
 struct Run {
     label: String,
@@ -273,6 +299,8 @@ struct Run {
     /// CPU seconds: instances, NATS, PostgreSQL, the clients (this process).
     cpu: [f64; 4],
     stored: String,
+    /// Share of the run in which the ordered-inserts lock was held.
+    lock_busy: f64,
 }
 
 struct Setup {
@@ -280,9 +308,9 @@ struct Setup {
     postmaster: u32,
     nats: NatsServer,
     nats_pid: u32,
-    batches: Vec<Vec<u8>>,
+    /// Each client's batches, in the order it sends them.
+    batches: Vec<Vec<Vec<u8>>>,
     calls: usize,
-    clients: usize,
     lease_secs: u64,
 }
 
@@ -325,8 +353,10 @@ impl Setup {
             instances.iter().map(|instance| instance.url("/v1/telemetry")).collect();
 
         let cpu_before = self.cpu(&instances);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let sampler = tokio::spawn(lock_busy(self.postgres.url(&name), stop.clone()));
         let started = Instant::now();
-        let latencies = send(&client, &token, &urls, &self.batches, self.clients).await?;
+        let latencies = send(&client, &token, &urls, &self.batches).await?;
         // Stored: every stats window flushed and, in the cluster, every message acknowledged
         // (a message is acknowledged once what it caused is in PostgreSQL).
         loop {
@@ -343,6 +373,8 @@ impl Setup {
         }
         let elapsed = started.elapsed();
         let cpu_after = self.cpu(&instances);
+        stop.notify_one();
+        let lock_busy = sampler.await??;
         let stored = self.postgres.psql(
             &name,
             "SELECT (SELECT count(*) FROM events) || ' events, ' || (SELECT coalesce(sum(samples), 0) FROM stats_windows) || ' samples in windows'",
@@ -359,6 +391,7 @@ impl Setup {
             p99: latencies[(latencies.len() - 1) * 99 / 100],
             cpu: std::array::from_fn(|n| cpu_after[n] - cpu_before[n]),
             stored: stored.trim().to_owned(),
+            lock_busy,
         })
     }
 
@@ -453,14 +486,27 @@ fn main() -> anyhow::Result<()> {
         ..SimulateArgs::default()
     };
     let calls = generate(&args, SystemClock.now());
-    let batches: Vec<Vec<u8>> = calls
-        .chunks(options.batch)
-        .map(|chunk| v1::TelemetryBatch { calls: chunk.to_vec() }.encode_to_vec())
+    // Each room's calls go to one client (by the partition rule's hash), in the order the
+    // simulator made them; calls without a room go to the first.
+    let mut per_client: Vec<Vec<v1::TelemetryCall>> = vec![Vec::new(); options.clients.max(1)];
+    for call in &calls {
+        let client =
+            room_key(call).map_or(0, |key| fnv1a_32(key.as_bytes()) as usize) % per_client.len();
+        per_client[client].push(call.clone());
+    }
+    let batches: Vec<Vec<Vec<u8>>> = per_client
+        .iter()
+        .map(|calls| {
+            calls
+                .chunks(options.batch)
+                .map(|chunk| v1::TelemetryBatch { calls: chunk.to_vec() }.encode_to_vec())
+                .collect()
+        })
         .collect();
     println!(
-        "| load | {} calls in {} batches of {}, {} clients; {PARTITIONS} partitions, lease {} s |",
+        "| load | {} calls in {} batches of up to {}, {} clients each sending its rooms' calls in order; {PARTITIONS} partitions, lease {} s |",
         calls.len(),
-        batches.len(),
+        batches.iter().map(Vec::len).sum::<usize>(),
         options.batch,
         options.clients,
         options.lease_secs
@@ -476,7 +522,6 @@ fn main() -> anyhow::Result<()> {
         nats_pid,
         batches,
         calls: calls.len(),
-        clients: options.clients,
         lease_secs: options.lease_secs,
     };
     runtime.block_on(async {
@@ -486,7 +531,7 @@ fn main() -> anyhow::Result<()> {
             let [instances, nats, postgres, clients] = run.cpu;
             let per_call = |cpu: f64| cpu * 1e6 / setup.calls as f64;
             println!(
-                "| {} | {:.0} calls/s stored; request p50 {:.1} ms, p99 {:.1} ms; CPU µs per call: instances {:.1}, NATS {:.1}, PostgreSQL {:.1}, clients {:.1}, total {:.1}; {} |",
+                "| {} | {:.0} calls/s stored; request p50 {:.1} ms, p99 {:.1} ms; CPU µs per call: instances {:.1}, NATS {:.1}, PostgreSQL {:.1}, clients {:.1}, total {:.1}; ordered-inserts lock held {:.0} % of the time; {} |",
                 run.label,
                 run.rate,
                 run.p50.as_secs_f64() * 1e3,
@@ -496,6 +541,7 @@ fn main() -> anyhow::Result<()> {
                 per_call(postgres),
                 per_call(clients),
                 per_call(instances + nats + postgres + clients),
+                run.lock_busy * 100.0,
                 run.stored
             );
             runs.push(run);

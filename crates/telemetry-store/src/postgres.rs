@@ -87,8 +87,9 @@ const MIGRATION_LOCK: i64 = 0x7274_6374_656c_656d;
 /// before it takes its first id until it commits. Ids (event positions, delivery ids) are then
 /// taken in commit order across every instance on the database, so a reader that sees an id
 /// also sees every lower one: event pages never skip an event committed late, and a claimant
-/// never sees a queue's second delivery before its first (see `outbox.rs`).
-const ORDERED_INSERTS_LOCK: i64 = MIGRATION_LOCK + 1;
+/// never sees a queue's second delivery before its first (see `outbox.rs`). Public so that
+/// tools can watch how busy it is (`pg_locks`): it is what the instances of a cluster share.
+pub const ORDERED_INSERTS_LOCK: i64 = MIGRATION_LOCK + 1;
 
 /// The advisory lock that serialises changes to endpoints and their listings across instances,
 /// so that an instance deleting endpoints no live instance lists never misses a listing another
