@@ -124,15 +124,7 @@ async fn cluster_ingest_publishes_calls_by_partition_and_a_repeated_key_takes_ef
 
     // The repeat shows in the second instance's metrics, and every family it renders is one of
     // the service's names.
-    let metrics = second
-        .client
-        .get(second.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = second.metrics_text().await;
     let duplicates = metrics
         .lines()
         .find_map(|line| {
@@ -367,8 +359,7 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     let applied = "rtc_telemetry_cluster_consumed_messages_total{outcome=\"applied\"}";
     let waited = tokio::time::Instant::now();
     loop {
-        let metrics = a.client.get(c.url("/metrics")).send().await.expect("metrics");
-        let text = metrics.text().await.expect("text");
+        let text = crate::support::metrics_text(&a.client, &c.url("/metrics")).await;
         if text.lines().any(|line| line.strip_prefix(applied).is_some_and(|n| n.trim() != "0")) {
             break;
         }
@@ -405,8 +396,8 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
         spread_over(now, &["a", "b", "c"], SIX)
     })
     .await;
-    let metrics = a.client.get(c.url("/metrics")).send().await.expect("metrics").text().await;
-    let lost = metrics.expect("text").lines().find_map(|line| {
+    let metrics = crate::support::metrics_text(&a.client, &c.url("/metrics")).await;
+    let lost = metrics.lines().find_map(|line| {
         line.strip_prefix("rtc_telemetry_cluster_lease_events_total{event=\"lost\"} ")
             .map(|n| n.parse::<u64>().expect("a count"))
     });
@@ -438,8 +429,7 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     let handover =
         wait_for_ownership(&a, "b's partitions moved", |now| spread_over(now, &["a"], SIX)).await;
     eprintln!("cluster: a stopped instance's partitions moved in {handover:?}");
-    let metrics =
-        a.client.get(a.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics = a.metrics_text().await;
     assert!(metrics.contains("\nrtc_telemetry_cluster_partitions_owned 6\n"), "{metrics}");
     a.stop().await;
 }
@@ -617,15 +607,7 @@ pub(crate) fn sampled_room(room: usize, samples: usize) -> Vec<v1::TelemetryCall
 
 /// A counter of `app`'s `/metrics`, summed over the lines starting with `prefix`.
 pub(crate) async fn counter(app: &TestApp, prefix: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     text.lines()
         .filter_map(|line| line.strip_prefix(prefix))
         .filter_map(|value| value.trim().parse::<f64>().ok())

@@ -19,15 +19,7 @@ use crate::support::{ADMIN, TestApp, TestData, TestReceiver, endpoint_config};
 
 /// `app`'s `rtc_telemetry_cluster_consumer_lag` (or `_redelivered`) samples, by partition.
 async fn by_partition(app: &TestApp, family: &str) -> BTreeMap<u32, u64> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let prefix = format!("{family}{{partition=\"");
     text.lines()
         .filter_map(|line| line.strip_prefix(&prefix))

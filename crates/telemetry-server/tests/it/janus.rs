@@ -97,11 +97,6 @@ async fn send(app: &TestApp, events: &[Value], grouping: bool) -> (u64, u64, Vec
     (accepted, ignored, rejected)
 }
 
-async fn metrics(app: &TestApp) -> String {
-    let response = app.client.get(app.url("/metrics")).send().await.expect("metrics");
-    response.text().await.expect("the metrics' text")
-}
-
 async fn room_by_name(app: &TestApp, name: &str) -> Value {
     let rooms = app.get_ok("/v1/rooms?limit=100").await;
     let room = rooms["rooms"]
@@ -468,7 +463,7 @@ async fn bad_events_are_rejected_alone_naming_the_field_and_nothing_accepted_is_
         answer["rejected"][0]["error"].as_str().expect("error").contains("recursion limit"),
         "{answer}"
     );
-    let metrics = metrics(&app).await;
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("rtc_telemetry_janus_events_total{outcome=\"rejected\"} 10"),
         "{metrics}"
@@ -511,7 +506,7 @@ async fn caps_on_janus_state_refuse_new_servers_and_sessions_by_name() {
         errors[1].starts_with("emitter: ") && errors[1].contains("`janus.max_emitters` (2)"),
         "{errors:?}"
     );
-    let metrics = metrics(&app).await;
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("rtc_telemetry_janus_limit_refusals_total{limit=\"sessions\"} 1"),
         "{metrics}"
@@ -537,7 +532,7 @@ async fn a_janus_server_beyond_the_node_limit_is_refused_and_leaves_no_state() {
     assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
     let error = answer["rejected"][0]["error"].as_str().expect("error");
     assert!(error.starts_with("emitter: ") && error.contains("limits.max_nodes"), "{error}");
-    let metrics = metrics(&app).await;
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("rtc_telemetry_janus_state{kind=\"emitters\"} 1"), "{metrics}");
     app.stop().await;
 }

@@ -10,10 +10,6 @@ fn room_started(node: &str, room: usize) -> Value {
     json!({ "nodeId": node, "roomStarted": { "room": { "sid": format!("RM_{room}"), "name": format!("room-{room}") } } })
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.client.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_nodes_beyond_the_limit_are_rejected_per_call_and_counted() {
     let app = TestApp::start_with("[limits]\nmax_nodes = 3\n").await;
@@ -53,7 +49,7 @@ async fn new_nodes_beyond_the_limit_are_rejected_per_call_and_counted() {
         .collect();
     sids.sort_unstable();
     assert_eq!(sids, ["RM_0", "RM_1", "RM_2", "RM_99999"]);
-    let text = metrics(&app).await;
+    let text = app.metrics_text().await;
     assert!(text.contains("rtc_telemetry_limit_refusals_total{limit=\"nodes\"} 19997"), "{text}");
     assert!(text.contains("rtc_telemetry_live{kind=\"nodes\"} 3"), "{text}");
 }

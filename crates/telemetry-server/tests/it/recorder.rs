@@ -226,15 +226,7 @@ async fn invalid_recorder_items_are_dropped_alone_and_counted() {
     assert!(ids.contains(&"lk-node-checked"), "{nodes}");
     assert!(!ids.iter().any(|id| id.starts_with("NNN")), "the long node id is dropped: {nodes}");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     for (stream, dropped) in [("events", 3), ("stats", 1), ("node_room_states", 1)] {
         let line = format!("rtc_telemetry_recorder_dropped_total{{stream=\"{stream}\"}} {dropped}");
         assert!(metrics.contains(&line), "{line} in:\n{metrics}");

@@ -110,14 +110,7 @@ impl Client {
     }
 
     async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
+        crate::support::metrics_text(&self.http, &format!("{}/metrics", self.base)).await
     }
 }
 

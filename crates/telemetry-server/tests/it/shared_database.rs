@@ -40,14 +40,7 @@ fn room_and_step(webhook: &Value) -> (usize, usize) {
 }
 
 async fn metric(client: &reqwest::Client, binary: &Binary, name: &str) -> f64 {
-    let text = client
-        .get(binary.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = crate::support::metrics_text(client, &binary.url("/metrics")).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {text}"))

@@ -133,6 +133,13 @@ fn init_test_log() {
     }
 }
 
+/// The text of `GET /metrics` at `url` (Prometheus' text format; the route needs no token).
+pub(crate) async fn metrics_text(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.expect("GET /metrics");
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    response.text().await.expect("the metrics' text")
+}
+
 impl TestApp {
     pub(crate) async fn start() -> Self {
         Self::start_with("").await
@@ -219,6 +226,11 @@ impl TestApp {
         let (status, body) = self.get(path).await;
         assert_eq!(status, 200, "GET {path}: {body}");
         body
+    }
+
+    /// The text of its `GET /metrics`.
+    pub(crate) async fn metrics_text(&self) -> String {
+        metrics_text(&self.client, &self.url("/metrics")).await
     }
 
     pub(crate) async fn flush(&self) {

@@ -323,15 +323,7 @@ async fn refused_connections_and_4xx_answers_end_dead_never_delivered() {
     assert_eq!(receiver.received().len(), 4, "a 4xx is never success: retried to the end");
     let delivered = app.get_ok("/v1/webhooks/deliveries?status=delivered").await;
     assert_eq!(delivered["deliveries"], json!([]));
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("livekit_webhook_dispatch_total{status=\"failure\",reason=\"\"} 2"),
         "{metrics}"
