@@ -7,7 +7,9 @@
 //! closed when it did not hold for `quality.close_after`; its `started_at` is the start of the
 //! first bad sample and its `ended_at` the start of the first clean one, so the times do not
 //! depend on how often a track reports (by more than one sample interval). Detection runs while
-//! a sample is folded in, under its worker's lock: no pass at flush.
+//! a sample is folded in, under its worker's lock; the one exception is `no_media` of a published
+//! track that sends no samples at all, which the stats flush checks as it visits every track
+//! ([`detect::TrackQuality::check_silence`]).
 
 pub(crate) mod board;
 pub(crate) mod detect;
