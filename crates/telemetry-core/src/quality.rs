@@ -303,7 +303,7 @@ pub fn room_report_webhook(
     report: &serde_json::Value,
 ) -> RenderedWebhook {
     let event = lk::WebhookEvent {
-        id: derived_id("EV_", &[ROOM_REPORT, room_sid]),
+        id: room_report_webhook_id(room_sid),
         room: Some(lk::Room {
             sid: room_sid.to_owned(),
             name: room_name.to_owned(),
@@ -314,6 +314,11 @@ pub fn room_report_webhook(
     let mut rendered = RenderedWebhook::render(&event);
     rendered.append_field("report", report);
     rendered
+}
+
+/// The id of room `room_sid`'s `room_report` webhook ([`room_report_webhook`]).
+pub fn room_report_webhook_id(room_sid: &str) -> String {
+    derived_id("EV_", &[ROOM_REPORT, room_sid])
 }
 
 /// `prefix` and 12 base57 characters from the SHA-256 of `parts` (each length-prefixed).

@@ -9,8 +9,8 @@
 //! a simulated bad downlink is one downstream issue per track the subscriber receives, and no
 //! upstream one. In both runs every quality webhook is its event's issue, the `room_report`
 //! webhook comes once and is the API's report, whose figures are every participant's stored
-//! windows', and LiveKit's receivers accept them all. Also the routes'
-//! bad parameters.
+//! windows', and LiveKit's receivers accept them all. A report lost to a SIGKILL between the
+//! room's end and the report is made at the next start. Also the routes' bad parameters.
 
 use std::time::Duration;
 
@@ -839,4 +839,103 @@ async fn a_simulated_bad_downlink_is_one_downstream_issue_per_received_track_and
 
     let checked: Vec<_> = hooks.into_iter().chain([report_hook]).collect();
     livekit_receivers_accept(&checked, &room_sid);
+}
+
+/// The report of a room whose process was killed after the room's end was stored and before its
+/// report was (the report waits for a flush, and the killed process never flushes): the next
+/// start reports it, once, the report the API serves; a later start does not report it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_lost_to_a_sigkill_after_the_room_s_end_is_made_at_the_next_start() {
+    let receiver = TestReceiver::start().await;
+    let endpoint = format!(
+        "{}include_events = [\"room_report\", \"room_finished\"]\n",
+        endpoint_config(&receiver.url("/quality"), "livekit", SECRET)
+    );
+    let data = crate::support::TestData::new();
+    let config = format!(
+        "[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n\
+         [stats]\nflush_interval = \"1h\"\n[webhooks]\nrequest_timeout = \"2s\"\nclaim_lease = \"3s\"\n{endpoint}",
+        ADMIN.0, ADMIN.1
+    );
+    let config_path = data.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let binary = crate::support::Binary::start(&data, &config_path);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let base = (now - 600_000) / 1000 * 1000;
+    let mut calls = calls(base);
+    let ended = calls.pop().expect("roomEnded");
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client.post(binary.url(path)).bearer_auth(TestApp::token(ADMIN)).json(&body).send()
+    };
+    // The room's samples stored, then its end: acknowledged means committed.
+    let answer = post("/v1/telemetry", json!({ "calls": calls })).await.expect("ingest");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer = post("/v1/flush", json!({})).await.expect("flush");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer = post("/v1/telemetry", json!({ "calls": [ended] })).await.expect("ingest");
+    assert_eq!(answer.status().as_u16(), 200);
+    // `room_finished` is out: the room's end is stored. Its report waits for the next flush.
+    receiver
+        .wait_for(Duration::from_secs(15), |r| {
+            r.iter().any(|r| r.json()["event"] == "room_finished")
+        })
+        .await;
+    binary.signal("KILL");
+    let (status, _) = binary.wait().await;
+    assert!(!status.success());
+    assert!(
+        !receiver.received().iter().any(|r| r.json()["event"] == "room_report"),
+        "no report before the kill"
+    );
+
+    // The next start finds the room without its report and makes it after its first flush.
+    let app = TestApp::start_in(data, &endpoint).await;
+    app.flush().await;
+    receiver
+        .wait_for(Duration::from_secs(15), |r| r.iter().any(|r| r.json()["event"] == "room_report"))
+        .await;
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{ROOM_SID}/report"), Duration::from_secs(15), |r| {
+            r["final"] == true && r["webhooks"]["pending"] == 0
+        })
+        .await;
+    let reports = unique(
+        receiver.received().into_iter().filter(|r| r.json()["event"] == "room_report").collect(),
+    );
+    assert_eq!(reports.len(), 1);
+    let hook = reports[0].json();
+    assert_eq!(hook["room"]["sid"], ROOM_SID);
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report.as_object_mut().expect("an object").remove("webhooks");
+        report
+    };
+    assert_eq!(strip(&hook["report"]), strip(&report), "the report the API serves");
+    let publisher = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == PUBLISHER)
+        .expect("the publisher")
+        .clone();
+    assert!(publisher["upstream"]["bytes"].as_u64().expect("bytes") > 0, "{publisher}");
+    assert_eq!(report["issues"].as_array().expect("issues").len(), 1, "{report}");
+
+    // A later start has nothing to report.
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, &endpoint).await;
+    app.flush().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = app.get_ok("/v1/webhooks/deliveries?event=room_report").await;
+    assert_eq!(deliveries["deliveries"].as_array().expect("deliveries").len(), 1, "{deliveries}");
+    let reports = unique(
+        receiver.received().into_iter().filter(|r| r.json()["event"] == "room_report").collect(),
+    );
+    assert_eq!(reports.len(), 1);
+    app.stop().await;
+    livekit_receivers_accept(&reports, ROOM_SID);
 }
