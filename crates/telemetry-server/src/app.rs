@@ -136,7 +136,17 @@ impl App {
             registry.endpoints.clone(),
             durable.clone(),
         );
-        recover_room_reports(store.as_ref(), &registry.endpoints, &finished_rooms, &durable).await;
+        // In cluster mode, a room that just ended may be another instance's to report.
+        let settle =
+            if config.cluster.enabled { config.stats.flush_interval * 2 } else { Duration::ZERO };
+        recover_room_reports(
+            store.as_ref(),
+            &registry.endpoints,
+            &finished_rooms,
+            &durable,
+            settle,
+        )
+        .await;
         consumer.report_finished_rooms(finished_rooms);
         let state = AppState::new(
             config,
@@ -413,9 +423,11 @@ async fn recover_room_reports(
     endpoints: &webhooks::Endpoints,
     finished_rooms: &crate::room_reports::FinishedRooms,
     durable: &pipeline::Durable,
+    settle: Duration,
 ) {
     let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
-    match crate::room_reports::recover(store, endpoints, finished_rooms, durable, now).await {
+    match crate::room_reports::recover(store, endpoints, finished_rooms, durable, now, settle).await
+    {
         Ok(rooms) if rooms.is_empty() => {}
         Ok(rooms) => tracing::warn!(
             rooms = rooms.len(),

@@ -52,8 +52,11 @@ const RECOVERY_PAGE: u32 = 500;
 /// At start: hands the reporter the finished rooms that have no `room_report` message (a
 /// previous process stopped between their end and their report), among the rooms that started
 /// within [`RECOVERY_WINDOW`] of `now`; their reports wait for a flush of this process, like
-/// those of rooms finishing now. Does nothing when no endpoint wants `room_report`. Returns
-/// the rooms handed over.
+/// those of rooms finishing now. A room that ended less than `settle` before `now` is handed over
+/// only once `settle` has passed since its end: in cluster mode another instance may be making
+/// its report, after a flush of samples this process has not seen, and the first report
+/// written is the one kept. Does nothing when no endpoint wants `room_report`. Returns the
+/// rooms handed over or to be.
 ///
 /// # Errors
 ///
@@ -64,6 +67,7 @@ pub async fn recover(
     rooms: &FinishedRooms,
     durable: &Durable,
     now: telemetry_core::UnixMillis,
+    settle: Duration,
 ) -> Result<Vec<String>, telemetry_store::StoreError> {
     let name = telemetry_core::webhook_names::ROOM_REPORT;
     if endpoints.select(name).is_empty() {
@@ -87,8 +91,8 @@ pub async fn recover(
             if room.started_at < since {
                 break 'rooms;
             }
-            if room.ended_at.is_some() {
-                finished.push(room.sid);
+            if let Some(ended_at) = room.ended_at {
+                finished.push((room.sid, ended_at));
             }
         }
         match page.next {
@@ -120,15 +124,27 @@ pub async fn recover(
             _ => break,
         }
     }
-    let mark = durable.flushes().mark();
-    let unreported: Vec<String> = finished
+    let unreported: Vec<(String, telemetry_core::UnixMillis)> = finished
         .into_iter()
-        .filter(|sid| !reported.contains(&telemetry_core::quality::room_report_webhook_id(sid)))
+        .filter(|(sid, _)| {
+            !reported.contains(&telemetry_core::quality::room_report_webhook_id(sid))
+        })
         .collect();
-    for sid in &unreported {
-        rooms.push(FinishedRoom { sid: sid.clone(), flush_mark: mark });
+    let settle_ms = i64::try_from(settle.as_millis()).unwrap_or(i64::MAX);
+    for (sid, ended_at) in &unreported {
+        let wait = ended_at.plus_millis(settle_ms).millis_since(now);
+        let room = FinishedRoom { sid: sid.clone(), flush_mark: durable.flushes().mark() };
+        if wait <= 0 {
+            rooms.push(room);
+            continue;
+        }
+        let (rooms, durable) = (rooms.clone(), durable.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+            rooms.push(FinishedRoom { flush_mark: durable.flushes().mark(), ..room });
+        });
     }
-    Ok(unreported)
+    Ok(unreported.into_iter().map(|(sid, _)| sid).collect())
 }
 
 /// A room whose `ROOM_ENDED` event is stored, waiting for its report.
