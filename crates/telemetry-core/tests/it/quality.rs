@@ -533,3 +533,53 @@ fn a_silent_track_s_no_media_ends_when_its_publisher_leaves() {
     assert_eq!(ended[0].issue.id, opened[0].issue.id);
     assert_eq!(ended[0].issue.ended_at, Some(at(30)));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A published track that stops and resumes sending at any times, flushed at any cadence,
+    /// muted or not, then ended by a mute, an unpublish or its publisher's leave: every
+    /// `no_media` issue that opened is closed, once, after it started.
+    #[test]
+    fn every_no_media_issue_of_a_silent_track_is_closed(
+        cadence_s in prop::sample::select(vec![1i64, 5, 30]),
+        stop_s in 0i64..200,
+        resume_s in 0i64..300,
+        until_s in 1i64..300,
+        muted_at_s in prop::option::of(0i64..300),
+        end in 0usize..3,
+    ) {
+        let harness = call(0);
+        harness.clock.set(at(0));
+        harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+        harness.outputs();
+        let sends = |start_s: i64| start_s < stop_s || start_s >= resume_s;
+        let mut changes = Vec::new();
+        let mut from_s = 0;
+        if let Some(muted_s) = muted_at_s.filter(|&s| s < until_s) {
+            changes.extend(silence(&harness, cadence_s, (0, muted_s), 0, &sends));
+            harness.service.track_muted(room(), PUBLISHER, audio_track(true));
+            changes.extend(quality_changes(&harness));
+            from_s = muted_s;
+        }
+        changes.extend(silence(&harness, cadence_s, (from_s, until_s.max(from_s)), 0, &sends));
+        match end {
+            0 => harness.service.track_muted(room(), PUBLISHER, audio_track(true)),
+            1 => harness.service.track_unpublished(room(), PUBLISHER, "pub", audio_track(false), true, true),
+            _ => harness.service.participant_left(room(), participant(PUBLISHER), true, telemetry_core::DEFAULT_GUARD),
+        }
+        changes.extend(quality_changes(&harness));
+        let mut open = std::collections::BTreeMap::new();
+        for change in &changes {
+            let issue = &change.issue;
+            if issue.is_ended() {
+                let started = open.remove(&issue.id);
+                prop_assert_eq!(started, Some(issue.started_at), "{:?} ended without start", issue.id);
+                prop_assert!(issue.ended_at.expect("ended") >= issue.started_at);
+            } else {
+                prop_assert!(open.insert(issue.id.clone(), issue.started_at).is_none());
+            }
+        }
+        prop_assert!(open.is_empty(), "left open: {:?}", open);
+    }
+}
