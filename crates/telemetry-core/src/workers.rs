@@ -522,6 +522,10 @@ impl Worker {
             if track.direction != Direction::Upstream || !track.quality.is_published() {
                 continue;
             }
+            let interval = track.accumulator.max_interval_ms();
+            if interval > 0 {
+                track.quality.cadence_ms = u32::try_from(interval).unwrap_or(u32::MAX);
+            }
             let mut kind_changes = Vec::new();
             track.quality.check_silence(
                 &quality.thresholds,

@@ -287,6 +287,10 @@ pub(crate) struct TrackQuality {
     /// Upstream tracks seen published (`TrackPublished` without a later `TrackUnpublished`):
     /// the time silence counts from, the publication or the latest unmute; `NONE` otherwise.
     pub(crate) quiet_from: i64,
+    /// The longest interval of the track's samples taken by the latest flush that took some:
+    /// silence opens `no_media` only once it is that much longer than `open_after`, so a track
+    /// that reports every 30 s is not silent between two samples.
+    pub(crate) cadence_ms: u32,
     /// The kinds whose condition held at the last sample, as last written to the upstream board.
     pub(crate) board_mask: u8,
     /// Some detector is bad or open.
@@ -299,6 +303,7 @@ impl Default for TrackQuality {
             detectors: [Detector::default(); 5],
             muted: false,
             quiet_from: NONE,
+            cadence_ms: 0,
             board_mask: 0,
             active: false,
         }
@@ -344,8 +349,9 @@ impl TrackQuality {
 
     /// The flush's check of a published upstream track: unmuted and without a sample since
     /// `last_end` (its latest sample's end, `None` if it never sent one) or since it was
-    /// published or unmuted, whichever is later, for `open_after` at `now` (the worker's sample
-    /// time) opens `no_media`, started at that time. Appends the change.
+    /// published or unmuted, whichever is later, for `open_after` and its usual sample interval
+    /// ([`TrackQuality::cadence_ms`]) at `now` (the worker's sample time) opens `no_media`,
+    /// started at that time. Appends the change.
     pub(crate) fn check_silence(
         &mut self,
         thresholds: &Thresholds,
@@ -360,7 +366,7 @@ impl TrackQuality {
         if let Some(change) = self.detectors[IssueKind::NoMedia as usize].open_silent(
             silent_since,
             now,
-            thresholds.open_after_ms,
+            thresholds.open_after_ms.saturating_add(i64::from(self.cadence_ms)),
         ) {
             changes.push((IssueKind::NoMedia, change));
             self.active = true;

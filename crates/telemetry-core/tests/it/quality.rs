@@ -423,14 +423,43 @@ fn a_published_track_that_stops_sending_samples_opens_no_media_from_its_last_one
         assert_eq!(opened.issue.track_id, TRACK);
         assert_eq!(opened.issue.value, 0.0);
         assert_eq!(opened.issue.started_at, at(60), "{context}");
-        // Raised once the silence lasted `open_after` (10 s), within one flush.
+        // Raised once the silence lasted `open_after` (10 s) and one sample interval (a track
+        // is not silent between two samples), within one flush.
         let raised_s = seconds(opened.at);
-        assert!((70..=70 + cadence_s).contains(&raised_s), "{context}");
+        assert!((70 + cadence_s..=70 + 2 * cadence_s).contains(&raised_s), "{context}");
         assert_eq!(closed.issue.id, opened.issue.id);
         assert_eq!(closed.issue.ended_at, Some(at(150)), "{context}");
         let closed_s = seconds(closed.at);
         assert!((160..=160 + cadence_s).contains(&closed_s), "{context}");
     }
+}
+
+/// A track that reports every 30 s, flushed every second, is not silent between two samples;
+/// once its samples stop it is, from the last one's end.
+#[test]
+fn a_track_reporting_every_30_s_flushed_every_second_is_silent_only_once_its_samples_stop() {
+    let harness = call(0);
+    harness.clock.set(at(25));
+    harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+    harness.outputs();
+    let mut changes = Vec::new();
+    for second in 26..400 {
+        harness.clock.set(at(second));
+        if second % 30 == 0 && second <= 300 {
+            harness.track_stats(
+                "RoomSid",
+                &key(Direction::Upstream, PUBLISHER),
+                sample(second - 30, second, None),
+            );
+        }
+        harness.service.flush_stats();
+        changes.extend(quality_changes(&harness));
+    }
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].issue.kind, IssueKind::NoMedia);
+    assert_eq!(changes[0].issue.started_at, at(300));
+    // `open_after` (10 s) and the track's 30 s interval after its last sample.
+    assert_eq!(seconds(changes[0].at), 340);
 }
 
 #[test]
@@ -485,7 +514,8 @@ fn late_calls_that_keep_coming_open_no_no_media() {
         let changes = silence(&harness, cadence_s, (300, 360), 3600, &|_| false);
         assert_eq!(changes.len(), 1, "at {cadence_s} s: {changes:#?}");
         assert_eq!(changes[0].issue.started_at, at(300));
-        assert!((310..=310 + cadence_s).contains(&seconds(changes[0].at)), "at {cadence_s} s");
+        let raised_s = seconds(changes[0].at);
+        assert!((310 + cadence_s..=310 + 2 * cadence_s).contains(&raised_s), "at {cadence_s} s");
     }
 }
 
