@@ -220,6 +220,11 @@ impl TrackAccumulator {
         self.samples
     }
 
+    /// The longest interval one of its samples covered (0 without samples with an interval).
+    pub(crate) fn max_interval_ms(&self) -> i64 {
+        self.rates.max_interval_ms
+    }
+
     /// Folds one sample in; `interval` is the time the sample covers (see
     /// `crate::rates::sample_interval`).
     pub(crate) fn record(

@@ -7,7 +7,9 @@
 //! closed when it did not hold for `quality.close_after`; its `started_at` is the start of the
 //! first bad sample and its `ended_at` the start of the first clean one, so the times do not
 //! depend on how often a track reports (by more than one sample interval). Detection runs while
-//! a sample is folded in, under its worker's lock: no pass at flush.
+//! a sample is folded in, under its worker's lock; the one exception is `no_media` of a published
+//! track that sends no samples at all, which the stats flush checks as it visits every track
+//! ([`detect::TrackQuality::check_silence`]).
 
 pub(crate) mod board;
 pub(crate) mod detect;
@@ -301,7 +303,7 @@ pub fn room_report_webhook(
     report: &serde_json::Value,
 ) -> RenderedWebhook {
     let event = lk::WebhookEvent {
-        id: derived_id("EV_", &[ROOM_REPORT, room_sid]),
+        id: room_report_webhook_id(room_sid),
         room: Some(lk::Room {
             sid: room_sid.to_owned(),
             name: room_name.to_owned(),
@@ -312,6 +314,11 @@ pub fn room_report_webhook(
     let mut rendered = RenderedWebhook::render(&event);
     rendered.append_field("report", report);
     rendered
+}
+
+/// The id of room `room_sid`'s `room_report` webhook ([`room_report_webhook`]).
+pub fn room_report_webhook_id(room_sid: &str) -> String {
+    derived_id("EV_", &[ROOM_REPORT, room_sid])
 }
 
 /// `prefix` and 12 base57 characters from the SHA-256 of `parts` (each length-prefixed).

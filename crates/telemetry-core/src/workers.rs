@@ -64,6 +64,23 @@ pub(crate) struct Worker {
     track_hashes: SmallVec<[u64; 8]>,
     /// The tracks, in arrival order.
     tracks: Vec<TrackState>,
+    /// The worker's sample time as the last flush reckoned it, for `no_media` of silent tracks
+    /// ([`Worker::check_silence`]); `None` before the first flush that needed it.
+    sample_clock: Option<SampleClock>,
+}
+
+/// A worker's sample time at a flush: the latest time its samples and publications reached
+/// (`latest`) while they advance; while they do not, that time plus the flush clock's time
+/// since (the SFU stopped reporting, so sample time is read off the flush clock). Backlogged or
+/// replayed calls, whose times lag the clock, so never make a track look silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SampleClock {
+    /// The latest sample end or publication time seen.
+    latest: i64,
+    /// The sample time reckoned.
+    now: i64,
+    /// The flush clock then.
+    flushed_at: i64,
 }
 
 #[derive(Debug)]
@@ -134,6 +151,7 @@ impl Worker {
             guards: Vec::new(),
             track_hashes: SmallVec::new(),
             tracks: Vec::new(),
+            sample_clock: None,
         }
     }
 
@@ -401,14 +419,123 @@ impl Worker {
         }
     }
 
-    /// Marks the upstream track `track_id` muted or not: a muted track is never without media.
-    pub(crate) fn set_muted(&mut self, track_id: &str, muted: bool) {
-        if let Some(track) = self
+    /// Marks the upstream track `track_id` muted or not at `at`: a muted track is never without
+    /// media, so a mute ends its `no_media` issue (pushed to `changes`).
+    pub(crate) fn set_muted(
+        &mut self,
+        track_id: &str,
+        muted: bool,
+        at: UnixMillis,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
+    ) {
+        let Some(index) = self.upstream_track(track_id) else { return };
+        let mut kind_changes = Vec::new();
+        self.tracks[index].quality.set_muted(muted, at.0, &mut kind_changes);
+        self.emit(index, kind_changes, at, quality, changes);
+    }
+
+    /// The index of upstream track `track_id`.
+    fn upstream_track(&self, track_id: &str) -> Option<usize> {
+        self.tracks
+            .iter()
+            .position(|track| track.direction == Direction::Upstream && track.track_id == track_id)
+    }
+
+    /// `TrackPublished` of media track `track_id` at `at`: its upstream track is created if it
+    /// has no sample yet (within `max_tracks`), and marked published, so that silence opens
+    /// `no_media` even if it never sends a sample.
+    pub(crate) fn publish(
+        &mut self,
+        track_id: &str,
+        muted: bool,
+        at: UnixMillis,
+        node: NodeId,
+        max_tracks: usize,
+        hasher: &DefaultHashBuilder,
+    ) {
+        if self.reaped || self.closed_at.is_some() {
+            return;
+        }
+        let index = match self.upstream_track(track_id) {
+            Some(index) => index,
+            None if self.tracks.len() >= max_tracks => return,
+            None => {
+                self.track_hashes.push(hasher.hash_one((Direction::Upstream, track_id)));
+                self.tracks.push(TrackState {
+                    direction: Direction::Upstream,
+                    track_id: CompactString::from(track_id),
+                    kind: StreamKind::Media,
+                    node,
+                    active_at: self.active_at,
+                    last_end: None,
+                    accumulator: TrackAccumulator::default(),
+                    quality: TrackQuality::default(),
+                });
+                self.tracks.len() - 1
+            }
+        };
+        self.tracks[index].quality.publish(at.0, muted);
+    }
+
+    /// `TrackUnpublished` of `track_id`: silence no longer opens `no_media` on it.
+    pub(crate) fn unpublish(&mut self, track_id: &str) {
+        if let Some(index) = self.upstream_track(track_id) {
+            self.tracks[index].quality.unpublish();
+        }
+    }
+
+    /// The flush's `no_media` check of the published upstream tracks that send nothing (see
+    /// [`TrackQuality::check_silence`]), in the worker's sample time ([`SampleClock`]) as of
+    /// the flush clock's `now`. An open worker only.
+    fn check_silence(
+        &mut self,
+        now: UnixMillis,
+        quality: &Quality,
+        changes: &mut Vec<QualityChange>,
+    ) {
+        if !quality.thresholds.enabled || self.closed_at.is_some() {
+            return;
+        }
+        // No published track: nothing to check, and no clock to keep.
+        if !self.tracks.iter().any(|track| track.quality.is_published()) {
+            self.sample_clock = None;
+            return;
+        }
+        let latest = self
             .tracks
-            .iter_mut()
-            .find(|track| track.direction == Direction::Upstream && track.track_id == track_id)
-        {
-            track.quality.muted = muted;
+            .iter()
+            .map(|track| {
+                let end = track.last_end.map_or(i64::MIN, |end| end.0);
+                if track.quality.is_published() { end.max(track.quality.quiet_from) } else { end }
+            })
+            .fold(self.created_at.0, i64::max);
+        let sample_now = match self.sample_clock {
+            Some(clock) if latest <= clock.latest => {
+                clock.now.saturating_add(now.0.saturating_sub(clock.flushed_at).max(0))
+            }
+            _ => latest,
+        };
+        self.sample_clock = Some(SampleClock { latest, now: sample_now, flushed_at: now.0 });
+        for index in 0..self.tracks.len() {
+            let track = &mut self.tracks[index];
+            if track.direction != Direction::Upstream || !track.quality.is_published() {
+                continue;
+            }
+            let interval = track.accumulator.max_interval_ms();
+            if interval > 0 {
+                track.quality.cadence_ms = u32::try_from(interval).unwrap_or(u32::MAX);
+            }
+            let mut kind_changes = Vec::new();
+            track.quality.check_silence(
+                &quality.thresholds,
+                track.last_end.map(|end| end.0),
+                sample_now,
+                &mut kind_changes,
+            );
+            if !kind_changes.is_empty() {
+                self.emit(index, kind_changes, UnixMillis(sample_now), quality, changes);
+            }
         }
     }
 
@@ -430,6 +557,7 @@ impl Worker {
             self.reaped = true;
         }
         let mut effect = FlushEffect { reaped: reap, ..FlushEffect::default() };
+        self.check_silence(now, quality, changes);
         let mut taken = Vec::new();
         let mut idle_tracks = false;
         for track in &mut self.tracks {

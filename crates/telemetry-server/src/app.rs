@@ -136,6 +136,17 @@ impl App {
             registry.endpoints.clone(),
             durable.clone(),
         );
+        // In cluster mode, a room that just ended may be another instance's to report.
+        let settle =
+            if config.cluster.enabled { config.stats.flush_interval * 2 } else { Duration::ZERO };
+        recover_room_reports(
+            store.as_ref(),
+            &registry.endpoints,
+            &finished_rooms,
+            &durable,
+            settle,
+        )
+        .await;
         consumer.report_finished_rooms(finished_rooms);
         let state = AppState::new(
             config,
@@ -403,4 +414,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     let text = crate::metrics::render(&core, &state.metrics, &extra);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// Hands the reporter the finished rooms a previous process left without their report
+/// ([`crate::room_reports::recover`]); a failed read is logged, and the start goes on.
+async fn recover_room_reports(
+    store: &dyn Store,
+    endpoints: &webhooks::Endpoints,
+    finished_rooms: &crate::room_reports::FinishedRooms,
+    durable: &pipeline::Durable,
+    settle: Duration,
+) {
+    let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
+    match crate::room_reports::recover(store, endpoints, finished_rooms, durable, now, settle).await
+    {
+        Ok(rooms) if rooms.is_empty() => {}
+        Ok(rooms) => tracing::warn!(
+            rooms = rooms.len(),
+            "finished rooms without their report (an abrupt stop): reporting them"
+        ),
+        Err(error) => tracing::error!(%error, "looking for finished rooms without their report"),
+    }
 }

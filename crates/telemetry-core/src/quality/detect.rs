@@ -7,8 +7,13 @@
 //! covers `open_after`; it closes when the clean run, from the start of the first clean sample
 //! after the issue, covers `close_after`. Both are measured in sample time, so a track reporting
 //! every second and one reporting every 30 seconds open and close within one sample interval of
-//! each other. A detector is 24 bytes; a track's five, with their flags, 128. A clean sample of a track
+//! each other. A detector is 24 bytes; a track's five, with their flags, 136. A clean sample of a track
 //! without trouble costs a few comparisons ([`Thresholds::any_bad`]).
+//!
+//! `no_media` is also judged without samples: a published, unmuted upstream track that sends no
+//! sample at all for `open_after` opens it ([`TrackQuality::check_silence`]), checked by the
+//! stats flush, which visits every track anyway, in the worker's sample time (so the sample
+//! path pays nothing for it).
 
 use crate::quality::{IssueKind, QualityConfig};
 
@@ -113,6 +118,26 @@ impl Detector {
                 None
             }
         }
+    }
+
+    /// Opens an issue for a track silent since `silent_since` (no sample since then) if, with
+    /// any bad run under way before it, the silence covers `open_after_ms` at `now`: the issue
+    /// starts where the bad run or the silence began.
+    pub(crate) fn open_silent(
+        &mut self,
+        silent_since: i64,
+        now: i64,
+        open_after_ms: i64,
+    ) -> Option<Change> {
+        if self.open {
+            return None;
+        }
+        let since = if self.bad_since == NONE { silent_since } else { self.bad_since };
+        if now.saturating_sub(since) < open_after_ms {
+            return None;
+        }
+        *self = Detector { bad_since: since, clean_since: NONE, worst: 0.0, open: true };
+        Some(Change::Opened { started_at: since, value: 0.0 })
     }
 
     /// Closes an open issue at `at` (its track or participant went away) and forgets any bad
@@ -254,18 +279,105 @@ impl Thresholds {
 }
 
 /// The detectors of one media track and direction; they survive flushes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TrackQuality {
     detectors: [Detector; 5],
     /// The track is muted (`TrackMuted` without a later `TrackUnmuted`).
     pub(crate) muted: bool,
+    /// Upstream tracks seen published (`TrackPublished` without a later `TrackUnpublished`):
+    /// the time silence counts from, the publication or the latest unmute; `NONE` otherwise.
+    pub(crate) quiet_from: i64,
+    /// The longest interval of the track's samples taken by the latest flush that took some:
+    /// silence opens `no_media` only once it is that much longer than `open_after`, so a track
+    /// that reports every 30 s is not silent between two samples.
+    pub(crate) cadence_ms: u32,
     /// The kinds whose condition held at the last sample, as last written to the upstream board.
     pub(crate) board_mask: u8,
     /// Some detector is bad or open.
     active: bool,
 }
 
+impl Default for TrackQuality {
+    fn default() -> Self {
+        Self {
+            detectors: [Detector::default(); 5],
+            muted: false,
+            quiet_from: NONE,
+            cadence_ms: 0,
+            board_mask: 0,
+            active: false,
+        }
+    }
+}
+
 impl TrackQuality {
+    /// Marks the track published at `at` (a later publication of the same track keeps the
+    /// first).
+    pub(crate) fn publish(&mut self, at: i64, muted: bool) {
+        if self.quiet_from == NONE {
+            self.quiet_from = at;
+            self.muted = muted;
+        }
+    }
+
+    /// Marks the track unpublished: silence no longer opens `no_media`.
+    pub(crate) fn unpublish(&mut self) {
+        self.quiet_from = NONE;
+    }
+
+    /// Marks the track muted or not at `at`. A mute closes an open `no_media` issue there (a
+    /// muted track is never without media); an unmute of a published track counts its silence
+    /// from then.
+    pub(crate) fn set_muted(
+        &mut self,
+        muted: bool,
+        at: i64,
+        changes: &mut Vec<(IssueKind, Change)>,
+    ) {
+        self.muted = muted;
+        let no_media = &mut self.detectors[IssueKind::NoMedia as usize];
+        if muted {
+            if let Some(change) = no_media.force_close(at) {
+                changes.push((IssueKind::NoMedia, change));
+            }
+            self.active =
+                self.detectors.iter().any(|detector| detector.is_bad() || detector.is_open());
+        } else if self.quiet_from != NONE {
+            self.quiet_from = self.quiet_from.max(at);
+        }
+    }
+
+    /// The flush's check of a published upstream track: unmuted and without a sample since
+    /// `last_end` (its latest sample's end, `None` if it never sent one) or since it was
+    /// published or unmuted, whichever is later, for `open_after` and its usual sample interval
+    /// ([`TrackQuality::cadence_ms`]) at `now` (the worker's sample time) opens `no_media`,
+    /// started at that time. Appends the change.
+    pub(crate) fn check_silence(
+        &mut self,
+        thresholds: &Thresholds,
+        last_end: Option<i64>,
+        now: i64,
+        changes: &mut Vec<(IssueKind, Change)>,
+    ) {
+        if self.quiet_from == NONE || self.muted {
+            return;
+        }
+        let silent_since = last_end.map_or(self.quiet_from, |end| end.max(self.quiet_from));
+        if let Some(change) = self.detectors[IssueKind::NoMedia as usize].open_silent(
+            silent_since,
+            now,
+            thresholds.open_after_ms.saturating_add(i64::from(self.cadence_ms)),
+        ) {
+            changes.push((IssueKind::NoMedia, change));
+            self.active = true;
+        }
+    }
+
+    /// Whether the track is a published upstream one (`TrackPublished` seen, not unpublished).
+    pub(crate) fn is_published(&self) -> bool {
+        self.quiet_from != NONE
+    }
+
     /// Feeds one sample; `clean_kinds` are read as clean whatever the sample says (a
     /// subscriber's trouble that its publisher's upstream explains). Appends each change with its
     /// kind to `changes`.

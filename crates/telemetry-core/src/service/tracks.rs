@@ -187,20 +187,36 @@ fn identity_only(sid: &str, identity: &str) -> lk::ParticipantInfo {
     lk::ParticipantInfo { sid: sid.to_owned(), identity: identity.to_owned(), ..Default::default() }
 }
 
-/// What track calls change in call quality: an unpublished track's upstream issues and an
-/// unsubscribed track's downstream issues end (pushed before the call's own outputs); a mute
-/// keeps `no_media` from opening.
+/// What track calls change in call quality: a published media track is watched for silence
+/// (`no_media` without samples); an unpublished track's upstream issues and an unsubscribed
+/// track's downstream issues end (pushed before the call's own outputs); a mute keeps
+/// `no_media` from opening and ends an open one.
 fn quality(context: &CallContext<'_>, call: &Call) {
+    /// What the call does to the worker's track.
+    enum Change {
+        Publish { muted: bool },
+        Unpublish,
+        Unsubscribe,
+        Mute(bool),
+    }
     let (room, participant_id, track_id, what) = match call {
+        Call::TrackPublished { room, participant_id, track, .. }
+            if track.r#type == lk::TrackType::Audio as i32
+                || track.r#type == lk::TrackType::Video as i32 =>
+        {
+            (room, participant_id, &track.sid, Change::Publish { muted: track.muted })
+        }
         Call::TrackUnpublished { room, participant_id, track, .. } => {
-            (room, participant_id, &track.sid, Some(Direction::Upstream))
+            (room, participant_id, &track.sid, Change::Unpublish)
         }
         Call::TrackUnsubscribed { room, participant_id, track, .. } => {
-            (room, participant_id, &track.sid, Some(Direction::Downstream))
+            (room, participant_id, &track.sid, Change::Unsubscribe)
         }
-        Call::TrackMuted { room, participant_id, track }
-        | Call::TrackUnmuted { room, participant_id, track } => {
-            (room, participant_id, &track.sid, None)
+        Call::TrackMuted { room, participant_id, track } => {
+            (room, participant_id, &track.sid, Change::Mute(true))
+        }
+        Call::TrackUnmuted { room, participant_id, track } => {
+            (room, participant_id, &track.sid, Change::Mute(false))
         }
         _ => return,
     };
@@ -209,18 +225,38 @@ fn quality(context: &CallContext<'_>, call: &Call) {
     inner.workers.with_worker(hash, &room.sid, participant_id, |worker| {
         let Some(worker) = worker else { return };
         let mut worker = worker.lock();
+        let mut changes = Vec::new();
         match what {
-            Some(direction) => {
-                let mut changes = Vec::new();
+            Change::Publish { muted } => {
+                if inner.quality.thresholds.enabled {
+                    worker.publish(
+                        track_id,
+                        muted,
+                        context.at,
+                        context.node_id,
+                        inner.config.limits.max_tracks_per_participant,
+                        inner.workers.hasher(),
+                    );
+                }
+            }
+            Change::Unpublish | Change::Unsubscribe => {
+                let direction = if matches!(what, Change::Unpublish) {
+                    worker.unpublish(track_id);
+                    Direction::Upstream
+                } else {
+                    Direction::Downstream
+                };
                 worker.close_issues(
                     context.at,
                     &inner.quality,
                     |d, id| d == direction && id == track_id,
                     &mut changes,
                 );
-                inner.push_quality(changes);
             }
-            None => worker.set_muted(track_id, matches!(call, Call::TrackMuted { .. })),
+            Change::Mute(muted) => {
+                worker.set_muted(track_id, muted, context.at, &inner.quality, &mut changes);
+            }
         }
+        inner.push_quality(changes);
     });
 }

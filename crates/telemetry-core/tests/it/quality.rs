@@ -354,3 +354,262 @@ proptest! {
         prop_assert!(open.is_empty(), "left open: {:?}", open);
     }
 }
+
+/// The publisher's audio track `TRACK`, as `TrackPublished` carries it.
+fn audio_track(muted: bool) -> lk::TrackInfo {
+    lk::TrackInfo {
+        sid: TRACK.into(),
+        r#type: lk::TrackType::Audio as i32,
+        mime_type: "audio/opus".into(),
+        muted,
+        ..Default::default()
+    }
+}
+
+/// From `from_s` to `until_s`, every `cadence_s`: the publisher's upstream sample of `TRACK`
+/// when `sends(start_s)` says it sends one, then a flush at the sample's end, the flush clock
+/// `lag_s` later. Returns the quality changes.
+fn silence(
+    harness: &Harness,
+    cadence_s: i64,
+    (from_s, until_s): (i64, i64),
+    lag_s: i64,
+    sends: &dyn Fn(i64) -> bool,
+) -> Vec<QualityChange> {
+    let mut changes = Vec::new();
+    let mut start_s = from_s;
+    while start_s < until_s {
+        let end_s = start_s + cadence_s;
+        harness.clock.set(at(end_s + lag_s));
+        if sends(start_s) {
+            let meta = telemetry_core::CallMeta { at: at(end_s), ..harness.meta() };
+            harness
+                .service
+                .track_stats_at(
+                    meta,
+                    "RoomSid",
+                    "RoomName",
+                    &key(Direction::Upstream, PUBLISHER),
+                    &sample(start_s, end_s, None),
+                )
+                .expect("sample accepted");
+        }
+        harness.service.flush_stats();
+        changes.extend(quality_changes(harness));
+        start_s = end_s;
+    }
+    changes
+}
+
+/// A published track whose samples stop opens `no_media` from the end of its last sample, at
+/// every cadence of samples and flushes, and closes it from the start of the first sample with
+/// packets.
+#[test]
+fn a_published_track_that_stops_sending_samples_opens_no_media_from_its_last_one() {
+    for cadence_s in [1, 5, 30] {
+        let harness = call(0);
+        harness.clock.set(at(0));
+        harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+        harness.outputs();
+        // Samples until 60 s, none until 150 s, samples again until 240 s.
+        let sends = |start_s: i64| !(60..150).contains(&start_s);
+        let changes = silence(&harness, cadence_s, (0, 240), 0, &sends);
+        let context = format!("at {cadence_s} s: {changes:#?}");
+        assert_eq!(changes.len(), 2, "{context}");
+        let (opened, closed) = (&changes[0], &changes[1]);
+        assert_eq!(opened.issue.kind, IssueKind::NoMedia, "{context}");
+        assert_eq!(opened.issue.direction, Direction::Upstream);
+        assert_eq!(&*opened.issue.participant_id, PUBLISHER);
+        assert_eq!(opened.issue.track_id, TRACK);
+        assert_eq!(opened.issue.value, 0.0);
+        assert_eq!(opened.issue.started_at, at(60), "{context}");
+        // Raised once the silence lasted `open_after` (10 s) and one sample interval (a track
+        // is not silent between two samples), within one flush.
+        let raised_s = seconds(opened.at);
+        assert!((70 + cadence_s..=70 + 2 * cadence_s).contains(&raised_s), "{context}");
+        assert_eq!(closed.issue.id, opened.issue.id);
+        assert_eq!(closed.issue.ended_at, Some(at(150)), "{context}");
+        let closed_s = seconds(closed.at);
+        assert!((160..=160 + cadence_s).contains(&closed_s), "{context}");
+    }
+}
+
+/// A track that reports every 30 s, flushed every second, is not silent between two samples;
+/// once its samples stop it is, from the last one's end.
+#[test]
+fn a_track_reporting_every_30_s_flushed_every_second_is_silent_only_once_its_samples_stop() {
+    let harness = call(0);
+    harness.clock.set(at(25));
+    harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+    harness.outputs();
+    let mut changes = Vec::new();
+    for second in 26..400 {
+        harness.clock.set(at(second));
+        if second % 30 == 0 && second <= 300 {
+            harness.track_stats(
+                "RoomSid",
+                &key(Direction::Upstream, PUBLISHER),
+                sample(second - 30, second, None),
+            );
+        }
+        harness.service.flush_stats();
+        changes.extend(quality_changes(&harness));
+    }
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].issue.kind, IssueKind::NoMedia);
+    assert_eq!(changes[0].issue.started_at, at(300));
+    // `open_after` (10 s) and the track's 30 s interval after its last sample.
+    assert_eq!(seconds(changes[0].at), 340);
+}
+
+#[test]
+fn a_published_track_that_never_sends_a_sample_opens_no_media_from_its_publication() {
+    for cadence_s in [1, 5, 30] {
+        let harness = call(0);
+        harness.clock.set(at(3));
+        harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+        harness.outputs();
+        let changes = silence(&harness, cadence_s, (3, 123), 0, &|_| false);
+        let context = format!("at {cadence_s} s: {changes:#?}");
+        assert_eq!(changes.len(), 1, "{context}");
+        assert_eq!(changes[0].issue.kind, IssueKind::NoMedia, "{context}");
+        assert_eq!(changes[0].issue.started_at, at(3), "{context}");
+        assert!((13..=13 + cadence_s).contains(&seconds(changes[0].at)), "{context}");
+        // It ends when the track is unpublished, and silence opens nothing more.
+        harness.clock.set(at(130));
+        harness.service.track_unpublished(room(), PUBLISHER, "pub", audio_track(false), true, true);
+        let ended = quality_changes(&harness);
+        assert_eq!(ended.len(), 1, "{context}");
+        assert_eq!(ended[0].issue.ended_at, Some(at(130)));
+        assert!(silence(&harness, cadence_s, (130, 200), 0, &|_| false).is_empty(), "{context}");
+    }
+}
+
+/// Sample time, not the flush clock: calls that arrive an hour late (a backlog, a replay) do
+/// not make a track that keeps sending look silent, and a silent one still opens after
+/// `open_after` of the flush clock once its calls stop.
+#[test]
+fn late_calls_that_keep_coming_open_no_no_media() {
+    for cadence_s in [1, 5, 30] {
+        let harness = call(0);
+        harness.clock.set(at(3600));
+        let meta = telemetry_core::CallMeta { at: at(0), ..harness.meta() };
+        harness
+            .service
+            .apply(
+                meta,
+                telemetry_core::Call::TrackPublished {
+                    room: room(),
+                    participant_id: PUBLISHER.into(),
+                    identity: "pub".into(),
+                    track: audio_track(false),
+                    should_send_event: true,
+                },
+            )
+            .expect("applied");
+        harness.outputs();
+        let changes = silence(&harness, cadence_s, (0, 300), 3600, &|_| true);
+        assert!(changes.is_empty(), "at {cadence_s} s: {changes:#?}");
+        // Then the calls stop: silent from the last sample's end, read off the flush clock.
+        let changes = silence(&harness, cadence_s, (300, 360), 3600, &|_| false);
+        assert_eq!(changes.len(), 1, "at {cadence_s} s: {changes:#?}");
+        assert_eq!(changes[0].issue.started_at, at(300));
+        let raised_s = seconds(changes[0].at);
+        assert!((310 + cadence_s..=310 + 2 * cadence_s).contains(&raised_s), "at {cadence_s} s");
+    }
+}
+
+#[test]
+fn a_muted_silent_track_opens_nothing_until_unmuted_and_a_mute_ends_no_media() {
+    for cadence_s in [1, 5, 30] {
+        let harness = call(0);
+        harness.clock.set(at(0));
+        // Published muted: nothing for two minutes of silence.
+        harness.service.track_published(room(), PUBLISHER, "pub", audio_track(true), true);
+        harness.outputs();
+        let context = format!("at {cadence_s} s");
+        assert!(silence(&harness, cadence_s, (0, 120), 0, &|_| false).is_empty(), "{context}");
+        // Unmuted at 120 s and still silent: from the unmute.
+        harness.service.track_unmuted(room(), PUBLISHER, audio_track(false));
+        let changes = silence(&harness, cadence_s, (120, 180), 0, &|_| false);
+        assert_eq!(changes.len(), 1, "{context}: {changes:#?}");
+        assert_eq!(changes[0].issue.started_at, at(120), "{context}");
+        // Muted again at 180 s: the issue ends there, and nothing opens while muted.
+        harness.service.track_muted(room(), PUBLISHER, audio_track(true));
+        let ended = quality_changes(&harness);
+        assert_eq!(ended.len(), 1, "{context}: {ended:#?}");
+        assert_eq!(ended[0].issue.id, changes[0].issue.id);
+        assert_eq!(ended[0].issue.ended_at, Some(at(180)));
+        assert!(silence(&harness, cadence_s, (180, 300), 0, &|_| false).is_empty(), "{context}");
+    }
+}
+
+#[test]
+fn a_silent_track_s_no_media_ends_when_its_publisher_leaves() {
+    let harness = call(0);
+    harness.clock.set(at(0));
+    harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+    harness.outputs();
+    let opened = silence(&harness, 5, (0, 30), 0, &|_| false);
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    harness.service.participant_left(
+        room(),
+        participant(PUBLISHER),
+        true,
+        telemetry_core::DEFAULT_GUARD,
+    );
+    let ended = quality_changes(&harness);
+    assert_eq!(ended.len(), 1, "{ended:#?}");
+    assert_eq!(ended[0].issue.id, opened[0].issue.id);
+    assert_eq!(ended[0].issue.ended_at, Some(at(30)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A published track that stops and resumes sending at any times, flushed at any cadence,
+    /// muted or not, then ended by a mute, an unpublish or its publisher's leave: every
+    /// `no_media` issue that opened is closed, once, after it started.
+    #[test]
+    fn every_no_media_issue_of_a_silent_track_is_closed(
+        cadence_s in prop::sample::select(vec![1i64, 5, 30]),
+        stop_s in 0i64..200,
+        resume_s in 0i64..300,
+        until_s in 1i64..300,
+        muted_at_s in prop::option::of(0i64..300),
+        end in 0usize..3,
+    ) {
+        let harness = call(0);
+        harness.clock.set(at(0));
+        harness.service.track_published(room(), PUBLISHER, "pub", audio_track(false), true);
+        harness.outputs();
+        let sends = |start_s: i64| start_s < stop_s || start_s >= resume_s;
+        let mut changes = Vec::new();
+        let mut from_s = 0;
+        if let Some(muted_s) = muted_at_s.filter(|&s| s < until_s) {
+            changes.extend(silence(&harness, cadence_s, (0, muted_s), 0, &sends));
+            harness.service.track_muted(room(), PUBLISHER, audio_track(true));
+            changes.extend(quality_changes(&harness));
+            from_s = muted_s;
+        }
+        changes.extend(silence(&harness, cadence_s, (from_s, until_s.max(from_s)), 0, &sends));
+        match end {
+            0 => harness.service.track_muted(room(), PUBLISHER, audio_track(true)),
+            1 => harness.service.track_unpublished(room(), PUBLISHER, "pub", audio_track(false), true, true),
+            _ => harness.service.participant_left(room(), participant(PUBLISHER), true, telemetry_core::DEFAULT_GUARD),
+        }
+        changes.extend(quality_changes(&harness));
+        let mut open = std::collections::BTreeMap::new();
+        for change in &changes {
+            let issue = &change.issue;
+            if issue.is_ended() {
+                let started = open.remove(&issue.id);
+                prop_assert_eq!(started, Some(issue.started_at), "{:?} ended without start", issue.id);
+                prop_assert!(issue.ended_at.expect("ended") >= issue.started_at);
+            } else {
+                prop_assert!(open.insert(issue.id.clone(), issue.started_at).is_none());
+            }
+        }
+        prop_assert!(open.is_empty(), "left open: {:?}", open);
+    }
+}

@@ -5,8 +5,12 @@
 //! are set up, in `GET /v1/issues`, and in the room's report, whose figures match the stored
 //! windows and whose webhook counts match the deliveries made; the `room_report` webhook carries
 //! the report the API serves for the finished room. A simulated lossy uplink (`simulate
-//! --trouble`) gives the same: one upstream issue per troubled track, its subscribers affected.
-//! Also the routes' bad parameters.
+//! --trouble`) gives the same: one upstream issue per troubled track, its subscribers affected;
+//! a simulated bad downlink is one downstream issue per track the subscriber receives, and no
+//! upstream one. In both runs every quality webhook is its event's issue, the `room_report`
+//! webhook comes once and is the API's report, whose figures are every participant's stored
+//! windows', and LiveKit's receivers accept them all. A report lost to a SIGKILL between the
+//! room's end and the report is made at the next start. Also the routes' bad parameters.
 
 use std::time::Duration;
 
@@ -330,9 +334,318 @@ fn millis_of(value: &Value) -> i64 {
         .as_millis() as i64
 }
 
+/// The endpoint of the simulated runs: every quality webhook and the room's report.
+fn quality_endpoint(receiver: &TestReceiver) -> String {
+    format!(
+        "{}include_events = [\"quality_degraded\", \"quality_recovered\", \"room_report\"]\n",
+        endpoint_config(&receiver.url("/quality"), "livekit", SECRET)
+    )
+}
+
+/// A simulated run of `args` ending now, ingested over protobuf in chunks and flushed; returns
+/// its calls, its start and end, the room's sid and the aimed trouble.
+async fn simulate(
+    app: &TestApp,
+    args: &SimulateArgs,
+) -> (Vec<v1::TelemetryCall>, i64, i64, String, telemetry_sim::AimedTrouble) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let end = UnixMillis(now / 1000 * 1000);
+    let duration = i64::try_from(args.duration.as_millis()).expect("duration");
+    let start = end.0 - duration;
+    let target = telemetry_sim::World::new(args, UnixMillis(start)).troubles()[0].clone();
+    let calls = telemetry_sim::generate(args, end);
+    for chunk in calls.chunks(500) {
+        let (status, body) =
+            app.ingest_protobuf(&v1::TelemetryBatch { calls: chunk.to_vec() }).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.flush().await;
+    let room_sid = calls
+        .iter()
+        .find_map(|call| match &call.call {
+            Some(Member::RoomStarted(room)) => room.room.as_ref().map(|r| r.sid.clone()),
+            _ => None,
+        })
+        .expect("a room");
+    (calls, start, end.0, room_sid, target)
+}
+
+/// The participants whose downstream samples of `track` start in `[from, until)`, sorted.
+fn receivers_of(calls: &[v1::TelemetryCall], track: &str, from: i64, until: i64) -> Vec<String> {
+    let mut receivers: Vec<String> = calls
+        .iter()
+        .filter_map(|call| match &call.call {
+            Some(Member::TrackStats(stats)) => Some(stats),
+            _ => None,
+        })
+        .filter(|stats| {
+            let key = stats.key.as_ref().expect("key");
+            let stat = stats.stat.as_ref().expect("stat");
+            let at = stat.streams.first().and_then(|s| s.start_time).map(|t| t.seconds * 1000);
+            key.track_id == track
+                && key.stream_type == telemetry_core::proto::StreamType::Downstream as i32
+                && at.is_some_and(|at| (from..until).contains(&at))
+        })
+        .map(|stats| stats.key.as_ref().expect("key").participant_id.clone())
+        .collect();
+    receivers.sort_unstable();
+    receivers.dedup();
+    receivers
+}
+
+/// The start of the first and the end of the last of `participant`'s downstream samples of
+/// `track` that start in `[from, until)`.
+fn troubled_span(
+    calls: &[v1::TelemetryCall],
+    track: &str,
+    participant: &str,
+    from: i64,
+    until: i64,
+) -> (i64, i64) {
+    let millis = |at: Option<pbjson_types::Timestamp>| {
+        at.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+    };
+    let spans: Vec<(i64, i64)> = calls
+        .iter()
+        .filter_map(|call| match &call.call {
+            Some(Member::TrackStats(stats)) => Some(stats),
+            _ => None,
+        })
+        .filter(|stats| {
+            let key = stats.key.as_ref().expect("key");
+            key.track_id == track
+                && key.participant_id == participant
+                && key.stream_type == telemetry_core::proto::StreamType::Downstream as i32
+        })
+        .filter_map(|stats| {
+            let stream = stats.stat.as_ref().expect("stat").streams.first()?;
+            Some((millis(stream.start_time)?, millis(stream.end_time)?))
+        })
+        .filter(|(start, _)| (from..until).contains(start))
+        .collect();
+    let first = spans.iter().map(|span| span.0).min().expect("troubled samples");
+    let last = spans.iter().map(|span| span.1).max().expect("troubled samples");
+    (first, last)
+}
+
+/// The tracks whose downstream samples `participant` reported, sorted.
+fn tracks_received_by(calls: &[v1::TelemetryCall], participant: &str) -> Vec<String> {
+    let mut tracks: Vec<String> = calls
+        .iter()
+        .filter_map(|call| match &call.call {
+            Some(Member::TrackStats(stats)) => stats.key.as_ref(),
+            _ => None,
+        })
+        .filter(|key| {
+            key.participant_id == participant
+                && key.track
+                && key.stream_type == telemetry_core::proto::StreamType::Downstream as i32
+        })
+        .map(|key| key.track_id.clone())
+        .collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    tracks
+}
+
+/// Every `QUALITY_ISSUE_*` event of the room, in order (all pages).
+async fn quality_events(app: &TestApp, room_sid: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app.get_ok(&format!("/v1/rooms/{room_sid}/events?limit=1000{cursor}")).await;
+        events.extend(
+            page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("QUALITY_ISSUE")))
+                .cloned(),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return events,
+        }
+    }
+}
+
+/// `received` without the repeats of a webhook id (a retried delivery), in arrival order.
+fn unique(received: Vec<crate::support::Received>) -> Vec<crate::support::Received> {
+    let mut seen = std::collections::HashSet::new();
+    received.into_iter().filter(|r| seen.insert(r.id())).collect()
+}
+
+/// Waits for the room's quality webhooks and checks them against its `QUALITY_ISSUE_*` events:
+/// one `quality_degraded` per `QUALITY_ISSUE_STARTED` and one `quality_recovered` per
+/// `QUALITY_ISSUE_ENDED`, each carrying its event's issue; returns them.
+async fn quality_webhooks_match_events(
+    receiver: &TestReceiver,
+    events: &[Value],
+    room_sid: &str,
+) -> Vec<crate::support::Received> {
+    let is_quality = |r: &crate::support::Received| {
+        r.json()["event"].as_str().is_some_and(|e| e.starts_with("quality_"))
+    };
+    let received = receiver
+        .wait_for(Duration::from_secs(20), |r| {
+            r.iter().filter(|r| is_quality(r)).count() >= events.len()
+        })
+        .await;
+    // A delivery retried would be received twice: one per webhook id.
+    let hooks = unique(received.into_iter().filter(|r| is_quality(r)).collect());
+    assert_eq!(hooks.len(), events.len(), "one webhook per quality event");
+    let mut expected: Vec<(String, String, Value)> = events
+        .iter()
+        .map(|event| {
+            let name = match event["type"].as_str() {
+                Some("QUALITY_ISSUE_STARTED") => "quality_degraded",
+                Some("QUALITY_ISSUE_ENDED") => "quality_recovered",
+                other => panic!("not a quality event: {other:?}"),
+            };
+            let id = event["issue"]["id"].as_str().expect("issue id").to_owned();
+            (id, name.to_owned(), event["issue"].clone())
+        })
+        .collect();
+    let mut got: Vec<(String, String, Value)> = hooks
+        .iter()
+        .map(|hook| {
+            let body = hook.json();
+            assert_eq!(hook.path, "/quality");
+            assert_eq!(body["room"]["sid"], room_sid);
+            assert_eq!(body["participant"]["sid"], body["issue"]["participantSid"], "{body}");
+            assert_eq!(body["track"]["sid"], body["issue"]["trackSid"], "{body}");
+            let id = body["issue"]["id"].as_str().expect("issue id").to_owned();
+            (id, body["event"].as_str().expect("event").to_owned(), body["issue"].clone())
+        })
+        .collect();
+    let order =
+        |a: &(String, String, Value), b: &(String, String, Value)| (&a.0, &a.1).cmp(&(&b.0, &b.1));
+    expected.sort_by(order);
+    got.sort_by(order);
+    assert_eq!(got, expected, "each webhook is its event's issue");
+    hooks
+}
+
+/// Waits for the room's final report and checks every participant's upstream and downstream
+/// figures against its stored media windows; then waits for the `room_report` webhook, checks
+/// that it is the only one and carries the report the API serves. Returns the report and the
+/// webhook.
+async fn report_matches_windows_and_webhook(
+    app: &TestApp,
+    receiver: &TestReceiver,
+    room_sid: &str,
+    (start, end): (i64, i64),
+) -> (Value, crate::support::Received) {
+    let report =
+        wait_for_api(app, &format!("/v1/rooms/{room_sid}/report"), Duration::from_secs(10), |r| {
+            r["final"] == true
+        })
+        .await;
+    let participants = report["participants"].as_array().expect("participants");
+    assert!(participants.len() >= 2, "{report}");
+    for participant in participants {
+        let sid = participant["sid"].as_str().expect("sid");
+        for direction in ["upstream", "downstream"] {
+            let stats = app
+                .get_ok(&format!(
+                    "/v1/stats?roomSid={room_sid}&participantSid={sid}&direction={direction}&from={}&to={}",
+                    time(start - 60_000),
+                    time(end + 60_000)
+                ))
+                .await;
+            let windows: Vec<Value> = stats["series"]
+                .as_array()
+                .expect("series")
+                .iter()
+                .filter(|series| series["kind"] == "media")
+                .flat_map(|series| series["windows"].as_array().expect("windows").clone())
+                .collect();
+            let figures = &participant[direction];
+            let context = format!("{sid} {direction}: {figures}");
+            let sum =
+                |field: &str| windows.iter().map(|w| w[field].as_u64().expect(field)).sum::<u64>();
+            assert_eq!(figures["bytes"], sum("bytes"), "{context}");
+            let (packets, lost) = (sum("packets"), sum("packetsLost"));
+            let loss = if packets + lost > 0 {
+                lost as f64 * 100.0 / (packets + lost) as f64
+            } else {
+                0.0
+            };
+            let reported = figures["lossPct"].as_f64().expect("lossPct");
+            assert!((reported - loss).abs() < 1e-9, "{context}");
+            let peak =
+                windows.iter().map(|w| w["peakBps"].as_f64().expect("peakBps")).fold(0.0, f64::max);
+            assert_eq!(figures["peakBps"].as_f64(), Some(peak), "{context}");
+            let moses: Vec<f64> = windows.iter().filter_map(|w| w["mos"].as_f64()).collect();
+            match moses.iter().copied().reduce(f64::min) {
+                Some(min) => {
+                    assert_eq!(figures["mosMin"].as_f64(), Some(min), "{context}");
+                    let avg = moses.iter().sum::<f64>() / moses.len() as f64;
+                    let reported = figures["mosAvg"].as_f64().expect("mosAvg");
+                    assert!((reported - avg).abs() < 1e-9, "{context}");
+                }
+                None => assert_eq!(figures["mosMin"], Value::Null, "{context}"),
+            }
+        }
+    }
+    let received = receiver
+        .wait_for(Duration::from_secs(15), |r| r.iter().any(|r| r.json()["event"] == "room_report"))
+        .await;
+    // Every delivery of the room made: no second report can be on its way.
+    wait_for_api(app, &format!("/v1/rooms/{room_sid}/report"), Duration::from_secs(15), |r| {
+        r["webhooks"]["pending"] == 0
+    })
+    .await;
+    let mut reports = unique(
+        receiver.received().into_iter().filter(|r| r.json()["event"] == "room_report").collect(),
+    );
+    assert!(!received.is_empty());
+    assert_eq!(reports.len(), 1, "one report per finished room");
+    let hook = reports.remove(0);
+    let body = hook.json();
+    assert_eq!(body["room"]["sid"], room_sid);
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report.as_object_mut().expect("an object").remove("webhooks");
+        report
+    };
+    assert_eq!(strip(&body["report"]), strip(&report), "the report the API serves");
+    (report, hook)
+}
+
+/// LiveKit's receivers, Python and Node, accept `hooks` as they arrived (when the conformance
+/// tools are set up).
+fn livekit_receivers_accept(hooks: &[crate::support::Received], room_sid: &str) {
+    let Some(tools) = tools() else { return };
+    let cases: Vec<Value> = hooks
+        .iter()
+        .map(|request| {
+            json!({ "name": format!("ok {}", request.id()), "body": request.body,
+                    "authorization": request.headers["authorization"].to_str().expect("header"),
+                    "key": ADMIN.0, "secret": SECRET })
+        })
+        .collect();
+    for (program, script) in [
+        (tools.python.as_path(), "verify_livekit.py"),
+        (std::path::Path::new("node"), "verify_livekit.mjs"),
+    ] {
+        let results = run_receiver(program, &tools.dir.join(script), &tools.dir, &cases);
+        assert_eq!(results.len(), hooks.len(), "{script}");
+        for (result, request) in results.iter().zip(hooks) {
+            assert_eq!(result["ok"], true, "{script} rejected {}: {result}", request.body);
+            assert_eq!(result["event"], request.json()["event"], "{script}");
+            assert_eq!(result["roomSid"], room_sid, "{script}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_subscribers() {
-    let app = TestApp::start().await;
+    let receiver = TestReceiver::start().await;
+    let app = TestApp::start_with(&quality_endpoint(&receiver)).await;
     let args = SimulateArgs {
         seed: 7,
         rooms: 1,
@@ -341,29 +654,9 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
         troubles: vec![telemetry_sim::parse_trouble("lossy-uplink@40s..100s").expect("valid")],
         ..SimulateArgs::default()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_millis() as i64;
-    let end = UnixMillis(now / 1000 * 1000);
-    let start = end.0 - 300_000;
-    let target = telemetry_sim::World::new(&args, UnixMillis(start)).troubles()[0].clone();
-    let calls = telemetry_sim::generate(&args, end);
-    for chunk in calls.chunks(500) {
-        let (status, body) =
-            app.ingest_protobuf(&v1::TelemetryBatch { calls: chunk.to_vec() }).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    app.flush().await;
+    let (calls, start, end, room_sid, target) = simulate(&app, &args).await;
 
     // What the calls say: the target's tracks, and who received them while in trouble.
-    let room_sid = calls
-        .iter()
-        .find_map(|call| match &call.call {
-            Some(Member::RoomStarted(room)) => room.room.as_ref().map(|r| r.sid.clone()),
-            _ => None,
-        })
-        .expect("a room");
     let tracks: Vec<String> = calls
         .iter()
         .filter_map(|call| match &call.call {
@@ -374,28 +667,6 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
         })
         .collect();
     assert_eq!(tracks.len(), 2, "audio and video");
-    let troubled = |at: i64| (start + 40_000..start + 100_000).contains(&at);
-    let receivers_of = |track: &str| -> Vec<String> {
-        let mut receivers: Vec<String> = calls
-            .iter()
-            .filter_map(|call| match &call.call {
-                Some(Member::TrackStats(stats)) => Some(stats),
-                _ => None,
-            })
-            .filter(|stats| {
-                let key = stats.key.as_ref().expect("key");
-                let stat = stats.stat.as_ref().expect("stat");
-                let at = stat.streams.first().and_then(|s| s.start_time).map(|t| t.seconds * 1000);
-                key.track_id == track
-                    && key.stream_type == telemetry_core::proto::StreamType::Downstream as i32
-                    && at.is_some_and(troubled)
-            })
-            .map(|stats| stats.key.as_ref().expect("key").participant_id.clone())
-            .collect();
-        receivers.sort_unstable();
-        receivers.dedup();
-        receivers
-    };
 
     // One upstream packet_loss issue per troubled track, the subscribers affected, in its time.
     let issues = app.get_ok(&format!("/v1/issues?roomSid={room_sid}&kind=packet_loss")).await;
@@ -424,7 +695,7 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
             .map(|sid| sid.as_str().expect("sid").to_owned())
             .collect();
         affected.sort_unstable();
-        let receivers = receivers_of(track);
+        let receivers = receivers_of(&calls, track, start + 40_000, start + 100_000);
         assert!(!receivers.is_empty());
         assert_eq!(affected, receivers, "{issue}");
     }
@@ -437,29 +708,29 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
         "{issues:?}"
     );
 
-    // The final report's figures are those of the stored windows.
-    let report =
-        wait_for_api(&app, &format!("/v1/rooms/{room_sid}/report"), Duration::from_secs(10), |r| {
-            r["final"] == true
-        })
-        .await;
-    let stats = app
-        .get_ok(&format!(
-            "/v1/stats?roomSid={room_sid}&participantSid={}&direction=upstream&from={}&to={}",
-            target.participant_sid,
-            time(start - 60_000),
-            time(end.0 + 60_000)
-        ))
-        .await;
-    let windows: Vec<Value> = stats["series"]
+    // The events, the webhooks (one per event, its issue), and `GET /v1/issues` agree.
+    let events = quality_events(&app, &room_sid).await;
+    assert!(events.len() >= 4, "two issues opened and closed: {events:?}");
+    let hooks = quality_webhooks_match_events(&receiver, &events, &room_sid).await;
+    let all_issues = app.get_ok(&format!("/v1/issues?roomSid={room_sid}&limit=1000")).await;
+    let mut listed: Vec<&str> = all_issues["issues"]
         .as_array()
-        .expect("series")
+        .expect("issues")
         .iter()
-        .filter(|series| series["kind"] == "media")
-        .flat_map(|series| series["windows"].as_array().expect("windows").clone())
+        .map(|issue| issue["id"].as_str().expect("id"))
         .collect();
-    assert!(!windows.is_empty(), "{stats}");
-    let sum = |field: &str| windows.iter().map(|w| w[field].as_u64().expect(field)).sum::<u64>();
+    listed.sort_unstable();
+    let mut started: Vec<&str> = events
+        .iter()
+        .filter(|event| event["type"] == "QUALITY_ISSUE_STARTED")
+        .map(|event| event["issue"]["id"].as_str().expect("id"))
+        .collect();
+    started.sort_unstable();
+    assert_eq!(listed, started, "every issue listed once");
+
+    // The final report's figures are those of the stored windows, and its webhook the report.
+    let (report, report_hook) =
+        report_matches_windows_and_webhook(&app, &receiver, &room_sid, (start, end)).await;
     let participant = report["participants"]
         .as_array()
         .expect("participants")
@@ -467,13 +738,8 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
         .find(|p| p["sid"] == target.participant_sid.as_str())
         .expect("the target")
         .clone();
-    assert_eq!(participant["upstream"]["bytes"], sum("bytes"), "{participant}");
-    let (packets, lost) = (sum("packets"), sum("packetsLost"));
     let loss = participant["upstream"]["lossPct"].as_f64().expect("lossPct");
-    assert!((loss - lost as f64 * 100.0 / (packets + lost) as f64).abs() < 1e-9, "{participant}");
     assert!(loss > 2.0, "a minute of 20 % loss in five: {loss}");
-    let peak = windows.iter().map(|w| w["peakBps"].as_f64().expect("peakBps")).fold(0.0, f64::max);
-    assert_eq!(participant["upstream"]["peakBps"].as_f64(), Some(peak));
     let own: Vec<&Value> = participant["issues"]
         .as_array()
         .expect("issues")
@@ -482,4 +748,194 @@ async fn a_simulated_lossy_uplink_is_one_upstream_issue_per_track_affecting_its_
         .collect();
     assert!(own.len() >= 2, "the participant's issues list its tracks' issues: {participant}");
     app.stop().await;
+
+    let checked: Vec<_> = hooks.into_iter().chain([report_hook]).collect();
+    livekit_receivers_accept(&checked, &room_sid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_bad_downlink_is_one_downstream_issue_per_received_track_and_none_upstream() {
+    let receiver = TestReceiver::start().await;
+    let app = TestApp::start_with(&quality_endpoint(&receiver)).await;
+    let args = SimulateArgs {
+        seed: 7,
+        rooms: 1,
+        participants: 4,
+        duration: Duration::from_secs(300),
+        troubles: vec![telemetry_sim::parse_trouble("bad-downlink@40s..100s").expect("valid")],
+        ..SimulateArgs::default()
+    };
+    let (calls, start, end, room_sid, target) = simulate(&app, &args).await;
+    let troubled = |issue: &Value| {
+        millis_of(&issue["startedAt"]) < start + 100_000
+            && issue["endedAt"]
+                .as_str()
+                .is_none_or(|_| millis_of(&issue["endedAt"]) > start + 40_000)
+    };
+
+    // One downstream packet_loss issue on each track the target received in its trouble, the
+    // target's own; the publishers' upstreams are fine.
+    let received = tracks_received_by(&calls, &target.participant_sid);
+    let received: Vec<&String> = received
+        .iter()
+        .filter(|track| {
+            receivers_of(&calls, track, start + 40_000, start + 100_000)
+                .contains(&target.participant_sid)
+        })
+        .collect();
+    assert!(!received.is_empty(), "the target receives tracks in its trouble");
+    let issues = app.get_ok(&format!("/v1/issues?roomSid={room_sid}&limit=1000")).await;
+    let issues = issues["issues"].as_array().expect("issues").clone();
+    for track in &received {
+        let of_track: Vec<&Value> = issues
+            .iter()
+            .filter(|issue| {
+                issue["trackSid"] == track.as_str()
+                    && issue["kind"] == "packet_loss"
+                    && troubled(issue)
+            })
+            .collect();
+        assert_eq!(of_track.len(), 1, "{track}: {issues:?}");
+        let issue = of_track[0];
+        assert_eq!(issue["direction"], "downstream", "{issue}");
+        assert_eq!(issue["participantSid"], target.participant_sid.as_str(), "{issue}");
+        assert_eq!(issue["affected"], json!([]), "{issue}");
+        // From the first troubled sample the target received of the track to the end of the
+        // last (its subscription may start or end inside the trouble), within a sample.
+        let (first, last) =
+            troubled_span(&calls, track, &target.participant_sid, start + 40_000, start + 100_000);
+        let started = millis_of(&issue["startedAt"]);
+        let ended = millis_of(&issue["endedAt"]);
+        assert!((first..first + 5_000).contains(&started), "{issue}: first at {first}");
+        assert!((last - 5_000..=last + 5_000).contains(&ended), "{issue}: last until {last}");
+    }
+    assert!(
+        !issues.iter().any(|issue| issue["direction"] == "upstream" && troubled(issue)),
+        "a subscriber's downlink is no publisher's issue: {issues:?}"
+    );
+    assert!(
+        issues
+            .iter()
+            .filter(|issue| troubled(issue))
+            .all(|issue| issue["participantSid"] == target.participant_sid.as_str()),
+        "nobody else's: {issues:?}"
+    );
+
+    // The events and the webhooks agree; the report is its windows' and its webhook's.
+    let events = quality_events(&app, &room_sid).await;
+    assert!(events.len() >= 2 * received.len(), "{events:?}");
+    let hooks = quality_webhooks_match_events(&receiver, &events, &room_sid).await;
+    let (report, report_hook) =
+        report_matches_windows_and_webhook(&app, &receiver, &room_sid, (start, end)).await;
+    let participant = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == target.participant_sid.as_str())
+        .expect("the target")
+        .clone();
+    assert!(participant["downstream"]["lossPct"].as_f64().expect("lossPct") > 1.0, "{participant}");
+    app.stop().await;
+
+    let checked: Vec<_> = hooks.into_iter().chain([report_hook]).collect();
+    livekit_receivers_accept(&checked, &room_sid);
+}
+
+/// The report of a room whose process was killed after the room's end was stored and before its
+/// report was (the report waits for a flush, and the killed process never flushes): the next
+/// start reports it, once, the report the API serves; a later start does not report it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_lost_to_a_sigkill_after_the_room_s_end_is_made_at_the_next_start() {
+    let receiver = TestReceiver::start().await;
+    let endpoint = format!(
+        "{}include_events = [\"room_report\", \"room_finished\"]\n",
+        endpoint_config(&receiver.url("/quality"), "livekit", SECRET)
+    );
+    let data = crate::support::TestData::new();
+    let config = format!(
+        "[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n\
+         [stats]\nflush_interval = \"1h\"\n[webhooks]\nrequest_timeout = \"2s\"\nclaim_lease = \"3s\"\n{endpoint}",
+        ADMIN.0, ADMIN.1
+    );
+    let config_path = data.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let binary = crate::support::Binary::start(&data, &config_path);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let base = (now - 600_000) / 1000 * 1000;
+    let mut calls = calls(base);
+    let ended = calls.pop().expect("roomEnded");
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client.post(binary.url(path)).bearer_auth(TestApp::token(ADMIN)).json(&body).send()
+    };
+    // The room's samples stored, then its end: acknowledged means committed.
+    let answer = post("/v1/telemetry", json!({ "calls": calls })).await.expect("ingest");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer = post("/v1/flush", json!({})).await.expect("flush");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer = post("/v1/telemetry", json!({ "calls": [ended] })).await.expect("ingest");
+    assert_eq!(answer.status().as_u16(), 200);
+    // `room_finished` is out: the room's end is stored. Its report waits for the next flush.
+    receiver
+        .wait_for(Duration::from_secs(15), |r| {
+            r.iter().any(|r| r.json()["event"] == "room_finished")
+        })
+        .await;
+    binary.signal("KILL");
+    let (status, _) = binary.wait().await;
+    assert!(!status.success());
+    assert!(
+        !receiver.received().iter().any(|r| r.json()["event"] == "room_report"),
+        "no report before the kill"
+    );
+
+    // The next start finds the room without its report and makes it after its first flush.
+    let app = TestApp::start_in(data, &endpoint).await;
+    app.flush().await;
+    receiver
+        .wait_for(Duration::from_secs(15), |r| r.iter().any(|r| r.json()["event"] == "room_report"))
+        .await;
+    let report =
+        wait_for_api(&app, &format!("/v1/rooms/{ROOM_SID}/report"), Duration::from_secs(15), |r| {
+            r["final"] == true && r["webhooks"]["pending"] == 0
+        })
+        .await;
+    let reports = unique(
+        receiver.received().into_iter().filter(|r| r.json()["event"] == "room_report").collect(),
+    );
+    assert_eq!(reports.len(), 1);
+    let hook = reports[0].json();
+    assert_eq!(hook["room"]["sid"], ROOM_SID);
+    let strip = |report: &Value| {
+        let mut report = report.clone();
+        report.as_object_mut().expect("an object").remove("webhooks");
+        report
+    };
+    assert_eq!(strip(&hook["report"]), strip(&report), "the report the API serves");
+    let publisher = report["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["sid"] == PUBLISHER)
+        .expect("the publisher")
+        .clone();
+    assert!(publisher["upstream"]["bytes"].as_u64().expect("bytes") > 0, "{publisher}");
+    assert_eq!(report["issues"].as_array().expect("issues").len(), 1, "{report}");
+
+    // A later start has nothing to report.
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, &endpoint).await;
+    app.flush().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = app.get_ok("/v1/webhooks/deliveries?event=room_report").await;
+    assert_eq!(deliveries["deliveries"].as_array().expect("deliveries").len(), 1, "{deliveries}");
+    let reports = unique(
+        receiver.received().into_iter().filter(|r| r.json()["event"] == "room_report").collect(),
+    );
+    assert_eq!(reports.len(), 1);
+    app.stop().await;
+    livekit_receivers_accept(&reports, ROOM_SID);
 }
