@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod cluster_ops;
+mod cluster_replay;
 mod conformance;
 mod crash;
 mod dashboard;
