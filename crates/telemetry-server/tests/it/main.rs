@@ -6,6 +6,7 @@ mod bad_input;
 mod cluster;
 mod cluster_ops;
 mod cluster_replay;
+mod cluster_reports;
 mod conformance;
 mod crash;
 mod dashboard;
