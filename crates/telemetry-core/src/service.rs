@@ -93,12 +93,26 @@ pub enum Shed {
     TooManyTracks,
 }
 
+/// The rate group of a room's samples, from its name and sid (see
+/// [`ServiceBuilder::rate_groups`]).
+pub type RateGroups = Arc<dyn Fn(&str, &str) -> u32 + Send + Sync>;
+
 /// Builds a [`TelemetryService`].
 pub struct ServiceBuilder {
     config: CoreConfig,
     clock: Arc<dyn Clock>,
     notifier: Option<Notifier>,
     id_seed: Option<u64>,
+    rate_groups: Option<RateGroups>,
+}
+
+/// [`RateGroups`] held by the service.
+struct GroupOf(RateGroups);
+
+impl std::fmt::Debug for GroupOf {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("GroupOf(..)")
+    }
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -129,6 +143,19 @@ impl ServiceBuilder {
     #[must_use]
     pub fn id_seed(mut self, seed: u64) -> Self {
         self.id_seed = Some(seed);
+        self
+    }
+
+    /// Keeps the node rate cells of samples read from a replayable log
+    /// ([`TelemetryService::apply_from`]) apart by the group `groups` gives each sample's room
+    /// (name, sid): [`TelemetryService::drain_node_rates`] then drains one [`NodeRates`] per
+    /// group, and [`TelemetryService::forget_node_rates`] drops a group's cells not drained yet.
+    /// Cluster mode groups by partition, so that a partition's cells are stored with its
+    /// checkpoint and dropped with the partition (its samples after the checkpoint are
+    /// replayed). Other samples, and every sample without rate groups, are of no group.
+    #[must_use]
+    pub fn rate_groups(mut self, groups: RateGroups) -> Self {
+        self.rate_groups = Some(groups);
         self
     }
 
@@ -164,6 +191,7 @@ impl ServiceBuilder {
             queue: queue.clone(),
             nodes,
             flush: Mutex::new(flush::FlushState::new(ids(1))),
+            rate_groups: self.rate_groups.map(GroupOf),
         };
         (TelemetryService { inner: Arc::new(inner) }, OutputReceiver { queue })
     }
@@ -191,6 +219,8 @@ struct Inner {
     flush: Mutex<flush::FlushState>,
     /// The quality detectors' thresholds and the upstream board.
     quality: Quality,
+    /// The rate group of a sample's room, if node rate cells are kept apart by group.
+    rate_groups: Option<GroupOf>,
 }
 
 #[derive(Debug)]
@@ -249,7 +279,13 @@ impl Inner {
 impl TelemetryService {
     /// Starts building a service with `config`.
     pub fn builder(config: CoreConfig) -> ServiceBuilder {
-        ServiceBuilder { config, clock: Arc::new(SystemClock), notifier: None, id_seed: None }
+        ServiceBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            notifier: None,
+            id_seed: None,
+            rate_groups: None,
+        }
     }
 
     /// Builds a service with `config`, the system clock and random ids.
@@ -319,7 +355,9 @@ impl TelemetryService {
     ) -> Result<Option<u64>, Shed> {
         match call {
             Call::TrackStats { room_id, room_name, key, stat } => {
-                self.track_stats_at(meta, &room_id, &room_name, &key, &stat)
+                let group =
+                    self.inner.rate_groups.as_ref().map(|groups| (groups.0)(&room_name, &room_id));
+                self.track_stats_in(meta, group, &room_id, &room_name, &key, &stat)
             }
             call => Ok(self.lifecycle(meta, Some(origin), call)),
         }
@@ -338,6 +376,20 @@ impl TelemetryService {
     pub fn track_stats_at(
         &self,
         meta: CallMeta,
+        room_id: &str,
+        room_name: &str,
+        key: &StatsKey,
+        stat: &lk::AnalyticsStat,
+    ) -> Result<Option<u64>, Shed> {
+        self.track_stats_in(meta, None, room_id, room_name, key, stat)
+    }
+
+    /// [`TelemetryService::track_stats_at`] with the sample's node rate cells in rate group
+    /// `group` (a sample read from a replayable log: see [`ServiceBuilder::rate_groups`]).
+    fn track_stats_in(
+        &self,
+        meta: CallMeta,
+        group: Option<u32>,
         room_id: &str,
         _room_name: &str,
         key: &StatsKey,
@@ -414,6 +466,7 @@ impl TelemetryService {
         };
         aux.spread(
             meta.node,
+            group,
             interval,
             summary.totals.wire_bytes(),
             summary.totals.wire_packets(),
@@ -506,40 +559,59 @@ impl TelemetryService {
         inner.queue.push(std::iter::once(call).chain(worker_output))
     }
 
-    /// Moves the node rate cells accumulated since the last drain onto the output queue as one
-    /// [`NodeRates`]; returns its sequence number, or `None` if there was nothing. Then forgets
-    /// the nodes idle for longer than `limits.node_idle_timeout` (see [`crate::nodes`]): call it
-    /// every second or so.
+    /// Moves the node rate cells accumulated since the last drain onto the output queue, one
+    /// [`NodeRates`] per rate group ([`ServiceBuilder::rate_groups`]); returns the last one's
+    /// sequence number, or `None` if there was nothing. Then forgets the nodes idle for longer
+    /// than `limits.node_idle_timeout` (see [`crate::nodes`]): call it every second or so.
     pub fn drain_node_rates(&self) -> Option<u64> {
-        let mut cells: Vec<(NodeId, i64, RateCell)> = Vec::new();
+        let mut cells: Vec<(Option<u32>, NodeId, i64, RateCell)> = Vec::new();
         for shard in self.inner.workers.shards() {
             shard.aux.lock().drain_rates(&mut cells);
         }
-        cells.sort_unstable_by_key(|&(node, second, _)| (node, second));
-        let mut merged: Vec<NodeRateCell> = Vec::new();
+        cells.sort_unstable_by_key(|&(group, node, second, _)| (group, node, second));
+        let mut drained: Vec<NodeRates> = Vec::new();
         {
             let names = self.inner.nodes.reader();
-            let mut previous: Option<(NodeId, i64)> = None;
+            let mut previous: Option<(Option<u32>, NodeId, i64)> = None;
             let mut name = self.inner.unknown_node.clone();
-            for (node, second, cell) in cells {
-                if previous == Some((node, second)) {
-                    merged.last_mut().expect("a previous cell").cell.add(&cell);
+            for (group, node, second, cell) in cells {
+                if previous == Some((group, node, second)) {
+                    let rates = drained.last_mut().expect("a previous group");
+                    rates.cells.last_mut().expect("a previous cell").cell.add(&cell);
                     continue;
                 }
-                if previous.is_none_or(|(previous, _)| previous != node) {
+                if previous.is_none_or(|(previous_group, _, _)| previous_group != group) {
+                    drained.push(NodeRates { group, cells: Vec::new() });
+                }
+                if previous.is_none_or(|(previous_group, previous, _)| {
+                    previous_group != group || previous != node
+                }) {
                     name = names.get(node, &self.inner.unknown_node);
                 }
-                merged.push(NodeRateCell { node: name.clone(), second, cell });
-                previous = Some((node, second));
+                let rates = drained.last_mut().expect("a group");
+                rates.cells.push(NodeRateCell { node: name.clone(), second, cell });
+                previous = Some((group, node, second));
             }
         }
-        let last = if merged.is_empty() {
+        let last = if drained.is_empty() {
             None
         } else {
-            self.inner.queue.push([Output::NodeRates(NodeRates { cells: merged })])
+            self.inner.queue.push(drained.into_iter().map(Output::NodeRates))
         };
         self.expire_nodes();
         last
+    }
+
+    /// Drops the node rate cells of rate group `group` not drained yet
+    /// ([`ServiceBuilder::rate_groups`]): cluster mode's, of a partition no longer consumed
+    /// here or taken over (what its samples made is stored with the partition's checkpoints
+    /// only; the samples after the last one are replayed by the partition's next holder).
+    pub fn forget_node_rates(&self, group: u32) {
+        for shard in self.inner.workers.shards() {
+            let mut aux = shard.aux.lock();
+            aux.rates.retain(|(of, _, _)| *of != Some(group));
+            aux.spilled.retain(|(of, _, _, _)| *of != Some(group));
+        }
     }
 
     /// Forgets the nodes idle for longer than `limits.node_idle_timeout` (their last rate cells
@@ -560,8 +632,8 @@ impl TelemetryService {
         }
         for shard in inner.workers.shards() {
             let mut aux = shard.aux.lock();
-            aux.rates.retain(|(node, _)| !gone(node));
-            aux.spilled.retain(|(node, _, _)| !gone(node));
+            aux.rates.retain(|(_, node, _)| !gone(node));
+            aux.spilled.retain(|(_, node, _, _)| !gone(node));
             aux.metrics.retain_nodes(|node| !gone(&node));
         }
     }

@@ -658,8 +658,10 @@ pub(crate) struct WorkerLimitCounters {
 /// and sample counters.
 #[derive(Debug, Default)]
 pub(crate) struct ShardAux {
-    pub(crate) rates: Vec<(NodeId, RateRing)>,
-    pub(crate) spilled: Vec<(NodeId, i64, RateCell)>,
+    /// The rate rings by rate group and node (the group of the sample's room, if the service
+    /// has rate groups).
+    pub(crate) rates: Vec<(Option<u32>, NodeId, RateRing)>,
+    pub(crate) spilled: Vec<(Option<u32>, NodeId, i64, RateCell)>,
     pub(crate) metrics: StatsMetrics,
     pub(crate) counters: SampleCounters,
 }
@@ -668,29 +670,30 @@ impl ShardAux {
     pub(crate) fn spread(
         &mut self,
         node: NodeId,
+        group: Option<u32>,
         interval: (UnixMillis, UnixMillis),
         bytes: u64,
         packets: u64,
         direction: Direction,
     ) {
-        let index = match self.rates.iter().position(|(n, _)| *n == node) {
+        let index = match self.rates.iter().position(|(g, n, _)| *n == node && *g == group) {
             Some(index) => index,
             None => {
-                self.rates.push((node, RateRing::default()));
+                self.rates.push((group, node, RateRing::default()));
                 self.rates.len() - 1
             }
         };
         let mut spilled = Vec::new();
-        self.rates[index].1.add(interval.0, interval.1, bytes, packets, direction, &mut spilled);
-        self.spilled.extend(spilled.into_iter().map(|(second, cell)| (node, second, cell)));
+        self.rates[index].2.add(interval.0, interval.1, bytes, packets, direction, &mut spilled);
+        self.spilled.extend(spilled.into_iter().map(|(second, cell)| (group, node, second, cell)));
     }
 
-    pub(crate) fn drain_rates(&mut self, out: &mut Vec<(NodeId, i64, RateCell)>) {
+    pub(crate) fn drain_rates(&mut self, out: &mut Vec<(Option<u32>, NodeId, i64, RateCell)>) {
         out.append(&mut self.spilled);
         let mut cells = Vec::new();
-        for (node, ring) in &mut self.rates {
+        for (group, node, ring) in &mut self.rates {
             ring.drain_into(&mut cells);
-            out.extend(cells.drain(..).map(|(second, cell)| (*node, second, cell)));
+            out.extend(cells.drain(..).map(|(second, cell)| (*group, *node, second, cell)));
         }
     }
 }

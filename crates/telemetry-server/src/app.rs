@@ -71,7 +71,10 @@ impl App {
         tracing::info!(store = %place, "store open");
         let instance_id = config.instance_id();
         let metrics = Arc::new(ServerMetrics::default());
-        let (service, receiver, notify) = pipeline::build_core(config.core(SERVICE_NODE));
+        let (service, receiver, notify) = pipeline::build_core(
+            config.core(SERVICE_NODE),
+            config.cluster.enabled.then_some(config.cluster.partitions),
+        );
         // Calls in progress carry on: their workers, guards and connected state come back from
         // the store (what the last run committed, whether it stopped or was killed). In cluster
         // mode each partition's come back as its lease is taken (`cluster::consumers`).

@@ -211,13 +211,28 @@ pub async fn watch_store(store: Arc<dyn Store>, health: Arc<StoreHealth>, stop: 
 }
 
 /// Builds the core with a notifier that wakes the consumer.
+///
+/// In cluster mode (`partitions`, the stream's partition count) the node rate cells of samples
+/// read from JetStream are kept apart by partition (the partition rule over the sample's room,
+/// [`crate::cluster::partition`]; the core's rate groups): a partition's cells are drained only
+/// by a flush, so they are written in the partition's checkpoint, fenced, in the transaction
+/// that stores its offset, and dropped with the partition. A sample replayed after the stored
+/// offset was then never counted in a stored cell before: it counts once.
 pub fn build_core(
     config: telemetry_core::CoreConfig,
+    partitions: Option<u32>,
 ) -> (TelemetryService, OutputReceiver, Arc<Notify>) {
     let notify = Arc::new(Notify::new());
     let waker = notify.clone();
-    let (service, receiver) =
-        TelemetryService::builder(config).notifier(Box::new(move || waker.notify_one())).build();
+    let mut builder =
+        TelemetryService::builder(config).notifier(Box::new(move || waker.notify_one()));
+    if let Some(partitions) = partitions {
+        builder = builder.rate_groups(Arc::new(move |name: &str, sid: &str| {
+            crate::cluster::partition::partition_of_room(name, sid, partitions)
+                .unwrap_or(crate::cluster::partition::ROOMLESS_PARTITION)
+        }));
+    }
+    let (service, receiver) = builder.build();
     (service, receiver, notify)
 }
 
@@ -495,8 +510,13 @@ fn fenced_batches(
     let mut by_lease: std::collections::BTreeMap<Lease, WriteBatch> = Default::default();
     for output in outputs {
         let seq = output.seq;
-        let partition = output_room(&output.output)
-            .and_then(|(name, sid)| fencing.partition_of_room(&name, &sid));
+        let partition = match &output.output {
+            // The partition of the samples whose cells they are (`build_core`).
+            Output::NodeRates(rates) => rates.group,
+            other => {
+                output_room(other).and_then(|(name, sid)| fencing.partition_of_room(&name, &sid))
+            }
+        };
         let mut batch = to_write_batch(vec![output], endpoints, now);
         match fencing.route(partition, seq) {
             Route::Unfenced => unfenced.append(&mut batch),
@@ -607,7 +627,9 @@ pub async fn flush(service: &TelemetryService, metrics: &ServerMetrics, flushes:
 }
 
 /// Runs the periodic work until `stop` is cancelled: flush every `flush_interval`, drain node
-/// rates every second, prune data older than `retention` every ten minutes.
+/// rates every second, prune data older than `retention` every ten minutes. In cluster mode the
+/// node rates are drained by the flushes only (see [`build_core`]): every cell of a sample read
+/// from JetStream then goes with its partition's checkpoint.
 pub async fn run_timers(
     service: TelemetryService,
     durable: Durable,
@@ -621,6 +643,7 @@ pub async fn run_timers(
         tokio::time::interval_at(tokio::time::Instant::now() + flush_interval, flush_interval);
     // A late flush is not made up twice: the next one covers what the missed one would have.
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cluster = durable.flushes().fencing.is_some();
     let mut rates_tick = tokio::time::interval(RATES_DRAIN_INTERVAL);
     rates_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
@@ -630,7 +653,7 @@ pub async fn run_timers(
             _ = flush_tick.tick() => {
                 flush(&service, &metrics, durable.flushes()).await;
             }
-            _ = rates_tick.tick() => {
+            _ = rates_tick.tick(), if !cluster => {
                 service.drain_node_rates();
             }
             _ = prune_tick.tick() => {

@@ -309,3 +309,48 @@ fn gaps_are_not_covered_time() {
     assert!((window.peak_bps - 2.0 * MBIT).abs() < 1e-6);
     assert_eq!(window.resolution_ms, 5000);
 }
+
+/// Rate groups (cluster mode's partitions): the cells of samples read from a replayable log
+/// drain apart by their room's group, samples applied directly are of no group, and a group
+/// forgotten drops its cells not drained yet (its samples are replayed elsewhere).
+#[test]
+fn rate_groups_keep_logged_samples_apart_and_a_forgotten_group_drops_its_cells() {
+    use std::sync::Arc;
+    use telemetry_core::{Call, ManualClock, Origin, TelemetryService};
+    let clock = Arc::new(ManualClock::new(crate::harness::T0));
+    let (service, receiver) = TelemetryService::builder(CoreConfig::default())
+        .clock(clock)
+        .rate_groups(Arc::new(|name: &str, _sid: &str| if name == "one" { 1 } else { 2 }))
+        .build();
+    let key = StatsKey::for_data("", Direction::Upstream, "PA_1", "TR_DTPA_1");
+    let sample = |name: &str, bytes: u64| Call::TrackStats {
+        room_id: format!("RM_{name}"),
+        room_name: name.to_owned(),
+        key: key.clone(),
+        stat: stat(bytes, 10),
+    };
+    let origin = |sequence: u64| Origin { sequence, index: 0 };
+    let drained = |service: &TelemetryService| {
+        service.drain_node_rates();
+        let mut outputs = Vec::new();
+        receiver.take(usize::MAX, &mut outputs);
+        outputs
+            .into_iter()
+            .filter_map(|output| match output.output {
+                Output::NodeRates(rates) => {
+                    Some((rates.group, rates.cells.iter().map(|c| c.cell.bytes_in).sum::<u64>()))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    service.apply_from(service.now(), origin(1), sample("one", 1000)).expect("applied");
+    service.apply_from(service.now(), origin(2), sample("two", 2000)).expect("applied");
+    service.apply(service.now(), sample("direct", 4000)).expect("applied");
+    assert_eq!(drained(&service), [(None, 4000), (Some(1), 1000), (Some(2), 2000)]);
+
+    service.apply_from(service.now(), origin(3), sample("one", 1000)).expect("applied");
+    service.apply_from(service.now(), origin(4), sample("two", 2000)).expect("applied");
+    service.forget_node_rates(1);
+    assert_eq!(drained(&service), [(Some(2), 2000)]);
+}

@@ -269,6 +269,8 @@ impl Consumers {
         }
         let service = &self.state.service;
         let forgotten = service.forget_workers(in_partition);
+        // Cells of an earlier holding here not in a checkpoint: replayed from the offset.
+        service.forget_node_rates(lease.partition);
         let restored = service.restore_workers(
             workers
                 .iter()
@@ -301,6 +303,7 @@ impl Consumers {
         service.forget_workers(|room_id, room_name| {
             fencing.partition_of_room(room_name, room_id) == Some(lease.partition)
         });
+        service.forget_node_rates(lease.partition);
         fencing.gone(lease.partition, service.last_seq());
     }
 

@@ -4,7 +4,10 @@
 //! ([`telemetry_store::ClusterStore::cluster_heartbeat`]). It renews its unexpired leases, takes
 //! free or expired partitions up to its fair share of the live instances, and learns that share.
 //! Then it gives back what it holds above the share (highest partitions first), so a new instance
-//! gets its share within about one lease. A lease that was not renewed is lost. So is every lease
+//! gets its share within about one lease. A give-back runs beside the heartbeats, never in their
+//! way: its drain (a flush, the store awaited) may take longer than a lease, for example just
+//! after PostgreSQL came back with a backlog, and the leases kept must be renewed meanwhile (the
+//! one drained too: its last writes are fenced by it). A lease that was not renewed is lost. So is every lease
 //! once no heartbeat has succeeded for a whole `lease`, for example while PostgreSQL is
 //! unreachable: from then on the instance must not act for those partitions. At a graceful stop
 //! it releases every lease and leaves the cluster, so the others take its partitions at their
@@ -14,7 +17,7 @@
 //! lease to give back is drained first ([`super::consumers::Consumers::give_back`]: what its
 //! consumer applied is stored and acknowledged), then released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -106,11 +109,23 @@ pub async fn run(
     let mut interval = tokio::time::interval(ownership.lease / 3);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_success = Instant::now();
+    // The give-backs under way (each a task: see the module documentation), by partition; and
+    // what a heartbeat and the end of a give-back take in turn, so that a heartbeat that
+    // started before a release was committed does not record its lease as held again.
+    let mut giving_back: tokio::task::JoinSet<u32> = tokio::task::JoinSet::new();
+    let mut partitions_given_back: BTreeSet<u32> = BTreeSet::new();
+    let serial = Arc::new(tokio::sync::Mutex::new(()));
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = interval.tick() => {}
         }
+        while let Some(done) = giving_back.try_join_next() {
+            if let Ok(partition) = done {
+                partitions_given_back.remove(&partition);
+            }
+        }
+        let turn = serial.clone().lock_owned().await;
         let started = Instant::now();
         match cluster
             .cluster_heartbeat(&ownership.instance_id, ownership.partitions, ownership.lease)
@@ -133,7 +148,20 @@ pub async fn run(
                 }
                 let extra = heartbeat.held.len().saturating_sub(heartbeat.share as usize);
                 for &lease in heartbeat.held.iter().rev().take(extra) {
-                    release(cluster, &ownership, &leases, consumers.as_deref(), lease).await;
+                    if partitions_given_back.insert(lease.partition) {
+                        let release = release(
+                            store.clone(),
+                            ownership.clone(),
+                            leases.clone(),
+                            consumers.clone(),
+                            lease,
+                            serial.clone(),
+                        );
+                        giving_back.spawn(async move {
+                            release.await;
+                            lease.partition
+                        });
+                    }
                 }
             }
             Err(error) => {
@@ -147,27 +175,44 @@ pub async fn run(
                 }
             }
         }
+        drop(turn);
     }
+    while giving_back.join_next().await.is_some() {}
     for lease in leases.held_as_recorded() {
-        release(cluster, &ownership, &leases, consumers.as_deref(), lease).await;
+        release(
+            store.clone(),
+            ownership.clone(),
+            leases.clone(),
+            consumers.clone(),
+            lease,
+            serial.clone(),
+        )
+        .await;
     }
     if let Err(error) = cluster.leave_cluster(&ownership.instance_id).await {
         tracing::warn!(%error, "leaving the cluster failed; the lease runs out instead");
     }
 }
 
+/// Gives `lease` back: drains its partition, then releases it in the store, in `serial`'s turn
+/// (not during a heartbeat).
 async fn release(
-    cluster: &dyn telemetry_store::ClusterStore,
-    ownership: &Ownership,
-    leases: &Leases,
-    consumers: Option<&Consumers>,
+    store: Arc<dyn Store>,
+    ownership: Ownership,
+    leases: Arc<Leases>,
+    consumers: Option<Arc<Consumers>>,
     lease: Lease,
+    serial: Arc<tokio::sync::Mutex<()>>,
 ) {
-    if let Some(consumers) = consumers {
+    let Some(cluster) = store.cluster() else { return };
+    if let Some(consumers) = &consumers {
         consumers.give_back(lease.partition).await;
     }
+    let turn = serial.lock().await;
     leases.remove(lease);
-    match cluster.release_lease(&ownership.instance_id, lease).await {
+    let released = cluster.release_lease(&ownership.instance_id, lease).await;
+    drop(turn);
+    match released {
         Ok(()) => {
             leases.released.fetch_add(1, Ordering::Relaxed);
             tracing::info!(partition = lease.partition, "partition given back");
@@ -176,7 +221,7 @@ async fn release(
             tracing::warn!(%error, partition = lease.partition, "giving a partition back failed; its lease runs out instead")
         }
     }
-    if let Some(consumers) = consumers {
+    if let Some(consumers) = &consumers {
         consumers.given_back(lease.partition);
     }
 }

@@ -17,7 +17,7 @@ pub(crate) const PARTITIONS: u32 = 4;
 
 /// A stream and subject prefix of the test's own on a shared NATS server.
 pub(crate) struct Names {
-    stream: String,
+    pub(crate) stream: String,
     prefix: String,
 }
 
@@ -48,7 +48,7 @@ async fn post(app: &TestApp, body: &Value, key: Option<&str>) -> (u16, Value, Op
 }
 
 /// Every message of the stream: (subject, batch).
-async fn messages(nats_url: &str, stream: &str) -> Vec<(String, v1::TelemetryBatch)> {
+pub(crate) async fn messages(nats_url: &str, stream: &str) -> Vec<(String, v1::TelemetryBatch)> {
     let client = async_nats::connect(nats_url).await.expect("connect");
     let context = jetstream::new(client);
     let mut stream = context.get_stream(stream).await.expect("stream");
@@ -254,7 +254,7 @@ async fn without_the_cluster_a_repeated_idempotency_key_is_answered_like_the_fir
 }
 
 /// `GET /v1/cluster` of `app`: (id, partitions) of each instance.
-async fn ownership(app: &TestApp) -> Vec<(String, Vec<u32>)> {
+pub(crate) async fn ownership(app: &TestApp) -> Vec<(String, Vec<u32>)> {
     let status = app.get_ok("/v1/cluster").await;
     status["instances"]
         .as_array()
@@ -616,7 +616,7 @@ pub(crate) async fn counter(app: &TestApp, prefix: &str) -> u64 {
 }
 
 /// How many samples the stored windows of room `sid` hold.
-async fn stored_samples(app: &TestApp, sid: &str) -> u64 {
+pub(crate) async fn stored_samples(app: &TestApp, sid: &str) -> u64 {
     let stats = app.get_ok(&format!("/v1/stats?roomSid={sid}&from=0")).await;
     stats["series"]
         .as_array()

@@ -5,6 +5,8 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod cluster_ops;
+mod cluster_replay;
+mod cluster_reports;
 mod conformance;
 mod crash;
 mod dashboard;
