@@ -221,6 +221,21 @@ fn summary(
     }
 }
 
+/// On a fresh core, every issue ended was started before, and none is started twice while open.
+fn check_issue_changes(outputs: &[Sequenced]) {
+    let mut open = std::collections::HashSet::new();
+    for output in outputs {
+        if let Output::Quality(change) = &output.output {
+            let id = &change.issue.id;
+            if change.issue.is_ended() {
+                assert!(open.remove(id), "issue {id} ended without being started: {outputs:#?}");
+            } else {
+                assert!(open.insert(id.clone()), "issue {id} started twice: {outputs:#?}");
+            }
+        }
+    }
+}
+
 /// Checks decoded calls: each one decoded re-reads as itself, and applying them to a core
 /// accepts exactly those that convert (none is shed here), rejects the rest with their index,
 /// and produces consecutive outputs.
@@ -261,10 +276,13 @@ fn check_calls(format: Format, calls: Vec<Result<v1::TelemetryCall, String>>) {
     let outputs = drain(&receiver, &service, &mut last);
     assert_eq!(outcome.last_seq.unwrap_or(0), last, "the outcome names the last output");
     let states = outputs.iter().filter(|o| matches!(o.output, Output::Worker(_))).count();
+    let changes = outputs.iter().filter(|o| matches!(o.output, Output::Quality(_))).count();
     assert!(
-        outputs.len() - states <= count,
-        "a call produces at most one output besides its worker's state"
+        outputs.len() - states - changes <= count,
+        "a call produces at most one output besides its worker's state and the quality changes \
+         it causes (a leave or an unpublish may end several issues): {outputs:#?}"
     );
+    check_issue_changes(&outputs);
     assert!(states <= count, "a call changes at most one worker");
     let endpoints = endpoints();
     store(outputs, &endpoints);
