@@ -286,3 +286,35 @@ fn an_issue_without_a_restored_worker_is_not_restored() {
     assert_eq!(next.service.restore_issues(&open), 0, "no worker");
     assert!(next.outputs().is_empty());
 }
+
+/// A partition given back and taken again by the same instance: `forget_workers` takes the
+/// forgotten publisher's upstream off the board, so that once its issue was closed elsewhere
+/// (nothing open to restore), a subscriber's own loss is its own issue, not explained away by
+/// what this instance saw before.
+#[test]
+fn forgotten_workers_leave_the_upstream_board() {
+    let mut kept = Kept::default();
+    let service = call(1, &mut kept);
+    let opened = upstream(&service, &mut kept, 0, 40, 1000);
+    assert_eq!(opened.len(), 1);
+    assert_eq!(service.service.forget_workers(|_, _| true), 2);
+    // Meanwhile its next owner closed the issue.
+    let mut closed = opened[0].clone();
+    closed.issue.ended_at = Some(at(40));
+    kept.changes.push(closed);
+    service.service.restore_workers(kept.workers.clone());
+    assert_eq!(service.service.restore_issues(&kept.open_issues()), 0);
+    let mut changes = Vec::new();
+    for start_s in (40..60).step_by(5) {
+        service.clock.set(at(start_s + 5));
+        service.track_stats(
+            "RoomSid",
+            &key(Direction::Downstream, "PA_sub0"),
+            sample(start_s, start_s + 5, true),
+        );
+        changes.extend(kept.keep(&service));
+    }
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].issue.direction, Direction::Downstream);
+    assert_eq!(&*changes[0].issue.participant_id, "PA_sub0");
+}
