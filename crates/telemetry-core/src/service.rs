@@ -697,16 +697,60 @@ impl TelemetryService {
         restored
     }
 
+    /// Restores the quality issues a previous run left open (the open issues of the store,
+    /// [`crate::quality::QualityIssue`]s with no `ended_at`), after
+    /// [`TelemetryService::restore_workers`]: each goes back on its track of its participant's
+    /// worker, open since its start with its worst value, an upstream one on the upstream board
+    /// with its `affected` list. So an issue open at a restart or a take-over keeps its id: a
+    /// replayed bad sample opens no second issue, a clean run of `quality.close_after` after
+    /// the restore closes it (a clean run under way at the cut starts again), and a leave or an
+    /// unpublish closes it, each with its `QUALITY_ISSUE_ENDED` output. Produces no output.
+    /// Returns how many were restored; skipped are closed issues, issues without an open worker
+    /// (left as they are in the store), kinds open on their track already, and everything while
+    /// `quality.enabled` is false.
+    pub fn restore_issues<'a>(
+        &self,
+        issues: impl IntoIterator<Item = &'a crate::quality::QualityIssue>,
+    ) -> usize {
+        let inner = &*self.inner;
+        if !inner.quality.thresholds.enabled {
+            return 0;
+        }
+        let _lifecycle = inner.lifecycle.lock();
+        let now = inner.clock.now();
+        let max_tracks = inner.config.limits.max_tracks_per_participant;
+        let mut restored = 0;
+        for issue in issues.into_iter().filter(|issue| !issue.is_ended()) {
+            let hash = inner.workers.hash(&issue.room_id, &issue.participant_id);
+            let done =
+                inner.workers.with_worker(hash, &issue.room_id, &issue.participant_id, |worker| {
+                    worker.is_some_and(|worker| {
+                        worker.lock().restore_issue(
+                            issue,
+                            now,
+                            max_tracks,
+                            inner.workers.hasher(),
+                            &inner.quality,
+                        )
+                    })
+                });
+            restored += usize::from(done);
+        }
+        restored
+    }
+
     /// Drops the stats workers of the rooms `forget(room_id, room_name)` names, with the samples
     /// they hold not yet flushed, and produces no output: what they held is someone else's to
     /// store. Cluster mode calls it for the rooms of a partition this instance no longer owns
     /// (their next owner restores them from the store and replays what was not stored) and
-    /// before restoring a partition it takes. Returns how many open workers were dropped (they
+    /// before restoring a partition it takes; their upstream tracks leave the quality upstream
+    /// board, so that a restore of the rooms ([`TelemetryService::restore_issues`]) starts from
+    /// the store. Returns how many open workers were dropped (they
     /// leave `livekit_participant_total` as at a leave).
     pub fn forget_workers(&self, forget: impl Fn(&str, &str) -> bool) -> usize {
         let inner = &*self.inner;
         let mut lifecycle = inner.lifecycle.lock();
-        let open = inner.workers.forget(forget);
+        let open = inner.workers.forget(forget, &inner.quality.board);
         for node in &open {
             if let Some(metrics) = lifecycle.metrics.get_mut(node) {
                 metrics.participants -= 1;

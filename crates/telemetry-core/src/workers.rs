@@ -419,6 +419,66 @@ impl Worker {
         }
     }
 
+    /// Restores `issue`, an issue of this worker's participant left open in the store by a
+    /// previous run, on its track (made, as a media track of the worker's node, if the worker
+    /// has none yet): its detector is open since the issue's start with its worst value (see
+    /// [`crate::quality::detect::Detector::restored`] for the hysteresis), and an upstream
+    /// issue is back on the board with its stored `affected` list. A later clean run closes it
+    /// with the same id, and a leave, an unpublish or the track's idleness (counted from `now`)
+    /// closes it as any other. Returns false, changing nothing, for a closed worker (its issues
+    /// were closed with it), a track the worker cannot hold (`max_tracks`) or a kind open on the
+    /// track already.
+    pub(crate) fn restore_issue(
+        &mut self,
+        issue: &QualityIssue,
+        now: UnixMillis,
+        max_tracks: usize,
+        hasher: &DefaultHashBuilder,
+        quality: &Quality,
+    ) -> bool {
+        if self.closed_at.is_some() || self.reaped {
+            return false;
+        }
+        let direction = issue.direction;
+        let hash = hasher.hash_one((direction, issue.track_id.as_str()));
+        let tracks = &self.tracks;
+        let found = self.track_hashes.iter().enumerate().position(|(index, &candidate)| {
+            candidate == hash
+                && tracks[index].direction == direction
+                && tracks[index].track_id == issue.track_id
+        });
+        let index = match found {
+            Some(index) => index,
+            None if self.tracks.len() >= max_tracks => return false,
+            None => {
+                self.track_hashes.push(hash);
+                self.tracks.push(TrackState {
+                    direction,
+                    track_id: issue.track_id.clone(),
+                    kind: StreamKind::Media,
+                    node: self.node,
+                    active_at: now,
+                    last_end: None,
+                    accumulator: TrackAccumulator::default(),
+                    quality: TrackQuality::default(),
+                });
+                self.tracks.len() - 1
+            }
+        };
+        let track = &mut self.tracks[index];
+        if track.kind != StreamKind::Media
+            || !track.quality.restore(issue.kind, issue.started_at.0, issue.value as f32)
+        {
+            return false;
+        }
+        if direction == Direction::Upstream {
+            let mask = track.quality.bad_mask();
+            quality.board.restore(&track.track_id, mask, &issue.affected);
+            track.quality.board_mask = mask;
+        }
+        true
+    }
+
     /// Marks the upstream track `track_id` muted or not at `at`: a muted track is never without
     /// media, so a mute ends its `no_media` issue (pushed to `changes`).
     pub(crate) fn set_muted(
@@ -950,9 +1010,22 @@ impl WorkerTable {
     }
 
     /// Removes every worker (retired ones too) whose room `forget(room_id, room_name)` names,
-    /// with its samples not yet flushed and without any output; returns the node of each open
-    /// worker removed (they leave the participant gauge).
-    pub(crate) fn forget(&self, forget: impl Fn(&str, &str) -> bool) -> Vec<NodeId> {
+    /// with its samples not yet flushed and without any output, and takes their upstream tracks
+    /// off the upstream `board` (a later restore of the rooms starts from the store, not from
+    /// what this instance saw); returns the node of each open worker removed (they leave the
+    /// participant gauge).
+    pub(crate) fn forget(
+        &self,
+        forget: impl Fn(&str, &str) -> bool,
+        board: &crate::quality::board::UpstreamBoard,
+    ) -> Vec<NodeId> {
+        let off_board = |worker: &Worker| {
+            for track in &worker.tracks {
+                if track.quality.board_mask != 0 {
+                    board.set(&track.track_id, 0);
+                }
+            }
+        };
         let mut open = Vec::new();
         for shard in self.shards.iter() {
             let mut workers = shard.workers.write();
@@ -962,6 +1035,7 @@ impl WorkerTable {
                 if !forget(&worker.room_id, &worker.room_name) {
                     return true;
                 }
+                off_board(worker);
                 if worker.closed_at.is_none() {
                     open.push(worker.node);
                 }
@@ -971,7 +1045,13 @@ impl WorkerTable {
             if removed > 0 {
                 self.slots.fetch_sub(removed, Ordering::Relaxed);
             }
-            shard.retired.lock().retain(|worker| !forget(&worker.room_id, &worker.room_name));
+            shard.retired.lock().retain(|worker| {
+                let forgotten = forget(&worker.room_id, &worker.room_name);
+                if forgotten {
+                    off_board(worker);
+                }
+                !forgotten
+            });
         }
         open
     }

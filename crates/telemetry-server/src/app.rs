@@ -22,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use telemetry_store::Store;
-use telemetry_store::model::WorkerRecord;
+use telemetry_store::model::{IssueRecord, IssuesQuery, WorkerRecord};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,6 +84,12 @@ impl App {
             let kept = live.len();
             let restored = service.restore_workers(live.iter().map(WorkerRecord::to_state));
             tracing::info!(kept, restored, "stats workers of calls in progress restored");
+            // Their open quality issues too, so each is closed with its own id.
+            let open =
+                store.issues(open_issues()).await.context("reading the open quality issues")?;
+            let issues: Vec<_> = open.iter().map(IssueRecord::to_issue).collect();
+            let restored = service.restore_issues(&issues);
+            tracing::info!(open = open.len(), restored, "open quality issues restored");
         }
         let registry = EndpointRegistry::new(
             instance_id.clone(),
@@ -438,4 +444,10 @@ async fn recover_room_reports(
         ),
         Err(error) => tracing::error!(%error, "looking for finished rooms without their report"),
     }
+}
+
+/// The query of every open quality issue of the store, restored with the workers at a start
+/// (here) and at a partition's take-over (`cluster::consumers`).
+pub(crate) fn open_issues() -> IssuesQuery {
+    IssuesQuery { open: Some(true), limit: u32::MAX, ..IssuesQuery::default() }
 }

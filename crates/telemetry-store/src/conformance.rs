@@ -273,7 +273,8 @@ pub async fn projections_merge_what_arrives_out_of_order(harness: &dyn Harness) 
 
 /// Issues: a start then its end is one closed row; a start applied again never reopens it; a
 /// start and end in one write is the closed row; the filters of `GET /v1/issues` select by
-/// openness, room, kind and overlap with `[from, to)`; all of it survives a reopen.
+/// openness, room, kind and overlap with `[from, to)`; all of it survives a reopen, and every
+/// open issue is listed whole under the largest limit (what a restart restores).
 pub async fn issues_merge_by_their_rule_filter_and_survive_a_reopen(harness: &dyn Harness) {
     use telemetry_core::quality::IssueKind;
     let database = harness.database().await;
@@ -308,7 +309,10 @@ pub async fn issues_merge_by_their_rule_filter_and_survive_a_reopen(harness: &dy
     write(vec![loss_open.clone()]).await;
     let jitter_closed = issue("QI_jit", "RM_a", IssueKind::Jitter, 100, Some(130));
     write(vec![issue("QI_jit", "RM_a", IssueKind::Jitter, 100, None), jitter_closed.clone()]).await;
-    let rtt_open = issue("QI_rtt", "RM_b", IssueKind::Rtt, 200, None);
+    let rtt_open = IssueRecord {
+        affected: vec!["PA_s3".into()],
+        ..issue("QI_rtt", "RM_b", IssueKind::Rtt, 200, None)
+    };
     write(vec![rtt_open.clone()]).await;
     let all = IssuesQuery { limit: 100, ..Default::default() };
     let list = |query: IssuesQuery| {
@@ -345,7 +349,14 @@ pub async fn issues_merge_by_their_rule_filter_and_survive_a_reopen(harness: &dy
     assert_eq!(list(IssuesQuery { limit: 1, ..all.clone() }).await, ["QI_loss"]);
     drop(store);
     let reopened = database.open().await;
-    assert_eq!(reopened.issues(all).await.expect("issues"), [loss_closed, jitter_closed, rtt_open]);
+    assert_eq!(
+        reopened.issues(all).await.expect("issues"),
+        [loss_closed, jitter_closed, rtt_open.clone()]
+    );
+    // What a restart or a take-over restores: every open issue, whole (`affected` included),
+    // with the largest limit.
+    let open = IssuesQuery { open: Some(true), limit: u32::MAX, ..Default::default() };
+    assert_eq!(reopened.issues(open).await.expect("open issues"), [rtt_open]);
 }
 
 /// Counters beyond what a signed 64-bit column holds are stored saturated, never wrapped.

@@ -75,6 +75,29 @@ impl UpstreamBoard {
         }
     }
 
+    /// Adds the kinds `bad` to `track_id`'s entry, with the subscribers `affected` listed (those
+    /// not listed yet, up to [`MAX_AFFECTED`]): an upstream issue restored from the store
+    /// ([`crate::TelemetryService::restore_issues`]).
+    pub(crate) fn restore(&self, track_id: &str, bad: u8, affected: &[String]) {
+        if bad == 0 {
+            return;
+        }
+        let mut shard = self.shard(track_id).lock();
+        let entry = shard.entry(CompactString::from(track_id)).or_insert_with(|| {
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            Entry::default()
+        });
+        entry.bad |= bad;
+        for subscriber in affected {
+            if entry.affected.len() >= MAX_AFFECTED {
+                break;
+            }
+            if !entry.affected.iter().any(|listed| **listed == **subscriber) {
+                entry.affected.push(Arc::from(subscriber.as_str()));
+            }
+        }
+    }
+
     /// A subscriber's downstream sample of `track_id`: returns the kinds in trouble on its
     /// upstream (0 if none) and lists `subscriber` as affected if there are any.
     pub(crate) fn reached(&self, track_id: &str, subscriber: &Arc<str>) -> u8 {

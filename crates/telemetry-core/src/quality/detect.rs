@@ -140,6 +140,17 @@ impl Detector {
         Some(Change::Opened { started_at: since, value: 0.0 })
     }
 
+    /// An issue open since `started_at` with the worst value `worst`, as a restart or a cluster
+    /// take-over restores it from the store ([`TrackQuality::restore`]): its bad run starts at
+    /// the issue's start (so it keeps its id), and its clean run is empty, so it closes once
+    /// clean samples seen *after the restore* cover `close_after`. A clean run under way at the
+    /// cut was never stored: it starts again, which may close the issue up to `close_after`
+    /// later than without the cut, never earlier (replayed samples of a take-over rebuild it
+    /// exactly).
+    pub(crate) fn restored(started_at: i64, worst: f32) -> Self {
+        Self { bad_since: started_at, clean_since: NONE, worst, open: true }
+    }
+
     /// Closes an open issue at `at` (its track or participant went away) and forgets any bad
     /// run.
     pub(crate) fn force_close(&mut self, at: i64) -> Option<Change> {
@@ -421,6 +432,25 @@ impl TrackQuality {
             .zip(&self.detectors)
             .filter(|(_, detector)| detector.is_bad())
             .fold(0, |mask, (kind, _)| mask | kind.bit())
+    }
+
+    /// Restores an issue of `kind` open since `started_at` with the worst value `worst` (see
+    /// [`Detector::restored`]); returns false, changing nothing, if that kind's issue is open
+    /// already. A bad run under way on the kind is replaced by the restored issue.
+    pub(crate) fn restore(&mut self, kind: IssueKind, started_at: i64, worst: f32) -> bool {
+        let Some(detector) = IssueKind::ALL
+            .into_iter()
+            .zip(&mut self.detectors)
+            .find_map(|(candidate, detector)| (candidate == kind).then_some(detector))
+        else {
+            return false;
+        };
+        if detector.is_open() {
+            return false;
+        }
+        *detector = Detector::restored(started_at, worst);
+        self.active = true;
+        true
     }
 
     /// Whether any issue is open.

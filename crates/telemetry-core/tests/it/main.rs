@@ -9,5 +9,6 @@ mod hostile_volume;
 mod method_table;
 mod ordering;
 mod quality;
+mod quality_restore;
 mod stats_scenarios;
 mod worker_lifecycle;

@@ -236,14 +236,15 @@ impl Consumers {
         let started = tokio::time::Instant::now();
         let store = self.state.store.clone();
         let mut wait = Duration::from_millis(100);
-        let (offset, workers) = loop {
+        let (offset, workers, issues) = loop {
             let read = async {
                 let Some(leases) = store.cluster() else {
                     return Err(telemetry_store::StoreError::Closed);
                 };
                 let offset = leases.partition_offset(lease.partition).await?;
                 let workers = store.live_workers().await?;
-                Ok((offset, workers))
+                let issues = store.issues(crate::app::open_issues()).await?;
+                Ok((offset, workers, issues))
             };
             match read.await {
                 Ok(read) => break read,
@@ -277,12 +278,21 @@ impl Consumers {
                 .filter(|worker| in_partition(&worker.room_id, &worker.room_name))
                 .map(telemetry_store::model::WorkerRecord::to_state),
         );
+        // The partition's open quality issues go back on their workers' tracks, so that a
+        // replayed sample does not open a second issue and each closes with its own id.
+        let issues: Vec<_> = issues
+            .iter()
+            .filter(|issue| in_partition(&issue.room_sid, &issue.room_name))
+            .map(telemetry_store::model::IssueRecord::to_issue)
+            .collect();
+        let issues = service.restore_issues(&issues);
         fencing.hold(lease, service.last_seq(), offset);
         drop(gate);
         tracing::info!(
             epoch = lease.epoch,
             offset,
             restored,
+            issues,
             forgotten,
             took = ?started.elapsed(),
             "partition taken over: its rooms' workers restored, the stream replayed after the stored offset"

@@ -971,9 +971,33 @@ async fn send_batch(client: &reqwest::Client, base: &str, body: &[u8], key: &str
 /// cluster stores of the same calls: each room's events in order, each once (no event id
 /// twice), every sample in exactly one window (bytes, packets and samples per track equal), and
 /// every webhook delivered at least once, each room's in order of first arrival. The killed
-/// instance's partitions are processed again within the lease plus a few seconds.
+/// instance's partitions are processed again within the lease plus a few seconds. Quality
+/// detection runs as configured by default: its events are among those stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowledged_call_once() {
+    sigkill_under_load(Vec::new()).await;
+}
+
+/// FIXME: the same with a lossy uplink in every room over most of the call, so that quality
+/// issues are open or about to open when kc is killed. An issue stored open at the kill is
+/// restored at the take-over and stored once, but a bad run under way at the partition's
+/// stored offset and not yet open when kc died is in no store: the replay starts it at its first
+/// replayed sample, so its issue opens later, with another id than one instance's (seen in 2
+/// of 3 runs). Closing this needs the detectors' pending runs kept with the offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "FIXME: a bad run under way at the stored offset is not restored"]
+async fn three_instances_lose_one_to_sigkill_with_quality_issues_open_and_store_them_once() {
+    let troubles = (0..8)
+        .map(|room| {
+            telemetry_sim::parse_trouble(&format!("lossy-uplink:{room}.0@4s..50s"))
+                .expect("a trouble")
+        })
+        .collect();
+    sigkill_under_load(troubles).await;
+}
+
+/// The three-instance SIGKILL run of the simulator's traffic with `troubles` injected.
+async fn sigkill_under_load(troubles: Vec<telemetry_sim::Trouble>) {
     const SIX: u32 = 6;
     const LEASE: std::time::Duration = std::time::Duration::from_secs(2);
     const PER_REQUEST: usize = 25;
@@ -988,6 +1012,7 @@ async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowle
         duration: std::time::Duration::from_secs(60),
         stats_interval: std::time::Duration::from_secs(2),
         speed: 0.0,
+        troubles,
         ..telemetry_sim::SimulateArgs::default()
     };
     let now = telemetry_core::Clock::now(&telemetry_core::SystemClock);
@@ -1006,9 +1031,10 @@ async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowle
 
     // What one instance without the cluster stores of these calls.
     let reference_hooks = crate::support::TestReceiver::start().await;
-    let reference = TestApp::start_with(&format!(
-        "[quality]\nenabled = false\n{}",
-        crate::support::endpoint_config(&reference_hooks.url("/hook"), "livekit", SECRET)
+    let reference = TestApp::start_with(&crate::support::endpoint_config(
+        &reference_hooks.url("/hook"),
+        "livekit",
+        SECRET,
     ))
     .await;
     for body in &bodies {
@@ -1029,6 +1055,15 @@ async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowle
     let (expected, _) = stored(&client, &reference.url(""), &rooms).await;
     let expected_samples: u64 = expected.stats.values().map(|totals| totals.2).sum();
     assert_eq!(expected_samples, samples, "the reference stores every sample");
+    // The default `[quality]`: the simulator's bad spells open quality issues, whose events must
+    // be stored once too (issues open at the kill are restored at the take-over).
+    let quality_events = expected
+        .events
+        .values()
+        .flatten()
+        .filter(|event| event["type"].as_str().is_some_and(|t| t.starts_with("QUALITY_ISSUE")))
+        .count();
+    eprintln!("cluster: the reference stores {quality_events} quality issue events");
     loop {
         let pending =
             get_json(&client, &reference.url("/v1/webhooks/deliveries?status=pending&limit=1"))
@@ -1055,7 +1090,7 @@ async fn three_instances_lose_one_to_sigkill_under_load_and_store_every_acknowle
         std::fs::write(
             &path,
             format!(
-                "[stats]\nflush_interval = \"1s\"\n[quality]\nenabled = false\n\
+                "[stats]\nflush_interval = \"1s\"\n\
                  [[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n\
                  {}instance_id = \"{id}\"\nlease = \"2s\"\n{}",
                 ADMIN.0,

@@ -240,3 +240,128 @@ async fn a_sigkill_carries_on_the_calls_in_progress() {
     let binary = Binary::start(&data, &config_path);
     check_after_restart(&Client::new(binary.url("")), &receiver, true).await;
 }
+
+/// The quality endpoint's configuration: the receiver's, with the quality webhooks included.
+fn quality_endpoint(receiver: &TestReceiver) -> String {
+    format!(
+        "{}include_events = [\"quality_degraded\", \"quality_recovered\"]\n",
+        endpoint_config(&receiver.url("/hook"), "livekit", "webhook-secret-0123456789abcdef0123")
+    )
+}
+
+/// Dave's upstream audio over `[start, start + 5 s)`, 20 % of its packets lost if `lossy`.
+fn audio_sample(start: i64, lossy: bool) -> Value {
+    json!({ "nodeId": "sfu-1", "trackStats": {
+        "roomId": ROOM, "roomName": "restart",
+        "key": { "streamType": "UPSTREAM", "participantId": "PA_dave", "trackId": "TR_audio",
+                 "trackSource": "MICROPHONE", "trackType": "AUDIO", "track": true },
+        "stat": { "score": 4.5, "streams": [ { "primaryBytes": "25000", "primaryPackets": 200,
+                                 "packetsLost": if lossy { 50 } else { 0 },
+                                 "startTime": rfc3339(start), "endTime": rfc3339(start + 5000) } ] } } })
+}
+
+/// Before the restart: dave joins, publishes audio and sends 20 s of it with 20 % loss from
+/// `base`: its `packet_loss` issue opens (after 10 s) and is open at the restart.
+fn lossy_before(base: i64) -> Vec<Value> {
+    let mut calls = vec![
+        json!({ "nodeId": "sfu-1", "roomStarted": { "room": room() } }),
+        json!({ "nodeId": "sfu-1", "participantJoined": { "room": room(), "participant": participant("PA_dave") } }),
+        json!({ "nodeId": "sfu-1", "participantActive": { "room": room(), "participant": participant("PA_dave") } }),
+        json!({ "nodeId": "sfu-1", "trackPublished": { "room": room(), "participantId": "PA_dave", "identity": "PA_dave-identity",
+            "track": { "sid": "TR_audio", "type": "AUDIO", "source": "MICROPHONE", "mimeType": "audio/opus" } } }),
+    ];
+    calls.extend((0..4).map(|n| audio_sample(base + n * 5000, true)));
+    calls
+}
+
+/// The issue open before the restart: its id.
+async fn open_issue(client: &Client) -> String {
+    let open = client.get("/v1/issues?open=true").await;
+    let issues = open["issues"].as_array().expect("issues");
+    assert_eq!(issues.len(), 1, "{open}");
+    assert_eq!(issues[0]["kind"], "packet_loss");
+    issues[0]["id"].as_str().expect("an id").to_owned()
+}
+
+/// After the restart: 15 s of clean audio close the issue that was open, with its id, its start
+/// and the start of the first clean sample as its end; one `QUALITY_ISSUE_STARTED` and one
+/// `QUALITY_ISSUE_ENDED` event, and its two webhooks (each id counted once).
+async fn check_closed_after_restart(client: &Client, receiver: &TestReceiver, id: &str, base: i64) {
+    client.ingest((4..7).map(|n| audio_sample(base + n * 5000, false)).collect()).await;
+    assert_eq!(client.get("/v1/issues?open=true").await["issues"], json!([]), "closed");
+    let all = client.get(&format!("/v1/issues?roomSid={ROOM}")).await;
+    let issues = all["issues"].as_array().expect("issues");
+    assert_eq!(issues.len(), 1, "one issue, not a second one: {all}");
+    assert_eq!(issues[0]["id"], id);
+    assert_eq!(issues[0]["startedAt"], rfc3339(base));
+    assert_eq!(issues[0]["endedAt"], rfc3339(base + 20_000));
+    let events = client.get(&format!("/v1/rooms/{ROOM}/events?limit=100")).await;
+    let quality: Vec<(&str, &str)> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|event| event["type"].as_str().is_some_and(|t| t.starts_with("QUALITY_ISSUE")))
+        .map(|event| {
+            (event["type"].as_str().expect("type"), event["issue"]["id"].as_str().expect("id"))
+        })
+        .collect();
+    assert_eq!(quality, [("QUALITY_ISSUE_STARTED", id), ("QUALITY_ISSUE_ENDED", id)], "{events}");
+    let received = receiver
+        .wait_for(Duration::from_secs(20), |received| {
+            received.iter().any(|r| r.json()["event"] == "quality_recovered")
+        })
+        .await;
+    let mut seen = std::collections::HashSet::new();
+    let hooks: Vec<(String, String)> = received
+        .iter()
+        .map(|r| r.json())
+        .filter(|w| seen.insert(w["id"].as_str().unwrap_or_default().to_owned()))
+        .filter(|w| w["event"].as_str().is_some_and(|e| e.starts_with("quality_")))
+        .map(|w| {
+            let event = w["event"].as_str().unwrap_or_default().to_owned();
+            (event, w["issue"]["id"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    let pair = |event: &str| (event.to_owned(), id.to_owned());
+    assert_eq!(hooks, [pair("quality_degraded"), pair("quality_recovered")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_open_at_a_graceful_restart_is_closed_after_it_with_its_id() {
+    let receiver = TestReceiver::start().await;
+    let extra = quality_endpoint(&receiver);
+    let base = (now_millis() - 120_000) / 1000 * 1000;
+    let app = TestApp::start_in(TestData::new(), &extra).await;
+    let client = Client::new(app.url(""));
+    client.ingest(lossy_before(base)).await;
+    let id = open_issue(&client).await;
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, &extra).await;
+    check_closed_after_restart(&Client::new(app.url("")), &receiver, &id, base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_open_at_a_sigkill_is_closed_after_the_restart_with_its_id() {
+    let receiver = TestReceiver::start().await;
+    let data = TestData::new();
+    let config = format!(
+        "[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n[stats]\nflush_interval = \"1h\"\n\
+         [webhooks]\nrequest_timeout = \"2s\"\nclaim_lease = \"3s\"\n{}",
+        ADMIN.0,
+        ADMIN.1,
+        quality_endpoint(&receiver)
+    );
+    let config_path = data.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let base = (now_millis() - 120_000) / 1000 * 1000;
+    let binary = Binary::start(&data, &config_path);
+    let client = Client::new(binary.url(""));
+    // Acknowledged means committed: the issue is stored open when the kill comes.
+    client.ingest(lossy_before(base)).await;
+    let id = open_issue(&client).await;
+    binary.signal("KILL");
+    let (status, _) = binary.wait().await;
+    assert!(!status.success());
+    let binary = Binary::start(&data, &config_path);
+    check_closed_after_restart(&Client::new(binary.url("")), &receiver, &id, base).await;
+}
