@@ -194,7 +194,7 @@ impl StatsBatch {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeRates {
     /// The rate group of the rooms whose samples made the cells
-    /// ([`crate::service::ServiceBuilder::rate_groups`]); `None` without rate groups.
+    /// ([`crate::ServiceBuilder::rate_groups`]); `None` without rate groups.
     pub group: Option<u32>,
     /// Cells, sorted by node and second; each adds to what is already known for that second.
     pub cells: Vec<NodeRateCell>,
