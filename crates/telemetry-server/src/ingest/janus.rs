@@ -341,6 +341,19 @@ pub fn decode_body(
     }
 }
 
+/// Refuses a body of `count` events, more than `max_events`, whole (413).
+fn within_cap(count: usize, max_events: usize) -> Result<(), ApiError> {
+    if count > max_events {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "body: {count} events, more than the {max_events} one request may hold (`http.max_calls_per_request`); nothing was taken"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn decode_events(body: &[u8], max_events: usize) -> Result<Vec<Result<Event, String>>, ApiError> {
     let not_json =
         |error: serde_json::Error| ApiError::invalid(format!("body: not valid JSON: {error}"));
@@ -350,15 +363,7 @@ fn decode_events(body: &[u8], max_events: usize) -> Result<Vec<Result<Event, Str
     match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
         Some(b'[') => {
             let events: Vec<&RawValue> = serde_json::from_slice(body).map_err(not_json)?;
-            if events.len() > max_events {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "body: {} events, more than the {max_events} one request may hold (`http.max_calls_per_request`); nothing was taken",
-                        events.len()
-                    ),
-                ));
-            }
+            within_cap(events.len(), max_events)?;
             Ok(events
                 .iter()
                 .map(|event| {
@@ -370,6 +375,7 @@ fn decode_events(body: &[u8], max_events: usize) -> Result<Vec<Result<Event, Str
         }
         Some(b'{') => {
             let value: serde_json::Value = serde_json::from_slice(body).map_err(not_json)?;
+            within_cap(1, max_events)?;
             Ok(vec![decode_one(&value)])
         }
         _ => Err(ApiError::invalid(
@@ -612,3 +618,6 @@ pub async fn run_timer(state: AppState, stop: CancellationToken) {
     // The shutdown stores every output before the store closes: the states may go first.
     state.janus.save_unsaved(state.store.as_ref()).await;
 }
+
+#[cfg(test)]
+mod tests;
