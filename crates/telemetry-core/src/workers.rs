@@ -611,6 +611,14 @@ impl Worker {
         quality: &Quality,
         changes: &mut Vec<QualityChange>,
     ) -> (Vec<TakenTrack>, FlushEffect) {
+        // The flush clock went back (an earlier flush, at a later time, closed or touched the
+        // worker or its tracks): waits count from now, so that no reap or idle close waits for
+        // the clock to catch up with a time it jumped to.
+        self.closed_at = self.closed_at.map(|closed_at| closed_at.min(now));
+        self.active_at = self.active_at.min(now);
+        for track in &mut self.tracks {
+            track.active_at = track.active_at.min(now);
+        }
         let reap =
             self.closed_at.is_some_and(|closed_at| now.millis_since(closed_at) > cleanup_wait_ms);
         if reap {

@@ -422,3 +422,48 @@ fn a_late_sample_after_a_leave_at_the_cut_is_not_in_a_window_after_a_take_over()
     assert_eq!(kept.bytes, 63, "the late sample's 64 bytes are lost");
     assert_eq!(next.service.sample_counters().without_worker, 1);
 }
+
+/// Found by the `core_calls` fuzz target: a flush at a time far ahead closed the worker for
+/// idleness with that time, and once the flush clock was back to normal the closed worker waited
+/// for it to catch up before its reap (a clock that jumps ahead and back pins closed workers).
+#[test]
+fn a_worker_closed_by_a_flush_at_a_time_the_clock_later_goes_back_from_is_still_reaped() {
+    use telemetry_core::{CallMeta, UnixMillis};
+    let harness = Harness::new();
+    let service = &harness.service;
+    let now = service.now();
+    let room = || lk::Room { sid: "RM_a".into(), name: "a".into(), ..Default::default() };
+    let participant = || lk::ParticipantInfo {
+        sid: "PA_a".into(),
+        identity: "alice".into(),
+        state: lk::participant_info::State::Active as i32,
+        ..Default::default()
+    };
+    let active = Call::ParticipantActive {
+        room: room(),
+        participant: participant(),
+        client_meta: None,
+        is_migration: false,
+        guard: DEFAULT_GUARD.into(),
+    };
+    service
+        .apply(CallMeta { at: now.at.plus_millis(2_000_000_000), ..now }, active)
+        .expect("active");
+    // A flush far in the past takes the join's touch; one far ahead closes the worker as idle.
+    service.flush_stats_at(UnixMillis(-600_000_000_000));
+    service.flush_stats_at(UnixMillis(5_000_000_000_000_000_000));
+    assert_eq!(service.worker_count(), 1);
+    let left = Call::ParticipantLeft {
+        room: room(),
+        participant: participant(),
+        should_send_event: true,
+        guard: DEFAULT_GUARD.into(),
+    };
+    service.apply(service.now(), left).expect("left");
+    // Back at the real time: the cleanup wait counts from the first flush back.
+    let wait = service.config().worker_cleanup_wait.as_millis() as i64;
+    service.flush_stats_at(now.at);
+    assert_eq!(service.worker_count(), 1, "kept for the cleanup wait");
+    service.flush_stats_at(now.at.plus_millis(wait + 1));
+    assert_eq!(service.worker_count(), 0, "reaped once the wait has passed");
+}
