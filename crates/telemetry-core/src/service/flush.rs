@@ -43,6 +43,7 @@ impl TelemetryService {
         let mut taken = Vec::new();
         let mut batches = Vec::new();
         let mut closed_idle = Vec::new();
+        let mut reaped = Vec::new();
         let mut quality_changes = Vec::new();
         for shard in inner.workers.shards() {
             inner.workers.take_shard(
@@ -52,6 +53,7 @@ impl TelemetryService {
                 idle_ms,
                 &mut taken,
                 &mut closed_idle,
+                &mut reaped,
                 &inner.quality,
                 &mut quality_changes,
             );
@@ -76,6 +78,15 @@ impl TelemetryService {
                 states.push(Output::Worker(state));
             }
             last = inner.queue.push(states).or(last);
+        }
+        if !reaped.is_empty() {
+            // Reaped workers leave the store's kept workers (they were closed already, out of
+            // the participant gauge).
+            let states = reaped.into_iter().map(|(node, mut state)| {
+                state.node = inner.node_name(node);
+                Output::Worker(state)
+            });
+            last = inner.queue.push(states.collect::<Vec<_>>()).or(last);
         }
         inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)
     }
