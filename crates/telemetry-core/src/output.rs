@@ -67,9 +67,16 @@ pub struct WorkerState {
     pub connected: bool,
     /// The active guards, in the order they were taken. A closed worker has none.
     pub guards: Vec<String>,
-    /// Whether the worker is open: a closed one is gone for the store (its late samples until its
-    /// reap are not worth a restart's while).
+    /// Whether the worker is open. A closed one is kept by the store, closed, until its reap
+    /// (`worker_cleanup_wait` after `closed_at`), so that a restart or a take-over restores it
+    /// closed and it collects late samples until then, as the original would have.
     pub open: bool,
+    /// When a closed worker was closed (`None` while open): its reap is due
+    /// `worker_cleanup_wait` later.
+    pub closed_at: Option<UnixMillis>,
+    /// The worker was reaped (closed for longer than `worker_cleanup_wait`): the store removes
+    /// its record. Pushed by the flush that reaps it.
+    pub reaped: bool,
 }
 
 /// The effects of one lifecycle call.

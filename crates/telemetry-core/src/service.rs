@@ -651,14 +651,23 @@ impl TelemetryService {
     /// Recreates the stats workers of calls in progress from their stored states (the
     /// [`Output::Worker`]s a previous run produced), as the service starts: each open one gets its
     /// worker with its guards and connected state, so its samples are recorded and its leave is
-    /// reported as it would have been without the restart. Produces no output. Returns how many
+    /// reported as it would have been without the restart. Each closed one not reaped yet gets
+    /// its worker closed at its `closed_at`: it collects late samples until its reap
+    /// (`worker_cleanup_wait` after `closed_at`), as the original would have, reports no leave
+    /// again and is no live participant in the metrics. Produces no output. Returns how many
     /// workers were made; a worker that exists already is left as it is, and states beyond
     /// `limits.max_participants` are counted as refused.
     pub fn restore_workers(&self, states: impl IntoIterator<Item = WorkerState>) -> usize {
         let inner = &*self.inner;
         let mut lifecycle = inner.lifecycle.lock();
         let mut restored = 0;
-        for state in states.into_iter().filter(|state| state.open) {
+        for state in states.into_iter().filter(|state| !state.reaped) {
+            let closed_at = match (state.open, state.closed_at) {
+                (true, _) => None,
+                (false, Some(closed_at)) => Some(closed_at),
+                // Closed at an unknown time: nothing to restore.
+                (false, None) => continue,
+            };
             let node =
                 inner.nodes.get_or_register(&state.node, inner.clock.now()).unwrap_or(LOCAL_NODE);
             let hash = inner.workers.hash(&state.room_id, &state.participant_id);
@@ -681,16 +690,26 @@ impl TelemetryService {
                 state.created_at,
                 node,
                 |worker| {
-                    for guard in others {
-                        worker.activate(guard);
-                    }
                     if state.connected {
                         worker.set_connected();
+                    }
+                    match closed_at {
+                        // A closed state has no guards: releasing the one taken closes it.
+                        Some(closed_at) => {
+                            worker.close(first, closed_at);
+                        }
+                        None => {
+                            for guard in others {
+                                worker.activate(guard);
+                            }
+                        }
                     }
                 },
             );
             if obtained == Obtained::Created {
-                lifecycle.metrics.entry(node).or_default().participants += 1;
+                if closed_at.is_none() {
+                    lifecycle.metrics.entry(node).or_default().participants += 1;
+                }
                 restored += 1;
             }
         }

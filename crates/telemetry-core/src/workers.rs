@@ -224,6 +224,8 @@ impl Worker {
                     .collect()
             },
             open: self.closed_at.is_none(),
+            closed_at: self.closed_at,
+            reaped: self.reaped,
         }
     }
 
@@ -956,8 +958,9 @@ impl WorkerTable {
     }
 
     /// Takes the samples of every worker of `shard` (and of its retired workers) into `out`, and
-    /// reaps the workers closed for longer than `cleanup_wait_ms`; closes the workers and drops
-    /// the tracks idle for longer than `idle_ms`.
+    /// reaps the workers closed for longer than `cleanup_wait_ms` (their last states, `reaped`,
+    /// into `gone`); closes the workers and drops the tracks idle for longer than `idle_ms`
+    /// (their states into `closed_idle`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn take_shard(
         &self,
@@ -967,6 +970,7 @@ impl WorkerTable {
         idle_ms: i64,
         out: &mut Vec<Taken>,
         closed_idle: &mut Vec<(NodeId, WorkerState)>,
+        gone: &mut Vec<(NodeId, WorkerState)>,
         quality: &Quality,
         changes: &mut Vec<QualityChange>,
     ) {
@@ -983,6 +987,8 @@ impl WorkerTable {
                 }
                 if effect.reaped {
                     reaped.push((slot.hash, slot.generation));
+                    // The store drops the closed worker's record with it.
+                    gone.push((worker.node, worker.state(Arc::from(""))));
                 }
                 if effect.closed_idle {
                     closed_idle_count += 1;

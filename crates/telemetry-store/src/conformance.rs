@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             issues_merge_by_their_rule_filter_and_survive_a_reopen,
             the_latest_node_room_state_wins,
             live_workers_keep_the_last_open_state_and_survive_a_reopen,
+            closed_workers_are_kept_until_their_reap_and_survive_a_reopen,
             adapter_states_keep_the_newest_generation_and_survive_a_reopen,
             concurrent_writes_are_all_durable_and_survive_a_reopen,
             prune_removes_what_is_older_than_the_retention,
@@ -629,7 +630,7 @@ pub async fn stats_windows_and_node_rates_round_trip(harness: &dyn Harness) {
 }
 
 /// Stats workers' states: the last one written of each worker wins, within a batch and across
-/// batches written concurrently (the writer may group them); a closed state removes the worker;
+/// batches written concurrently (the writer may group them); a reaped state removes the worker;
 /// what is kept survives a reopen.
 pub async fn live_workers_keep_the_last_open_state_and_survive_a_reopen(harness: &dyn Harness) {
     let database = harness.database().await;
@@ -644,9 +645,13 @@ pub async fn live_workers_keep_the_last_open_state_and_survive_a_reopen(harness:
         connected,
         guards: guards.iter().map(|guard| (*guard).to_owned()).collect(),
         open,
+        // Here a state that is not open is the worker's reap.
+        closed_at: (!open).then_some(UnixMillis(1_700_000_001_000)),
+        reaped: !open,
     };
     let batch = |workers: Vec<WorkerRecord>| WriteBatch { workers, ..Default::default() };
-    // In one batch: PA_1 joins, takes a second guard, connects; PA_2 joins and leaves; PA_3 joins.
+    // In one batch: PA_1 joins, takes a second guard, connects; PA_2 joins and is reaped; PA_3
+    // joins.
     store
         .write(batch(vec![
             state("PA_1", &["default"], false, true),
@@ -687,6 +692,69 @@ pub async fn live_workers_keep_the_last_open_state_and_survive_a_reopen(harness:
             state("PA_5", &["g"], true, true)
         ]
     );
+}
+
+/// A closed worker's state is kept, closed with its closed time, until its reap removes it; a
+/// worker reopened under the same key (a rejoin) replaces it; what is kept survives a reopen.
+pub async fn closed_workers_are_kept_until_their_reap_and_survive_a_reopen(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let record = |participant: &str, closed_at: Option<i64>, reaped: bool| WorkerRecord {
+        room_id: "RM_1".into(),
+        participant_id: participant.into(),
+        room_name: "room".into(),
+        identity: participant.into(),
+        node_id: "sfu-1".into(),
+        created_at: UnixMillis(1_700_000_000_000),
+        connected: true,
+        guards: if closed_at.is_none() { vec!["default".into()] } else { Vec::new() },
+        open: closed_at.is_none(),
+        closed_at: closed_at.map(UnixMillis),
+        reaped,
+    };
+    let batch = |workers: Vec<WorkerRecord>| WriteBatch { workers, ..Default::default() };
+    // PA_1 and PA_2 join and leave; PA_3 joins.
+    store
+        .write(batch(vec![
+            record("PA_1", None, false),
+            record("PA_2", None, false),
+            record("PA_3", None, false),
+            record("PA_1", Some(1_700_000_005_000), false),
+        ]))
+        .await
+        .expect("write");
+    store.write(batch(vec![record("PA_2", Some(1_700_000_006_000), false)])).await.expect("write");
+    let live = store.live_workers().await.expect("live workers");
+    assert_eq!(
+        live,
+        vec![
+            record("PA_1", Some(1_700_000_005_000), false),
+            record("PA_2", Some(1_700_000_006_000), false),
+            record("PA_3", None, false),
+        ]
+    );
+    // PA_1 is reaped; PA_2 rejoins before its reap (a new open worker under its key).
+    store
+        .write(batch(vec![
+            record("PA_1", Some(1_700_000_005_000), true),
+            record("PA_2", None, false),
+        ]))
+        .await
+        .expect("write");
+    drop(store);
+    let store = database.open().await;
+    let live = store.live_workers().await.expect("live workers");
+    assert_eq!(live, vec![record("PA_2", None, false), record("PA_3", None, false)]);
+    // A closed state then its reap in one batch leave nothing.
+    store
+        .write(batch(vec![
+            record("PA_3", Some(1_700_000_007_000), false),
+            record("PA_3", Some(1_700_000_007_000), true),
+        ]))
+        .await
+        .expect("write");
+    let live = store.live_workers().await.expect("live workers");
+    assert_eq!(live, vec![record("PA_2", None, false)]);
 }
 
 /// Ingest adapters' states: a state replaces the kept one of its adapter and key only with a

@@ -526,8 +526,8 @@ pub struct WriteBatch {
     pub rate_cells: Vec<RateCellRecord>,
     /// Webhooks for the outbox: a message and its deliveries each.
     pub webhooks: Vec<OutgoingWebhook>,
-    /// Stats workers' states, in order: the last state of a worker wins; an open one is kept
-    /// (replacing what was kept), a closed one removes what was kept.
+    /// Stats workers' states, in order: the last state of a worker wins; an open or closed one is
+    /// kept (replacing what was kept), a reaped one removes what was kept.
     pub workers: Vec<WorkerRecord>,
     /// Quality issues, in order: see [`IssueRecord`] for how they merge.
     pub issues: Vec<IssueRecord>,
@@ -710,8 +710,16 @@ pub struct WorkerRecord {
     pub connected: bool,
     /// Active guards, in the order they were taken.
     pub guards: Vec<String>,
-    /// Open (kept) or closed (removed).
+    /// Open or closed: either is kept until the worker is reaped.
     pub open: bool,
+    /// When a closed worker was closed (`None` while open): it is kept, closed, until its reap,
+    /// `worker_cleanup_wait` later, so that a restart or a take-over restores it closed and its
+    /// late samples until then land in windows as they would have.
+    pub closed_at: Option<UnixMillis>,
+    /// Reaped: the flush that reaped the closed worker wrote it, and its record is removed.
+    /// (Closed records never pile up: each is removed by its worker's reap, or, if the worker was
+    /// forgotten, by the reap of the worker its next owner restores from it.)
+    pub reaped: bool,
 }
 
 impl WorkerRecord {
@@ -727,6 +735,8 @@ impl WorkerRecord {
             connected: state.connected,
             guards: state.guards.clone(),
             open: state.open,
+            closed_at: state.closed_at,
+            reaped: state.reaped,
         }
     }
 
@@ -742,6 +752,8 @@ impl WorkerRecord {
             connected: self.connected,
             guards: self.guards.clone(),
             open: self.open,
+            closed_at: self.closed_at,
+            reaped: self.reaped,
         }
     }
 
@@ -756,7 +768,8 @@ impl WorkerRecord {
     }
 
     /// The last record of each worker among `records` (in order), so that a backend applies each
-    /// worker once: the open ones to keep, then the closed ones to remove.
+    /// worker once: the ones to keep (open, or closed and not reaped yet), then the reaped ones to
+    /// remove.
     pub fn last_states<'a>(
         records: impl IntoIterator<Item = &'a WorkerRecord>,
     ) -> (Vec<&'a WorkerRecord>, Vec<&'a WorkerRecord>) {
@@ -773,7 +786,7 @@ impl WorkerRecord {
                 }
             }
         }
-        last.into_iter().partition(|record| record.open)
+        last.into_iter().partition(|record| !record.reaped)
     }
 }
 

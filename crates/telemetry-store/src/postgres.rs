@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0005_quality.sql"),
     include_str!("../migrations/postgres/0006_partition_offsets.sql"),
     include_str!("../migrations/postgres/0007_room_webhooks.sql"),
+    include_str!("../migrations/postgres/0008_closed_workers.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

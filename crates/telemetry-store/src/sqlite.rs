@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0005_adapter_states.sql"),
     include_str!("../migrations/sqlite/0006_quality.sql"),
     include_str!("../migrations/sqlite/0007_room_webhooks.sql"),
+    include_str!("../migrations/sqlite/0008_closed_workers.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -439,11 +440,11 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteRecei
     for issue in IssueRecord::deciding(&batch.issues) {
         upsert_issue(transaction, issue)?;
     }
-    let (open, closed) = WorkerRecord::last_states(&batch.workers);
-    for worker in open {
+    let (kept, reaped) = WorkerRecord::last_states(&batch.workers);
+    for worker in kept {
         upsert_worker(transaction, worker)?;
     }
-    for worker in closed {
+    for worker in reaped {
         transaction
             .prepare_cached("DELETE FROM live_workers WHERE room_id = ?1 AND participant_id = ?2")?
             .execute(params![worker.room_id, worker.participant_id])?;
@@ -983,10 +984,11 @@ fn upsert_node_rooms(
 fn upsert_worker(transaction: &Transaction<'_>, worker: &WorkerRecord) -> Result<(), StoreError> {
     transaction
         .prepare_cached(
-            "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (room_id, participant_id) DO UPDATE SET \
+            "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards, closed_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (room_id, participant_id) DO UPDATE SET \
              room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
-             created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards",
+             created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards, \
+             closed_at_ms = excluded.closed_at_ms",
         )?
         .execute(params![
             worker.room_id,
@@ -997,6 +999,7 @@ fn upsert_worker(transaction: &Transaction<'_>, worker: &WorkerRecord) -> Result
             worker.created_at.0,
             worker.connected,
             worker.guards_text(),
+            worker.closed_at.map(|at| at.0),
         ])?;
     Ok(())
 }
@@ -1346,10 +1349,11 @@ impl AnalyticsStore for SqliteStore {
         self.read(|connection| {
             let rows = connection
                 .prepare_cached(
-                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards \
+                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards, closed_at_ms \
                      FROM live_workers ORDER BY room_id, participant_id",
                 )?
                 .query_map([], |row| {
+                    let closed_at = row.get::<_, Option<i64>>(8)?.map(UnixMillis);
                     Ok((
                         WorkerRecord {
                             room_id: row.get(0)?,
@@ -1360,7 +1364,9 @@ impl AnalyticsStore for SqliteStore {
                             created_at: UnixMillis(row.get(5)?),
                             connected: row.get(6)?,
                             guards: Vec::new(),
-                            open: true,
+                            open: closed_at.is_none(),
+                            closed_at,
+                            reaped: false,
                         },
                         row.get::<_, String>(7)?,
                     ))

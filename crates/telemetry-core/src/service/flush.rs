@@ -43,6 +43,7 @@ impl TelemetryService {
         let mut taken = Vec::new();
         let mut batches = Vec::new();
         let mut closed_idle = Vec::new();
+        let mut reaped = Vec::new();
         let mut quality_changes = Vec::new();
         for shard in inner.workers.shards() {
             inner.workers.take_shard(
@@ -52,6 +53,7 @@ impl TelemetryService {
                 idle_ms,
                 &mut taken,
                 &mut closed_idle,
+                &mut reaped,
                 &inner.quality,
                 &mut quality_changes,
             );
@@ -75,6 +77,30 @@ impl TelemetryService {
                 state.node = inner.node_name(node);
                 states.push(Output::Worker(state));
             }
+            last = inner.queue.push(states).or(last);
+        }
+        if !reaped.is_empty() {
+            // Reaped workers leave the store's kept workers (they were closed already, out of
+            // the participant gauge). Under the lifecycle lock, which a call holds until its
+            // worker state is pushed: a key with a worker now was rejoined since the reap, and
+            // the new worker's state has replaced the record already, so it is left alone.
+            let _lifecycle = inner.lifecycle.lock();
+            let states: Vec<_> = reaped
+                .into_iter()
+                .filter(|(_, state)| {
+                    let hash = inner.workers.hash(&state.room_id, &state.participant_id);
+                    inner.workers.with_worker(
+                        hash,
+                        &state.room_id,
+                        &state.participant_id,
+                        |worker| worker.is_none(),
+                    )
+                })
+                .map(|(node, mut state)| {
+                    state.node = inner.node_name(node);
+                    Output::Worker(state)
+                })
+                .collect();
             last = inner.queue.push(states).or(last);
         }
         inner.queue.push(batches.into_iter().map(Output::Stats)).or(last)

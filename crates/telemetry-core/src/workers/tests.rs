@@ -117,6 +117,7 @@ fn a_full_table_refuses_new_keys_but_serves_existing_ones() {
                 i64::MAX,
                 &mut out,
                 &mut idle,
+                &mut Vec::new(),
                 &quality,
                 &mut Vec::new(),
             );
@@ -145,6 +146,7 @@ fn flushes_close_idle_workers_and_drop_idle_tracks() {
                 100,
                 &mut out,
                 &mut idle,
+                &mut Vec::new(),
                 &quality,
                 &mut Vec::new(),
             );

@@ -102,7 +102,7 @@ fn restored(kept: &Kept, now_s: i64) -> (Harness, usize) {
     let harness = Harness::new();
     harness.clock.set(at(now_s));
     let workers = harness.service.restore_workers(kept.workers.clone());
-    assert_eq!(workers, kept.workers.iter().filter(|worker| worker.open).count());
+    assert_eq!(workers, kept.workers.iter().filter(|worker| !worker.reaped).count());
     let issues = harness.service.restore_issues(&kept.open_issues());
     (harness, issues)
 }

@@ -245,7 +245,7 @@ fn partition_log() -> Vec<(u64, Call)> {
 }
 
 /// What a store keeps of a run: event ids, the bytes in stats windows, the last state of each
-/// worker (open ones only), and the webhook names in order.
+/// worker (open or closed, until its reap), and the webhook names in order.
 #[derive(Default)]
 struct Kept {
     events: Vec<String>,
@@ -277,7 +277,7 @@ impl Kept {
                 }
                 Output::Worker(state) => {
                     self.workers.retain(|kept| kept.participant_id != state.participant_id);
-                    if state.open {
+                    if !state.reaped {
                         self.workers.push(state);
                     }
                 }
@@ -329,7 +329,7 @@ fn a_take_over_restored_at_a_cut_and_replayed_stores_each_event_once_and_each_sa
         assert_eq!(kept.events, expected.events, "cut after {cut}: each event once, same ids");
         assert_eq!(kept.bytes, sent, "cut after {cut}: each sample in exactly one window");
         assert_eq!(kept.webhooks, expected.webhooks, "cut after {cut}: the same webhooks");
-        assert!(kept.workers.is_empty(), "cut after {cut}: both left");
+        assert!(kept.workers.iter().all(|w| !w.open), "cut after {cut}: both left");
     }
 }
 
@@ -395,12 +395,13 @@ fn forgotten_workers_produce_nothing_and_leave_the_gauge() {
     assert_eq!(batches[0].stats[0].coalesced.stream().primary_bytes, 7);
 }
 
-/// FIXME(issue 10): the store keeps open workers only, so a worker closed at the cut is not
-/// restored, and a late sample after the leave (which the closed worker would have collected
-/// until its reap) is counted by the next owner as arriving without a worker: its bytes are in
-/// no window. Asserted as it is until closed workers are kept until their reap.
+/// A worker closed at or before the cut (its participant left) is kept by the store, closed,
+/// until its reap, and the next owner restores it closed: a late sample after the leave, which
+/// the closed worker would have collected until its reap, lands in a window as in a run without
+/// the take-over; the restored closed worker reports no leave again, is no live participant in
+/// the metrics, and its reap removes it from the store.
 #[test]
-fn a_late_sample_after_a_leave_at_the_cut_is_not_in_a_window_after_a_take_over() {
+fn a_late_sample_after_a_leave_at_the_cut_is_in_a_window_after_a_take_over() {
     let mut log = partition_log();
     let late = Call::TrackStats {
         room_id: "RoomSid".into(),
@@ -409,18 +410,41 @@ fn a_late_sample_after_a_leave_at_the_cut_is_not_in_a_window_after_a_take_over()
         stat: stat(64, 1),
     };
     log.push((14, late));
+
+    let alone = Harness::new();
+    apply_log(&alone, &log);
+    alone.service.flush_stats();
+    let mut expected = Kept::default();
+    expected.store(alone.outputs());
+    assert_eq!(expected.bytes, 127, "without the cut, the late sample is in a window");
+
     let first = Harness::new();
     apply_log(&first, &log[..13]);
     first.service.flush_stats();
     let mut kept = Kept::default();
     kept.store(first.outputs());
+    assert_eq!(kept.workers.len(), 2, "both closed workers are kept until their reap");
+    assert!(kept.workers.iter().all(|w| !w.open && w.closed_at.is_some()));
     let next = Harness::new();
-    next.service.restore_workers(kept.workers.clone());
+    assert_eq!(next.service.restore_workers(kept.workers.clone()), 2);
+    assert_eq!(next.service.metrics().value("livekit_participant_total", &[]), 0.0);
     apply_log(&next, &log[13..]);
     next.service.flush_stats();
+    let events = kept.events.len();
     kept.store(next.outputs());
-    assert_eq!(kept.bytes, 63, "the late sample's 64 bytes are lost");
-    assert_eq!(next.service.sample_counters().without_worker, 1);
+    assert_eq!(kept.events.len(), events, "no leave reported again");
+    assert_eq!(kept.events, expected.events);
+    assert_eq!(kept.webhooks, expected.webhooks);
+    assert_eq!(kept.bytes, expected.bytes, "the late sample's 64 bytes are in a window");
+    assert_eq!(next.service.sample_counters().without_worker, 0);
+
+    // The reap, `worker_cleanup_wait` after the leave, removes the closed workers from the store.
+    let closed_at = kept.workers.iter().filter_map(|w| w.closed_at).max().expect("closed");
+    let wait = i64::try_from(next.service.config().worker_cleanup_wait.as_millis()).expect("wait");
+    next.service.flush_stats_at(telemetry_core::UnixMillis(closed_at.0 + wait + 1));
+    kept.store(next.outputs());
+    assert!(kept.workers.is_empty(), "reaped: nothing kept");
+    assert_eq!(next.service.worker_count(), 0);
 }
 
 /// Found by the `core_calls` fuzz target: a flush at a time far ahead closed the worker for

@@ -3,7 +3,8 @@
 //! stored (not counted `without_worker`), and their later leave produces the events and webhooks
 //! it would have without the restart: `participant_left` for a participant whose connection came
 //! up, `participant_connection_aborted` for one whose never did, and a participant holding two
-//! guards leaves only when both are released.
+//! guards leaves only when both are released. A late sample after a leave before the restart
+//! is stored too (the closed worker is restored closed until its reap).
 
 use std::time::Duration;
 
@@ -214,6 +215,47 @@ async fn a_graceful_restart_carries_on_the_calls_in_progress() {
     let data = app.stop().await;
     let app = TestApp::start_in(data, &extra).await;
     check_after_restart(&Client::new(app.url("")), &receiver, false).await;
+}
+
+/// A sample arriving after its participant's leave, across a graceful restart, is stored (issue
+/// 10): the store keeps carol's closed worker until its reap (`worker_cleanup_wait`, 180 s here),
+/// the restart restores it closed, and it collects her late sample, as without the restart,
+/// with no leave reported again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_sample_after_a_leave_across_a_graceful_restart_is_stored() {
+    let app = TestApp::start_in(TestData::new(), "").await;
+    Client::new(app.url("")).ingest(before()).await;
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, "").await;
+    let client = Client::new(app.url(""));
+    let now = now_millis();
+    client
+        .ingest(vec![json!({ "nodeId": "sfu-1", "trackStats": {
+            "roomId": ROOM, "roomName": "restart",
+            "key": { "streamType": "UPSTREAM", "participantId": "PA_carol", "trackId": "TR_carol",
+                     "trackSource": "CAMERA", "trackType": "VIDEO", "track": true },
+            "stat": { "streams": [ { "primaryBytes": "4000", "primaryPackets": 4,
+                                     "startTime": rfc3339(now - 1000), "endTime": rfc3339(now) } ] } } })])
+        .await;
+    client.post("/v1/flush", &json!({})).await;
+    let metrics = client.metrics().await;
+    assert!(
+        metrics.contains("rtc_telemetry_stats_samples_total{outcome=\"without_worker\"} 0"),
+        "the late sample found carol's restored closed worker:\n{metrics}"
+    );
+    let series =
+        client.get(&format!("/v1/stats?roomSid={ROOM}&participantSid=PA_carol&from=0")).await;
+    let series = series["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0]["windows"][0]["bytes"], 4000);
+    let events = client.get(&format!("/v1/rooms/{ROOM}/events?limit=100")).await;
+    let aborted = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|event| event["type"] == "PARTICIPANT_CONNECTION_ABORTED")
+        .count();
+    assert_eq!(aborted, 1, "carol's leave once: {events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -336,7 +336,7 @@ impl AnalyticsStore for PostgresStore {
             let client = self.client().await?;
             let statement = client
                 .prepare_cached(
-                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards \
+                    "SELECT room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards, closed_at_ms \
                      FROM live_workers ORDER BY room_id, participant_id",
                 )
                 .await?;
@@ -344,6 +344,7 @@ impl AnalyticsStore for PostgresStore {
             let mut workers = Vec::with_capacity(rows.len());
             for row in &rows {
                 let guards: String = row.try_get(7)?;
+                let closed_at = row.try_get::<_, Option<i64>>(8)?.map(UnixMillis);
                 workers.push(WorkerRecord {
                     room_id: row.try_get(0)?,
                     participant_id: row.try_get(1)?,
@@ -353,7 +354,9 @@ impl AnalyticsStore for PostgresStore {
                     created_at: UnixMillis(row.try_get(5)?),
                     connected: row.try_get(6)?,
                     guards: WorkerRecord::guards_from_text(&guards).map_err(Failure::Store)?,
-                    open: true,
+                    open: closed_at.is_none(),
+                    closed_at,
+                    reaped: false,
                 });
             }
             Ok(workers)

@@ -703,8 +703,9 @@ async fn upsert_issues(
     Ok(())
 }
 
-/// Keeps the open workers' states and removes the closed ones' (each worker at most once: the
-/// callers pass the last state of each, see [`WorkerRecord::last_states`]).
+/// Keeps the workers' states (open, or closed until their reap) and removes the reaped ones'
+/// (each worker at most once: the callers pass the last state of each, see
+/// [`WorkerRecord::last_states`]).
 async fn apply_workers(
     transaction: &Transaction<'_>,
     open: &[&WorkerRecord],
@@ -716,11 +717,12 @@ async fn apply_workers(
         }
         let statement = transaction
             .prepare_cached(
-                "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[]) \
+                "INSERT INTO live_workers (room_id, participant_id, room_name, identity, node_id, created_at_ms, connected, guards, closed_at_ms) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[], $9::int8[]) \
                  ON CONFLICT (room_id, participant_id) DO UPDATE SET \
                  room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
-                 created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards",
+                 created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards, \
+                 closed_at_ms = excluded.closed_at_ms",
             )
             .await?;
         transaction
@@ -735,6 +737,7 @@ async fn apply_workers(
                     &column(open, |w| w.created_at.0),
                     &column(open, |w| w.connected),
                     &column(open, |w| w.guards_text()),
+                    &column(open, |w| w.closed_at.map(|at| at.0)),
                 ],
             )
             .await?;

@@ -16,6 +16,8 @@ fn worker(participant: &str) -> WorkerRecord {
         connected: true,
         guards: vec!["default".into()],
         open: true,
+        closed_at: None,
+        reaped: false,
     }
 }
 
