@@ -191,6 +191,11 @@ impl Worker {
             self.closed_at = Some(at);
             return true;
         }
+        // Closed already, at a later time than this call's (an idle close by a flush whose
+        // clock ran ahead of the calls): the cleanup wait counts from the call.
+        if self.closed_at.is_some_and(|closed_at| at < closed_at) {
+            self.closed_at = Some(at);
+        }
         false
     }
 
