@@ -327,31 +327,14 @@ async fn partitions_spread_over_the_live_instances_and_move_when_one_stops_or_di
     let b = TestApp::start_in(on_database(), &section("b")).await;
     // The third instance is the real binary, so that it can die of SIGKILL.
     let c_data = on_database();
-    let config_path = c_data.path().join("c.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n{}",
-            ADMIN.0,
-            ADMIN.1,
-            section("c")
-        ),
-    )
-    .expect("write the configuration");
-    let c = crate::support::Binary::start(&c_data, &config_path);
+    let c = start_binary(&c_data, "c.toml", &section("c"));
 
     wait_for_ownership(&a, "spread over a, b, c", |now| spread_over(now, &["a", "b", "c"], SIX))
         .await;
-    let held_by_c = ownership(&a).await.into_iter().find(|(id, _)| id == "c").expect("c").1;
 
     // A room of c's: c applies its calls, its samples wait in c's workers for a flush.
     const SAMPLES: usize = 4;
-    let room = (0..)
-        .find(|&room| {
-            telemetry_server::cluster::partition::partition_of_room(&format!("cs-{room}"), "", SIX)
-                .is_some_and(|partition| held_by_c.contains(&partition))
-        })
-        .expect("a room of c's");
+    let room = room_held_by(&a, "c", SIX).await;
     let sid = format!("RM_cs{room:04}");
     let calls = sampled_room(room, SAMPLES);
     let (status, answer) = a.ingest_protobuf(&v1::TelemetryBatch { calls: calls.clone() }).await;
@@ -515,6 +498,37 @@ async fn simulate_nats_publishes_the_simulators_calls_by_partition() {
         }
     }
     assert_eq!(calls as u64, summary.accepted, "every call published once");
+}
+
+/// Starts the real binary (so that it can die of SIGKILL) on `data`, configured in `file` with
+/// the admin key, an hour's flush interval and `section`.
+pub(crate) fn start_binary(data: &TestData, file: &str, section: &str) -> crate::support::Binary {
+    let config_path = data.path().join(file);
+    std::fs::write(
+        &config_path,
+        format!(
+            "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n{section}",
+            ADMIN.0, ADMIN.1
+        ),
+    )
+    .expect("write the configuration");
+    crate::support::Binary::start(data, &config_path)
+}
+
+/// The first room `cs-<n>` (see [`sampled_room`]) whose partition among `partitions` instance
+/// `id` holds, as `app` reports the ownership.
+pub(crate) async fn room_held_by(app: &TestApp, id: &str, partitions: u32) -> usize {
+    let held = ownership(app).await.into_iter().find(|(owner, _)| owner == id).expect(id).1;
+    (0..)
+        .find(|&room| {
+            telemetry_server::cluster::partition::partition_of_room(
+                &format!("cs-{room}"),
+                "",
+                partitions,
+            )
+            .is_some_and(|partition| held.contains(&partition))
+        })
+        .unwrap_or_else(|| panic!("a room of {id}'s"))
 }
 
 /// The calls of room `room` of the consumer tests (sid `RM_cs<room>`, name `cs-<room>`): the

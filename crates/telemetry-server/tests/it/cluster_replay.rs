@@ -12,8 +12,8 @@ use telemetry_test_support::nats::NatsServer;
 use telemetry_test_support::postgres::PgServer;
 
 use crate::cluster::{
-    PARTITIONS, cluster_config, messages, names, ownership, sampled_room, spread_over,
-    stored_samples, wait_for_ownership,
+    PARTITIONS, cluster_config, messages, names, room_held_by, sampled_room, spread_over,
+    start_binary, stored_samples, wait_for_ownership,
 };
 use crate::support::{ADMIN, Binary, TestApp, TestData};
 
@@ -86,31 +86,10 @@ async fn a_replayed_sample_counts_once_in_windows_and_node_rates() {
     let a = TestApp::start_in(on_database(), &section("ra")).await;
     // The other instance is the real binary, so that it can die of SIGKILL.
     let c_data = on_database();
-    let config_path = c_data.path().join("rc.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n{}",
-            ADMIN.0,
-            ADMIN.1,
-            section("rc")
-        ),
-    )
-    .expect("write the configuration");
-    let c = Binary::start(&c_data, &config_path);
+    let c = start_binary(&c_data, "rc.toml", &section("rc"));
     wait_for_ownership(&a, "spread over ra, rc", |now| spread_over(now, &["ra", "rc"], PARTITIONS))
         .await;
-    let held_by_c = ownership(&a).await.into_iter().find(|(id, _)| id == "rc").expect("rc").1;
-    let room = (0..)
-        .find(|&room| {
-            telemetry_server::cluster::partition::partition_of_room(
-                &format!("cs-{room}"),
-                "",
-                PARTITIONS,
-            )
-            .is_some_and(|partition| held_by_c.contains(&partition))
-        })
-        .expect("a room of rc's");
+    let room = room_held_by(&a, "rc", PARTITIONS).await;
     let sid = format!("RM_cs{room:04}");
     let calls = sampled_room(room, SAMPLES);
     // The lifecycle calls and half the samples, then the other half, the leave and the end.

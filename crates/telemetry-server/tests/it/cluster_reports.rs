@@ -14,10 +14,10 @@ use telemetry_test_support::nats::NatsServer;
 use telemetry_test_support::postgres::PgServer;
 
 use crate::cluster::{
-    PARTITIONS, cluster_config, counter, messages, names, ownership, sampled_room, spread_over,
-    wait_for_ownership,
+    PARTITIONS, cluster_config, counter, messages, names, room_held_by, sampled_room, spread_over,
+    start_binary, wait_for_ownership,
 };
-use crate::support::{ADMIN, Binary, TestApp, TestData, TestReceiver, endpoint_config};
+use crate::support::{TestApp, TestData, TestReceiver, endpoint_config};
 
 /// A report without its webhook counts (they grow as deliveries finish).
 fn without_counts(report: &Value) -> Value {
@@ -143,31 +143,10 @@ async fn a_room_finished_on_an_instance_killed_before_its_flush_gets_its_report_
     let a = TestApp::start_in(on_database(), &section("ka")).await;
     // The other instance is the real binary, so that it can die of SIGKILL.
     let c_data = on_database();
-    let config_path = c_data.path().join("kc.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[stats]\nflush_interval = \"1h\"\n[[keys]]\nkey = \"{}\"\nsecret = \"{}\"\nroles = [\"ingest\", \"read\", \"admin\"]\n{}",
-            ADMIN.0,
-            ADMIN.1,
-            section("kc")
-        ),
-    )
-    .expect("write the configuration");
-    let c = Binary::start(&c_data, &config_path);
+    let c = start_binary(&c_data, "kc.toml", &section("kc"));
     wait_for_ownership(&a, "spread over ka, kc", |now| spread_over(now, &["ka", "kc"], PARTITIONS))
         .await;
-    let held_by_c = ownership(&a).await.into_iter().find(|(id, _)| id == "kc").expect("kc").1;
-    let room = (0..)
-        .find(|&room| {
-            telemetry_server::cluster::partition::partition_of_room(
-                &format!("cs-{room}"),
-                "",
-                PARTITIONS,
-            )
-            .is_some_and(|partition| held_by_c.contains(&partition))
-        })
-        .expect("a room of kc's");
+    let room = room_held_by(&a, "kc", PARTITIONS).await;
     let sid = format!("RM_cs{room:04}");
 
     // kc applies the whole room and stores its end; no flush, so no report yet: it dies.
