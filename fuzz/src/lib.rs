@@ -87,7 +87,8 @@ pub fn endpoints() -> Endpoints {
 /// Turns outputs into the store write the pipeline makes of them (events, webhooks rendered for
 /// `endpoints`, stats windows, node states and rates) and checks it accounts for each of them.
 pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
-    let (mut events, mut webhooks, mut windows, mut workers, mut issues) = (0, 0, 0, 0, 0);
+    let (mut events, mut webhooks, mut windows, mut workers, mut issues, mut quality) =
+        (0, 0, 0, 0, 0, 0);
     for output in &outputs {
         match &output.output {
             Output::Call(call) => {
@@ -96,6 +97,7 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
             }
             Output::Stats(batch) => windows += batch.stats.len(),
             Output::Worker(_) => workers += 1,
+            Output::QualityState(_) => quality += 1,
             // A quality change is an event, an issue row and an opt-in webhook.
             Output::Quality(_) => {
                 events += 1;
@@ -111,6 +113,7 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
     assert_eq!(batch.stats.len(), windows, "one record per coalesced stat");
     assert_eq!(batch.workers.len(), workers, "one record per worker state");
     assert_eq!(batch.issues.len(), issues, "one row per quality change");
+    assert_eq!(batch.quality.len(), quality, "one record per quality state");
     for window in &batch.stats {
         assert!(window.start <= window.end, "a window ends after it starts: {window:?}");
         assert!(window.avg_bps.is_finite() && window.avg_bps >= 0.0, "{window:?}");

@@ -3,7 +3,20 @@
 use livekit_protocol as lk;
 
 /// Which way a stream flows, seen from the SFU (LiveKit's `StreamType`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Received by the SFU from a publisher (`UPSTREAM`, "in"); LiveKit's zero value.
     #[default]

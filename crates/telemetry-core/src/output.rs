@@ -44,6 +44,10 @@ pub enum Output {
     /// event and its `quality_degraded` or `quality_recovered` webhook. Boxed, so that a queue
     /// slot stays small.
     Quality(Box<crate::quality::QualityChange>),
+    /// A stats worker's quality detectors as a flush left them, pushed by the flush when they
+    /// changed since the last one pushed, for the store to keep beside the worker's state
+    /// ([`crate::TelemetryService::restore_quality`]).
+    QualityState(crate::quality::QualityState),
 }
 
 /// What a stats worker needs to carry on after a restart: its identity, the node that made it,
@@ -262,7 +266,7 @@ pub fn dispatch(outputs: &[Sequenced], analytics: &dyn AnalyticsSink, webhooks: 
             Output::NodeRooms(rooms) => analytics.send_node_room_states(rooms),
             Output::NodeRates(rates) => analytics.send_node_rates(rates),
             // LiveKit's sinks have no quality events; the server's pipeline stores them.
-            Output::Worker(_) | Output::Quality(_) => {}
+            Output::Worker(_) | Output::Quality(_) | Output::QualityState(_) => {}
         }
     }
 }

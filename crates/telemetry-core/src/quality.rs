@@ -70,7 +70,10 @@ impl Default for QualityConfig {
 }
 
 /// What kind of trouble an issue is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum IssueKind {
     /// Packet loss over `quality.loss_pct`.
     PacketLoss,
@@ -119,6 +122,78 @@ impl IssueKind {
     pub(crate) fn bit(self) -> u8 {
         1 << (self as u8)
     }
+}
+
+/// The issue detectors' state of one open stats worker, as a stats flush leaves it
+/// ([`crate::Output::QualityState`]), for the store to keep beside the worker's state: a restart
+/// or a cluster take-over puts it back ([`crate::TelemetryService::restore_quality`]), so that a
+/// bad run under way at the cut opens its issue with the same start (hence the same id), and a
+/// clean run under way closes it at the same time, as without the cut. A flush pushes a worker's
+/// state at the worker's first flush (if empty), then only when it changed since the one pushed
+/// last: the store holds one for every open worker that lived through a flush, as of its last
+/// flush, which is the whole truth about its detectors then (a cluster take-over, which replays
+/// every call after that flush, needs no other).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityState {
+    /// The room's sid.
+    pub room_id: Arc<str>,
+    /// The room's name.
+    pub room_name: Arc<str>,
+    /// The participant's sid.
+    pub participant_id: Arc<str>,
+    /// When the worker was made: the state is that worker's, not a later one's under the same
+    /// key (a rejoin).
+    pub created_at: UnixMillis,
+    /// The worker's media tracks whose detectors hold anything. Empty: none does (or the worker
+    /// closed).
+    pub tracks: Vec<TrackQualityState>,
+}
+
+/// One media track's detectors ([`QualityState`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackQualityState {
+    /// The direction.
+    pub direction: Direction,
+    /// The track's sid.
+    pub track_id: String,
+    /// Upstream: muted (`TrackMuted` without a later `TrackUnmuted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
+    /// Upstream, while published: the time its silence counts from (its publication or latest
+    /// unmute), for `no_media`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_from: Option<i64>,
+    /// The longest interval of its samples in the latest flush that took some (milliseconds).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cadence_ms: u32,
+    /// The detectors that hold a bad run, an open issue or both, in kind order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<DetectorState>,
+    /// Upstream in trouble: the subscribers listed as affected so far (at most 256).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// One detector's hysteresis ([`TrackQualityState`]), in sample time (milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DetectorState {
+    /// The issue kind.
+    pub kind: IssueKind,
+    /// The start of the first bad sample of the bad run under way, or of the open issue.
+    pub bad_since: i64,
+    /// An open issue: the start of the first clean sample of the clean run under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_since: Option<i64>,
+    /// The worst value of the run (of the whole issue once open).
+    pub worst: f32,
+    /// Whether the issue is open (else a bad run is under way, not long enough yet).
+    pub open: bool,
 }
 
 /// What the detectors share: the thresholds and the upstream board.

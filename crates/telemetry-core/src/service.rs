@@ -758,6 +758,48 @@ impl TelemetryService {
         restored
     }
 
+    /// Puts back the quality detectors' states a previous run's flushes pushed
+    /// ([`Output::QualityState`], the last one of each worker), after
+    /// [`TelemetryService::restore_workers`] and before [`TelemetryService::restore_issues`]:
+    /// each open worker made at the state's `created_at` gets its tracks' detectors, publications
+    /// and mutes back as the flush left them, an upstream in trouble back on the upstream board
+    /// with its affected list. So a bad run under way at the cut (a restart, or a partition's
+    /// stored offset at a take-over) opens its issue with the start it would have had, hence the
+    /// same id, a clean run under way closes its issue at the same time, and a published track
+    /// that never sends a sample still opens `no_media`. Produces no output. Returns how many
+    /// workers got their state back; skipped are states of no open worker or of another worker
+    /// under the same key, and everything while `quality.enabled` is false.
+    pub fn restore_quality<'a>(
+        &self,
+        states: impl IntoIterator<Item = &'a crate::quality::QualityState>,
+    ) -> usize {
+        let inner = &*self.inner;
+        if !inner.quality.thresholds.enabled {
+            return 0;
+        }
+        let _lifecycle = inner.lifecycle.lock();
+        let now = inner.clock.now();
+        let max_tracks = inner.config.limits.max_tracks_per_participant;
+        let mut restored = 0;
+        for state in states {
+            let hash = inner.workers.hash(&state.room_id, &state.participant_id);
+            let done =
+                inner.workers.with_worker(hash, &state.room_id, &state.participant_id, |worker| {
+                    worker.is_some_and(|worker| {
+                        worker.lock().restore_quality(
+                            state,
+                            now,
+                            max_tracks,
+                            inner.workers.hasher(),
+                            &inner.quality,
+                        )
+                    })
+                });
+            restored += usize::from(done);
+        }
+        restored
+    }
+
     /// Drops the stats workers of the rooms `forget(room_id, room_name)` names, with the samples
     /// they hold not yet flushed, and produces no output: what they held is someone else's to
     /// store. Cluster mode calls it for the rooms of a partition this instance no longer owns

@@ -26,9 +26,15 @@ use crate::metrics::{SampleCounters, StatsMetrics};
 use crate::nodes::NodeId;
 use crate::output::WorkerState;
 use crate::quality::detect::{Change, TrackQuality};
-use crate::quality::{IssueKind, Quality, QualityChange, QualityIssue};
+use crate::quality::{IssueKind, Quality, QualityChange, QualityIssue, QualityState};
 use crate::rates::{RateCell, RateRing, sample_interval};
 use crate::time::UnixMillis;
+
+/// [`Worker::quality_stored`] before the worker's first flush: its first flush pushes a state, if
+/// only an empty one, so that the store has one for every worker that lived through a flush (a
+/// take-over then knows the stored state is the whole truth about the worker's detectors at the
+/// partition's offset).
+const NOT_PUSHED: u64 = u64::MAX;
 
 /// Number of shards. A power of two well above the core count keeps two threads on different
 /// participants from meeting on one lock, and keeps each shard's share of a flush small.
@@ -67,6 +73,9 @@ pub(crate) struct Worker {
     /// The worker's sample time as the last flush reckoned it, for `no_media` of silent tracks
     /// ([`Worker::check_silence`]); `None` before the first flush that needed it.
     sample_clock: Option<SampleClock>,
+    /// A fingerprint of the quality state a flush last pushed ([`Worker::quality_state`]); 0:
+    /// an empty one; [`NOT_PUSHED`]: none yet.
+    quality_stored: u64,
 }
 
 /// A worker's sample time at a flush: the latest time its samples and publications reached
@@ -152,6 +161,7 @@ impl Worker {
             track_hashes: SmallVec::new(),
             tracks: Vec::new(),
             sample_clock: None,
+            quality_stored: NOT_PUSHED,
         }
     }
 
@@ -447,21 +457,48 @@ impl Worker {
             return false;
         }
         let direction = issue.direction;
-        let hash = hasher.hash_one((direction, issue.track_id.as_str()));
+        let Some(index) = self.restored_track(direction, &issue.track_id, now, max_tracks, hasher)
+        else {
+            return false;
+        };
+        let track = &mut self.tracks[index];
+        if !track.quality.restore(issue.kind, issue.started_at.0, issue.value as f32) {
+            return false;
+        }
+        if direction == Direction::Upstream {
+            let mask = track.quality.bad_mask();
+            quality.board.restore(&track.track_id, mask, &issue.affected);
+            track.quality.board_mask = mask;
+        }
+        true
+    }
+
+    /// The index of media track `track_id` in `direction`, made (a media track of the worker's
+    /// node, active at `now`) if the worker has none yet; `None` if the worker cannot hold one
+    /// more (`max_tracks`) or the track is not a media track.
+    fn restored_track(
+        &mut self,
+        direction: Direction,
+        track_id: &str,
+        now: UnixMillis,
+        max_tracks: usize,
+        hasher: &DefaultHashBuilder,
+    ) -> Option<usize> {
+        let hash = hasher.hash_one((direction, track_id));
         let tracks = &self.tracks;
         let found = self.track_hashes.iter().enumerate().position(|(index, &candidate)| {
             candidate == hash
                 && tracks[index].direction == direction
-                && tracks[index].track_id == issue.track_id
+                && tracks[index].track_id == track_id
         });
         let index = match found {
             Some(index) => index,
-            None if self.tracks.len() >= max_tracks => return false,
+            None if self.tracks.len() >= max_tracks => return None,
             None => {
                 self.track_hashes.push(hash);
                 self.tracks.push(TrackState {
                     direction,
-                    track_id: issue.track_id.clone(),
+                    track_id: CompactString::from(track_id),
                     kind: StreamKind::Media,
                     node: self.node,
                     active_at: now,
@@ -472,17 +509,111 @@ impl Worker {
                 self.tracks.len() - 1
             }
         };
-        let track = &mut self.tracks[index];
-        if track.kind != StreamKind::Media
-            || !track.quality.restore(issue.kind, issue.started_at.0, issue.value as f32)
+        (self.tracks[index].kind == StreamKind::Media).then_some(index)
+    }
+
+    /// A fingerprint of what [`Worker::quality_state`] would hold (0: nothing, or a closed
+    /// worker).
+    fn quality_fingerprint(&self, hasher: &DefaultHashBuilder, quality: &Quality) -> u64 {
+        if self.closed_at.is_some() || self.reaped {
+            return 0;
+        }
+        let mut state = hasher.build_hasher();
+        let mut any = false;
+        for track in &self.tracks {
+            if track.kind != StreamKind::Media || !track.quality.holds_state() {
+                continue;
+            }
+            any = true;
+            (track.direction, track.track_id.as_str()).hash(&mut state);
+            track.quality.hash_state(&mut state);
+            if track.direction == Direction::Upstream && track.quality.board_mask != 0 {
+                // The affected list only grows (up to its cap): its length tells a change.
+                quality.board.affected_count(&track.track_id).hash(&mut state);
+            }
+        }
+        if any { std::hash::Hasher::finish(&state).clamp(1, NOT_PUSHED - 1) } else { 0 }
+    }
+
+    /// At a flush, after [`Worker::take_for_flush`]: the worker's quality state
+    /// ([`QualityState`]) at its first flush (an empty one if it holds nothing) and whenever it
+    /// changed since the one pushed last (an empty one once it holds nothing any more, or the
+    /// worker closed), else `None`. Nothing while detection is off, and nothing for a worker
+    /// closed before its first flush.
+    pub(crate) fn quality_state(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        quality: &Quality,
+    ) -> Option<QualityState> {
+        if !quality.thresholds.enabled {
+            return None;
+        }
+        let fingerprint = self.quality_fingerprint(hasher, quality);
+        if fingerprint == self.quality_stored
+            || (self.quality_stored == NOT_PUSHED && self.closed_at.is_some())
         {
+            return None;
+        }
+        self.quality_stored = fingerprint;
+        let tracks = if fingerprint == 0 {
+            Vec::new()
+        } else {
+            self.tracks
+                .iter()
+                .filter(|track| track.kind == StreamKind::Media && track.quality.holds_state())
+                .map(|track| {
+                    let affected = if track.direction == Direction::Upstream
+                        && track.quality.board_mask != 0
+                    {
+                        quality.board.affected(&track.track_id)
+                    } else {
+                        Vec::new()
+                    };
+                    track.quality.state(track.direction, &track.track_id, affected)
+                })
+                .collect()
+        };
+        Some(QualityState {
+            room_id: self.room_id.clone(),
+            room_name: self.room_name.clone(),
+            participant_id: self.participant_id.clone(),
+            created_at: self.created_at,
+            tracks,
+        })
+    }
+
+    /// Puts back `state`, the quality state a flush of a previous run pushed for this worker
+    /// (see [`QualityState`]): each track's detectors, publication and mute as they were (a
+    /// track made if the worker has none yet, within `max_tracks`), an upstream in trouble back
+    /// on the board with its affected list. Returns false, changing nothing, for a closed worker
+    /// or a state of another worker under the same key (another `created_at`).
+    pub(crate) fn restore_quality(
+        &mut self,
+        state: &QualityState,
+        now: UnixMillis,
+        max_tracks: usize,
+        hasher: &DefaultHashBuilder,
+        quality: &Quality,
+    ) -> bool {
+        if self.closed_at.is_some() || self.reaped || self.created_at != state.created_at {
             return false;
         }
-        if direction == Direction::Upstream {
-            let mask = track.quality.bad_mask();
-            quality.board.restore(&track.track_id, mask, &issue.affected);
-            track.quality.board_mask = mask;
+        for stored in &state.tracks {
+            let Some(index) =
+                self.restored_track(stored.direction, &stored.track_id, now, max_tracks, hasher)
+            else {
+                continue;
+            };
+            let track = &mut self.tracks[index];
+            track.quality.restore_state(stored);
+            if stored.direction == Direction::Upstream {
+                let mask = track.quality.bad_mask();
+                quality.board.set(&track.track_id, 0);
+                quality.board.restore(&track.track_id, mask, &stored.affected);
+                track.quality.board_mask = mask;
+            }
         }
+        self.quality_stored = self.quality_fingerprint(hasher, quality);
         true
     }
 
@@ -965,7 +1096,8 @@ impl WorkerTable {
     /// Takes the samples of every worker of `shard` (and of its retired workers) into `out`, and
     /// reaps the workers closed for longer than `cleanup_wait_ms` (their last states, `reaped`,
     /// into `gone`); closes the workers and drops the tracks idle for longer than `idle_ms`
-    /// (their states into `closed_idle`).
+    /// (their states into `closed_idle`); the quality states that changed go into `states`
+    /// (retired workers have none to keep: they are closed).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn take_shard(
         &self,
@@ -978,6 +1110,7 @@ impl WorkerTable {
         gone: &mut Vec<(NodeId, WorkerState)>,
         quality: &Quality,
         changes: &mut Vec<QualityChange>,
+        states: &mut Vec<QualityState>,
     ) {
         let mut reaped = Vec::new();
         let (mut closed_idle_count, mut tracks_dropped) = (0, 0);
@@ -989,6 +1122,9 @@ impl WorkerTable {
                     worker.take_for_flush(now, cleanup_wait_ms, idle_ms, quality, changes);
                 if !tracks.is_empty() {
                     out.push(Taken::from_worker(&worker, tracks));
+                }
+                if let Some(state) = worker.quality_state(&self.hasher, quality) {
+                    states.push(state);
                 }
                 if effect.reaped {
                     reaped.push((slot.hash, slot.generation));

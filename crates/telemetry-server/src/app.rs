@@ -22,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use telemetry_store::Store;
-use telemetry_store::model::{IssueRecord, IssuesQuery, WorkerRecord};
+use telemetry_store::model::{IssueRecord, IssuesQuery, QualityRecord, WorkerRecord};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,6 +84,12 @@ impl App {
             let kept = live.len();
             let restored = service.restore_workers(live.iter().map(WorkerRecord::to_state));
             tracing::info!(kept, restored, "stats workers of calls in progress restored");
+            // Their quality detectors as the last flush left them, then the open issues.
+            let quality =
+                store.quality_states().await.context("reading the quality detector states")?;
+            let states: Vec<_> = quality.iter().map(QualityRecord::to_state).collect();
+            let restored = service.restore_quality(&states);
+            tracing::info!(kept = quality.len(), restored, "quality detector states restored");
             // Their open quality issues too, so each is closed with its own id.
             let open =
                 store.issues(open_issues()).await.context("reading the open quality issues")?;

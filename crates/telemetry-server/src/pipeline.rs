@@ -19,8 +19,8 @@ use telemetry_core::{
 };
 use telemetry_store::Store;
 use telemetry_store::model::{
-    EventRecord, IssueRecord, Lease, NodeRoomsRecord, OutgoingWebhook, RateCellRecord,
-    StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    EventRecord, IssueRecord, Lease, NodeRoomsRecord, OutgoingWebhook, QualityRecord,
+    RateCellRecord, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -479,6 +479,7 @@ pub fn to_write_batch(
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            Output::QualityState(state) => batch.quality.push(QualityRecord::from_state(&state)),
             Output::Quality(change) => {
                 let event = EventRecord::from_quality(&change);
                 let endpoint_ids = endpoints.select(change.webhook_name());
@@ -582,6 +583,7 @@ fn output_room(output: &Output) -> Option<(String, String)> {
         Output::Stats(batch) => pair(&batch.room_name, &batch.room_id),
         Output::Worker(state) => pair(&state.room_name, &state.room_id),
         Output::Quality(change) => pair(&change.issue.room_name, &change.issue.room_id),
+        Output::QualityState(state) => pair(&state.room_name, &state.room_id),
         Output::NodeRooms(_) | Output::NodeRates(_) => None,
     }
 }

@@ -25,8 +25,8 @@ use crate::model::{
     AdapterStateRecord, AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery,
     ConfiguredEndpoints, DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource,
     EventRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, OutboxCounts,
-    OutgoingWebhook, ParticipantState, RateCellRecord, ReplayQuery, RoomsQuery, Signing,
-    StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    OutgoingWebhook, ParticipantState, QualityRecord, RateCellRecord, ReplayQuery, RoomsQuery,
+    Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
 };
 
 /// Gives the suite databases.
@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             the_latest_node_room_state_wins,
             live_workers_keep_the_last_open_state_and_survive_a_reopen,
             closed_workers_are_kept_until_their_reap_and_survive_a_reopen,
+            quality_states_are_kept_with_their_worker_until_replaced_or_reaped,
             adapter_states_keep_the_newest_generation_and_survive_a_reopen,
             concurrent_writes_are_all_durable_and_survive_a_reopen,
             prune_removes_what_is_older_than_the_retention,
@@ -123,6 +124,7 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
                 }))
             }
             Output::Worker(state) => batch.workers.push(WorkerRecord::from_state(&state)),
+            Output::QualityState(state) => batch.quality.push(QualityRecord::from_state(&state)),
             Output::Quality(change) => {
                 batch.events.push(EventRecord::from_quality(&change));
                 batch.issues.push(IssueRecord::from_issue(&change.issue));
@@ -755,6 +757,132 @@ pub async fn closed_workers_are_kept_until_their_reap_and_survive_a_reopen(harne
         .expect("write");
     let live = store.live_workers().await.expect("live workers");
     assert_eq!(live, vec![record("PA_2", None, false)]);
+}
+
+/// A worker's quality detector states are kept with its record: the last one written of each
+/// worker, after the workers of the same batch; an empty one is kept as empty; a state of
+/// another worker under the same key (another creation time) is not kept; a rejoin's record
+/// clears it; a reap removes it with the record; only open workers' are listed; what is kept
+/// survives a reopen, JSON text and all.
+pub async fn quality_states_are_kept_with_their_worker_until_replaced_or_reaped(
+    harness: &dyn Harness,
+) {
+    use telemetry_core::Direction;
+    use telemetry_core::quality::{DetectorState, IssueKind, TrackQualityState};
+    let database = harness.database().await;
+    let store = database.open().await;
+    const CREATED: i64 = 1_700_000_000_000;
+    let worker =
+        |participant: &str, created_at: i64, closed_at: Option<i64>, reaped: bool| WorkerRecord {
+            room_id: "RM_1".into(),
+            participant_id: participant.into(),
+            room_name: "room".into(),
+            identity: participant.into(),
+            node_id: "sfu-1".into(),
+            created_at: UnixMillis(created_at),
+            connected: true,
+            guards: if closed_at.is_none() { vec!["default".into()] } else { Vec::new() },
+            open: closed_at.is_none(),
+            closed_at: closed_at.map(UnixMillis),
+            reaped,
+        };
+    let quality = |participant: &str, created_at: i64, bad_since: Option<i64>| QualityRecord {
+        room_id: "RM_1".into(),
+        participant_id: participant.into(),
+        room_name: "room".into(),
+        created_at: UnixMillis(created_at),
+        tracks: bad_since
+            .map(|bad_since| {
+                vec![TrackQualityState {
+                    direction: Direction::Upstream,
+                    track_id: "TR_\"é".into(),
+                    muted: false,
+                    quiet_from: Some(CREATED),
+                    cadence_ms: 5000,
+                    detectors: vec![DetectorState {
+                        kind: IssueKind::PacketLoss,
+                        bad_since,
+                        clean_since: None,
+                        worst: 12.5,
+                        open: false,
+                    }],
+                    affected: vec!["PA_2".into()],
+                }]
+            })
+            .unwrap_or_default(),
+    };
+    let batch = |workers: Vec<WorkerRecord>, quality: Vec<QualityRecord>| WriteBatch {
+        workers,
+        quality,
+        ..Default::default()
+    };
+    // PA_1..PA_4 join in the batch that writes their states; PA_1's second state wins; PA_3's
+    // is another worker's.
+    store
+        .write(batch(
+            vec![
+                worker("PA_1", CREATED, None, false),
+                worker("PA_2", CREATED, None, false),
+                worker("PA_3", CREATED, None, false),
+                worker("PA_4", CREATED, None, false),
+            ],
+            vec![
+                quality("PA_1", CREATED, Some(CREATED)),
+                quality("PA_2", CREATED, Some(CREATED + 1)),
+                quality("PA_3", CREATED + 1, Some(CREATED)),
+                quality("PA_4", CREATED, Some(CREATED)),
+                quality("PA_1", CREATED, Some(CREATED + 2)),
+                quality("PA_5", CREATED, Some(CREATED)),
+            ],
+        ))
+        .await
+        .expect("write");
+    assert_eq!(
+        store.quality_states().await.expect("quality states"),
+        vec![
+            quality("PA_1", CREATED, Some(CREATED + 2)),
+            quality("PA_2", CREATED, Some(CREATED + 1)),
+            quality("PA_4", CREATED, Some(CREATED)),
+        ]
+    );
+    // PA_1's empty now; PA_2 rejoins (a new worker); PA_4's record is written again (same
+    // worker) without touching the state.
+    store
+        .write(batch(
+            vec![worker("PA_2", CREATED + 10, None, false), worker("PA_4", CREATED, None, false)],
+            vec![quality("PA_1", CREATED, None)],
+        ))
+        .await
+        .expect("write");
+    drop(store);
+    let store = database.open().await;
+    assert_eq!(
+        store.quality_states().await.expect("quality states"),
+        vec![quality("PA_1", CREATED, None), quality("PA_4", CREATED, Some(CREATED))]
+    );
+    // PA_1 and PA_4 close: kept, closed, not listed.
+    store
+        .write(batch(
+            vec![
+                worker("PA_1", CREATED, Some(CREATED + 20), false),
+                worker("PA_4", CREATED, Some(CREATED + 20), false),
+            ],
+            Vec::new(),
+        ))
+        .await
+        .expect("write");
+    assert!(store.quality_states().await.expect("quality states").is_empty(), "closed");
+    // The reap removes the record and its state: a worker made again with the same creation
+    // time starts without one.
+    store
+        .write(batch(vec![worker("PA_4", CREATED, Some(CREATED + 20), true)], Vec::new()))
+        .await
+        .expect("write");
+    store
+        .write(batch(vec![worker("PA_4", CREATED, None, false)], Vec::new()))
+        .await
+        .expect("write");
+    assert!(store.quality_states().await.expect("quality states").is_empty(), "reaped");
 }
 
 /// Ingest adapters' states: a state replaces the kept one of its adapter and key only with a

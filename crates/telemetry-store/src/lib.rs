@@ -31,9 +31,9 @@ use telemetry_core::rates::RateCell;
 use crate::model::{
     AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
     ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, IssueRecord,
-    IssuesQuery, NodeSummary, OutboxCounts, Page, PendingDelivery, PruneCounts, ReplayQuery,
-    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts,
-    StoredEvent, WorkerRecord, WriteBatch, WriteReceipt,
+    IssuesQuery, NodeSummary, OutboxCounts, Page, PendingDelivery, PruneCounts, QualityRecord,
+    ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord,
+    StoreCounts, StoredEvent, WorkerRecord, WriteBatch, WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -144,6 +144,10 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
     /// Lists the open stats workers kept (the last state written of each, if open), by room and
     /// participant: what a service restores at start.
     async fn live_workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Lists the quality detector states kept with open workers' records, by room and
+    /// participant: what a service restores after the workers.
+    async fn quality_states(&self) -> Result<Vec<QualityRecord>, StoreError>;
 
     /// Keeps an ingest adapter's state for its key, unless a state of the same or a higher
     /// generation is kept already; returns whether it was kept.

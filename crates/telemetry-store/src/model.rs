@@ -531,6 +531,10 @@ pub struct WriteBatch {
     pub workers: Vec<WorkerRecord>,
     /// Quality issues, in order: see [`IssueRecord`] for how they merge.
     pub issues: Vec<IssueRecord>,
+    /// Stats workers' quality detector states, in order: the last of a worker wins, and is kept
+    /// with the worker's state (after `workers` are applied) if that state is of the same
+    /// worker (its `created_at`); see [`QualityRecord`].
+    pub quality: Vec<QualityRecord>,
     /// Cluster mode: the batch holds one partition's outputs, written only if `instance` still
     /// holds the partition's lease at its epoch when the write commits; otherwise nothing of it
     /// is written (the receipt says `fenced`). Backends without cluster leases ignore it.
@@ -790,13 +794,105 @@ impl WorkerRecord {
     }
 }
 
+/// A stats worker's quality detector states as the store keeps them
+/// (`telemetry_core::quality::QualityState`), with the worker's record: written by the worker's
+/// first flush and by the flushes that changed them, kept only while the worker's record is of
+/// the same worker (a record replaced by a rejoin's drops it, a reaped one goes with it), and read
+/// back at a restart or a take-over (`Store::quality_states`). A worker with an empty state has
+/// one (it held nothing at its last flush); a worker without one had no flush yet (or was stored
+/// by a version without them). Every backend stores the tracks as the JSON text of
+/// [`QualityRecord::tracks_text`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityRecord {
+    /// The room's sid.
+    pub room_id: String,
+    /// The participant's sid.
+    pub participant_id: String,
+    /// The room's name.
+    pub room_name: String,
+    /// When the worker was made: the state is kept only with this worker's record.
+    pub created_at: UnixMillis,
+    /// The tracks' detectors; empty: the worker holds none.
+    pub tracks: Vec<telemetry_core::quality::TrackQualityState>,
+}
+
+impl QualityRecord {
+    /// The record of a quality state.
+    pub fn from_state(state: &telemetry_core::quality::QualityState) -> Self {
+        Self {
+            room_id: state.room_id.to_string(),
+            participant_id: state.participant_id.to_string(),
+            room_name: state.room_name.to_string(),
+            created_at: state.created_at,
+            tracks: state.tracks.clone(),
+        }
+    }
+
+    /// The quality state a service restores.
+    pub fn to_state(&self) -> telemetry_core::quality::QualityState {
+        telemetry_core::quality::QualityState {
+            room_id: self.room_id.as_str().into(),
+            room_name: self.room_name.as_str().into(),
+            participant_id: self.participant_id.as_str().into(),
+            created_at: self.created_at,
+            tracks: self.tracks.clone(),
+        }
+    }
+
+    /// The tracks as stored: a JSON array (`[]` for none).
+    pub fn tracks_text(&self) -> String {
+        serde_json::to_string(&self.tracks).unwrap_or_else(|_| "[]".to_owned())
+    }
+
+    /// Tracks from their stored text; a text that does not parse is corrupt.
+    pub fn tracks_from_text(
+        text: &str,
+    ) -> Result<Vec<telemetry_core::quality::TrackQualityState>, crate::StoreError> {
+        serde_json::from_str(text).map_err(|error| {
+            crate::StoreError::Corrupt(format!("stored quality detector state: {error}"))
+        })
+    }
+
+    /// The last record of each worker (room and participant) among `records`, in order, so that
+    /// a backend applies each once.
+    pub fn last_states<'a>(
+        records: impl IntoIterator<Item = &'a QualityRecord>,
+    ) -> Vec<&'a QualityRecord> {
+        let mut last: Vec<&QualityRecord> = Vec::new();
+        let mut index: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::new();
+        for record in records {
+            let key = (record.room_id.as_str(), record.participant_id.as_str());
+            match index.get(&key) {
+                Some(&at) => last[at] = record,
+                None => {
+                    index.insert(key, last.len());
+                    last.push(record);
+                }
+            }
+        }
+        last
+    }
+}
+
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         // Destructured so that a new field cannot be forgotten here.
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues, fence } = self;
+        let Self {
+            events,
+            stats,
+            node_rooms,
+            rate_cells,
+            webhooks,
+            workers,
+            issues,
+            quality,
+            fence,
+        } = self;
         fence.as_ref().is_none_or(|fence| fence.offset.is_none())
             && issues.is_empty()
+            && quality.is_empty()
             && events.is_empty()
             && stats.is_empty()
             && node_rooms.is_empty()
@@ -808,8 +904,17 @@ impl WriteBatch {
     /// Appends another batch (of the same fence, if either has one: the other's offset, the
     /// later one, wins).
     pub fn append(&mut self, other: &mut WriteBatch) {
-        let Self { events, stats, node_rooms, rate_cells, webhooks, workers, issues, fence } =
-            other;
+        let Self {
+            events,
+            stats,
+            node_rooms,
+            rate_cells,
+            webhooks,
+            workers,
+            issues,
+            quality,
+            fence,
+        } = other;
         if let Some(mut fence) = fence.take() {
             if let Some(mine) = &self.fence {
                 debug_assert_eq!(mine.lease, fence.lease, "batches of different fences appended");
@@ -824,6 +929,7 @@ impl WriteBatch {
         self.rate_cells.append(rate_cells);
         self.webhooks.append(webhooks);
         self.workers.append(workers);
+        self.quality.append(quality);
     }
 }
 

@@ -78,6 +78,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_partition_offsets.sql"),
     include_str!("../migrations/postgres/0007_room_webhooks.sql"),
     include_str!("../migrations/postgres/0008_closed_workers.sql"),
+    include_str!("../migrations/postgres/0009_worker_quality.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

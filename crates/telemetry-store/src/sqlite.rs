@@ -25,10 +25,10 @@ use crate::model::{
     ClaimedDelivery, ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EndpointSource, EventRecord, EventsQuery, IssueRecord, IssuesQuery,
     NodeRoomsRecord, NodeSummary, OutboxCounts, OutgoingWebhook, Page, ParticipantRow,
-    ParticipantState, PendingDelivery, Projection, PruneCounts, RateCellRecord, ReplayQuery,
-    RoomCursor, RoomDetail, RoomSummary, RoomsQuery, Signing, StatsQuery, StatsWindowRecord,
-    StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
-    stored_count,
+    ParticipantState, PendingDelivery, Projection, PruneCounts, QualityRecord, RateCellRecord,
+    ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, Signing, StatsQuery,
+    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt,
+    count_from_stored, stored_count,
 };
 use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
 use telemetry_core::quality::IssueKind;
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0006_quality.sql"),
     include_str!("../migrations/sqlite/0007_room_webhooks.sql"),
     include_str!("../migrations/sqlite/0008_closed_workers.sql"),
+    include_str!("../migrations/sqlite/0009_worker_quality.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -448,6 +449,20 @@ fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteRecei
         transaction
             .prepare_cached("DELETE FROM live_workers WHERE room_id = ?1 AND participant_id = ?2")?
             .execute(params![worker.room_id, worker.participant_id])?;
+    }
+    // After the workers: a state is kept only with its own worker's record.
+    for quality in QualityRecord::last_states(&batch.quality) {
+        transaction
+            .prepare_cached(
+                "UPDATE live_workers SET quality = ?4 \
+                 WHERE room_id = ?1 AND participant_id = ?2 AND created_at_ms = ?3",
+            )?
+            .execute(params![
+                quality.room_id,
+                quality.participant_id,
+                quality.created_at.0,
+                quality.tracks_text(),
+            ])?;
     }
     seen.sort_unstable();
     let mut previous: Option<(&str, UnixMillis)> = None;
@@ -988,7 +1003,8 @@ fn upsert_worker(transaction: &Transaction<'_>, worker: &WorkerRecord) -> Result
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (room_id, participant_id) DO UPDATE SET \
              room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
              created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards, \
-             closed_at_ms = excluded.closed_at_ms",
+             closed_at_ms = excluded.closed_at_ms, \
+             quality = CASE WHEN live_workers.created_at_ms = excluded.created_at_ms THEN live_workers.quality END",
         )?
         .execute(params![
             worker.room_id,
@@ -1376,6 +1392,36 @@ impl AnalyticsStore for SqliteStore {
                 .map(|(mut worker, guards)| {
                     worker.guards = WorkerRecord::guards_from_text(&guards)?;
                     Ok(worker)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn quality_states(&self) -> Result<Vec<QualityRecord>, StoreError> {
+        self.read(|connection| {
+            let rows = connection
+                .prepare_cached(
+                    "SELECT room_id, participant_id, room_name, created_at_ms, quality FROM live_workers \
+                     WHERE quality IS NOT NULL AND closed_at_ms IS NULL ORDER BY room_id, participant_id",
+                )?
+                .query_map([], |row| {
+                    Ok((
+                        QualityRecord {
+                            room_id: row.get(0)?,
+                            participant_id: row.get(1)?,
+                            room_name: row.get(2)?,
+                            created_at: UnixMillis(row.get(3)?),
+                            tracks: Vec::new(),
+                        },
+                        row.get::<_, String>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(mut record, tracks)| {
+                    record.tracks = QualityRecord::tracks_from_text(&tracks)?;
+                    Ok(record)
                 })
                 .collect()
         })

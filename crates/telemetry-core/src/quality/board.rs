@@ -116,6 +116,14 @@ impl UpstreamBoard {
         entry.bad
     }
 
+    /// How many subscribers are listed for `track_id`.
+    pub(crate) fn affected_count(&self, track_id: &str) -> usize {
+        if self.entries.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.shard(track_id).lock().get(track_id).map_or(0, |entry| entry.affected.len())
+    }
+
     /// The subscribers listed for `track_id`.
     pub(crate) fn affected(&self, track_id: &str) -> Vec<String> {
         if self.entries.load(Ordering::Relaxed) == 0 {

@@ -15,7 +15,7 @@
 //! stats flush, which visits every track anyway, in the worker's sample time (so the sample
 //! path pays nothing for it).
 
-use crate::quality::{IssueKind, QualityConfig};
+use crate::quality::{DetectorState, IssueKind, QualityConfig, TrackQualityState};
 
 /// "No time": the detector's runs are empty.
 const NONE: i64 = i64::MIN;
@@ -149,6 +149,30 @@ impl Detector {
     /// exactly).
     pub(crate) fn restored(started_at: i64, worst: f32) -> Self {
         Self { bad_since: started_at, clean_since: NONE, worst, open: true }
+    }
+
+    /// The detector's state for the store; `None` while it holds nothing (no bad run, no issue).
+    pub(crate) fn state(&self, kind: IssueKind) -> Option<DetectorState> {
+        (self.bad_since != NONE).then(|| DetectorState {
+            kind,
+            bad_since: self.bad_since,
+            clean_since: (self.clean_since != NONE).then_some(self.clean_since),
+            worst: self.worst,
+            open: self.open,
+        })
+    }
+
+    /// A detector as a stored state left it ([`Detector::state`]). A clean run belongs to an
+    /// open issue only, and a time of "none" is no time: such parts are dropped.
+    pub(crate) fn from_state(state: &DetectorState) -> Self {
+        if state.bad_since == NONE || !state.worst.is_finite() {
+            return Self::default();
+        }
+        let clean_since = match state.clean_since {
+            Some(at) if state.open && at != NONE => at,
+            _ => NONE,
+        };
+        Self { bad_since: state.bad_since, clean_since, worst: state.worst, open: state.open }
     }
 
     /// Closes an open issue at `at` (its track or participant went away) and forgets any bad
@@ -451,6 +475,62 @@ impl TrackQuality {
         *detector = Detector::restored(started_at, worst);
         self.active = true;
         true
+    }
+
+    /// Whether the detectors hold anything a restart needs: a bad run or an open issue, a
+    /// publication (silence counts from it) or a mute.
+    pub(crate) fn holds_state(&self) -> bool {
+        self.active || self.quiet_from != NONE || self.muted
+    }
+
+    /// Feeds what a restart needs into `hasher` (what [`TrackQuality::state`] holds, but the
+    /// affected list and the cadence), so that a flush finds whether it changed without building
+    /// it. The cadence is left out: an SFU's sample intervals wobble by milliseconds, and a
+    /// publisher's state written again at every flush for that would cost a write per publisher
+    /// per flush; the cadence stored is the one of the last state written for another reason.
+    pub(crate) fn hash_state(&self, hasher: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        for detector in &self.detectors {
+            (detector.bad_since, detector.clean_since, detector.worst.to_bits(), detector.open)
+                .hash(hasher);
+        }
+        (self.muted, self.quiet_from).hash(hasher);
+    }
+
+    /// The state for the store of the track `track_id` in `direction`, with the subscribers
+    /// listed as `affected` by its upstream trouble.
+    pub(crate) fn state(
+        &self,
+        direction: crate::keys::Direction,
+        track_id: &str,
+        affected: Vec<String>,
+    ) -> TrackQualityState {
+        TrackQualityState {
+            direction,
+            track_id: track_id.to_owned(),
+            muted: self.muted,
+            quiet_from: (self.quiet_from != NONE).then_some(self.quiet_from),
+            cadence_ms: self.cadence_ms,
+            detectors: IssueKind::ALL
+                .into_iter()
+                .zip(&self.detectors)
+                .filter_map(|(kind, detector)| detector.state(kind))
+                .collect(),
+            affected,
+        }
+    }
+
+    /// The detectors as a stored state left them ([`TrackQuality::state`]); the board mask is
+    /// the caller's to write. A kind listed twice keeps its last state.
+    pub(crate) fn restore_state(&mut self, state: &TrackQualityState) {
+        self.muted = state.muted;
+        self.quiet_from = state.quiet_from.unwrap_or(NONE);
+        self.cadence_ms = state.cadence_ms;
+        self.detectors = [Detector::default(); 5];
+        for detector in &state.detectors {
+            self.detectors[detector.kind as usize] = Detector::from_state(detector);
+        }
+        self.active = self.detectors.iter().any(|detector| detector.is_bad() || detector.is_open());
     }
 
     /// Whether any issue is open.

@@ -1,7 +1,8 @@
 //! Flushing the stats workers (LiveKit's `FlushStats`): every worker's tracks coalesced into one
 //! [`StatsBatch`] per worker, on the output queue in flush order; workers closed for longer than
 //! `worker_cleanup_wait` reaped, and workers and tracks idle for `limits.participant_idle_timeout`
-//! closed and dropped (their close leaves the participant gauge and the store's live workers).
+//! closed and dropped (their close leaves the participant gauge and the store's live workers);
+//! the workers' quality detector states that changed pushed for the store to keep.
 //!
 //! A flush takes each shard's workers out under the shard's lock and coalesces them outside every
 //! lock, so concurrent `TrackStats` calls wait at most for one worker's swap.
@@ -45,6 +46,7 @@ impl TelemetryService {
         let mut closed_idle = Vec::new();
         let mut reaped = Vec::new();
         let mut quality_changes = Vec::new();
+        let mut quality_states = Vec::new();
         for shard in inner.workers.shards() {
             inner.workers.take_shard(
                 shard,
@@ -56,6 +58,7 @@ impl TelemetryService {
                 &mut reaped,
                 &inner.quality,
                 &mut quality_changes,
+                &mut quality_states,
             );
             // Coalesce outside every lock.
             batches.extend(taken.drain(..).map(|taken| self.coalesce(taken, now, &mut flush.ids)));
@@ -65,6 +68,9 @@ impl TelemetryService {
         }
         // Issues of workers and tracks closed for idleness end with them.
         last = inner.push_quality(quality_changes).or(last);
+        // The detectors' states as of this flush: in cluster mode the flush is a partition's
+        // checkpoint, so they are written with its stored offset.
+        last = inner.queue.push(quality_states.into_iter().map(Output::QualityState)).or(last);
         if !closed_idle.is_empty() {
             // Workers closed for idleness leave the participant gauge of the node that made them,
             // and the store's live workers.

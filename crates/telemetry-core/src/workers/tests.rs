@@ -120,6 +120,7 @@ fn a_full_table_refuses_new_keys_but_serves_existing_ones() {
                 &mut Vec::new(),
                 &quality,
                 &mut Vec::new(),
+                &mut Vec::new(),
             );
         }
     };
@@ -148,6 +149,7 @@ fn flushes_close_idle_workers_and_drop_idle_tracks() {
                 &mut idle,
                 &mut Vec::new(),
                 &quality,
+                &mut Vec::new(),
                 &mut Vec::new(),
             );
         }

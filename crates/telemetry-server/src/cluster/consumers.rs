@@ -236,15 +236,16 @@ impl Consumers {
         let started = tokio::time::Instant::now();
         let store = self.state.store.clone();
         let mut wait = Duration::from_millis(100);
-        let (offset, workers, issues) = loop {
+        let (offset, workers, quality, issues) = loop {
             let read = async {
                 let Some(leases) = store.cluster() else {
                     return Err(telemetry_store::StoreError::Closed);
                 };
                 let offset = leases.partition_offset(lease.partition).await?;
                 let workers = store.live_workers().await?;
+                let quality = store.quality_states().await?;
                 let issues = store.issues(crate::app::open_issues()).await?;
-                Ok((offset, workers, issues))
+                Ok((offset, workers, quality, issues))
             };
             match read.await {
                 Ok(read) => break read,
@@ -278,11 +279,28 @@ impl Consumers {
                 .filter(|worker| in_partition(&worker.room_id, &worker.room_name))
                 .map(telemetry_store::model::WorkerRecord::to_state),
         );
-        // The partition's open quality issues go back on their workers' tracks, so that a
-        // replayed sample does not open a second issue and each closes with its own id.
+        // Their quality detectors as of the offset (written with it: every flush is a
+        // checkpoint): a bad or clean run under way there goes on as without the take-over.
+        let quality: Vec<_> = quality
+            .iter()
+            .filter(|state| in_partition(&state.room_id, &state.room_name))
+            .map(telemetry_store::model::QualityRecord::to_state)
+            .collect();
+        let with_state: std::collections::HashSet<(&str, &str)> =
+            quality.iter().map(|state| (&*state.room_id, &*state.participant_id)).collect();
+        let restored_quality = service.restore_quality(&quality);
+        // A worker's stored state is the whole truth about its detectors at the offset: an issue
+        // stored open that it does not hold opened after the offset, and the replay opens it
+        // again with its id (restored open now, it would read the replayed samples before its
+        // opening as an open issue's). The open issues of workers without a state (no flush
+        // since they were stored, or a version without states) go back on their tracks, so that
+        // a replayed sample does not open a second issue and each closes with its own id.
         let issues: Vec<_> = issues
             .iter()
             .filter(|issue| in_partition(&issue.room_sid, &issue.room_name))
+            .filter(|issue| {
+                !with_state.contains(&(issue.room_sid.as_str(), issue.participant_sid.as_str()))
+            })
             .map(telemetry_store::model::IssueRecord::to_issue)
             .collect();
         let issues = service.restore_issues(&issues);
@@ -292,6 +310,7 @@ impl Consumers {
             epoch = lease.epoch,
             offset,
             restored,
+            quality = restored_quality,
             issues,
             forgotten,
             took = ?started.elapsed(),

@@ -382,6 +382,29 @@ async fn an_issue_open_at_a_graceful_restart_is_closed_after_it_with_its_id() {
     check_closed_after_restart(&Client::new(app.url("")), &receiver, &id, base).await;
 }
 
+/// A bad run under way at a graceful restart, 5 s of loss where `open_after` is 10 s: the
+/// detectors' state the shutdown's flush stored comes back with dave's worker, so the issue
+/// opens from the run's first sample, as without the restart (not from the first sample after
+/// it), and closes as the one above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_run_under_way_at_a_graceful_restart_opens_its_issue_from_its_first_sample() {
+    let receiver = TestReceiver::start().await;
+    let extra = quality_endpoint(&receiver);
+    let base = (now_millis() - 120_000) / 1000 * 1000;
+    let app = TestApp::start_in(TestData::new(), &extra).await;
+    let client = Client::new(app.url(""));
+    let mut calls = lossy_before(base);
+    calls.truncate(5);
+    client.ingest(calls).await;
+    assert_eq!(client.get("/v1/issues").await["issues"], json!([]), "not open yet");
+    let data = app.stop().await;
+    let app = TestApp::start_in(data, &extra).await;
+    let client = Client::new(app.url(""));
+    client.ingest((1..4).map(|n| audio_sample(base + n * 5000, true)).collect()).await;
+    let id = open_issue(&client).await;
+    check_closed_after_restart(&client, &receiver, &id, base).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issue_open_at_a_sigkill_is_closed_after_the_restart_with_its_id() {
     let receiver = TestReceiver::start().await;

@@ -11,9 +11,9 @@ use super::writer::WriteRequest;
 use super::{Failure, Parameters, PostgresStore, enum_column, lock, u32_column};
 use crate::model::{
     AdapterStateRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, NodeSummary, Page,
-    ParticipantRow, ParticipantState, PruneCounts, RoomCursor, RoomDetail, RoomSummary, RoomsQuery,
-    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch,
-    WriteReceipt, count_from_stored,
+    ParticipantRow, ParticipantState, PruneCounts, QualityRecord, RoomCursor, RoomDetail,
+    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow,
+    WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
 };
 use crate::{AnalyticsStore, StoreError};
 
@@ -360,6 +360,33 @@ impl AnalyticsStore for PostgresStore {
                 });
             }
             Ok(workers)
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn quality_states(&self) -> Result<Vec<QualityRecord>, StoreError> {
+        async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT room_id, participant_id, room_name, created_at_ms, quality FROM live_workers \
+                     WHERE quality IS NOT NULL AND closed_at_ms IS NULL ORDER BY room_id, participant_id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[]).await?;
+            let mut states = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let tracks: String = row.try_get(4)?;
+                states.push(QualityRecord {
+                    room_id: row.try_get(0)?,
+                    participant_id: row.try_get(1)?,
+                    room_name: row.try_get(2)?,
+                    created_at: UnixMillis(row.try_get(3)?),
+                    tracks: QualityRecord::tracks_from_text(&tracks).map_err(Failure::Store)?,
+                });
+            }
+            Ok(states)
         }
         .await
         .map_err(Failure::into_store)

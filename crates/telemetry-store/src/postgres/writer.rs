@@ -28,7 +28,8 @@ use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
 use crate::StoreError;
 use crate::model::{
     EventRecord, IssueRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection,
-    RateCellRecord, StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt, stored_count,
+    QualityRecord, RateCellRecord, StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt,
+    stored_count,
 };
 
 /// Most writes committed in one transaction.
@@ -284,6 +285,7 @@ async fn apply(
     let (open_workers, closed_workers) =
         WorkerRecord::last_states(batches.iter().flat_map(|batch| &batch.workers));
     let issues = IssueRecord::deciding(batches.iter().flat_map(|batch| &batch.issues));
+    let quality = QualityRecord::last_states(batches.iter().flat_map(|batch| &batch.quality));
     // First the rows, pipelined; events and messages say which of them are new.
     let (new_events, new_messages, (), (), (), (), (), (), ()) = tokio::try_join!(
         insert_events(transaction, &events),
@@ -296,10 +298,11 @@ async fn apply(
         upsert_issues(transaction, &issues),
         store_offsets(transaction, batches),
     )?;
-    // Then what the new ones imply.
-    let ((), deliveries) = tokio::try_join!(
+    // Then what the new ones imply, and the quality states of the workers now written.
+    let ((), deliveries, ()) = tokio::try_join!(
         project(transaction, &events, new_events),
         insert_deliveries(transaction, &webhooks, new_messages),
+        keep_quality(transaction, &quality),
     )?;
     let mut receipts = vec![WriteReceipt::default(); batches.len()];
     for index in deliveries {
@@ -703,6 +706,37 @@ async fn upsert_issues(
     Ok(())
 }
 
+/// Keeps each quality state with its worker's record, if that record is of the same worker
+/// (its `created_at`); an empty state clears the stored one (see [`QualityRecord`]). Each worker
+/// at most once ([`QualityRecord::last_states`]), after the workers are written.
+async fn keep_quality(
+    transaction: &Transaction<'_>,
+    quality: &[&QualityRecord],
+) -> Result<(), Failure> {
+    if quality.is_empty() {
+        return Ok(());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE live_workers w SET quality = q.quality \
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS q (room_id, participant_id, created_at_ms, quality) \
+             WHERE w.room_id = q.room_id AND w.participant_id = q.participant_id AND w.created_at_ms = q.created_at_ms",
+        )
+        .await?;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &column(quality, |q| q.room_id.as_str()),
+                &column(quality, |q| q.participant_id.as_str()),
+                &column(quality, |q| q.created_at.0),
+                &column(quality, |q| q.tracks_text()),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Keeps the workers' states (open, or closed until their reap) and removes the reaped ones'
 /// (each worker at most once: the callers pass the last state of each, see
 /// [`WorkerRecord::last_states`]).
@@ -722,7 +756,8 @@ async fn apply_workers(
                  ON CONFLICT (room_id, participant_id) DO UPDATE SET \
                  room_name = excluded.room_name, identity = excluded.identity, node_id = excluded.node_id, \
                  created_at_ms = excluded.created_at_ms, connected = excluded.connected, guards = excluded.guards, \
-                 closed_at_ms = excluded.closed_at_ms",
+                 closed_at_ms = excluded.closed_at_ms, \
+                 quality = CASE WHEN live_workers.created_at_ms = excluded.created_at_ms THEN live_workers.quality END",
             )
             .await?;
         transaction
