@@ -73,12 +73,27 @@ impl TelemetryService {
         last = inner.queue.push(quality_states.into_iter().map(Output::QualityState)).or(last);
         if !closed_idle.is_empty() {
             // Workers closed for idleness leave the participant gauge of the node that made them,
-            // and the store's live workers.
+            // and the store's live workers. Under the lifecycle lock, which a call holds until its
+            // worker state is pushed: a key whose worker is not the one closed (made at another
+            // time) was rejoined since the close, and the new worker's state has replaced the
+            // record already, so the closed one's is not pushed over it.
             let mut lifecycle = inner.lifecycle.lock();
             let mut states = Vec::with_capacity(closed_idle.len());
             for (node, mut state) in closed_idle {
                 if let Some(metrics) = lifecycle.metrics.get_mut(&node) {
                     metrics.participants -= 1;
+                }
+                let hash = inner.workers.hash(&state.room_id, &state.participant_id);
+                let replaced = inner.workers.with_worker(
+                    hash,
+                    &state.room_id,
+                    &state.participant_id,
+                    |worker| {
+                        worker.is_none_or(|worker| worker.lock().created_at != state.created_at)
+                    },
+                );
+                if replaced {
+                    continue;
                 }
                 state.node = inner.node_name(node);
                 states.push(Output::Worker(state));

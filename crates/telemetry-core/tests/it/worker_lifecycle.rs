@@ -491,3 +491,46 @@ fn a_worker_closed_by_a_flush_at_a_time_the_clock_later_goes_back_from_is_still_
     service.flush_stats_at(now.at.plus_millis(wait + 1));
     assert_eq!(service.worker_count(), 0, "reaped once the wait has passed");
 }
+
+/// A flush that closes idle workers while their participants rejoin on another thread: a rejoin
+/// that replaced a closed worker pushed the new worker's open state, and the flush's closed
+/// state of the old worker, pushed after it, must not replace it in the store. So the last state
+/// pushed for every participant is open, as every participant's worker is once both are done
+/// (the store would otherwise restore them closed after a restart).
+#[test]
+fn a_rejoin_during_the_flush_that_closes_its_idle_worker_keeps_the_new_worker_s_state_last() {
+    const PARTICIPANTS: usize = 20_000;
+    let harness = Harness::new();
+    let people: Vec<lk::ParticipantInfo> =
+        (0..PARTICIPANTS).map(|n| participant(&format!("PA_{n}"))).collect();
+    for person in &people {
+        join(&harness, &room(), person);
+    }
+    harness.service.flush_stats();
+    // Idle for longer than `participant_idle_timeout` (2 h) at the next flush.
+    harness.advance(Duration::from_secs(3 * 3600));
+    harness.outputs();
+    std::thread::scope(|scope| {
+        scope.spawn(|| harness.service.flush_stats());
+        scope.spawn(|| {
+            for person in people.iter().rev() {
+                join(&harness, &room(), person);
+            }
+        });
+    });
+    let mut last: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut closed = 0;
+    for output in harness.outputs() {
+        if let telemetry_core::Output::Worker(state) = output.output {
+            closed += usize::from(!state.open);
+            last.insert(state.participant_id.to_string(), state.open);
+        }
+    }
+    let stale: Vec<&String> = last.iter().filter(|(_, open)| !**open).map(|(id, _)| id).collect();
+    assert!(stale.is_empty(), "{} of {closed} closed states pushed last: {stale:?}", stale.len());
+    assert_eq!(last.len(), PARTICIPANTS, "every participant's state pushed");
+    assert_eq!(
+        harness.service.metrics().value("livekit_participant_total", &[]),
+        PARTICIPANTS as f64
+    );
+}
