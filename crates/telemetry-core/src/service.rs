@@ -261,6 +261,14 @@ struct CallContext<'a> {
 /// What a lifecycle call maps to: LiveKit's webhook, its analytics event, either or both.
 type Mapped = (Option<lk::WebhookEvent>, Option<lk::AnalyticsEvent>);
 
+/// What a restore of quality state onto a worker needs ([`Inner::restore_on_workers`]).
+struct Restore<'a> {
+    now: UnixMillis,
+    max_tracks: usize,
+    hasher: &'a hashbrown::DefaultHashBuilder,
+    quality: &'a crate::quality::Quality,
+}
+
 impl Inner {
     /// Pushes quality changes onto the output queue; returns the last sequence number.
     fn push_quality(&self, changes: Vec<QualityChange>) -> Option<u64> {
@@ -268,6 +276,37 @@ impl Inner {
             return None;
         }
         self.queue.push(changes.into_iter().map(|change| Output::Quality(Box::new(change))))
+    }
+
+    /// Restores each of `items` on the worker of its (room, participant) `key` with `restore`,
+    /// under the lifecycle lock, as of now; returns how many it restored (`restore` said true).
+    /// Nothing while `quality.enabled` is false (what is restored is the detectors').
+    fn restore_on_workers<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        key: impl Fn(&T) -> (&str, &str),
+        restore: impl Fn(&mut crate::workers::Worker, &T, &Restore<'_>) -> bool,
+    ) -> usize {
+        if !self.quality.thresholds.enabled {
+            return 0;
+        }
+        let _lifecycle = self.lifecycle.lock();
+        let context = Restore {
+            now: self.clock.now(),
+            max_tracks: self.config.limits.max_tracks_per_participant,
+            hasher: self.workers.hasher(),
+            quality: &self.quality,
+        };
+        items
+            .into_iter()
+            .filter(|item| {
+                let (room_id, participant_id) = key(item);
+                let hash = self.workers.hash(room_id, participant_id);
+                self.workers.with_worker(hash, room_id, participant_id, |worker| {
+                    worker.is_some_and(|worker| restore(&mut worker.lock(), item, &context))
+                })
+            })
+            .count()
     }
 
     /// Returns the name of `node` (for a node no longer known, the configured node's name).
@@ -731,31 +770,19 @@ impl TelemetryService {
         &self,
         issues: impl IntoIterator<Item = &'a crate::quality::QualityIssue>,
     ) -> usize {
-        let inner = &*self.inner;
-        if !inner.quality.thresholds.enabled {
-            return 0;
-        }
-        let _lifecycle = inner.lifecycle.lock();
-        let now = inner.clock.now();
-        let max_tracks = inner.config.limits.max_tracks_per_participant;
-        let mut restored = 0;
-        for issue in issues.into_iter().filter(|issue| !issue.is_ended()) {
-            let hash = inner.workers.hash(&issue.room_id, &issue.participant_id);
-            let done =
-                inner.workers.with_worker(hash, &issue.room_id, &issue.participant_id, |worker| {
-                    worker.is_some_and(|worker| {
-                        worker.lock().restore_issue(
-                            issue,
-                            now,
-                            max_tracks,
-                            inner.workers.hasher(),
-                            &inner.quality,
-                        )
-                    })
-                });
-            restored += usize::from(done);
-        }
-        restored
+        self.inner.restore_on_workers(
+            issues.into_iter().filter(|issue| !issue.is_ended()),
+            |issue| (&issue.room_id, &issue.participant_id),
+            |worker, issue, restore| {
+                worker.restore_issue(
+                    issue,
+                    restore.now,
+                    restore.max_tracks,
+                    restore.hasher,
+                    restore.quality,
+                )
+            },
+        )
     }
 
     /// Puts back the quality detectors' states a previous run's flushes pushed
@@ -773,31 +800,19 @@ impl TelemetryService {
         &self,
         states: impl IntoIterator<Item = &'a crate::quality::QualityState>,
     ) -> usize {
-        let inner = &*self.inner;
-        if !inner.quality.thresholds.enabled {
-            return 0;
-        }
-        let _lifecycle = inner.lifecycle.lock();
-        let now = inner.clock.now();
-        let max_tracks = inner.config.limits.max_tracks_per_participant;
-        let mut restored = 0;
-        for state in states {
-            let hash = inner.workers.hash(&state.room_id, &state.participant_id);
-            let done =
-                inner.workers.with_worker(hash, &state.room_id, &state.participant_id, |worker| {
-                    worker.is_some_and(|worker| {
-                        worker.lock().restore_quality(
-                            state,
-                            now,
-                            max_tracks,
-                            inner.workers.hasher(),
-                            &inner.quality,
-                        )
-                    })
-                });
-            restored += usize::from(done);
-        }
-        restored
+        self.inner.restore_on_workers(
+            states,
+            |state| (&state.room_id, &state.participant_id),
+            |worker, state, restore| {
+                worker.restore_quality(
+                    state,
+                    restore.now,
+                    restore.max_tracks,
+                    restore.hasher,
+                    restore.quality,
+                )
+            },
+        )
     }
 
     /// Drops the stats workers of the rooms `forget(room_id, room_name)` names, with the samples

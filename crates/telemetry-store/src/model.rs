@@ -777,21 +777,31 @@ impl WorkerRecord {
     pub fn last_states<'a>(
         records: impl IntoIterator<Item = &'a WorkerRecord>,
     ) -> (Vec<&'a WorkerRecord>, Vec<&'a WorkerRecord>) {
-        let mut last: Vec<&WorkerRecord> = Vec::new();
-        let mut index: std::collections::HashMap<(&str, &str), usize> =
-            std::collections::HashMap::new();
-        for record in records {
-            let key = (record.room_id.as_str(), record.participant_id.as_str());
-            match index.get(&key) {
-                Some(&at) => last[at] = record,
-                None => {
-                    index.insert(key, last.len());
-                    last.push(record);
-                }
+        last_per_worker(records, |record| (&record.room_id, &record.participant_id))
+            .into_iter()
+            .partition(|record| !record.reaped)
+    }
+}
+
+/// The last of `records` (in order) of each worker, by its (room, participant) `key`, in the
+/// order the workers first appear.
+fn last_per_worker<'a, T>(
+    records: impl IntoIterator<Item = &'a T>,
+    key: impl Fn(&'a T) -> (&'a str, &'a str),
+) -> Vec<&'a T> {
+    let mut last: Vec<&T> = Vec::new();
+    let mut index: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    for record in records {
+        match index.get(&key(record)) {
+            Some(&at) => last[at] = record,
+            None => {
+                index.insert(key(record), last.len());
+                last.push(record);
             }
         }
-        last.into_iter().partition(|record| !record.reaped)
     }
+    last
 }
 
 /// A stats worker's quality detector states as the store keeps them
@@ -858,20 +868,7 @@ impl QualityRecord {
     pub fn last_states<'a>(
         records: impl IntoIterator<Item = &'a QualityRecord>,
     ) -> Vec<&'a QualityRecord> {
-        let mut last: Vec<&QualityRecord> = Vec::new();
-        let mut index: std::collections::HashMap<(&str, &str), usize> =
-            std::collections::HashMap::new();
-        for record in records {
-            let key = (record.room_id.as_str(), record.participant_id.as_str());
-            match index.get(&key) {
-                Some(&at) => last[at] = record,
-                None => {
-                    index.insert(key, last.len());
-                    last.push(record);
-                }
-            }
-        }
-        last
+        last_per_worker(records, |record| (&record.room_id, &record.participant_id))
     }
 }
 

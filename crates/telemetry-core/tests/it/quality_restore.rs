@@ -133,21 +133,32 @@ fn upstream(
     until_s: i64,
     clean_from_s: i64,
 ) -> Vec<QualityChange> {
-    let mut changes = Vec::new();
-    let cadence_s = 5;
-    let mut start_s = from_s;
-    while start_s < until_s {
-        let end_s = start_s + cadence_s;
-        harness.clock.set(at(end_s));
-        harness.track_stats(
-            "RoomSid",
-            &key(Direction::Upstream, PUBLISHER),
-            sample(start_s, end_s, start_s < clean_from_s),
-        );
-        changes.extend(kept.keep(harness));
-        start_s = end_s;
+    (from_s..until_s)
+        .step_by(5)
+        .flat_map(|start_s| {
+            send(harness, kept, start_s, &[(PUBLISHER, start_s < clean_from_s)], &[])
+        })
+        .collect()
+}
+
+/// One 5-s step from `start_s`: the upstream samples of `publishers` and the downstream ones of
+/// `subscribers` (each lossy or not), sent at the step's end; returns the quality changes.
+fn send(
+    harness: &Harness,
+    kept: &mut Kept,
+    start_s: i64,
+    publishers: &[(&str, bool)],
+    subscribers: &[(&str, bool)],
+) -> Vec<QualityChange> {
+    harness.clock.set(at(start_s + 5));
+    let legs = publishers
+        .iter()
+        .map(|&(who, lossy)| (Direction::Upstream, who, lossy))
+        .chain(subscribers.iter().map(|&(who, lossy)| (Direction::Downstream, who, lossy)));
+    for (direction, who, lossy) in legs {
+        harness.track_stats("RoomSid", &key(direction, who), sample(start_s, start_s + 5, lossy));
     }
-    changes
+    kept.keep(harness)
 }
 
 /// Loss from 0 s to 60 s, clean after; the restart at 40 s, with the issue open.
@@ -244,21 +255,8 @@ fn replayed_bad_samples_after_a_take_over_open_no_second_issue() {
 fn a_restored_upstream_issue_explains_its_subscribers_loss_and_keeps_its_affected() {
     let mut kept = Kept::default();
     let first = call(2, &mut kept);
-    let mut start_s = 0;
-    while start_s < 40 {
-        first.clock.set(at(start_s + 5));
-        first.track_stats(
-            "RoomSid",
-            &key(Direction::Upstream, PUBLISHER),
-            sample(start_s, start_s + 5, true),
-        );
-        first.track_stats(
-            "RoomSid",
-            &key(Direction::Downstream, "PA_sub0"),
-            sample(start_s, start_s + 5, true),
-        );
-        kept.keep(&first);
-        start_s += 5;
+    for start_s in (0..40).step_by(5) {
+        send(&first, &mut kept, start_s, &[(PUBLISHER, true)], &[("PA_sub0", true)]);
     }
     let open = kept.open_issues();
     assert_eq!(open.len(), 1, "{open:#?}");
@@ -267,21 +265,15 @@ fn a_restored_upstream_issue_explains_its_subscribers_loss_and_keeps_its_affecte
     let (next, issues) = restored(&kept, 40);
     assert_eq!(issues, 1);
     let mut changes = Vec::new();
-    while start_s < 120 {
-        next.clock.set(at(start_s + 5));
+    for start_s in (40..120).step_by(5) {
         let lossy = start_s < 60;
-        next.track_stats(
-            "RoomSid",
-            &key(Direction::Upstream, PUBLISHER),
-            sample(start_s, start_s + 5, lossy),
-        );
-        next.track_stats(
-            "RoomSid",
-            &key(Direction::Downstream, "PA_sub1"),
-            sample(start_s, start_s + 5, lossy),
-        );
-        changes.extend(kept.keep(&next));
-        start_s += 5;
+        changes.extend(send(
+            &next,
+            &mut kept,
+            start_s,
+            &[(PUBLISHER, lossy)],
+            &[("PA_sub1", lossy)],
+        ));
     }
     assert_eq!(changes.len(), 1, "the upstream issue's end only: {changes:#?}");
     let ended = &changes[0].issue;
@@ -463,23 +455,13 @@ fn both_legs(
     until_s: i64,
     clean_from_s: i64,
 ) -> Vec<QualityChange> {
-    let mut changes = Vec::new();
-    for start_s in (from_s..until_s).step_by(5) {
-        harness.clock.set(at(start_s + 5));
-        let lossy = start_s < clean_from_s;
-        harness.track_stats(
-            "RoomSid",
-            &key(Direction::Upstream, PUBLISHER),
-            sample(start_s, start_s + 5, lossy),
-        );
-        harness.track_stats(
-            "RoomSid",
-            &key(Direction::Downstream, "PA_sub0"),
-            sample(start_s, start_s + 5, lossy),
-        );
-        changes.extend(kept.keep(harness));
-    }
-    changes
+    (from_s..until_s)
+        .step_by(5)
+        .flat_map(|start_s| {
+            let lossy = start_s < clean_from_s;
+            send(harness, kept, start_s, &[(PUBLISHER, lossy)], &[("PA_sub0", lossy)])
+        })
+        .collect()
 }
 
 /// A publisher's upstream bad run under way at the checkpoint is back on the upstream board
@@ -571,19 +553,7 @@ fn step(
     step: i64,
     (up, down): (bool, bool),
 ) -> Vec<QualityChange> {
-    let start_s = step * 5;
-    harness.clock.set(at(start_s + 5));
-    harness.track_stats(
-        "RoomSid",
-        &key(Direction::Upstream, PUBLISHER),
-        sample(start_s, start_s + 5, up),
-    );
-    harness.track_stats(
-        "RoomSid",
-        &key(Direction::Downstream, "PA_sub0"),
-        sample(start_s, start_s + 5, down),
-    );
-    kept.keep(harness)
+    send(harness, kept, step * 5, &[(PUBLISHER, up)], &[("PA_sub0", down)])
 }
 
 proptest! {
