@@ -99,12 +99,13 @@ pub struct RateCell {
 }
 
 impl RateCell {
-    /// Adds another cell.
+    /// Adds another cell (each counter saturates at `u64::MAX`: callers' counters are theirs to
+    /// choose, and a node's second of them must not wrap or panic).
     pub fn add(&mut self, other: &RateCell) {
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.packets_in += other.packets_in;
-        self.packets_out += other.packets_out;
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.packets_in = self.packets_in.saturating_add(other.packets_in);
+        self.packets_out = self.packets_out.saturating_add(other.packets_out);
     }
 
     fn is_empty(&self) -> bool {
@@ -158,14 +159,15 @@ impl RateRing {
             given_bytes += add_bytes;
             given_packets += add_packets;
             let cell = &mut cells[(second - base) as usize];
+            // Saturating, as `RateCell::add`.
             match direction {
                 Direction::Upstream => {
-                    cell.bytes_in += add_bytes;
-                    cell.packets_in += add_packets;
+                    cell.bytes_in = cell.bytes_in.saturating_add(add_bytes);
+                    cell.packets_in = cell.packets_in.saturating_add(add_packets);
                 }
                 Direction::Downstream => {
-                    cell.bytes_out += add_bytes;
-                    cell.packets_out += add_packets;
+                    cell.bytes_out = cell.bytes_out.saturating_add(add_bytes);
+                    cell.packets_out = cell.packets_out.saturating_add(add_packets);
                 }
             }
         });
@@ -300,6 +302,25 @@ mod tests {
             drained,
             vec![(3600, RateCell { bytes_out: 20, packets_out: 2, ..RateCell::default() })]
         );
+    }
+
+    /// Found by the `core_calls` fuzz target: two samples of huge counters in one second
+    /// overflowed the cell. Cells saturate instead, in the ring and when cells are added.
+    #[test]
+    fn cells_saturate_at_the_counters_maximum() {
+        let mut ring = RateRing::default();
+        let mut spilled = Vec::new();
+        for _ in 0..2 {
+            let (start, end) = (UnixMillis(0), UnixMillis(1000));
+            ring.add(start, end, u64::MAX - 1, u64::MAX, Direction::Upstream, &mut spilled);
+        }
+        let mut drained = Vec::new();
+        ring.drain_into(&mut drained);
+        let full = RateCell { bytes_in: u64::MAX, packets_in: u64::MAX, ..RateCell::default() };
+        assert_eq!(drained, vec![(0, full)]);
+        let mut sum = full;
+        sum.add(&full);
+        assert_eq!(sum, full);
     }
 
     #[test]

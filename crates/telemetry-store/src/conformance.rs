@@ -362,7 +362,8 @@ pub async fn issues_merge_by_their_rule_filter_and_survive_a_reopen(harness: &dy
     assert_eq!(reopened.issues(open).await.expect("open issues"), [rtt_open]);
 }
 
-/// Counters beyond what a signed 64-bit column holds are stored saturated, never wrapped.
+/// Counters beyond what a signed 64-bit column holds are stored saturated, never wrapped, and so
+/// are node rate cells added up beyond it.
 pub async fn counters_beyond_i64_saturate(harness: &dyn Harness) {
     let database = harness.database().await;
     let store = database.open().await;
@@ -410,19 +411,24 @@ pub async fn counters_beyond_i64_saturate(harness: &dyn Harness) {
         .expect("stats");
     let expected = StatsWindowRecord { bytes: i64::MAX as u64, packets: i64::MAX as u64, ..window };
     assert_eq!(stored, [expected]);
-    store
-        .write(WriteBatch {
-            rate_cells: vec![RateCellRecord {
-                node_id: "sfu-big".into(),
-                second: T0.as_secs(),
-                cell: RateCell { bytes_in: u64::MAX, ..RateCell::default() },
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("write");
-    let cells = store.node_rates("sfu-big", T0, T0.plus_millis(1000)).await.expect("rates");
-    assert_eq!(cells[0].1.bytes_in, i64::MAX as u64);
+    // A cell, then the same second again in another write: the sum saturates too.
+    let big = RateCell { bytes_in: u64::MAX, packets_out: i64::MAX as u64, ..RateCell::default() };
+    for _ in 0..2 {
+        store
+            .write(WriteBatch {
+                rate_cells: vec![RateCellRecord {
+                    node_id: "sfu-big".into(),
+                    second: T0.as_secs(),
+                    cell: big,
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("write");
+        let cells = store.node_rates("sfu-big", T0, T0.plus_millis(1000)).await.expect("rates");
+        assert_eq!(cells[0].1.bytes_in, i64::MAX as u64);
+        assert_eq!(cells[0].1.packets_out, i64::MAX as u64);
+    }
 }
 
 pub async fn events_are_stored_once_and_paged_in_call_order(harness: &dyn Harness) {

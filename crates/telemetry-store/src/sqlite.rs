@@ -1020,13 +1020,21 @@ fn upsert_worker(transaction: &Transaction<'_>, worker: &WorkerRecord) -> Result
     Ok(())
 }
 
+/// Adds a cell to the stored one of its node and second, each counter saturating at `i64::MAX`
+/// (SQLite's integer `+` would turn into a float past it, which no reader accepts).
 fn add_rate_cell(transaction: &Transaction<'_>, cell: &RateCellRecord) -> Result<(), StoreError> {
     transaction
         .prepare_cached(
             "INSERT INTO node_rate_cells (node_id, second, bytes_in, bytes_out, packets_in, packets_out) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (node_id, second) DO UPDATE SET \
-             bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out, \
-             packets_in = packets_in + excluded.packets_in, packets_out = packets_out + excluded.packets_out",
+             bytes_in = CASE WHEN bytes_in > 9223372036854775807 - excluded.bytes_in \
+                 THEN 9223372036854775807 ELSE bytes_in + excluded.bytes_in END, \
+             bytes_out = CASE WHEN bytes_out > 9223372036854775807 - excluded.bytes_out \
+                 THEN 9223372036854775807 ELSE bytes_out + excluded.bytes_out END, \
+             packets_in = CASE WHEN packets_in > 9223372036854775807 - excluded.packets_in \
+                 THEN 9223372036854775807 ELSE packets_in + excluded.packets_in END, \
+             packets_out = CASE WHEN packets_out > 9223372036854775807 - excluded.packets_out \
+                 THEN 9223372036854775807 ELSE packets_out + excluded.packets_out END",
         )?
         .execute(params![
             cell.node_id,
