@@ -936,8 +936,19 @@ impl Adapter {
         now: Micros,
         out: &mut Out<'_>,
     ) -> Result<bool, EventError> {
-        let mut changed = self.ensure_handle(session, handle, plugin, opaque_id, now)?;
         let key = videoroom_key(room);
+        // Janus keeps a room's feed ids unique; a second session joining as a feed another one
+        // holds would give both the same track sids (a track's sid names its feed, so that its
+        // subscribers derive it too). Refused, before anything changes.
+        if let Some(&holder) = self.state.rooms.get(&key).and_then(|room| room.feeds.get(&feed))
+            && holder != session
+        {
+            return Err(error(
+                "event.data.id",
+                format!("feed {feed} of room {room} is session {holder}'s already"),
+            ));
+        }
+        let mut changed = self.ensure_handle(session, handle, plugin, opaque_id, now)?;
         changed |= self.ensure_room(&key, room, false, now, out)?;
         let identity = display
             .clone()

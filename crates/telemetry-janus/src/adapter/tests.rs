@@ -245,6 +245,33 @@ fn a_videoroom_publisher_joins_publishes_streams_leaves_and_the_room_finishes_af
     assert!(h.adapter.is_empty());
 }
 
+/// Found by the `janus_adapter` fuzz target: a second session joining a room as a feed id
+/// another live session holds there (Janus itself refuses that) published the same track sids
+/// twice. It is refused, naming the field, and changes nothing; the feed's own session goes on.
+#[test]
+fn a_second_session_joining_as_a_feed_another_holds_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    publisher_call(&mut h);
+    h.take();
+    let other = (22, 222, PUB.2);
+    h.apply(&created(T0 + SECOND, other.0));
+    h.apply(&attached(T0 + SECOND, other.0, other.1, VIDEOROOM));
+    for event in [joined(T0 + 2 * SECOND, other, "intruder"), published(T0 + 3 * SECOND, other)] {
+        let error = h.adapter.apply(&event, &mut h.calls).expect_err("refused");
+        assert!(error.to_string().contains("event.data.id"), "{error}");
+    }
+    assert!(h.take().is_empty(), "no call for the refused session");
+    h.apply_all(&[unpublished(T0 + 10 * SECOND, PUB.2), leaving(T0 + 10 * SECOND + 1, PUB.2)]);
+    assert_eq!(
+        h.take(),
+        [
+            "10000 trackUnpublished probe0 0",
+            "10000 trackUnpublished probe0 1",
+            "10000 participantLeft probe0",
+        ]
+    );
+}
+
 #[test]
 fn a_subscribers_downstream_is_reported_on_the_publishers_track() {
     let mut h = Harness::new();
