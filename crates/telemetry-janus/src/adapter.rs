@@ -940,12 +940,29 @@ impl Adapter {
         // Janus keeps a room's feed ids unique; a second session joining as a feed another one
         // holds would give both the same track sids (a track's sid names its feed, so that its
         // subscribers derive it too). Refused, before anything changes.
-        if let Some(&holder) = self.state.rooms.get(&key).and_then(|room| room.feeds.get(&feed))
+        let existing = self.state.rooms.get(&key);
+        if let Some(&holder) = existing.and_then(|room| room.feeds.get(&feed))
             && holder != session
         {
             return Err(error(
                 "event.data.id",
                 format!("feed {feed} of room {room} is session {holder}'s already"),
+            ));
+        }
+        // A participant is one session in a room, with one feed: its tracks are keyed by their
+        // mids and their sids name the feed. A second feed of the same session in the room (a
+        // second publisher handle) would mix two feeds' mids and leave the first feed's tracks
+        // behind under sids another session could derive again: refused.
+        if let Some(current) = existing
+            .and_then(|room| room.participants.get(&session))
+            .and_then(|participant| participant.feed)
+            && current != feed
+        {
+            return Err(error(
+                "event.data.id",
+                format!(
+                    "session {session} is feed {current} of room {room} already (one feed per session and room)"
+                ),
             ));
         }
         let mut changed = self.ensure_handle(session, handle, plugin, opaque_id, now)?;

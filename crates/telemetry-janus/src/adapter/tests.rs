@@ -272,6 +272,37 @@ fn a_second_session_joining_as_a_feed_another_holds_is_refused_and_changes_nothi
     );
 }
 
+/// Found by the `janus_adapter` fuzz target too: the publisher's session joining its room again
+/// as another feed (from another handle) replaced its feed while its first feed's tracks stayed
+/// published, and a later session joining as the first feed published the same track sids
+/// again. A second feed of a session in a room is refused; the first feed is left as it was, and
+/// another session may not take it.
+#[test]
+fn a_session_joining_its_room_again_as_another_feed_is_refused() {
+    let mut h = Harness::new();
+    publisher_call(&mut h);
+    h.take();
+    h.apply(&attached(T0 + SECOND, PUB.0, PUB.1 + 1, VIDEOROOM));
+    let second = joined(T0 + 2 * SECOND, (PUB.0, PUB.1 + 1, PUB.2 + 1), "again");
+    let error = h.adapter.apply(&second, &mut h.calls).expect_err("refused");
+    assert!(error.to_string().contains("event.data.id"), "{error}");
+    let other = (22, 222, PUB.2);
+    h.apply(&created(T0 + 3 * SECOND, other.0));
+    h.apply(&attached(T0 + 3 * SECOND, other.0, other.1, VIDEOROOM));
+    let taken = published(T0 + 4 * SECOND, other);
+    assert!(h.adapter.apply(&taken, &mut h.calls).is_err(), "the first feed is still PUB's");
+    assert!(h.take().is_empty());
+    h.apply_all(&[unpublished(T0 + 10 * SECOND, PUB.2), leaving(T0 + 10 * SECOND + 1, PUB.2)]);
+    assert_eq!(
+        h.take(),
+        [
+            "10000 trackUnpublished probe0 0",
+            "10000 trackUnpublished probe0 1",
+            "10000 participantLeft probe0",
+        ]
+    );
+}
+
 #[test]
 fn a_subscribers_downstream_is_reported_on_the_publishers_track() {
     let mut h = Harness::new();
