@@ -82,7 +82,7 @@ pub fn apply_calls(
     for (offset, call) in calls.into_iter().enumerate() {
         let index = first_index + offset;
         let converted =
-            call.and_then(|call| convert::convert(call, received_at, default_node, limits));
+            call.and_then(|call| convert::prepare(call, received_at, default_node, limits));
         let converted = match converted {
             Ok(converted) => converted,
             Err(error) => {
@@ -103,7 +103,20 @@ pub fn apply_calls(
                 }
             },
         };
-        match service.apply(CallMeta { at: converted.at, node }, converted.call) {
+        let meta = CallMeta { at: converted.at, node };
+        // What `TelemetryService::apply` does with the call, a stats sample applied by
+        // reference rather than built into a `Call`.
+        let applied = match converted.call {
+            convert::PreparedCall::TrackStats(sample) => service.track_stats_at(
+                meta,
+                &sample.room_id,
+                &sample.room_name,
+                &sample.key,
+                &sample.stat,
+            ),
+            convert::PreparedCall::Other(call) => service.apply(meta, *call),
+        };
+        match applied {
             Ok(seq) => {
                 outcome.accepted += 1;
                 outcome.last_seq = outcome.last_seq.max(seq);

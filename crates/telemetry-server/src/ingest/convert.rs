@@ -20,6 +20,44 @@ pub struct Converted {
     pub call: Call,
 }
 
+/// A call ready for the core, as [`apply_calls`](super::apply_calls) takes it: a stats sample
+/// apart (it is applied by reference, never built into the core's `Call`, which is as large as
+/// its largest lifecycle call), any other call boxed, so that either moves cheaply.
+#[derive(Debug)]
+pub struct Prepared {
+    /// When the SFU made it.
+    pub at: UnixMillis,
+    /// The reporting node.
+    pub node_id: String,
+    /// The call.
+    pub call: PreparedCall,
+}
+
+/// The call of a [`Prepared`].
+#[derive(Debug)]
+// The large variant is the common one (a sample, about 400 bytes): kept inline, boxing it would
+// allocate once per sample.
+#[allow(clippy::large_enum_variant)]
+pub enum PreparedCall {
+    /// A `TrackStats` call's arguments, as [`Call::TrackStats`] holds them.
+    TrackStats(StatsSample),
+    /// Any other call.
+    Other(Box<Call>),
+}
+
+/// A `TrackStats` call's arguments.
+#[derive(Debug)]
+pub struct StatsSample {
+    /// The room's sid.
+    pub room_id: String,
+    /// The room's name.
+    pub room_name: String,
+    /// Which worker, track and direction.
+    pub key: StatsKey,
+    /// The sample.
+    pub stat: lk::AnalyticsStat,
+}
+
 /// Converts one call.
 ///
 /// # Errors
@@ -31,6 +69,27 @@ pub fn convert(
     default_node: &str,
     limits: &Limits,
 ) -> Result<Converted, String> {
+    let Prepared { at, node_id, call } = prepare(call, received_at, default_node, limits)?;
+    let call = match call {
+        PreparedCall::TrackStats(StatsSample { room_id, room_name, key, stat }) => {
+            Call::TrackStats { room_id, room_name, key, stat }
+        }
+        PreparedCall::Other(call) => *call,
+    };
+    Ok(Converted { at, node_id, call })
+}
+
+/// Converts one call as [`convert`] does, into a [`Prepared`].
+///
+/// # Errors
+///
+/// A message naming the field at fault.
+pub fn prepare(
+    call: v1::TelemetryCall,
+    received_at: UnixMillis,
+    default_node: &str,
+    limits: &Limits,
+) -> Result<Prepared, String> {
     let checker = Checker::new(limits, received_at);
     let at = match &call.at {
         None => received_at,
@@ -49,8 +108,11 @@ pub fn convert(
             super::decode::MEMBERS.join(", ")
         )
     })?;
-    let call = member_to_call(member, at, &checker)?;
-    Ok(Converted { at, node_id, call })
+    let call = match member {
+        Member::TrackStats(stats) => PreparedCall::TrackStats(stats_sample(stats)?),
+        member => PreparedCall::Other(Box::new(member_to_call(member, at, &checker)?)),
+    };
+    Ok(Prepared { at, node_id, call })
 }
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, String> {
@@ -102,28 +164,8 @@ fn ingress(info: Option<lk::IngressInfo>, member: &str) -> Result<lk::IngressInf
 fn member_to_call(member: Member, at: UnixMillis, checker: &Checker<'_>) -> Result<Call, String> {
     Ok(match member {
         Member::TrackStats(stats) => {
-            non_empty(&stats.room_id, "trackStats.roomId")?;
-            let key = required(stats.key, "trackStats.key")?;
-            non_empty(&key.participant_id, "trackStats.key.participantId")?;
-            non_empty(&key.track_id, "trackStats.key.trackId")?;
-            let direction = Direction::from_stream_type(key.stream_type).ok_or_else(|| {
-                format!("trackStats.key.streamType: unknown value {}", key.stream_type)
-            })?;
-            let stat = required(stats.stat, "trackStats.stat")?;
-            Call::TrackStats {
-                room_id: stats.room_id,
-                room_name: stats.room_name,
-                key: StatsKey {
-                    country: key.country,
-                    stream_type: direction,
-                    participant_id: key.participant_id,
-                    track_id: key.track_id,
-                    track_source: key.track_source,
-                    track_type: key.track_type,
-                    track: key.track,
-                },
-                stat,
-            }
+            let StatsSample { room_id, room_name, key, stat } = stats_sample(stats)?;
+            Call::TrackStats { room_id, room_name, key, stat }
         }
         Member::RoomStarted(call) => {
             let mut room = room(call.room, "roomStarted", checker)?;
@@ -311,4 +353,28 @@ fn track_call(
 ) -> Result<(lk::Room, String, lk::TrackInfo), String> {
     non_empty(&call.participant_id, &format!("{member}.participantId"))?;
     Ok((room(call.room, member, checker)?, call.participant_id, track(call.track, member)?))
+}
+
+fn stats_sample(stats: v1::TrackStatsCall) -> Result<StatsSample, String> {
+    non_empty(&stats.room_id, "trackStats.roomId")?;
+    let key = required(stats.key, "trackStats.key")?;
+    non_empty(&key.participant_id, "trackStats.key.participantId")?;
+    non_empty(&key.track_id, "trackStats.key.trackId")?;
+    let direction = Direction::from_stream_type(key.stream_type)
+        .ok_or_else(|| format!("trackStats.key.streamType: unknown value {}", key.stream_type))?;
+    let stat = required(stats.stat, "trackStats.stat")?;
+    Ok(StatsSample {
+        room_id: stats.room_id,
+        room_name: stats.room_name,
+        key: StatsKey {
+            country: key.country,
+            stream_type: direction,
+            participant_id: key.participant_id,
+            track_id: key.track_id,
+            track_source: key.track_source,
+            track_type: key.track_type,
+            track: key.track,
+        },
+        stat,
+    })
 }
