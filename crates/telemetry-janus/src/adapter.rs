@@ -663,10 +663,13 @@ impl Adapter {
                 ),
             ));
         }
+        // Strictly after the room started last, so that its sid is new.
+        let started = now.max(self.state.last_room_start.saturating_add(1));
+        self.state.last_room_start = started;
         let room = Room {
-            sid: ids::room_sid(&self.emitter, key, now),
+            sid: ids::room_sid(&self.emitter, key, started),
             name: name.to_owned(),
-            started: now,
+            started,
             own,
             participants: BTreeMap::new(),
             feeds: BTreeMap::new(),

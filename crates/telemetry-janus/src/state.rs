@@ -26,6 +26,11 @@ pub(crate) struct EmitterState {
     pub(crate) sessions: BTreeMap<u64, Session>,
     /// Rooms, by key: `videoroom:<room>` or `handle:<handle id>`.
     pub(crate) rooms: BTreeMap<String, Room>,
+    /// The start of the room started last: each room starts strictly after it, so that no two
+    /// rooms of the server derive the same sid (a room started again in the microsecond it
+    /// ended, or a server clock set back, would).
+    #[serde(default)]
+    pub(crate) last_room_start: Micros,
 }
 
 /// A Janus session: a participant's connection, whatever rooms it is in.

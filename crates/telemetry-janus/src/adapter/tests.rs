@@ -303,6 +303,42 @@ fn a_session_joining_its_room_again_as_another_feed_is_refused() {
     );
 }
 
+/// Found by the `janus_adapter` fuzz target: a room destroyed and created again in the same
+/// microsecond (or after the server's clock was set back) derived the sid of the room that had
+/// ended. Each room of a server now starts strictly after the one started last, so every room
+/// has a sid of its own, and that order survives a restore.
+#[test]
+fn a_room_started_again_in_the_microsecond_it_ended_has_a_sid_of_its_own() {
+    let mut h = Harness::new();
+    let room = |what: &str, at: Micros| videoroom(at, None, json!({"event": what, "room": 1234}));
+    let sids = |h: &mut Harness| -> Vec<(String, String)> {
+        h.calls
+            .drain(..)
+            .filter_map(|emitted| match emitted.call {
+                Call::RoomStarted { room } => Some(("started".to_owned(), room.sid)),
+                Call::RoomEnded { room } => Some(("ended".to_owned(), room.sid)),
+                _ => None,
+            })
+            .collect()
+    };
+    h.apply_all(&[room("created", T0), room("destroyed", T0), room("created", T0)]);
+    let first = sids(&mut h);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(first[0].1, first[1].1, "the first room ends");
+    assert_ne!(first[2].1, first[0].1, "the second room has a sid of its own");
+    // The clock set back, across a restore: still a new sid.
+    let snapshot = h.adapter.take_snapshot().expect("a snapshot");
+    let mut restored = Harness {
+        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0))
+            .expect("restores"),
+        calls: Vec::new(),
+    };
+    restored.apply_all(&[room("destroyed", T0), room("created", T0 - SECOND)]);
+    let again = sids(&mut restored);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again[1].1 != first[0].1 && again[1].1 != first[2].1, "{again:?}");
+}
+
 #[test]
 fn a_subscribers_downstream_is_reported_on_the_publishers_track() {
     let mut h = Harness::new();
