@@ -124,7 +124,7 @@ fn restored(kept: &Kept, now_s: i64) -> (Harness, usize) {
     (harness, issues)
 }
 
-/// The publisher's upstream samples every `cadence_s` over `[from_s, until_s)`, lossy before
+/// The publisher's upstream samples every 5 s over `[from_s, until_s)`, lossy before
 /// `clean_from_s`; returns the quality changes.
 fn upstream(
     harness: &Harness,
@@ -133,10 +133,24 @@ fn upstream(
     until_s: i64,
     clean_from_s: i64,
 ) -> Vec<QualityChange> {
+    steps(harness, kept, (from_s, until_s), clean_from_s, &[])
+}
+
+/// Every 5 s over `[from, until)`: the publisher's upstream samples and the downstream ones of
+/// `subscribers`, all lossy before `clean_from_s`; returns the quality changes.
+fn steps(
+    harness: &Harness,
+    kept: &mut Kept,
+    (from_s, until_s): (i64, i64),
+    clean_from_s: i64,
+    subscribers: &[&str],
+) -> Vec<QualityChange> {
     (from_s..until_s)
         .step_by(5)
         .flat_map(|start_s| {
-            send(harness, kept, start_s, &[(PUBLISHER, start_s < clean_from_s)], &[])
+            let lossy = start_s < clean_from_s;
+            let downstream: Vec<(&str, bool)> = subscribers.iter().map(|&s| (s, lossy)).collect();
+            send(harness, kept, start_s, &[(PUBLISHER, lossy)], &downstream)
         })
         .collect()
 }
@@ -446,7 +460,7 @@ fn a_quality_state_of_another_worker_under_the_same_key_is_not_restored() {
     assert_eq!(next.service.restore_quality(&[other]), 0);
 }
 
-/// The publisher's and a subscriber's samples of the track every 5 s over `[from_s, until_s)`,
+/// The publisher's and `PA_sub0`'s samples of the track every 5 s over `[from_s, until_s)`,
 /// both lossy before `clean_from_s`; returns the quality changes.
 fn both_legs(
     harness: &Harness,
@@ -455,13 +469,7 @@ fn both_legs(
     until_s: i64,
     clean_from_s: i64,
 ) -> Vec<QualityChange> {
-    (from_s..until_s)
-        .step_by(5)
-        .flat_map(|start_s| {
-            let lossy = start_s < clean_from_s;
-            send(harness, kept, start_s, &[(PUBLISHER, lossy)], &[("PA_sub0", lossy)])
-        })
-        .collect()
+    steps(harness, kept, (from_s, until_s), clean_from_s, &["PA_sub0"])
 }
 
 /// A publisher's upstream bad run under way at the checkpoint is back on the upstream board

@@ -137,6 +137,12 @@ impl Harness {
         }
     }
 
+    /// Applies `event`, which must be refused with an error naming `field`.
+    fn refused_naming(&mut self, event: &Event, field: &str) {
+        let error = self.adapter.apply(event, &mut self.calls).expect_err("refused");
+        assert!(error.to_string().contains(field), "{error}");
+    }
+
     fn tick(&mut self, at: Micros) {
         self.adapter.tick(millis(at), &mut self.calls);
     }
@@ -185,6 +191,20 @@ fn summary(emitted: &Emitted) -> String {
         }
         other => format!("{at} {}", other.method_name()),
     }
+}
+
+/// The publisher of [`publisher_call`] unpublishes and leaves at 10 s: its two tracks end, then
+/// it leaves.
+fn publisher_leaves(h: &mut Harness) {
+    h.apply_all(&[unpublished(T0 + 10 * SECOND, PUB.2), leaving(T0 + 10 * SECOND + 1, PUB.2)]);
+    assert_eq!(
+        h.take(),
+        [
+            "10000 trackUnpublished probe0 0",
+            "10000 trackUnpublished probe0 1",
+            "10000 participantLeft probe0",
+        ]
+    );
 }
 
 fn publisher_call(h: &mut Harness) {
@@ -256,20 +276,10 @@ fn a_second_session_joining_as_a_feed_another_holds_is_refused_and_changes_nothi
     let other = (22, 222, PUB.2);
     h.apply(&created(T0 + SECOND, other.0));
     h.apply(&attached(T0 + SECOND, other.0, other.1, VIDEOROOM));
-    for event in [joined(T0 + 2 * SECOND, other, "intruder"), published(T0 + 3 * SECOND, other)] {
-        let error = h.adapter.apply(&event, &mut h.calls).expect_err("refused");
-        assert!(error.to_string().contains("event.data.id"), "{error}");
-    }
+    h.refused_naming(&joined(T0 + 2 * SECOND, other, "intruder"), "event.data.id");
+    h.refused_naming(&published(T0 + 3 * SECOND, other), "event.data.id");
     assert!(h.take().is_empty(), "no call for the refused session");
-    h.apply_all(&[unpublished(T0 + 10 * SECOND, PUB.2), leaving(T0 + 10 * SECOND + 1, PUB.2)]);
-    assert_eq!(
-        h.take(),
-        [
-            "10000 trackUnpublished probe0 0",
-            "10000 trackUnpublished probe0 1",
-            "10000 participantLeft probe0",
-        ]
-    );
+    publisher_leaves(&mut h);
 }
 
 /// Found by the `janus_adapter` fuzz target too: the publisher's session joining its room again
@@ -283,24 +293,17 @@ fn a_session_joining_its_room_again_as_another_feed_is_refused() {
     publisher_call(&mut h);
     h.take();
     h.apply(&attached(T0 + SECOND, PUB.0, PUB.1 + 1, VIDEOROOM));
-    let second = joined(T0 + 2 * SECOND, (PUB.0, PUB.1 + 1, PUB.2 + 1), "again");
-    let error = h.adapter.apply(&second, &mut h.calls).expect_err("refused");
-    assert!(error.to_string().contains("event.data.id"), "{error}");
+    h.refused_naming(
+        &joined(T0 + 2 * SECOND, (PUB.0, PUB.1 + 1, PUB.2 + 1), "again"),
+        "event.data.id",
+    );
     let other = (22, 222, PUB.2);
     h.apply(&created(T0 + 3 * SECOND, other.0));
     h.apply(&attached(T0 + 3 * SECOND, other.0, other.1, VIDEOROOM));
-    let taken = published(T0 + 4 * SECOND, other);
-    assert!(h.adapter.apply(&taken, &mut h.calls).is_err(), "the first feed is still PUB's");
+    // The first feed is still PUB's.
+    h.refused_naming(&published(T0 + 4 * SECOND, other), "event.data.id");
     assert!(h.take().is_empty());
-    h.apply_all(&[unpublished(T0 + 10 * SECOND, PUB.2), leaving(T0 + 10 * SECOND + 1, PUB.2)]);
-    assert_eq!(
-        h.take(),
-        [
-            "10000 trackUnpublished probe0 0",
-            "10000 trackUnpublished probe0 1",
-            "10000 participantLeft probe0",
-        ]
-    );
+    publisher_leaves(&mut h);
 }
 
 /// Found by the `janus_adapter` fuzz target: a room destroyed and created again in the same
