@@ -3,7 +3,8 @@
 //! feeds, rooms and mids so that they collide: sessions and handles created and destroyed,
 //! VideoRoom joins, publications, subscriptions and leaves, PeerConnections up and down, ICE
 //! states, media counters that rise, repeat and fall, Janus restarts), the passing of time, and
-//! restarts of the service (the state handed out, restored into new adapters).
+//! restarts of the service (the states handed out, kept as the store keeps them, newest
+//! generation first, restored into new adapters).
 //!
 //! Checked after every step: no panic; every call passes the checks of every ingested call
 //! (`ingest::janus::check_call`); rooms start before anything happens in them and end once;
@@ -257,9 +258,15 @@ fuzz_target!(|ops: Vec<Op>| {
         for emitted in calls.drain(..) {
             model.check(&emitted, &limits);
         }
-        // What the service writes after each request: the newest state of each Janus server.
+        // What the service writes after each request, kept as the store keeps it: a Janus
+        // server's state replaces the stored one only if its generation is higher.
         for snapshot in adapters.take_snapshots() {
-            stored.insert(snapshot.emitter.clone(), snapshot);
+            match stored.get(&snapshot.emitter) {
+                Some(kept) if kept.generation >= snapshot.generation => {}
+                _ => {
+                    stored.insert(snapshot.emitter.clone(), snapshot);
+                }
+            }
         }
     }
     adapters.tick(UnixMillis((at / 1000) as i64 + 86_400_000), &mut calls);

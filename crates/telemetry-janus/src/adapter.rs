@@ -88,8 +88,8 @@ impl Counters {
 pub struct Snapshot {
     /// The Janus server.
     pub emitter: String,
-    /// Increases with every snapshot of this server's adapter, across restarts: of two, the
-    /// higher is the newer.
+    /// Increases with every snapshot of this server's adapter, across restarts and across
+    /// adapters forgotten and made again ([`crate::Adapters`]): of two, the higher is the newer.
     pub generation: u64,
     /// The state, as JSON.
     pub state: String,
@@ -168,6 +168,31 @@ impl Adapter {
             dirty: false,
             generation: 0,
         }
+    }
+
+    /// An adapter for the Janus server `emitter` whose earlier adapter was forgotten: its
+    /// snapshots' generations follow `generation`, and its rooms start after `last_room_start`
+    /// (see [`crate::Adapters`]).
+    pub(crate) fn carrying_on(
+        emitter: &str,
+        config: AdapterConfig,
+        generation: u64,
+        last_room_start: Micros,
+    ) -> Self {
+        let mut adapter = Self::new(emitter, config);
+        adapter.generation = generation;
+        adapter.state.last_room_start = last_room_start;
+        adapter
+    }
+
+    /// The start of the room started last (0 if none): the next room starts after it.
+    pub(crate) fn last_room_start(&self) -> Micros {
+        self.state.last_room_start
+    }
+
+    /// The generation of the last snapshot handed out or restored.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// An adapter that carries on from `snapshot`, restored at `now`: every session is given a

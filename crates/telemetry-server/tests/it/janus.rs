@@ -278,6 +278,55 @@ async fn a_restart_in_the_middle_of_a_janus_call_keeps_its_room_participants_and
     app.stop().await;
 }
 
+/// A Janus server restarted (`core.started` ends its calls, and its adapter, left empty, is
+/// forgotten), its new call under way, then a restart of the service: the new call's state,
+/// written by a new adapter, must win over the forgotten adapter's last one in the store. (Its
+/// generations counted from 0 again, so the store kept the older, empty state, and the restarted
+/// service lost the call: its participants never left.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_a_janus_restart_is_kept_across_a_restart_of_the_service() {
+    let second = capture_now();
+    let first_at = |events: &[Value]| events[0]["timestamp"].as_u64().expect("a timestamp");
+    let last_at = |events: &[Value]| events.last().expect("events")["timestamp"].as_u64();
+    // The same call an hour earlier, until its middle, then Janus restarts.
+    let span = last_at(&second).expect("a timestamp") - first_at(&second);
+    let mut first: Vec<Value> = second[..400].to_vec();
+    for event in &mut first {
+        let at = event["timestamp"].as_u64().expect("a timestamp");
+        event["timestamp"] = json!(at - span - 60_000_000);
+    }
+    let janus_restart = json!({"type": 256, "subtype": 1, "emitter": first[0]["emitter"],
+        "timestamp": last_at(&first).expect("a timestamp") + 1, "event": {"status": "started"}});
+    first.push(janus_restart);
+    let app = TestApp::start().await;
+    let (_, _, rejected) = send(&app, &first, true).await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+
+    let (before, after) = second.split_at(400);
+    let (_, _, rejected) = send(&app, before, true).await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let rooms = app.get_ok("/v1/rooms?limit=100").await;
+    let open: Vec<&Value> = rooms["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .filter(|room| room["name"] == "1234" && room["endedAt"].is_null())
+        .collect();
+    assert_eq!(open.len(), 1, "the first call's room ended, the second's is open: {rooms}");
+    let sid = open[0]["sid"].as_str().expect("a sid").to_owned();
+    let data = app.stop().await;
+
+    let app = TestApp::start_in(data, "").await;
+    let (_, _, rejected) = send(&app, after, true).await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let room = app.get_ok(&format!("/v1/rooms/{sid}")).await;
+    assert!(room["room"]["endedAt"].is_string(), "the call ends after the restart: {room}");
+    let participants = room["participants"].as_array().expect("participants");
+    assert_eq!(participants.len(), 2, "{room}");
+    assert!(participants.iter().all(|p| p["state"] == "left"), "{room}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_with_a_clear_error_and_basic_or_bearer_work() {
     let app = TestApp::start().await;
