@@ -165,6 +165,16 @@ impl SqliteStore {
                 .map_err(|error| StoreError::Database(Box::new(error)))?;
         }
         let mut connection = open_connection(&config)?;
+        // The writer's savepoints (one per request of a group) keep the original of every page
+        // they change in a statement journal, which SQLite spills to a temporary file past 64 KiB:
+        // 33,106 of the 93,737 page writes of the ingest benchmark went to such files. In memory,
+        // a journal holds at most one group's changed pages.
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
+        // A checkpoint copies each page changed since the last one into the database once,
+        // however often the WAL holds it. Every 10,000 pages (40 MiB) rather than SQLite's
+        // 1,000, the indexes' hot pages are copied less often (the ingest benchmark's checkpoint
+        // writes fell from 10,685 pages to 4,431); the WAL file keeps that size once reached.
+        connection.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         migrate(&mut connection)?;
         let (sender, receiver) = mpsc::channel::<WriteRequest>();
         let writer_thread = std::thread::Builder::new()
@@ -262,6 +272,9 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(connection)
 }
+
+/// The writer's automatic checkpoint, in WAL pages.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 /// How many prepared statements each connection keeps: more than any connection runs.
 const STATEMENT_CACHE: usize = 256;
