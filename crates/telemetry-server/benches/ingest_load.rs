@@ -3,7 +3,12 @@
 //! loopback, fed the simulator's traffic by concurrent clients, against the rate at which the
 //! same batches are merely decoded, measured in the same run. Run with
 //! `cargo bench -p telemetry-server --features bench --bench ingest_load`
-//! (`-- --clients 16 --rooms 200` to change the load, `--store sqlite` for one backend).
+//! (`-- --clients 16 --rooms 200` to change the load, `--store sqlite` for one backend,
+//! `--runs 5` for more runs of each).
+//!
+//! The machines this runs on are shared, and their speed changes within seconds: so each run of
+//! the service has its own prost baseline, measured just before it, and the ratio reported is the
+//! median over the runs of each run's ratio.
 
 // A benchmark report is printed: that is its output.
 #![allow(clippy::print_stdout)]
@@ -31,6 +36,8 @@ struct Options {
     participants: u32,
     batch: usize,
     synchronous: String,
+    /// Runs of the service on each backend, each with its own baseline.
+    runs: usize,
     /// Only this backend.
     store: Option<String>,
 }
@@ -42,6 +49,7 @@ fn options() -> Options {
         participants: 8,
         batch: 500,
         synchronous: "full".to_owned(),
+        runs: 3,
         store: None,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -56,6 +64,7 @@ fn options() -> Options {
             }
             "--batch" => options.batch = value.parse().unwrap_or(options.batch),
             "--synchronous" => options.synchronous = value,
+            "--runs" => options.runs = value.parse().unwrap_or(options.runs).max(1),
             "--store" => options.store = Some(value),
             _ => {
                 index += 1;
@@ -111,12 +120,13 @@ fn main() -> anyhow::Result<()> {
             })
             .fold(0.0, f64::max)
     };
-    let prost_rate = decode_rate(&|| {
+    let prost_decode = || {
         encoded
             .iter()
             .map(|bytes| v1::TelemetryBatch::decode(bytes.as_slice()).expect("decode").calls.len())
             .sum()
-    });
+    };
+    let prost_rate = decode_rate(&prost_decode);
     let json_rate = decode_rate(&|| {
         json.iter()
             .map(|bytes| {
@@ -138,120 +148,133 @@ fn main() -> anyhow::Result<()> {
         if options.store.as_deref().is_some_and(|only| only != store) {
             continue;
         }
-        let dir = tempfile::tempdir()?;
-        let file = format!(
-            "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"{}\"\n",
-            options.synchronous
-        );
-        let flags = FlagOverrides {
-            data_dir: Some(dir.path().to_path_buf()),
-            dev: true,
-            ..FlagOverrides::default()
-        };
-        let environment = match (store, &postgres) {
-            ("postgres", Some(server)) => vec![
-                ("RTC_TELEMETRY_STORE__BACKEND".to_owned(), "postgres".to_owned()),
-                ("RTC_TELEMETRY_STORE__URL".to_owned(), server.create_database()?),
-            ],
-            _ => Vec::new(),
-        };
-        let config = config::load(Some(("bench", &file)), &environment, &flags)?;
-        let (service_rate, latencies, stored) = runtime.block_on(async {
-            let app = App::build(config).await?;
-            let state = app.state();
-            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let url = format!("http://{}/v1/telemetry", http.local_addr()?);
-            let stop = tokio_util::sync::CancellationToken::new();
-            let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
-            let token =
-                telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let client = reqwest::Client::new();
-            let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
-            let started = Instant::now();
-            let cpu_started = cpu_seconds();
-            let mut workers = Vec::new();
-            for _ in 0..options.clients {
-                let (queue, client, url, token) =
-                    (queue.clone(), client.clone(), url.clone(), token.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    loop {
-                        let Some(body) = queue.lock().await.next() else { break };
-                        let sent = Instant::now();
-                        let response = client
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .header("content-type", "application/x-protobuf")
-                            .body(body)
-                            .send()
-                            .await
-                            .expect("request");
-                        assert!(response.status().is_success(), "{}", response.status());
-                        let _ = response.bytes().await;
-                        latencies.push(sent.elapsed());
-                    }
-                    latencies
-                }));
-            }
-            let mut latencies = Vec::new();
-            for worker in workers {
-                latencies.extend(worker.await?);
-            }
-            // Stats samples are stored when flushed: count that flush in.
-            let flushed = client
-                .post(url.replace("/v1/telemetry", "/v1/flush"))
-                .bearer_auth(&token)
-                .send()
-                .await?;
-            assert!(flushed.status().is_success());
-            let elapsed = started.elapsed();
-            let (user, system) = cpu_seconds();
-            let (user, system) = (user - cpu_started.0, system - cpu_started.1);
-            let cpu = user + system;
-            let counts = telemetry_store::AnalyticsStore::counts(state.store.as_ref()).await?;
-            // What the core did with every sample (recorded, or why not), from /metrics.
-            let metrics =
-                client.get(url.replace("/v1/telemetry", "/metrics")).send().await?.text().await?;
-            let outcomes: Vec<String> = metrics
-                .lines()
-                .filter_map(|line| {
-                    line.strip_prefix("rtc_telemetry_stats_samples_total{outcome=\"")
-                })
-                .map(|rest| rest.replacen("\"} ", " ", 1))
-                .collect();
-            println!("| samples | {} |", outcomes.join(", "));
-            stop.cancel();
-            server.await??;
-            latencies.sort_unstable();
-            println!(
-                "| cpu ({store}) | {cpu:.2} CPU-s ({user:.2} user, {system:.2} system) in {:.2} s: {:.2} cores busy in this process; {:.2} µs of CPU per call |",
-                elapsed.as_secs_f64(),
-                cpu / elapsed.as_secs_f64(),
-                cpu * 1e6 / total as f64
+        let mut ratios = Vec::new();
+        for run in 1..=options.runs {
+            let store_run = format!("{store}, run {run}");
+            let prost_now = decode_rate(&prost_decode);
+            let dir = tempfile::tempdir()?;
+            let file = format!(
+                "[stats]\nflush_interval = \"1h\"\n[store]\nsynchronous = \"{}\"\n",
+                options.synchronous
             );
-            anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
-        })?;
-        let durability = if store == "sqlite" {
-            format!("SQLite synchronous={}", options.synchronous)
-        } else {
-            "PostgreSQL fsync=on, synchronous_commit=on".to_owned()
-        };
+            let flags = FlagOverrides {
+                data_dir: Some(dir.path().to_path_buf()),
+                dev: true,
+                ..FlagOverrides::default()
+            };
+            let environment = match (store, &postgres) {
+                ("postgres", Some(server)) => vec![
+                    ("RTC_TELEMETRY_STORE__BACKEND".to_owned(), "postgres".to_owned()),
+                    ("RTC_TELEMETRY_STORE__URL".to_owned(), server.create_database()?),
+                ],
+                _ => Vec::new(),
+            };
+            let config = config::load(Some(("bench", &file)), &environment, &flags)?;
+            let (service_rate, latencies, stored) = runtime.block_on(async {
+                let app = App::build(config).await?;
+                let state = app.state();
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let url = format!("http://{}/v1/telemetry", http.local_addr()?);
+                let stop = tokio_util::sync::CancellationToken::new();
+                let server = tokio::spawn(app.run(http, grpc, stop.clone().cancelled_owned()));
+                let token =
+                    telemetry_server::auth::mint_token("devkey", "secret", Duration::from_secs(3600))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let client = reqwest::Client::new();
+                let queue = Arc::new(tokio::sync::Mutex::new(encoded.clone().into_iter()));
+                let started = Instant::now();
+                let cpu_started = cpu_seconds();
+                let mut workers = Vec::new();
+                for _ in 0..options.clients {
+                    let (queue, client, url, token) =
+                        (queue.clone(), client.clone(), url.clone(), token.clone());
+                    workers.push(tokio::spawn(async move {
+                        let mut latencies = Vec::new();
+                        loop {
+                            let Some(body) = queue.lock().await.next() else { break };
+                            let sent = Instant::now();
+                            let response = client
+                                .post(&url)
+                                .bearer_auth(&token)
+                                .header("content-type", "application/x-protobuf")
+                                .body(body)
+                                .send()
+                                .await
+                                .expect("request");
+                            assert!(response.status().is_success(), "{}", response.status());
+                            let _ = response.bytes().await;
+                            latencies.push(sent.elapsed());
+                        }
+                        latencies
+                    }));
+                }
+                let mut latencies = Vec::new();
+                for worker in workers {
+                    latencies.extend(worker.await?);
+                }
+                // Stats samples are stored when flushed: count that flush in.
+                let flushed = client
+                    .post(url.replace("/v1/telemetry", "/v1/flush"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?;
+                assert!(flushed.status().is_success());
+                let elapsed = started.elapsed();
+                let (user, system) = cpu_seconds();
+                let (user, system) = (user - cpu_started.0, system - cpu_started.1);
+                let cpu = user + system;
+                let counts = telemetry_store::AnalyticsStore::counts(state.store.as_ref()).await?;
+                // What the core did with every sample (recorded, or why not), from /metrics.
+                let metrics =
+                    client.get(url.replace("/v1/telemetry", "/metrics")).send().await?.text().await?;
+                let outcomes: Vec<String> = metrics
+                    .lines()
+                    .filter_map(|line| {
+                        line.strip_prefix("rtc_telemetry_stats_samples_total{outcome=\"")
+                    })
+                    .map(|rest| rest.replacen("\"} ", " ", 1))
+                    .collect();
+                println!("| samples ({store_run}) | {} |", outcomes.join(", "));
+                stop.cancel();
+                server.await??;
+                latencies.sort_unstable();
+                println!(
+                    "| cpu ({store_run}) | {cpu:.2} CPU-s ({user:.2} user, {system:.2} system) in {:.2} s: {:.2} cores busy in this process; {:.2} µs of CPU per call |",
+                    elapsed.as_secs_f64(),
+                    cpu / elapsed.as_secs_f64(),
+                    cpu * 1e6 / total as f64
+                );
+                anyhow::Ok((total as f64 / elapsed.as_secs_f64(), latencies, counts))
+            })?;
+            let durability = if store == "sqlite" {
+                format!("SQLite synchronous={}", options.synchronous)
+            } else {
+                "PostgreSQL fsync=on, synchronous_commit=on".to_owned()
+            };
+            println!(
+                "| service ({store_run}) | {service_rate:.0} calls/s accepted and stored ({} clients, HTTP protobuf, {durability}); request p50 {:.1} ms, p99 {:.1} ms |",
+                options.clients,
+                percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+                percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+            );
+            println!(
+                "| stored ({store_run}) | {} events, {} stats windows holding {} samples |",
+                stored.events, stored.stats_windows, stored.samples
+            );
+            ratios.push(service_rate / prost_now);
+            println!(
+                "| ratio ({store_run}) | stored rate / prost decode rate just before ({prost_now:.0} calls/s) = {:.3}; / JSON decode rate = {:.3} |",
+                service_rate / prost_now,
+                service_rate / json_rate
+            );
+        }
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "| service ({store}) | {service_rate:.0} calls/s accepted and stored ({} clients, HTTP protobuf, {durability}); request p50 {:.1} ms, p99 {:.1} ms |",
-            options.clients,
-            percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-            percentile(&latencies, 0.99).as_secs_f64() * 1000.0
-        );
-        println!(
-            "| stored ({store}) | {} events, {} stats windows holding {} samples |",
-            stored.events, stored.stats_windows, stored.samples
-        );
-        println!(
-            "| ratio ({store}) | stored rate / prost decode rate = {:.3}; / JSON decode rate = {:.3} |",
-            service_rate / prost_rate,
-            service_rate / json_rate
+            "| ratio ({store}) | median of {} runs: stored rate / prost decode rate = **{:.3}** (runs: {}) |",
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios.iter().map(|ratio| format!("{ratio:.3}")).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(())
