@@ -236,6 +236,23 @@ fn main() -> anyhow::Result<()> {
                     .map(|rest| rest.replacen("\"} ", " ", 1))
                     .collect();
                 println!("| samples ({store_run}) | {} |", outcomes.join(", "));
+                // How much of the run the pipeline's consumer spent in store writes: acknowledged
+                // lifecycle calls wait for them, one write at a time.
+                let metric = |name: &str| -> f64 {
+                    metrics
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                        .unwrap_or(0.0)
+                };
+                let (writes, writing) = (
+                    metric("rtc_telemetry_store_write_seconds_count"),
+                    metric("rtc_telemetry_store_write_seconds_sum"),
+                );
+                println!(
+                    "| writes ({store_run}) | {writes:.0} store writes, {:.1} ms each on average; writing {:.0} % of the run |",
+                    writing * 1000.0 / writes.max(1.0),
+                    writing * 100.0 / elapsed.as_secs_f64()
+                );
                 stop.cancel();
                 server.await??;
                 latencies.sort_unstable();
