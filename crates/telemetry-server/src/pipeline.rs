@@ -329,6 +329,9 @@ impl Consumer {
     async fn store_available(&self) {
         // How many callers waited when the previous write started, and how long it took.
         let mut previous: Option<(usize, Duration)> = None;
+        // Without the cluster: outputs taken while the previous write committed, made into the
+        // next write already.
+        let mut prepared = Prepared::default();
         loop {
             if let Some((waited, took)) = previous
                 && waited > 1
@@ -338,7 +341,7 @@ impl Consumer {
             let written = *self.durable.borrow();
             // Cluster mode: a flush's outputs are written in one write, cut where it ends.
             let limit = match self.fencing.as_deref().map(|fencing| fencing.next_cut(written)) {
-                None | Some(Cut::Free) => MAX_OUTPUTS_PER_WRITE,
+                None | Some(Cut::Free) => MAX_OUTPUTS_PER_WRITE - prepared.count,
                 Some(Cut::Through(end)) => usize::try_from(end - written).unwrap_or(usize::MAX),
                 Some(Cut::Wait) => return,
             };
@@ -346,16 +349,24 @@ impl Consumer {
             if limit > 0 {
                 self.receiver.take(limit, &mut outputs);
             }
-            if outputs.is_empty() && limit != 0 {
+            if outputs.is_empty() && prepared.count == 0 && limit != 0 {
                 return;
             }
-            let last = outputs.last().map_or(written, |output| output.seq);
-            let count = outputs.len() as u64;
-            let now = SystemClock.now();
-            let batches = match &self.fencing {
-                None => vec![to_write_batch(outputs, &self.webhooks.endpoints, now)],
+            let (batches, last, count) = match &self.fencing {
+                None => {
+                    prepared.add(outputs, &self.webhooks.endpoints);
+                    let Prepared { batch, last, count } = std::mem::take(&mut prepared);
+                    (vec![batch], last.unwrap_or(written), count as u64)
+                }
                 Some(fencing) => {
-                    fenced_batches(outputs, last, fencing, &self.webhooks.endpoints, now)
+                    let last = outputs.last().map_or(written, |output| output.seq);
+                    let count = outputs.len() as u64;
+                    let now = SystemClock.now();
+                    (
+                        fenced_batches(outputs, last, fencing, &self.webhooks.endpoints, now),
+                        last,
+                        count,
+                    )
                 }
             };
             if batches.is_empty() && count == 0 {
@@ -363,10 +374,16 @@ impl Consumer {
             }
             let waited = self.waiting.load(Ordering::Relaxed);
             let write_started = tokio::time::Instant::now();
-            let writes = batches.into_iter().map(|batch| self.write(batch));
+            let writes =
+                futures::future::join_all(batches.into_iter().map(|batch| self.write(batch)));
+            let results = match self.fencing {
+                None => self.prepare_while(writes, &mut prepared).await,
+                // A fenced write's cut depends on what the previous one stored.
+                Some(_) => writes.await,
+            };
             let mut took = Duration::ZERO;
             let mut fenced = 0;
-            for (was_fenced, write_took) in futures::future::join_all(writes).await {
+            for (was_fenced, write_took) in results {
                 fenced += usize::from(was_fenced);
                 took = took.max(write_took);
             }
@@ -376,6 +393,29 @@ impl Consumer {
             self.metrics.store_write(took, count);
             self.durable.send_replace(last);
             previous = Some((waited, write_started.elapsed()));
+        }
+    }
+
+    /// Awaits `writes`; meanwhile takes the outputs that arrive (up to a write's worth) and makes
+    /// them into the next write, so that the conversion (events rendered as JSON, webhooks
+    /// rendered) overlaps the store's commit instead of following it. The next write is sent
+    /// only after these return: writes still commit one after the other, in output order.
+    async fn prepare_while<T>(
+        &self,
+        writes: impl std::future::Future<Output = T>,
+        prepared: &mut Prepared,
+    ) -> T {
+        let mut writes = std::pin::pin!(writes);
+        loop {
+            tokio::select! {
+                biased;
+                results = &mut writes => return results,
+                () = self.notify.notified(), if prepared.count < MAX_OUTPUTS_PER_WRITE => {
+                    let mut outputs = Vec::new();
+                    self.receiver.take(MAX_OUTPUTS_PER_WRITE - prepared.count, &mut outputs);
+                    prepared.add(outputs, &self.webhooks.endpoints);
+                }
+            }
         }
     }
 
@@ -434,6 +474,27 @@ impl Consumer {
                 () = tokio::time::sleep((deadline - now).min(Duration::from_micros(200))) => {}
             }
         }
+    }
+}
+
+/// Outputs already made into a store write, waiting to be written (see
+/// [`Consumer::prepare_while`]).
+#[derive(Debug, Default)]
+struct Prepared {
+    batch: WriteBatch,
+    /// The last output's sequence number, if any is held.
+    last: Option<u64>,
+    count: usize,
+}
+
+impl Prepared {
+    /// Adds `outputs` (the queue's next ones, in order) to the write.
+    fn add(&mut self, outputs: Vec<Sequenced>, endpoints: &Endpoints) {
+        let Some(last) = outputs.last().map(|output| output.seq) else { return };
+        self.last = Some(last);
+        self.count += outputs.len();
+        let mut batch = to_write_batch(outputs, endpoints, SystemClock.now());
+        self.batch.append(&mut batch);
     }
 }
 
