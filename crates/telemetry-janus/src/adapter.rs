@@ -190,11 +190,6 @@ impl Adapter {
         self.state.last_room_start
     }
 
-    /// The generation of the last snapshot handed out or restored.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// An adapter that carries on from `snapshot`, restored at `now`: every session is given a
     /// full `session_idle_timeout` from `now` to show it is alive. Counter baselines start
     /// afresh: the first report of each stream after the restart is a baseline.

@@ -25,7 +25,8 @@ pub struct Adapters {
     /// Counters of adapters forgotten, and refusals of new servers.
     retired: Counters,
     /// The highest snapshot generation handed out or restored, over every server: a new
-    /// adapter's snapshots follow it.
+    /// adapter's snapshots follow it. Every adapter's own generation is at or below it (each
+    /// starts from it and counts only through `take_snapshots`), so forgetting one loses none.
     generation: u64,
     /// The start of the last room of servers whose adapter was forgotten (at most
     /// `max_emitters`, the earliest dropped first): a new adapter's rooms start after it.
@@ -124,7 +125,6 @@ impl Adapters {
             let keep = !adapter.is_empty() || adapter.is_dirty();
             if !keep {
                 forgotten.push((emitter.clone(), adapter.counters(), adapter.last_room_start()));
-                self.generation = self.generation.max(adapter.generation());
             }
             keep
         });
