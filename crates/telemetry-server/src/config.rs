@@ -800,6 +800,7 @@ impl Config {
                         SynchronousMode::Full => telemetry_store::sqlite::Synchronous::Full,
                         SynchronousMode::Normal => telemetry_store::sqlite::Synchronous::Normal,
                     },
+                    checkpoint_pages: telemetry_store::sqlite::CHECKPOINT_PAGES,
                 })
             }
             StoreBackend::Postgres => {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::Store;
 use crate::conformance::{Database, Harness};
 use crate::sqlite::{SqliteConfig, SqliteStore};
+use crate::{AnalyticsStore as _, Store};
 
 struct SqliteHarness;
 
@@ -78,4 +78,74 @@ fn claims_use_the_outbox_partial_indexes_with_plans_that_ignore_bound_values() {
         .db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
         .expect("db_config");
     assert!(qpsg, "connections enable the query planner stability guarantee");
+}
+
+/// An event of about 2 KiB, so that a few of them fill WAL pages.
+fn bulky_event(index: usize) -> crate::model::EventRecord {
+    crate::model::EventRecord {
+        id: format!("AE_{index:012}"),
+        event_type: "PARTICIPANT_JOINED".to_owned(),
+        at: telemetry_core::UnixMillis(1_700_000_000_000 + index as i64),
+        room_sid: format!("RM_{}", index % 7),
+        room_name: "room".to_owned(),
+        participant_sid: format!("PA_{index}"),
+        participant_identity: String::new(),
+        track_sid: String::new(),
+        node_id: "sfu-1".to_owned(),
+        payload: "x".repeat(2048),
+        projections: Vec::new(),
+    }
+}
+
+/// The pages of WAL frames `wal` holds (its header is 32 bytes, each frame's 24).
+fn wal_frames(wal: &std::path::Path, page_size: u64) -> u64 {
+    std::fs::metadata(wal)
+        .map_or(0, |metadata| metadata.len().saturating_sub(32) / (page_size + 24))
+}
+
+#[tokio::test]
+async fn the_checkpointer_thread_copies_the_wal_into_the_database_without_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig { checkpoint_pages: 40, ..SqliteConfig::in_dir(dir.path()) };
+    let database = config.path.clone();
+    let wal = dir.path().join("telemetry.sqlite3-wal");
+    let store = SqliteStore::open(config).expect("open");
+    // The migrations may leave a WAL past 40 pages already: wait until their checkpoint, if
+    // any, is over (the size holds for 300 ms).
+    let size = || std::fs::metadata(&database).map_or(0, |metadata| metadata.len());
+    let mut checkpointed = size();
+    let mut unchanged = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = size();
+        unchanged = if now == checkpointed { unchanged + 1 } else { 0 };
+        checkpointed = now;
+        if unchanged == 6 {
+            break;
+        }
+    }
+    let page_size = 4096;
+    // Writes until the WAL holds at least 40 pages more, fewer than the 160 at which the writer
+    // would checkpoint itself.
+    let frames_before = wal_frames(&wal, page_size);
+    let mut index = 0;
+    while wal_frames(&wal, page_size) < frames_before + 40 {
+        let batch = crate::model::WriteBatch {
+            events: (index..index + 4).map(bulky_event).collect(),
+            ..Default::default()
+        };
+        index += 4;
+        store.write(batch).await.expect("write");
+    }
+    assert!(wal_frames(&wal, page_size) < frames_before + 160, "stays under the writer's own");
+    // The database file grows only by checkpoints: the checkpointer's, woken by the commit that
+    // passed 40 pages.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= checkpointed {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // What was checkpointed reads back, and the store closes cleanly (the checkpointer ends).
+    assert_eq!(store.counts().await.expect("counts").events, index as u64);
+    store.close().await;
 }
