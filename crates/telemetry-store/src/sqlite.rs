@@ -317,8 +317,13 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
 /// connection closes, which drops its wake-ups.
 fn checkpointer_loop(connection: &Connection, woken: &mpsc::Receiver<()>) {
     while woken.recv().is_ok() {
-        if let Err(error) = connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-            tracing::warn!(%error, "checkpoint failed; the next commit tries again");
+        match connection.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+            Ok(_) => {}
+            // Another connection checkpoints (the writer past its backstop, or another process
+            // sharing the file): the next wake-up tries again.
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy => {}
+            Err(error) => tracing::warn!(%error, "checkpoint failed; the next commit tries again"),
         }
     }
 }
