@@ -108,6 +108,8 @@ struct TrackState {
     accumulator: TrackAccumulator,
     /// The issue detectors (media tracks only); they survive flushes.
     quality: TrackQuality,
+    /// Downstream: what the last look at the upstream board found.
+    board_seen: crate::quality::board::Seen,
 }
 
 /// What recording a sample did.
@@ -298,6 +300,7 @@ impl Worker {
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
                     quality: TrackQuality::default(),
+                    board_seen: Default::default(),
                 });
                 self.tracks.len() - 1
             }
@@ -339,7 +342,8 @@ impl Worker {
         let clean_kinds = if upstream {
             0
         } else {
-            quality.board.reached(&track.track_id, &self.participant_id) & IssueKind::PROPAGATING
+            quality.board.reached(&track.track_id, &self.participant_id, &mut track.board_seen)
+                & IssueKind::PROPAGATING
         };
         let mut kind_changes = Vec::new();
         track.quality.observe(
@@ -505,6 +509,7 @@ impl Worker {
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
                     quality: TrackQuality::default(),
+                    board_seen: Default::default(),
                 });
                 self.tracks.len() - 1
             }
@@ -669,6 +674,7 @@ impl Worker {
                     last_end: None,
                     accumulator: TrackAccumulator::default(),
                     quality: TrackQuality::default(),
+                    board_seen: Default::default(),
                 });
                 self.tracks.len() - 1
             }
