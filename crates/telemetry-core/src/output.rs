@@ -96,6 +96,9 @@ pub struct CallOutput {
     pub webhook: Option<Encoded<lk::WebhookEvent>>,
     /// The analytics event, with `id` (`AE_…`), `node_id` and `analytics_key` stamped.
     pub event: Option<Encoded<lk::AnalyticsEvent>>,
+    /// Where the call was read from, when it was applied with one: its ids are then derived
+    /// from it ([`crate::Origin`]) instead of drawn at random.
+    pub origin: Option<crate::Origin>,
 }
 
 /// A protobuf message kept encoded while it waits on the queue. prost keeps nested messages

@@ -594,7 +594,7 @@ impl TelemetryService {
         });
         let (webhook, event) =
             (webhook.as_ref().map(Encoded::new), event.as_ref().map(Encoded::new));
-        let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event }));
+        let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event, origin }));
         inner.queue.push(std::iter::once(call).chain(worker_output))
     }
 
