@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             a_room_lifecycle_projects_rooms_participants_and_tracks,
             projections_merge_what_arrives_out_of_order,
             events_are_stored_once_and_paged_in_call_order,
+            events_are_stored_once_per_key_whatever_their_ids,
             rooms_are_listed_newest_first_with_cursor_filter_and_search,
             stats_windows_and_node_rates_round_trip,
             counters_beyond_i64_saturate,
@@ -134,6 +135,15 @@ fn batch_from(receiver: &telemetry_core::OutputReceiver) -> WriteBatch {
     batch
 }
 
+/// The types of a room's first 100 events, in call order, and the next page's cursor.
+async fn event_types(store: &dyn Store, room_sid: &str) -> (Vec<String>, Option<i64>) {
+    let events = store
+        .room_events(EventsQuery { room_sid: room_sid.into(), limit: 100, ..Default::default() })
+        .await
+        .expect("events");
+    (events.items.into_iter().map(|event| event.event_type).collect(), events.next)
+}
+
 fn core() -> (TelemetryService, telemetry_core::OutputReceiver, Arc<telemetry_core::ManualClock>) {
     let clock = Arc::new(telemetry_core::ManualClock::new(UnixMillis(1_700_000_000_000)));
     let (service, receiver) =
@@ -185,11 +195,7 @@ pub async fn a_room_lifecycle_projects_rooms_participants_and_tracks(harness: &d
     );
     assert!(track.published_at.is_some() && track.unpublished_at.is_some());
 
-    let events = store
-        .room_events(EventsQuery { room_sid: "RM_1".into(), limit: 100, ..Default::default() })
-        .await
-        .expect("events");
-    let types: Vec<&str> = events.items.iter().map(|e| e.event_type.as_str()).collect();
+    let (types, next) = event_types(store.as_ref(), "RM_1").await;
     assert_eq!(
         types,
         [
@@ -205,7 +211,7 @@ pub async fn a_room_lifecycle_projects_rooms_participants_and_tracks(harness: &d
         ],
         "call order"
     );
-    assert!(events.next.is_none());
+    assert!(next.is_none());
 }
 
 /// Events that arrive out of order (a LiveKit node's stream, a replay) merge by the rules of
@@ -445,7 +451,7 @@ pub async fn events_are_stored_once_and_paged_in_call_order(harness: &dyn Harnes
     let batch = batch_from(&receiver);
     store.write(batch.clone()).await.expect("write");
     store.write(batch).await.expect("the same events again");
-    assert_eq!(store.counts().await.expect("counts").events, 25, "a repeated id is stored once");
+    assert_eq!(store.counts().await.expect("counts").events, 25, "a repeated key is stored once");
 
     let mut seen = Vec::new();
     let mut after = None;
@@ -477,6 +483,75 @@ pub async fn events_are_stored_once_and_paged_in_call_order(harness: &dyn Harnes
         .await
         .expect("page");
     assert!(none.items.is_empty());
+}
+
+/// An event is one per key (`EventRecord::key`), not per id: events that share an id under
+/// distinct keys (two random ids that collide) are both stored and both project; an event whose
+/// key is stored already (a retried write, a replay) is ignored with its projections, whatever
+/// its id; keys of one maker (`EventRecord::drawn_key`) and of a log (`origin_key`) increase.
+pub async fn events_are_stored_once_per_key_whatever_their_ids(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let (service, receiver, clock) = core();
+    let keys = room("RM_k", "keys");
+    service.room_started(keys.clone());
+    service.participant_joined(keys.clone(), participant("PA_a"), None, None, true, DEFAULT_GUARD);
+    service.participant_joined(keys.clone(), participant("PA_b"), None, None, true, DEFAULT_GUARD);
+    let mut batch = batch_from(&receiver);
+    assert_eq!(batch.events.len(), 3);
+    // The two joins share an id under keys of their own.
+    batch.events[2].id = batch.events[1].id.clone();
+    for (sequence, event) in batch.events.iter_mut().enumerate() {
+        event.key = EventRecord::drawn_key(7, sequence as u64 + 1);
+    }
+    store.write(batch.clone()).await.expect("write");
+    let detail = store.room("RM_k").await.expect("room").expect("exists");
+    assert_eq!(detail.participants.len(), 2, "both joins projected: {detail:?}");
+    assert_eq!(store.counts().await.expect("counts").events, 3, "both joins stored");
+
+    // PA_a leaves (before it was active: an abort); the same departure written again under another id, and a departure of PA_b
+    // under PA_a's departure's key, are ignored.
+    clock.advance_millis(1000);
+    service.participant_left(keys.clone(), participant("PA_a"), true, DEFAULT_GUARD);
+    service.participant_left(keys, participant("PA_b"), true, DEFAULT_GUARD);
+    let mut leaves = batch_from(&receiver);
+    leaves.events[0].key = EventRecord::drawn_key(7, 10);
+    leaves.events[1].key = EventRecord::drawn_key(7, 10);
+    store.write(leaves.clone()).await.expect("write the leaves");
+    let mut again = leaves.clone();
+    again.events.truncate(1);
+    again.events[0].id = "AE_another1234".into();
+    store.write(again).await.expect("a retried write");
+    let detail = store.room("RM_k").await.expect("room").expect("exists");
+    let states: Vec<(&str, &str)> =
+        detail.participants.iter().map(|p| (p.sid.as_str(), p.state.as_str())).collect();
+    assert_eq!(states, vec![("PA_a", "aborted"), ("PA_b", "joined")], "one departure projected");
+    let (types, _) = event_types(store.as_ref(), "RM_k").await;
+    assert_eq!(
+        types,
+        [
+            "ROOM_CREATED",
+            "PARTICIPANT_JOINED",
+            "PARTICIPANT_JOINED",
+            "PARTICIPANT_CONNECTION_ABORTED"
+        ],
+        "each key once"
+    );
+
+    // The keys sort as they are made, by text, as both backends' indexes compare them.
+    let drawn: Vec<String> = [1, 2, 15, 16, 255, 1 << 40]
+        .into_iter()
+        .map(|seq| EventRecord::drawn_key(7, seq))
+        .collect();
+    assert!(drawn.windows(2).all(|pair| pair[0] < pair[1]), "{drawn:?}");
+    let origins: Vec<String> = [(1, 0), (1, 9), (2, 0), (16, 3), (1 << 40, 0)]
+        .into_iter()
+        .map(|(sequence, index)| {
+            EventRecord::origin_key(telemetry_core::Origin { sequence, index })
+        })
+        .collect();
+    assert!(origins.windows(2).all(|pair| pair[0] < pair[1]), "{origins:?}");
+    assert_ne!(EventRecord::drawn_key(7, 1), EventRecord::drawn_key(8, 1), "makers differ");
 }
 
 pub async fn rooms_are_listed_newest_first_with_cursor_filter_and_search(harness: &dyn Harness) {

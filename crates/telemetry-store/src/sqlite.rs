@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0007_room_webhooks.sql"),
     include_str!("../migrations/sqlite/0008_closed_workers.sql"),
     include_str!("../migrations/sqlite/0009_worker_quality.sql"),
+    include_str!("../migrations/sqlite/0010_event_keys.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -855,10 +856,11 @@ const ENDPOINT_COLUMNS: &str = "id, url, signing, api_key, secret, include_event
 fn insert_event(transaction: &Transaction<'_>, event: &EventRecord) -> Result<(), StoreError> {
     let inserted = transaction
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (id, type, at_ms, room_sid, room_name, participant_sid, \
-             participant_identity, track_sid, node_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR IGNORE INTO events (key, id, type, at_ms, room_sid, room_name, participant_sid, \
+             participant_identity, track_sid, node_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
+            event.key,
             event.id,
             event.event_type,
             event.at.0,
@@ -870,7 +872,7 @@ fn insert_event(transaction: &Transaction<'_>, event: &EventRecord) -> Result<()
             event.node_id,
             event.payload,
         ])?;
-    // A repeated event (the same id ingested twice) changes nothing.
+    // A repeated event (the same key written twice) changes nothing.
     if inserted == 1 {
         for projection in &event.projections {
             project(transaction, projection)?;

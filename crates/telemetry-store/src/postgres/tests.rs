@@ -71,6 +71,58 @@ async fn a_database_from_a_newer_version_is_refused() {
     assert!(error.to_string().contains("written by a newer version"), "{error}");
 }
 
+/// Events stored before migration 10 are keyed by their ids: written again (a replay of a
+/// derived id), one is still stored once, and a new event with the same id under a key of its own
+/// is stored beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_before_event_keys_are_keyed_by_their_ids() {
+    let url = create_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let transaction = client.transaction().await.expect("transaction");
+    transaction
+        .batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await
+        .expect("schema_migrations");
+    for (version, migration) in (1..).zip(&super::MIGRATIONS[..9]) {
+        transaction.batch_execute(migration).await.expect("migration");
+        transaction
+            .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(version as i64)])
+            .await
+            .expect("version");
+    }
+    transaction
+        .execute(
+            "INSERT INTO events (id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, \
+             track_sid, node_id, payload) VALUES ('AE_old123456789', 'TRACK_MUTED', 1, 'RM_1', '', '', '', '', '', '{}')",
+            &[],
+        )
+        .await
+        .expect("an event of the old schema");
+    transaction.commit().await.expect("commit");
+
+    let store = PostgresStore::open(config(&url)).await.expect("migrated");
+    let event = |key: &str| EventRecord {
+        key: key.to_owned(),
+        id: "AE_old123456789".into(),
+        event_type: "TRACK_MUTED".into(),
+        at: UnixMillis(2),
+        room_sid: "RM_1".into(),
+        room_name: String::new(),
+        participant_sid: String::new(),
+        participant_identity: String::new(),
+        track_sid: String::new(),
+        node_id: String::new(),
+        payload: "{}".into(),
+        projections: Vec::new(),
+    };
+    let batch =
+        WriteBatch { events: vec![event("AE_old123456789"), event("r-new")], ..Default::default() };
+    store.write(batch).await.expect("write");
+    assert_eq!(store.counts().await.expect("counts").events, 2);
+    store.close().await;
+}
+
 /// A process paused in the middle of a transaction (SIGSTOP) must not hold its locks for good:
 /// the server ends the session of a transaction left idle for [`IDLE_IN_TRANSACTION_TIMEOUT`],
 /// and the row it locked can be taken by another session (as another instance's heartbeat takes
@@ -251,6 +303,7 @@ async fn a_failing_write_fails_alone_in_its_group() {
     let url = create_database().await;
     let store = PostgresStore::open(config(&url)).await.expect("open");
     let event = |id: &str, payload: &str| EventRecord {
+        key: id.to_owned(),
         id: id.to_owned(),
         event_type: "TRACK_MUTED".into(),
         at: UnixMillis(1),

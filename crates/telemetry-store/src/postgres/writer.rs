@@ -10,9 +10,9 @@
 //! Batches become a handful of statements whatever their size: one multi-row `INSERT ... SELECT
 //! FROM unnest(...)` per table, each array a column. Statements that do not depend on each other
 //! are pipelined on the connection (sent together, answered in order), so applying costs two
-//! round trips. Events and webhook messages are inserted with `ON CONFLICT DO NOTHING RETURNING
-//! id`: an event whose id is stored already applies no projection again, and a message stored
-//! already creates no delivery.
+//! round trips. Events and webhook messages are inserted with `ON CONFLICT DO NOTHING RETURNING`
+//! their key or id: an event whose key is stored already applies no projection again, and a
+//! message stored already creates no delivery.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -354,7 +354,7 @@ fn column<'a, T, V>(records: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
     records.iter().map(value).collect()
 }
 
-/// Inserts events, in call order (their positions increase in it); returns the ids that were
+/// Inserts events, in call order (their positions increase in it); returns the keys that were
 /// new.
 async fn insert_events(
     transaction: &Transaction<'_>,
@@ -365,21 +365,22 @@ async fn insert_events(
     }
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO events (id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, \
+            "INSERT INTO events (key, id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, \
              track_sid, node_id, payload) \
-             SELECT id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, track_sid, \
+             SELECT key, id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, track_sid, \
              node_id, payload \
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS input (id, type, at_ms, room_sid, room_name, \
-             participant_sid, participant_identity, track_sid, node_id, payload, ordinal) \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS input (key, id, type, at_ms, \
+             room_sid, room_name, participant_sid, participant_identity, track_sid, node_id, payload, ordinal) \
              ORDER BY ordinal \
-             ON CONFLICT (id) DO NOTHING RETURNING id",
+             ON CONFLICT (key) DO NOTHING RETURNING key",
         )
         .await?;
     let rows = transaction
         .query(
             &statement,
             &[
+                &column(events, |e| e.key.as_str()),
                 &column(events, |e| e.id.as_str()),
                 &column(events, |e| e.event_type.as_str()),
                 &column(events, |e| e.at.0),
@@ -402,10 +403,10 @@ async fn project(
     events: &[&EventRecord],
     mut new_events: HashSet<String>,
 ) -> Result<(), Failure> {
-    // An id repeated within the batch was inserted once: its first occurrence projects.
+    // A key repeated within the batch was inserted once: its first occurrence projects.
     let projections: Vec<&Projection> = events
         .iter()
-        .filter(|event| new_events.remove(&event.id))
+        .filter(|event| new_events.remove(&event.key))
         .flat_map(|event| &event.projections)
         .collect();
     if projections.is_empty() {

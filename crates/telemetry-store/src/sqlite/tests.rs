@@ -43,6 +43,67 @@ fn a_database_from_a_newer_version_is_refused() {
     assert!(error.to_string().contains("newer version"), "{error}");
 }
 
+#[tokio::test]
+async fn events_stored_before_event_keys_keep_their_positions_and_are_keyed_by_their_ids() {
+    // A database as the version before migration 10 left it: three events stored, the last of
+    // them (the highest position handed out) pruned since.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig::in_dir(dir.path());
+    let mut connection = rusqlite::Connection::open(&config.path).expect("open");
+    for (index, migration) in super::MIGRATIONS[..9].iter().enumerate() {
+        let transaction = connection.transaction().expect("transaction");
+        transaction.execute_batch(migration).expect("migration");
+        transaction.pragma_update(None, "user_version", index as i64 + 1).expect("version");
+        transaction.commit().expect("commit");
+    }
+    let in_one_room =
+        |index| crate::model::EventRecord { room_sid: "RM_0".into(), ..bulky_event(index) };
+    for index in 0..3 {
+        let event = in_one_room(index);
+        connection
+            .execute(
+                "INSERT INTO events (id, type, at_ms, room_sid, room_name, participant_sid, \
+                 participant_identity, track_sid, node_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    event.id,
+                    event.event_type,
+                    event.at.0,
+                    event.room_sid,
+                    event.room_name,
+                    event.participant_sid,
+                    event.participant_identity,
+                    event.track_sid,
+                    event.node_id,
+                    event.payload
+                ],
+            )
+            .expect("an event of the old schema");
+    }
+    connection.execute("DELETE FROM events WHERE position = 3", []).expect("prune one");
+    drop(connection);
+
+    let store = SqliteStore::open(config).expect("migrated");
+    // A new event gets the next position, never a pruned one's; an old event written again (a
+    // replay of a derived id) is still stored once: its key is its id.
+    let new = crate::model::EventRecord { key: "r-new".into(), ..in_one_room(9) };
+    let batch = crate::model::WriteBatch { events: vec![new], ..Default::default() };
+    store.write(batch).await.expect("write");
+    let batch = crate::model::WriteBatch { events: vec![in_one_room(0)], ..Default::default() };
+    store.write(batch).await.expect("write again");
+    assert_eq!(store.counts().await.expect("counts").events, 3);
+    let events = store
+        .room_events(crate::model::EventsQuery {
+            room_sid: "RM_0".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    let positions: Vec<i64> = events.items.iter().map(|event| event.position).collect();
+    assert_eq!(positions, [1, 2, 4]);
+    store.close().await;
+}
+
 /// The plan SQLite chooses for `sql` on a connection opened as the store opens its own.
 fn query_plan(dir: &std::path::Path, sql: &str) -> String {
     let config = SqliteConfig::in_dir(dir);
@@ -83,6 +144,7 @@ fn claims_use_the_outbox_partial_indexes_with_plans_that_ignore_bound_values() {
 /// An event of about 2 KiB, so that a few of them fill WAL pages.
 fn bulky_event(index: usize) -> crate::model::EventRecord {
     crate::model::EventRecord {
+        key: format!("AE_{index:012}"),
         id: format!("AE_{index:012}"),
         event_type: "PARTICIPANT_JOINED".to_owned(),
         at: telemetry_core::UnixMillis(1_700_000_000_000 + index as i64),
