@@ -107,8 +107,17 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
             Output::NodeRooms(_) | Output::NodeRates(_) => {}
         }
     }
-    let batch = to_write_batch(outputs, endpoints, T0);
+    let batch = to_write_batch(outputs, endpoints, 7, T0);
     assert_eq!(batch.events.len(), events, "one record per event");
+    // Events whose ids were drawn here are keyed by their outputs' sequence numbers: no two alike.
+    let drawn: std::collections::HashSet<&str> = batch
+        .events
+        .iter()
+        .map(|event| event.key.as_str())
+        .filter(|key| key.starts_with('r'))
+        .collect();
+    let calls = batch.events.iter().filter(|event| event.key.starts_with('r')).count();
+    assert_eq!(drawn.len(), calls, "distinct keys for drawn ids");
     assert_eq!(batch.webhooks.len(), webhooks, "one message per webhook");
     assert_eq!(batch.stats.len(), windows, "one record per coalesced stat");
     assert_eq!(batch.workers.len(), workers, "one record per worker state");

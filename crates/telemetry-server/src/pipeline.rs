@@ -264,6 +264,9 @@ pub struct Consumer {
     flushes: Arc<Flushes>,
     /// Where rooms go once their `ROOM_ENDED` event is stored, for their `room_report`.
     finished_rooms: Option<FinishedRooms>,
+    /// This consumer's token in the keys of the events whose ids its core drew
+    /// ([`EventRecord::drawn_key`]): random, drawn at its creation.
+    boot: u64,
 }
 
 impl Consumer {
@@ -293,6 +296,7 @@ impl Consumer {
                 fencing,
                 flushes: flushes.clone(),
                 finished_rooms: None,
+                boot: rand::random(),
             },
             Durable { receiver: watermark, waiting, flushes },
         )
@@ -354,7 +358,7 @@ impl Consumer {
             }
             let (batches, last, count) = match &self.fencing {
                 None => {
-                    prepared.add(outputs, &self.webhooks.endpoints);
+                    prepared.add(outputs, &self.webhooks.endpoints, self.boot);
                     let Prepared { batch, last, count } = std::mem::take(&mut prepared);
                     (vec![batch], last.unwrap_or(written), count as u64)
                 }
@@ -363,7 +367,14 @@ impl Consumer {
                     let count = outputs.len() as u64;
                     let now = SystemClock.now();
                     (
-                        fenced_batches(outputs, last, fencing, &self.webhooks.endpoints, now),
+                        fenced_batches(
+                            outputs,
+                            last,
+                            fencing,
+                            &self.webhooks.endpoints,
+                            self.boot,
+                            now,
+                        ),
                         last,
                         count,
                     )
@@ -413,7 +424,7 @@ impl Consumer {
                 () = self.notify.notified(), if prepared.count < MAX_OUTPUTS_PER_WRITE => {
                     let mut outputs = Vec::new();
                     self.receiver.take(MAX_OUTPUTS_PER_WRITE - prepared.count, &mut outputs);
-                    prepared.add(outputs, &self.webhooks.endpoints);
+                    prepared.add(outputs, &self.webhooks.endpoints, self.boot);
                 }
             }
         }
@@ -489,24 +500,28 @@ struct Prepared {
 
 impl Prepared {
     /// Adds `outputs` (the queue's next ones, in order) to the write.
-    fn add(&mut self, outputs: Vec<Sequenced>, endpoints: &Endpoints) {
+    fn add(&mut self, outputs: Vec<Sequenced>, endpoints: &Endpoints, boot: u64) {
         let Some(last) = outputs.last().map(|output| output.seq) else { return };
         self.last = Some(last);
         self.count += outputs.len();
-        let mut batch = to_write_batch(outputs, endpoints, SystemClock.now());
+        let mut batch = to_write_batch(outputs, endpoints, boot, SystemClock.now());
         self.batch.append(&mut batch);
     }
 }
 
 /// Turns core outputs into one store write: events, stats windows, node states and rates, and
-/// each webhook with a delivery for every endpoint that wants it.
+/// each webhook with a delivery for every endpoint that wants it. The events of lifecycle calls
+/// are keyed by their origin, if they have one, else by `boot` (the consumer's token) and their
+/// output's sequence number ([`EventRecord::drawn_key`]).
 pub fn to_write_batch(
     outputs: Vec<Sequenced>,
     endpoints: &Endpoints,
+    boot: u64,
     now: telemetry_core::UnixMillis,
 ) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for output in outputs {
+        let sequence = output.seq;
         match output.output {
             Output::Call(call) => {
                 let event = call.event.as_ref().map(|event| event.decode());
@@ -525,7 +540,12 @@ pub fn to_write_batch(
                     }
                 }
                 if let Some(event) = &event {
-                    batch.events.push(EventRecord::from_event(event));
+                    let mut record = EventRecord::from_event(event);
+                    record.key = match call.origin {
+                        Some(origin) => EventRecord::origin_key(origin),
+                        None => EventRecord::drawn_key(boot, sequence),
+                    };
+                    batch.events.push(record);
                 }
             }
             Output::Stats(stats) => batch.stats.extend(StatsWindowRecord::from_batch(&stats)),
@@ -566,6 +586,7 @@ fn fenced_batches(
     last: u64,
     fencing: &Fencing,
     endpoints: &Endpoints,
+    boot: u64,
     now: telemetry_core::UnixMillis,
 ) -> Vec<WriteBatch> {
     let mut unfenced = WriteBatch::default();
@@ -579,7 +600,7 @@ fn fenced_batches(
                 output_room(other).and_then(|(name, sid)| fencing.partition_of_room(&name, &sid))
             }
         };
-        let mut batch = to_write_batch(vec![output], endpoints, now);
+        let mut batch = to_write_batch(vec![output], endpoints, boot, now);
         match fencing.route(partition, seq) {
             Route::Unfenced => unfenced.append(&mut batch),
             Route::Fenced(lease) => {
