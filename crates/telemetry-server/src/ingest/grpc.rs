@@ -221,7 +221,9 @@ pub fn stats_batch(
 
 /// What one `livekit.AnalyticsRecorderService/IngestEvents` message stores, received at `now`,
 /// and the errors of the events dropped: invalid, or not storable as JSON (an enum number this
-/// build does not know).
+/// build does not know). An event is stored once per id (a recorder's retry stores nothing
+/// twice); an event without an id, which nothing can know again, is keyed as a new event, never
+/// by the empty id that every other such event shares and that would keep only the first.
 pub fn events_batch(
     message: lk::AnalyticsEvents,
     limits: &Limits,
@@ -234,7 +236,18 @@ pub fn events_batch(
         writable_as_json(event).map_err(|error| format!("{path}: {error}"))?;
         checker.event(&path, event)
     });
-    let events = events.iter().map(EventRecord::from_event).collect();
+    let message_token: u64 = rand::random();
+    let events = events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let mut record = EventRecord::from_event(event);
+            if record.id.is_empty() {
+                record.key = EventRecord::drawn_key(message_token, index as u64);
+            }
+            record
+        })
+        .collect();
     (WriteBatch { events, ..WriteBatch::default() }, errors)
 }
 

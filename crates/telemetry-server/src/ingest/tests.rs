@@ -159,6 +159,34 @@ fn recorder_events_with_unknown_enum_numbers_are_dropped_naming_the_event() {
     assert_eq!(batch.events[1].event_type, "PARTICIPANT_ACTIVE");
 }
 
+/// Recorder events are stored once per id, but events without an id are all kept: each gets a
+/// key of its own instead of sharing the empty id, under which only the first would be stored.
+#[test]
+fn recorder_events_without_ids_get_keys_of_their_own() {
+    use telemetry_core::proto as lk;
+    let event = |id: &str| lk::AnalyticsEvent {
+        id: id.into(),
+        r#type: lk::AnalyticsEventType::RoomCreated as i32,
+        room_id: "RM_rec".into(),
+        timestamp: Some(telemetry_core::UnixMillis(1_700_000_000_000).to_timestamp()),
+        ..Default::default()
+    };
+    let message =
+        lk::AnalyticsEvents { events: vec![event(""), event("AE_with1234567"), event("")] };
+    let limits = crate::ingest::validate::Limits::default();
+    let now = telemetry_core::UnixMillis(1_700_000_100_000);
+    let (batch, dropped) = crate::ingest::grpc::events_batch(message.clone(), &limits, now);
+    assert!(dropped.is_empty(), "{dropped:?}");
+    let keys: Vec<&str> = batch.events.iter().map(|event| event.key.as_str()).collect();
+    assert_eq!(keys[1], "AE_with1234567", "an id is the key");
+    assert!(!keys[0].is_empty() && !keys[2].is_empty() && keys[0] != keys[2], "{keys:?}");
+    // The same message again (a retry) keys its id-less events anew: they have nothing to be
+    // known by; its event with an id is known again.
+    let (again, _) = crate::ingest::grpc::events_batch(message, &limits, now);
+    assert_ne!(again.events[0].key, batch.events[0].key);
+    assert_eq!(again.events[1].key, batch.events[1].key);
+}
+
 /// The `ingest_json` fuzz target's finding once the quality detectors landed: a request whose
 /// stats samples open and close an issue was answered naming an earlier output than its last,
 /// so the answer (and, in cluster mode, the acknowledgement) did not wait for the issue's
