@@ -509,8 +509,8 @@ pub async fn events_are_stored_once_per_key_whatever_their_ids(harness: &dyn Har
     assert_eq!(detail.participants.len(), 2, "both joins projected: {detail:?}");
     assert_eq!(store.counts().await.expect("counts").events, 3, "both joins stored");
 
-    // PA_a leaves (before it was active: an abort); the same departure written again under another id, and a departure of PA_b
-    // under PA_a's departure's key, are ignored.
+    // PA_a leaves (before it was active: an abort); the same departure written again under
+    // another id, and a departure of PA_b under PA_a's departure's key, are ignored.
     clock.advance_millis(1000);
     service.participant_left(keys.clone(), participant("PA_a"), true, DEFAULT_GUARD);
     service.participant_left(keys, participant("PA_b"), true, DEFAULT_GUARD);

@@ -124,7 +124,8 @@ impl EventRecord {
     /// silently; a retried write keeps it, so the retry stores nothing twice; and the keys of
     /// one maker increase, so each lands beside the previous one in the store's index of keys
     /// instead of on a page of its own (about 10 % of the SQLite ingest benchmark's time,
-    /// BENCHMARKS.md).
+    /// BENCHMARKS.md). Also the key of a received event that has no id to be known by (a
+    /// message's random token and the event's index in it).
     pub fn drawn_key(boot: u64, sequence: u64) -> String {
         format!("r{boot:016x}{sequence:016x}")
     }

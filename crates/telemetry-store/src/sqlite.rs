@@ -191,7 +191,10 @@ impl SqliteStore {
         // changed since the last one into the database once, however often the WAL holds it:
         // every 10,000 pages (40 MiB) rather than SQLite's 1,000, the indexes' hot pages are
         // copied less often (the ingest benchmark's checkpoint writes fell from 10,685 pages to
-        // 4,431); the WAL file keeps that size once reached.
+        // 4,431). Under steady writes the WAL does not restart after the checkpointer's copy (a
+        // restart needs every frame copied when a write transaction begins, and the writer keeps
+        // appending), so the file grows to the writer's backstop of four times that, which
+        // restarts it (BENCHMARKS.md, "third session").
         let checkpointer_connection = open_connection(&config)?;
         let (wake, woken) = mpsc::sync_channel::<()>(1);
         let pages = i32::try_from(config.checkpoint_pages.max(1)).unwrap_or(i32::MAX);
