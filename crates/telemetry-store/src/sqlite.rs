@@ -200,8 +200,14 @@ impl SqliteStore {
         let pages = i32::try_from(config.checkpoint_pages.max(1)).unwrap_or(i32::MAX);
         connection.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, in_wal: i32| {
             if in_wal >= pages.saturating_mul(4) {
-                // The checkpointer is behind: the WAL must not grow without bound.
-                wal.checkpoint()?;
+                // The checkpointer is behind: the WAL must not grow without bound. The hook runs
+                // after the commit took effect, and SQLite hands an error it returns to the
+                // committing statement: a write that is stored would be answered as failed. A
+                // checkpoint that cannot run now (the checkpointer's own in progress: busy) is
+                // tried again at the next commit.
+                if let Err(error) = wal.checkpoint() {
+                    tracing::debug!(%error, in_wal, "the writer's backstop checkpoint did not run");
+                }
             } else if in_wal >= pages {
                 // Full: a wake-up is pending already.
                 let _ = wake.try_send(());

@@ -104,6 +104,64 @@ async fn events_stored_before_event_keys_keep_their_positions_and_are_keyed_by_t
     store.close().await;
 }
 
+/// A write whose commit passes the writer's WAL backstop while another connection is in the
+/// middle of a checkpoint is committed, and must be answered so. The backstop's checkpoint then
+/// finds the checkpoint lock taken (`SQLITE_BUSY`); SQLite hands whatever the WAL hook returns
+/// to the committing statement as `SQLITE_ERROR` after the commit took effect, so a hook that
+/// passes that on fails a write that was stored (seen under the `store_keys` benchmark's load,
+/// where the checkpointer thread was the other connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_answered_written_when_its_backstop_checkpoint_finds_another_running() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Migrated first, then opened with a backstop at 4 WAL pages: every write below passes it.
+    SqliteStore::open(SqliteConfig::in_dir(dir.path())).expect("open").close().await;
+    let config = SqliteConfig { checkpoint_pages: 1, ..SqliteConfig::in_dir(dir.path()) };
+    let store = SqliteStore::open(config.clone()).expect("open");
+    // Another connection takes the checkpoint lock and keeps it: a FULL checkpoint takes it,
+    // then waits in its busy handler for the writer lock, which a third connection holds.
+    let holder = super::open_connection(&config).expect("open");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("the writer lock");
+    let checkpointing = {
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let mut connection = super::open_connection(&config).expect("open");
+            connection
+                .busy_handler(Some(|_| {
+                    WAITING.store(true, Ordering::SeqCst);
+                    while !RELEASED.load(Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    false
+                }))
+                .expect("busy handler");
+            connection
+                .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
+                .expect("checkpoint");
+        })
+    };
+    while !WAITING.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    holder.execute_batch("ROLLBACK").expect("the writer lock released");
+
+    let mut written = Vec::new();
+    for index in 0..3 {
+        let batch = crate::model::WriteBatch {
+            events: (index * 4..index * 4 + 4).map(bulky_event).collect(),
+            ..Default::default()
+        };
+        written.push(store.write(batch).await.map(|_| ()).map_err(|error| error.to_string()));
+    }
+    RELEASED.store(true, Ordering::SeqCst);
+    checkpointing.join().expect("the checkpoint");
+    assert_eq!(written, vec![Ok(()), Ok(()), Ok(())], "each write was committed");
+    assert_eq!(store.counts().await.expect("counts").events, 12);
+    store.close().await;
+}
+
 /// The plan SQLite chooses for `sql` on a connection opened as the store opens its own.
 fn query_plan(dir: &std::path::Path, sql: &str) -> String {
     let config = SqliteConfig::in_dir(dir);
