@@ -119,6 +119,15 @@ pub fn store(outputs: Vec<Sequenced>, endpoints: &Endpoints) {
     let calls = batch.events.iter().filter(|event| event.key.starts_with('r')).count();
     assert_eq!(drawn.len(), calls, "distinct keys for drawn ids");
     assert_eq!(batch.webhooks.len(), webhooks, "one message per webhook");
+    // So are their webhook messages: a call's by its key, a quality change's by its id.
+    let messages: std::collections::HashSet<&str> =
+        batch.webhooks.iter().map(|webhook| webhook.message.key.as_str()).collect();
+    assert_eq!(messages.len(), webhooks, "distinct keys for webhook messages");
+    for webhook in &batch.webhooks {
+        let message = &webhook.message;
+        let keyed = message.key.starts_with('r') || message.key == message.webhook.id;
+        assert!(keyed, "a message keyed by its call or its id: {:?}", message.key);
+    }
     assert_eq!(batch.stats.len(), windows, "one record per coalesced stat");
     assert_eq!(batch.workers.len(), workers, "one record per worker state");
     assert_eq!(batch.issues.len(), issues, "one row per quality change");

@@ -264,8 +264,8 @@ pub struct Consumer {
     flushes: Arc<Flushes>,
     /// Where rooms go once their `ROOM_ENDED` event is stored, for their `room_report`.
     finished_rooms: Option<FinishedRooms>,
-    /// This consumer's token in the keys of the events whose ids its core drew
-    /// ([`EventRecord::drawn_key`]): random, drawn at its creation.
+    /// This consumer's token in the keys of the events and webhook messages whose ids its core
+    /// drew ([`EventRecord::drawn_key`]): random, drawn at its creation.
     boot: u64,
 }
 
@@ -510,9 +510,9 @@ impl Prepared {
 }
 
 /// Turns core outputs into one store write: events, stats windows, node states and rates, and
-/// each webhook with a delivery for every endpoint that wants it. The events of lifecycle calls
-/// are keyed by their origin, if they have one, else by `boot` (the consumer's token) and their
-/// output's sequence number ([`EventRecord::drawn_key`]).
+/// each webhook with a delivery for every endpoint that wants it. The events and webhook messages
+/// of lifecycle calls are keyed by their origin, if they have one, else by `boot` (the consumer's
+/// token) and their output's sequence number ([`EventRecord::drawn_key`]).
 pub fn to_write_batch(
     outputs: Vec<Sequenced>,
     endpoints: &Endpoints,
@@ -524,6 +524,11 @@ pub fn to_write_batch(
         let sequence = output.seq;
         match output.output {
             Output::Call(call) => {
+                // The call's event and webhook (in tables of their own) share its key.
+                let key = || match call.origin {
+                    Some(origin) => EventRecord::origin_key(origin),
+                    None => EventRecord::drawn_key(boot, sequence),
+                };
                 let event = call.event.as_ref().map(|event| event.decode());
                 if let Some(webhook) = call.webhook.as_ref().map(|webhook| webhook.decode()) {
                     let endpoint_ids = endpoints.select(&webhook.event);
@@ -531,20 +536,20 @@ pub fn to_write_batch(
                         // Rendered once: every attempt to every endpoint sends these bytes.
                         let event_id =
                             event.as_ref().map(|event| event.id.clone()).unwrap_or_default();
-                        let message = WebhookMessage::new(
-                            RenderedWebhook::render(&webhook),
-                            event_id,
-                            call.at,
-                        );
+                        let message = WebhookMessage {
+                            key: key(),
+                            ..WebhookMessage::new(
+                                RenderedWebhook::render(&webhook),
+                                event_id,
+                                call.at,
+                            )
+                        };
                         batch.webhooks.push(OutgoingWebhook { message, endpoint_ids });
                     }
                 }
                 if let Some(event) = &event {
                     let mut record = EventRecord::from_event(event);
-                    record.key = match call.origin {
-                        Some(origin) => EventRecord::origin_key(origin),
-                        None => EventRecord::drawn_key(boot, sequence),
-                    };
+                    record.key = key();
                     batch.events.push(record);
                 }
             }

@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             concurrent_writes_are_all_durable_and_survive_a_reopen,
             prune_removes_what_is_older_than_the_retention,
             webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a_reopen,
+            webhook_messages_are_stored_once_per_key_whatever_their_ids,
             attempts_move_a_delivery_to_delivered_or_dead_and_are_kept,
             requeue_expedite_and_replay_make_deliveries_due_again,
             a_deleted_endpoint_leaves_its_deliveries_dead_and_not_requeueable,
@@ -1255,6 +1256,114 @@ pub async fn webhooks_are_stored_once_with_a_delivery_per_endpoint_and_survive_a
     );
     let endpoints = store.endpoints().await.expect("endpoints");
     assert_eq!(endpoints, [endpoint("WE_a"), endpoint("WE_b")]);
+}
+
+/// A webhook message is one per key (`WebhookMessage::key`), not per id, as an event is: messages
+/// that share an id under distinct keys are both stored, each delivered with its own body and
+/// pruned on its own; a message whose key is stored already is ignored with its deliveries,
+/// whatever its id.
+pub async fn webhook_messages_are_stored_once_per_key_whatever_their_ids(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let store = store.as_ref();
+    store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+    let keyed = |key: &str, room: &str, body: &str| {
+        let mut webhook = webhook("EV_same", room, T0, &["WE_a"]);
+        webhook.message.key = key.to_owned();
+        webhook.message.webhook.body = body.to_owned();
+        webhook
+    };
+    let batch = WriteBatch {
+        webhooks: vec![keyed("r-1", "x", "first"), keyed("r-2", "y", "second")],
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(store, batch).await, 2, "one id, two keys: two messages");
+    let mut third = keyed("r-2", "z", "third");
+    third.message.webhook.id = "EV_other".into();
+    let again = WriteBatch { webhooks: vec![third], ..WriteBatch::default() };
+    assert_eq!(write(store, again).await, 0, "a stored key is ignored with its deliveries");
+    for room in ["RM_x", "RM_y"] {
+        let counts = store.room_outbox_counts(room).await.expect("counts");
+        assert_eq!(counts, OutboxCounts { pending: 1, delivered: 0, dead: 0 }, "{room}");
+    }
+    assert_eq!(store.room_outbox_counts("RM_z").await.expect("counts"), OutboxCounts::default());
+
+    // Distinct rooms are distinct queues: both are claimed at once, each with its own body.
+    let claimed = claim(store, "i1", T0, &["WE_a"]).await;
+    let mut shape: Vec<(&str, &str)> = claimed
+        .iter()
+        .map(|c| (c.delivery.message_id.as_str(), c.delivery.payload.as_str()))
+        .collect();
+    shape.sort_unstable();
+    assert_eq!(shape, [("EV_same", "first"), ("EV_same", "second")]);
+    let first = claimed.iter().find(|c| c.delivery.payload == "first").expect("first");
+    let (listed, _) = store.delivery(first.delivery.id).await.expect("delivery").expect("exists");
+    assert_eq!(listed.message_id, "EV_same", "the API shows the webhook's id");
+
+    // Pruning takes the delivered message only; the other keeps its body.
+    assert_eq!(record(store, vec![attempt(first, AttemptOutcome::Delivered)]).await, [true]);
+    let pruned = store.prune(T0.plus_millis(86_400_000)).await.expect("prune");
+    assert_eq!((pruned.deliveries, pruned.messages), (1, 1));
+    let rest = claim(store, "i2", T0.plus_millis(LEASE_MS + 1), &["WE_a"]).await;
+    let bodies: Vec<&str> = rest.iter().map(|c| c.delivery.payload.as_str()).collect();
+    assert_eq!(bodies, ["second"]);
+}
+
+/// Webhooks as a version before webhook message keys left them (SQL both backends run on the
+/// schema of that version): three messages of endpoint `WE_a`'s, each with a delivery, the
+/// second claimed by `old` until 5,000 ms (epoch 3), the third's delivery (id 3, the highest id
+/// handed out) pruned since.
+pub const WEBHOOKS_BEFORE_MESSAGE_KEYS: &str = "\
+    INSERT INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, created_at_ms) \
+    VALUES ('EV_a', 'room_started', '', 'a', 'RM_a', 'a', 'body a', 1000), \
+           ('EV_b', 'room_started', '', 'b', 'RM_b', 'b', 'body b', 1000), \
+           ('EV_c', 'room_started', '', 'c', 'RM_c', 'c', 'body c', 1000); \
+    INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, retry_base, \
+        next_attempt_at_ms, created_at_ms, updated_at_ms, claimed_by, claim_expires_at_ms, claim_epoch) \
+    VALUES ('EV_a', 'WE_a', 'a', 'room_started', 'pending', 0, 0, 1000, 1000, 1000, NULL, NULL, 0), \
+           ('EV_b', 'WE_a', 'b', 'room_started', 'pending', 1, 0, 1000, 1000, 1000, 'old', 5000, 3), \
+           ('EV_c', 'WE_a', 'c', 'room_started', 'pending', 0, 0, 1000, 1000, 1000, NULL, NULL, 0); \
+    DELETE FROM webhook_deliveries WHERE message_id = 'EV_c';";
+
+/// What a store migrated from [`WEBHOOKS_BEFORE_MESSAGE_KEYS`] holds: the messages, keyed by
+/// their ids (one written again is stored once), their deliveries with their ids, claims and
+/// bodies, and a new delivery's id past the pruned one's.
+pub async fn webhooks_stored_before_message_keys_keep_their_deliveries(store: &dyn Store) {
+    store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+    let early = claim(store, "new", UnixMillis(2000), &["WE_a"]).await;
+    let shape: Vec<(i64, &str, &str)> = early
+        .iter()
+        .map(|c| (c.delivery.id, c.delivery.message_id.as_str(), c.delivery.payload.as_str()))
+        .collect();
+    assert_eq!(shape, [(1, "EV_a", "body a")], "the old claim on EV_b holds until 5,000 ms");
+    let late = claim(store, "new", UnixMillis(6000), &["WE_a"]).await;
+    let shape: Vec<(i64, &str, u32, i64)> = late
+        .iter()
+        .map(|c| (c.delivery.id, c.delivery.payload.as_str(), c.delivery.attempts, c.claim.epoch))
+        .collect();
+    assert_eq!(shape, [(2, "body b", 1, 4)], "taken over from the old claim");
+    let (listed, _) = store.delivery(2).await.expect("delivery").expect("exists");
+    assert_eq!(listed.message_id, "EV_b");
+
+    let batch = WriteBatch {
+        webhooks: vec![webhook("EV_a", "a", UnixMillis(7000), &["WE_a"])],
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(store, batch).await, 0, "an old message written again: its key is its id");
+    let mut new = webhook("EV_a", "a", UnixMillis(7000), &["WE_a"]);
+    new.message.key = "r-new".into();
+    let batch = WriteBatch { webhooks: vec![new], ..WriteBatch::default() };
+    assert_eq!(write(store, batch).await, 1, "the same id under a key of its own");
+    assert_eq!(pending_ids(store).await, [1, 2, 4], "ids never go back");
+
+    assert_eq!(record(store, vec![attempt(&early[0], AttemptOutcome::Delivered)]).await, [true]);
+    let pruned = store.prune(UnixMillis(5000)).await.expect("prune");
+    assert_eq!((pruned.deliveries, pruned.messages), (1, 2), "EV_a's delivery, EV_a and EV_c");
+    assert_eq!(
+        store.room_outbox_counts("RM_a").await.expect("counts"),
+        OutboxCounts { pending: 1, delivered: 0, dead: 0 },
+        "the new message about room a"
+    );
 }
 
 pub async fn attempts_move_a_delivery_to_delivered_or_dead_and_are_kept(harness: &dyn Harness) {

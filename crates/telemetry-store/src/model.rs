@@ -1191,6 +1191,13 @@ pub struct OutgoingWebhook {
 /// A webhook message: the exact body every attempt to every endpoint sends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookMessage {
+    /// What makes the message one, as [`EventRecord::key`] does an event: a key written twice
+    /// is stored once (with the deliveries of its first write). By default the webhook's id,
+    /// for ids that name the same webhook whenever it is made again (derived from an origin or
+    /// an issue, as a room's report); a message whose id was drawn at random is keyed by
+    /// [`EventRecord::drawn_key`] or [`EventRecord::origin_key`], which keep the store's index
+    /// of keys appended to.
+    pub key: String,
     /// The rendered event: id, name, ordering key, subject, body.
     pub webhook: RenderedWebhook,
     /// The `AE_` id of the analytics event the same call produced, if any.
@@ -1200,9 +1207,10 @@ pub struct WebhookMessage {
 }
 
 impl WebhookMessage {
-    /// The message of a rendered webhook, caused by the analytics event `event_id` (or none).
+    /// The message of a rendered webhook, caused by the analytics event `event_id` (or none),
+    /// keyed by the webhook's id.
     pub fn new(webhook: RenderedWebhook, event_id: String, at: UnixMillis) -> Self {
-        Self { webhook, event_id, created_at: at }
+        Self { key: webhook.id.clone(), webhook, event_id, created_at: at }
     }
 }
 

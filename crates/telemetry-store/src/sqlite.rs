@@ -64,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0008_closed_workers.sql"),
     include_str!("../migrations/sqlite/0009_worker_quality.sql"),
     include_str!("../migrations/sqlite/0010_event_keys.sql"),
+    include_str!("../migrations/sqlite/0011_webhook_message_keys.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -562,8 +563,8 @@ fn insert_webhook(
     let inserted = transaction
         .prepare_cached(
             "INSERT OR IGNORE INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, \
-             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id, key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             rendered.id,
@@ -579,6 +580,7 @@ fn insert_webhook(
             subject.track_sid,
             subject.egress_id,
             subject.ingress_id,
+            message.key,
         ])?;
     if inserted == 0 {
         return Ok(());
@@ -586,10 +588,18 @@ fn insert_webhook(
     for endpoint_id in &webhook.endpoint_ids {
         transaction
             .prepare_cached(
-                "INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, retry_base, \
-                 next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5, ?5, ?5)",
+                "INSERT INTO webhook_deliveries (message_key, message_id, endpoint_id, resource_key, event, status, attempts, \
+                 retry_base, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 0, ?6, ?6, ?6)",
             )?
-            .execute(params![rendered.id, endpoint_id, rendered.resource_key, rendered.event, message.created_at.0])?;
+            .execute(params![
+                message.key,
+                rendered.id,
+                endpoint_id,
+                rendered.resource_key,
+                rendered.event,
+                message.created_at.0
+            ])?;
         receipt.deliveries += 1;
     }
     Ok(())
@@ -713,7 +723,7 @@ fn claim_heads(
             let delivery = transaction
                 .prepare_cached(&format!(
                     "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
-                     JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
+                     JOIN webhook_messages m ON m.key = d.message_key WHERE d.id = ?1"
                 ))?
                 .query_row(params![id], pending_from_row)?;
             claimed.deliveries.push(ClaimedDelivery {
@@ -772,7 +782,7 @@ fn update_pending(
     Ok(connection
         .prepare_cached(&format!(
             "SELECT {PENDING_COLUMNS} FROM webhook_deliveries d \
-             JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ?1"
+             JOIN webhook_messages m ON m.key = d.message_key WHERE d.id = ?1"
         ))?
         .query_row(params![id], pending_from_row)
         .optional()?)
@@ -1692,7 +1702,7 @@ impl AnalyticsStore for SqliteStore {
                 |c| &mut c.deliveries,
             ),
             (
-                "DELETE FROM webhook_messages WHERE rowid IN (SELECT rowid FROM webhook_messages m WHERE m.created_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id) LIMIT ?2)",
+                "DELETE FROM webhook_messages WHERE rowid IN (SELECT rowid FROM webhook_messages m WHERE m.created_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_key = m.key) LIMIT ?2)",
                 cutoff,
                 |c| &mut c.messages,
             ),
@@ -1945,7 +1955,7 @@ impl Outbox for SqliteStore {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT d.status, COUNT(*) FROM webhook_messages m \
-                 JOIN webhook_deliveries d ON d.message_id = m.id \
+                 JOIN webhook_deliveries d ON d.message_key = m.key \
                  WHERE m.room_sid = ?1 GROUP BY d.status",
             )?;
             outbox_counts_of(statement.query([&room_sid])?)

@@ -615,9 +615,9 @@ impl AnalyticsStore for PostgresStore {
                     |c| &mut c.deliveries,
                 ),
                 (
-                    "DELETE FROM webhook_messages WHERE id IN \
-                     (SELECT m.id FROM webhook_messages m WHERE m.created_at_ms < $1 \
-                      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id) LIMIT $2)",
+                    "DELETE FROM webhook_messages WHERE key IN \
+                     (SELECT m.key FROM webhook_messages m WHERE m.created_at_ms < $1 \
+                      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_key = m.key) LIMIT $2)",
                     cutoff,
                     |c| &mut c.messages,
                 ),

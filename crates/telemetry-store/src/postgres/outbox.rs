@@ -127,7 +127,7 @@ const CLAIM_HEADS: &str = "WITH heads AS ( \
          ORDER BY d.id LIMIT $3 \
          FOR UPDATE OF d SKIP LOCKED) \
      UPDATE webhook_deliveries d SET claimed_by = $4, claim_expires_at_ms = $5, claim_epoch = d.claim_epoch + 1 \
-     FROM free, webhook_messages m WHERE d.id = free.id AND m.id = d.message_id \
+     FROM free, webhook_messages m WHERE d.id = free.id AND m.key = d.message_key \
      RETURNING ";
 
 /// Records one attempt under its claim (`$1` delivery, `$2` status, `$3` attempt number, `$4` next
@@ -265,7 +265,7 @@ impl Outbox for PostgresStore {
                         "WITH d AS (UPDATE webhook_deliveries SET claimed_by = $2, claim_expires_at_ms = $3, \
                          claim_epoch = claim_epoch + 1 WHERE id = ANY($1) RETURNING *) \
                          SELECT {PENDING_COLUMNS}, d.claim_epoch FROM d CROSS JOIN LATERAL \
-                         (SELECT * FROM webhook_messages WHERE id = d.message_id OFFSET 0) m"
+                         (SELECT * FROM webhook_messages WHERE key = d.message_key OFFSET 0) m"
                     );
                     let rows = transaction.query(&statement, &[&followers, owner, expires]).await?;
                     for row in &rows {
@@ -491,7 +491,7 @@ impl Outbox for PostgresStore {
     async fn room_outbox_counts(&self, room_sid: &str) -> Result<OutboxCounts, StoreError> {
         self.count_deliveries(
             "SELECT d.status, COUNT(*) FROM webhook_messages m \
-             JOIN webhook_deliveries d ON d.message_id = m.id \
+             JOIN webhook_deliveries d ON d.message_key = m.key \
              WHERE m.room_sid = $1 GROUP BY d.status",
             &[&room_sid],
         )
@@ -572,7 +572,7 @@ impl PostgresStore {
             let statement = transaction
                 .prepare_cached(&format!(
                     "{changed} SELECT {PENDING_COLUMNS} FROM changed d \
-                     JOIN webhook_messages m ON m.id = d.message_id ORDER BY d.id"
+                     JOIN webhook_messages m ON m.key = d.message_key ORDER BY d.id"
                 ))
                 .await?;
             let rows = transaction.query(&statement, parameters).await?;

@@ -123,6 +123,36 @@ async fn events_stored_before_event_keys_are_keyed_by_their_ids() {
     store.close().await;
 }
 
+/// Webhooks stored before webhook message keys (migration 11) keep their deliveries, ids and
+/// claims; the messages are keyed by their ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_stored_before_message_keys_keep_their_deliveries_ids_and_claims() {
+    let url = create_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let transaction = client.transaction().await.expect("transaction");
+    transaction
+        .batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await
+        .expect("schema_migrations");
+    for (version, migration) in (1..).zip(&super::MIGRATIONS[..10]) {
+        transaction.batch_execute(migration).await.expect("migration");
+        transaction
+            .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(version as i64)])
+            .await
+            .expect("version");
+    }
+    transaction
+        .batch_execute(crate::conformance::WEBHOOKS_BEFORE_MESSAGE_KEYS)
+        .await
+        .expect("webhooks of the old schema");
+    transaction.commit().await.expect("commit");
+
+    let store = PostgresStore::open(config(&url)).await.expect("migrated");
+    crate::conformance::webhooks_stored_before_message_keys_keep_their_deliveries(&store).await;
+    store.close().await;
+}
+
 /// A process paused in the middle of a transaction (SIGSTOP) must not hold its locks for good:
 /// the server ends the session of a transaction left idle for [`IDLE_IN_TRANSACTION_TIMEOUT`],
 /// and the row it locked can be taken by another session (as another instance's heartbeat takes

@@ -896,7 +896,7 @@ async fn touch_nodes(
     Ok(())
 }
 
-/// Inserts webhook messages; returns the ids that were new.
+/// Inserts webhook messages; returns the keys that were new.
 async fn insert_messages(
     transaction: &Transaction<'_>,
     webhooks: &[(usize, &OutgoingWebhook)],
@@ -907,10 +907,11 @@ async fn insert_messages(
     let statement = transaction
         .prepare_cached(
             "INSERT INTO webhook_messages (id, event, event_id, resource_key, room_sid, room_name, payload, \
-             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id) \
+             created_at_ms, participant_sid, participant_identity, track_sid, egress_id, ingress_id, key) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) \
-             ON CONFLICT (id) DO NOTHING RETURNING id",
+             $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+             $14::text[]) \
+             ON CONFLICT (key) DO NOTHING RETURNING key",
         )
         .await?;
     let w = webhooks;
@@ -931,6 +932,7 @@ async fn insert_messages(
                 &column(w, |(_, w)| w.message.webhook.subject.track_sid.as_str()),
                 &column(w, |(_, w)| w.message.webhook.subject.egress_id.as_str()),
                 &column(w, |(_, w)| w.message.webhook.subject.ingress_id.as_str()),
+                &column(w, |(_, w)| w.message.key.as_str()),
             ],
         )
         .await?;
@@ -947,7 +949,7 @@ async fn insert_deliveries(
     // A message repeated within the batches was inserted once: its first occurrence delivers.
     let rows: Vec<(usize, &OutgoingWebhook, &str)> = webhooks
         .iter()
-        .filter(|(_, webhook)| new_messages.remove(&webhook.message.webhook.id))
+        .filter(|(_, webhook)| new_messages.remove(&webhook.message.key))
         .flat_map(|&(index, webhook)| {
             webhook.endpoint_ids.iter().map(move |endpoint| (index, webhook, endpoint.as_str()))
         })
@@ -957,16 +959,17 @@ async fn insert_deliveries(
     }
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO webhook_deliveries (message_id, endpoint_id, resource_key, event, status, attempts, \
-             retry_base, next_attempt_at_ms, created_at_ms, updated_at_ms) \
-             SELECT message_id, endpoint_id, resource_key, event, 'pending', 0, 0, created_at_ms, created_at_ms, \
-             created_at_ms \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY \
-             AS input (message_id, endpoint_id, resource_key, event, created_at_ms, ordinal) \
+            "INSERT INTO webhook_deliveries (message_key, message_id, endpoint_id, resource_key, event, status, \
+             attempts, retry_base, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+             SELECT message_key, message_id, endpoint_id, resource_key, event, 'pending', 0, 0, created_at_ms, \
+             created_at_ms, created_at_ms \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY \
+             AS input (message_key, message_id, endpoint_id, resource_key, event, created_at_ms, ordinal) \
              ORDER BY ordinal",
         )
         .await?;
-    let parameters: [&(dyn ToSql + Sync); 5] = [
+    let parameters: [&(dyn ToSql + Sync); 6] = [
+        &column(&rows, |(_, w, _)| w.message.key.as_str()),
         &column(&rows, |(_, w, _)| w.message.webhook.id.as_str()),
         &column(&rows, |(_, _, endpoint)| *endpoint),
         &column(&rows, |(_, w, _)| w.message.webhook.resource_key.as_str()),

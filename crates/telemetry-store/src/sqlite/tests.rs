@@ -104,6 +104,42 @@ async fn events_stored_before_event_keys_keep_their_positions_and_are_keyed_by_t
     store.close().await;
 }
 
+#[tokio::test]
+async fn webhooks_stored_before_message_keys_keep_their_deliveries_ids_and_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig::in_dir(dir.path());
+    let mut connection = rusqlite::Connection::open(&config.path).expect("open");
+    connection.pragma_update(None, "foreign_keys", "ON").expect("foreign keys");
+    for (index, migration) in super::MIGRATIONS[..10].iter().enumerate() {
+        let transaction = connection.transaction().expect("transaction");
+        transaction.execute_batch(migration).expect("migration");
+        transaction.pragma_update(None, "user_version", index as i64 + 1).expect("version");
+        transaction.commit().expect("commit");
+    }
+    connection
+        .execute_batch(crate::conformance::WEBHOOKS_BEFORE_MESSAGE_KEYS)
+        .expect("webhooks of the old schema");
+    drop(connection);
+
+    let store = SqliteStore::open(config.clone()).expect("migrated");
+    crate::conformance::webhooks_stored_before_message_keys_keep_their_deliveries(&store).await;
+    store.close().await;
+    let connection = super::open_connection(&config).expect("open");
+    let violations: i64 = connection
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |row| row.get(0))
+        .expect("foreign key check");
+    assert_eq!(violations, 0);
+    let leftovers: i64 = connection
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name GLOB '*_by_id') \
+             + (SELECT COUNT(*) FROM sqlite_sequence WHERE name GLOB '*_by_id')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("leftovers");
+    assert_eq!(leftovers, 0, "the old tables are gone");
+}
+
 /// A write whose commit passes the writer's WAL backstop while another connection is in the
 /// middle of a checkpoint is committed, and must be answered so. The backstop's checkpoint then
 /// finds the checkpoint lock taken (`SQLITE_BUSY`); SQLite hands whatever the WAL hook returns
