@@ -694,6 +694,7 @@ impl Adapter {
             participants: BTreeMap::new(),
             feeds: BTreeMap::new(),
             empty_since: None,
+            last_join: 0,
         };
         out.push(now, Call::RoomStarted { room: lk_room(&room) });
         self.state.rooms.insert(key.to_owned(), room);
@@ -716,11 +717,14 @@ impl Adapter {
         if room.participants.contains_key(&session) {
             return false;
         }
+        // Strictly after the participant who joined last, so that its sid is new.
+        let joined = now.max(room.last_join.saturating_add(1));
+        room.last_join = joined;
         let participant = Participant {
-            sid: ids::participant_sid(&room.sid, session, now),
+            sid: ids::participant_sid(&room.sid, session, joined),
             identity: identity.to_owned(),
             name: name.to_owned(),
-            joined: now,
+            joined,
             active: false,
             feed: None,
             publisher: None,

@@ -145,6 +145,11 @@ pub(crate) struct Room {
     pub(crate) feeds: BTreeMap<u64, u64>,
     /// Since when it has had no participant.
     pub(crate) empty_since: Option<Micros>,
+    /// When its participant joined last: each participant joins strictly after it, so that no
+    /// two participants of the room derive the same sid (a session that left and joined again in
+    /// one microsecond, or a server clock set back, would).
+    #[serde(default)]
+    pub(crate) last_join: Micros,
 }
 
 /// A participant: one session in one room.

@@ -343,6 +343,55 @@ fn a_room_started_again_in_the_microsecond_it_ended_has_a_sid_of_its_own() {
 }
 
 #[test]
+fn a_session_that_joins_again_in_the_microsecond_it_left_is_a_participant_with_a_sid_of_its_own() {
+    // Found by the `janus_adapter` fuzz target: a handle detached (its participant left) and
+    // the same session joined the same room again at the same event time, and the second
+    // participant got the first one's sid, so the core saw a participant that had left join.
+    let mut h = Harness::new();
+    let sids = |h: &mut Harness| -> Vec<(String, String)> {
+        h.calls
+            .drain(..)
+            .filter_map(|emitted| match emitted.call {
+                Call::ParticipantJoined { participant, .. } => {
+                    Some(("joined".to_owned(), participant.sid))
+                }
+                Call::ParticipantLeft { participant, .. } => {
+                    Some(("left".to_owned(), participant.sid))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    h.apply_all(&[
+        created(T0, 1),
+        attached(T0, 1, 100, "janus.plugin.videoroom"),
+        joined(T0, (1, 100, 1000), "alice"),
+        detached(T0, 1, 100),
+        attached(T0, 1, 101, "janus.plugin.videoroom"),
+        joined(T0, (1, 101, 1000), "alice"),
+    ]);
+    let first = sids(&mut h);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(first[0].1, first[1].1, "the first participant leaves");
+    assert_ne!(first[2].1, first[0].1, "the second has a sid of its own");
+    // The clock set back, across a restore: still a new sid.
+    let snapshot = h.adapter.take_snapshot().expect("a snapshot");
+    let mut restored = Harness {
+        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0))
+            .expect("restores"),
+        calls: Vec::new(),
+    };
+    restored.apply_all(&[
+        detached(T0, 1, 101),
+        attached(T0 - SECOND, 1, 102, "janus.plugin.videoroom"),
+        joined(T0 - SECOND, (1, 102, 1000), "alice"),
+    ]);
+    let again = sids(&mut restored);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again[1].1 != first[0].1 && again[1].1 != first[2].1, "{again:?}");
+}
+
+#[test]
 fn a_subscribers_downstream_is_reported_on_the_publishers_track() {
     let mut h = Harness::new();
     publisher_call(&mut h);
