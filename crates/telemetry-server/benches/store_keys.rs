@@ -163,7 +163,7 @@ async fn measure(store: &dyn Store, keys: Keys, options: &Options) -> anyhow::Re
     while left > 0 {
         let count = left.min(1000);
         if let Err(error) = store.write(calls.batch(count)).await {
-            anyhow::bail!("prefill at {left}: {error:?}");
+            anyhow::bail!("a prefill write failed with {left} calls to go: {error}");
         }
         left -= count;
     }

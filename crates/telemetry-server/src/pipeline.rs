@@ -525,7 +525,7 @@ pub fn to_write_batch(
         match output.output {
             Output::Call(call) => {
                 // The call's event and webhook (in tables of their own) share its key.
-                let key = || match call.origin {
+                let key = match call.origin {
                     Some(origin) => EventRecord::origin_key(origin),
                     None => EventRecord::drawn_key(boot, sequence),
                 };
@@ -537,7 +537,7 @@ pub fn to_write_batch(
                         let event_id =
                             event.as_ref().map(|event| event.id.clone()).unwrap_or_default();
                         let message = WebhookMessage {
-                            key: key(),
+                            key: key.clone(),
                             ..WebhookMessage::new(
                                 RenderedWebhook::render(&webhook),
                                 event_id,
@@ -549,7 +549,7 @@ pub fn to_write_batch(
                 }
                 if let Some(event) = &event {
                     let mut record = EventRecord::from_event(event);
-                    record.key = key();
+                    record.key = key;
                     batch.events.push(record);
                 }
             }

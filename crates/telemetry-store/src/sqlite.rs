@@ -350,6 +350,12 @@ fn synchronous_pragma(synchronous: Synchronous) -> &'static str {
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(connection, MIGRATIONS.len())
+}
+
+/// Applies the first `count` migrations not applied yet, as [`migrate`] applies them all (tests
+/// make the database of an earlier version with it).
+fn migrate_to(connection: &mut Connection, count: usize) -> Result<(), StoreError> {
     let applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let applied = usize::try_from(applied)
         .map_err(|_| StoreError::Corrupt("negative `user_version`".to_owned()))?;
@@ -359,7 +365,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+    for (index, migration) in MIGRATIONS[..count].iter().enumerate().skip(applied) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", index as i64 + 1)?;

@@ -143,6 +143,13 @@ impl Harness {
         assert!(error.to_string().contains(field), "{error}");
     }
 
+    /// A harness whose adapter is restored from `snapshot` at `at`.
+    fn restored(snapshot: &Snapshot, at: Micros) -> Self {
+        let adapter =
+            Adapter::restore(snapshot, AdapterConfig::default(), millis(at)).expect("restores");
+        Self { adapter, calls: Vec::new() }
+    }
+
     fn tick(&mut self, at: Micros) {
         self.adapter.tick(millis(at), &mut self.calls);
     }
@@ -331,11 +338,7 @@ fn a_room_started_again_in_the_microsecond_it_ended_has_a_sid_of_its_own() {
     assert_ne!(first[2].1, first[0].1, "the second room has a sid of its own");
     // The clock set back, across a restore: still a new sid.
     let snapshot = h.adapter.take_snapshot().expect("a snapshot");
-    let mut restored = Harness {
-        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0))
-            .expect("restores"),
-        calls: Vec::new(),
-    };
+    let mut restored = Harness::restored(&snapshot, T0);
     restored.apply_all(&[room("destroyed", T0), room("created", T0 - SECOND)]);
     let again = sids(&mut restored);
     assert_eq!(again.len(), 2, "{again:?}");
@@ -376,11 +379,7 @@ fn a_session_that_joins_again_in_the_microsecond_it_left_is_a_participant_with_a
     assert_ne!(first[2].1, first[0].1, "the second has a sid of its own");
     // The clock set back, across a restore: still a new sid.
     let snapshot = h.adapter.take_snapshot().expect("a snapshot");
-    let mut restored = Harness {
-        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0))
-            .expect("restores"),
-        calls: Vec::new(),
-    };
+    let mut restored = Harness::restored(&snapshot, T0);
     restored.apply_all(&[
         detached(T0, 1, 101),
         attached(T0 - SECOND, 1, 102, "janus.plugin.videoroom"),
@@ -652,11 +651,7 @@ fn a_restored_adapter_keeps_the_call_and_loses_at_most_one_stats_period() {
     let before: Vec<Emitted> = std::mem::take(&mut h.calls);
     let snapshot = h.adapter.take_snapshot().expect("the state changed");
     assert!(h.adapter.take_snapshot().is_none(), "nothing changed since");
-    let mut restored = Harness {
-        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0 + 3 * SECOND))
-            .expect("restored"),
-        calls: Vec::new(),
-    };
+    let mut restored = Harness::restored(&snapshot, T0 + 3 * SECOND);
     restored.apply_all(&[
         stats(T0 + 4 * SECOND + 401_000, PUB.0, PUB.1, 300_000, 0),
         stats(T0 + 6 * SECOND + 401_000, PUB.0, PUB.1, 500_000, 0),
@@ -681,11 +676,7 @@ fn a_restored_adapter_keeps_the_call_and_loses_at_most_one_stats_period() {
         })
     };
     restored.adapter.apply(&leaving(T0 + 7 * SECOND, PUB.2), &mut restored.calls).expect("ignored");
-    let mut after = Harness {
-        adapter: Adapter::restore(&snapshot, AdapterConfig::default(), millis(T0 + 3 * SECOND))
-            .expect("restored"),
-        calls: Vec::new(),
-    };
+    let mut after = Harness::restored(&snapshot, T0 + 3 * SECOND);
     after.apply(&leaving(T0 + 7 * SECOND, PUB.2));
     assert_eq!(participant(&before), participant(&after.calls), "the same participant leaves");
     assert!(matches!(

@@ -71,26 +71,23 @@ async fn a_database_from_a_newer_version_is_refused() {
     assert!(error.to_string().contains("written by a newer version"), "{error}");
 }
 
+/// A fresh database with the first `version` migrations applied (the schema of an earlier
+/// version), and a client of it.
+async fn database_at_version(version: usize) -> (String, tokio_postgres::Client) {
+    let url = create_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    super::migrate_to(&mut client, version).await.expect("the earlier migrations");
+    (url, client)
+}
+
 /// Events stored before migration 10 are keyed by their ids: written again (a replay of a
 /// derived id), one is still stored once, and a new event with the same id under a key of its own
 /// is stored beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stored_before_event_keys_are_keyed_by_their_ids() {
-    let url = create_database().await;
-    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let (url, mut client) = database_at_version(9).await;
     let transaction = client.transaction().await.expect("transaction");
-    transaction
-        .batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-        .await
-        .expect("schema_migrations");
-    for (version, migration) in (1..).zip(&super::MIGRATIONS[..9]) {
-        transaction.batch_execute(migration).await.expect("migration");
-        transaction
-            .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(version as i64)])
-            .await
-            .expect("version");
-    }
     transaction
         .execute(
             "INSERT INTO events (id, type, at_ms, room_sid, room_name, participant_sid, participant_identity, \
@@ -127,21 +124,8 @@ async fn events_stored_before_event_keys_are_keyed_by_their_ids() {
 /// claims; the messages are keyed by their ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_stored_before_message_keys_keep_their_deliveries_ids_and_claims() {
-    let url = create_database().await;
-    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let (url, mut client) = database_at_version(10).await;
     let transaction = client.transaction().await.expect("transaction");
-    transaction
-        .batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-        .await
-        .expect("schema_migrations");
-    for (version, migration) in (1..).zip(&super::MIGRATIONS[..10]) {
-        transaction.batch_execute(migration).await.expect("migration");
-        transaction
-            .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(version as i64)])
-            .await
-            .expect("version");
-    }
     transaction
         .batch_execute(crate::conformance::WEBHOOKS_BEFORE_MESSAGE_KEYS)
         .await

@@ -50,12 +50,7 @@ async fn events_stored_before_event_keys_keep_their_positions_and_are_keyed_by_t
     let dir = tempfile::tempdir().expect("tempdir");
     let config = SqliteConfig::in_dir(dir.path());
     let mut connection = rusqlite::Connection::open(&config.path).expect("open");
-    for (index, migration) in super::MIGRATIONS[..9].iter().enumerate() {
-        let transaction = connection.transaction().expect("transaction");
-        transaction.execute_batch(migration).expect("migration");
-        transaction.pragma_update(None, "user_version", index as i64 + 1).expect("version");
-        transaction.commit().expect("commit");
-    }
+    super::migrate_to(&mut connection, 9).expect("migrations 1 to 9");
     let in_one_room =
         |index| crate::model::EventRecord { room_sid: "RM_0".into(), ..bulky_event(index) };
     for index in 0..3 {
@@ -110,12 +105,7 @@ async fn webhooks_stored_before_message_keys_keep_their_deliveries_ids_and_claim
     let config = SqliteConfig::in_dir(dir.path());
     let mut connection = rusqlite::Connection::open(&config.path).expect("open");
     connection.pragma_update(None, "foreign_keys", "ON").expect("foreign keys");
-    for (index, migration) in super::MIGRATIONS[..10].iter().enumerate() {
-        let transaction = connection.transaction().expect("transaction");
-        transaction.execute_batch(migration).expect("migration");
-        transaction.pragma_update(None, "user_version", index as i64 + 1).expect("version");
-        transaction.commit().expect("commit");
-    }
+    super::migrate_to(&mut connection, 10).expect("migrations 1 to 10");
     connection
         .execute_batch(crate::conformance::WEBHOOKS_BEFORE_MESSAGE_KEYS)
         .expect("webhooks of the old schema");
