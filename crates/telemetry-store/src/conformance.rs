@@ -26,7 +26,7 @@ use crate::model::{
     ConfiguredEndpoints, DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource,
     EventRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, OutboxCounts,
     OutgoingWebhook, ParticipantState, QualityRecord, RateCellRecord, ReplayQuery, RoomsQuery,
-    Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch, WriteMark,
 };
 
 /// Gives the suite databases.
@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             projections_merge_what_arrives_out_of_order,
             events_are_stored_once_and_paged_in_call_order,
             events_are_stored_once_per_key_whatever_their_ids,
+            a_marked_write_applied_again_writes_nothing_twice,
             rooms_are_listed_newest_first_with_cursor_filter_and_search,
             stats_windows_and_node_rates_round_trip,
             counters_beyond_i64_saturate,
@@ -1077,6 +1078,77 @@ pub async fn concurrent_writes_are_all_durable_and_survive_a_reopen(harness: &dy
         400,
         "nothing lost across a reopen"
     );
+}
+
+/// A write retried after its commit's answer was lost: with its writer's mark ([`WriteMark`])
+/// it writes nothing again, rate cells (added to) included, and says so; a later write of the
+/// writer is written, an earlier one is not, another writer's marks are its own, and marks
+/// survive a reopen. Marks not moved since the retention's cutoff are pruned.
+pub async fn a_marked_write_applied_again_writes_nothing_twice(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+    let second = T0.as_secs();
+    let marked = |writer: &str, number: u64, bytes: u64| WriteBatch {
+        events: vec![EventRecord {
+            key: format!("{writer}-{number}"),
+            ..EventRecord::from_event(&lk::AnalyticsEvent {
+                id: format!("AE_{writer}_{number}"),
+                room_id: "RM_1".into(),
+                ..Default::default()
+            })
+        }],
+        rate_cells: vec![RateCellRecord {
+            node_id: "sfu-1".into(),
+            second,
+            cell: RateCell { bytes_in: bytes, ..RateCell::default() },
+        }],
+        webhooks: vec![webhook(&format!("EV_{writer}_{number}"), "x", T0, &["WE_a"])],
+        mark: Some(WriteMark { writer: writer.to_owned(), number, at: T0 }),
+        ..WriteBatch::default()
+    };
+    let bytes_in = |store: Arc<dyn Store>| async move {
+        let cells = store.node_rates("sfu-1", T0, T0.plus_millis(1000)).await.expect("rates");
+        cells.iter().map(|(_, cell)| cell.bytes_in).sum::<u64>()
+    };
+    let receipt = store.write(marked("w1", 1, 100)).await.expect("write");
+    assert_eq!((receipt.deliveries, receipt.repeated), (1, false));
+    let receipt = store.write(marked("w1", 1, 100)).await.expect("write again");
+    assert_eq!((receipt.deliveries, receipt.repeated), (0, true), "{receipt:?}");
+    assert_eq!(bytes_in(store.clone()).await, 100, "the cell is counted once");
+
+    let receipt = store.write(marked("w1", 3, 5)).await.expect("a later write");
+    assert_eq!((receipt.deliveries, receipt.repeated), (1, false));
+    assert!(store.write(marked("w1", 2, 1000)).await.expect("an earlier write").repeated);
+    let receipt = store.write(marked("w2", 1, 7)).await.expect("another writer");
+    assert!(!receipt.repeated, "writers' numbers are their own");
+    assert_eq!(bytes_in(store.clone()).await, 112);
+    // Without a mark, nothing tells a retry from a new write: its cells add up again.
+    let unmarked = WriteBatch { mark: None, ..marked("w3", 1, 1) };
+    store.write(unmarked.clone()).await.expect("unmarked");
+    store.write(unmarked).await.expect("unmarked again");
+    assert_eq!(bytes_in(store.clone()).await, 114);
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.events, 4, "w1's 1 and 3, w2's 1, w3's 1");
+
+    let store = database.open().await;
+    assert!(store.write(marked("w1", 3, 5)).await.expect("after a reopen").repeated);
+    assert!(!store.write(marked("w2", 2, 1)).await.expect("after a reopen").repeated);
+    assert_eq!(bytes_in(store.clone()).await, 115);
+
+    // Writers gone quiet since the cutoff lose their marks; one that wrote later keeps it.
+    let later = T0.plus_millis(7_200_000);
+    let receipt = store
+        .write(WriteBatch {
+            mark: Some(WriteMark { writer: "w2".into(), number: 3, at: later }),
+            ..WriteBatch::default()
+        })
+        .await
+        .expect("a later mark");
+    assert!(!receipt.repeated);
+    let pruned = store.prune(T0.plus_millis(3_600_000)).await.expect("prune");
+    assert_eq!(pruned.write_marks, 1, "w1's mark");
+    assert!(store.write(marked("w2", 3, 1)).await.expect("kept").repeated);
 }
 
 pub async fn prune_removes_what_is_older_than_the_retention(harness: &dyn Harness) {

@@ -568,6 +568,28 @@ pub struct WriteBatch {
     /// holds the partition's lease at its epoch when the write commits; otherwise nothing of it
     /// is written (the receipt says `fenced`). Backends without cluster leases ignore it.
     pub fence: Option<Fence>,
+    /// Makes the write idempotent: see [`WriteMark`]. Without one, a write applied twice adds
+    /// its rate cells twice (everything else it holds is stored once whatever happens).
+    pub mark: Option<WriteMark>,
+}
+
+/// Where a write stands in its writer's sequence of writes ([`WriteBatch::mark`]).
+///
+/// The store keeps each writer's highest number, in the transaction of the write that carries
+/// it. A write whose number is at or below its writer's stored one was committed already (a retry
+/// of a write whose answer was lost): nothing of it is written again, and the receipt says
+/// `repeated`. So a writer numbers its writes in increasing order and sends one at a time; a
+/// fenced-out write stores no mark. Marks not moved since the retention's cutoff are pruned
+/// with the rest ([`crate::AnalyticsStore::prune`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteMark {
+    /// The writer: unique among the writers of a database, for as long as it writes (a
+    /// consumer's random boot token, with the partition of a fenced write).
+    pub writer: String,
+    /// The write's number, higher than every earlier write of the writer.
+    pub number: u64,
+    /// When the write was made (for pruning).
+    pub at: UnixMillis,
 }
 
 /// What fences a cluster-mode write ([`WriteBatch::fence`]).
@@ -915,8 +937,10 @@ impl WriteBatch {
             issues,
             quality,
             fence,
+            mark,
         } = self;
-        fence.as_ref().is_none_or(|fence| fence.offset.is_none())
+        mark.is_none()
+            && fence.as_ref().is_none_or(|fence| fence.offset.is_none())
             && issues.is_empty()
             && quality.is_empty()
             && events.is_empty()
@@ -940,7 +964,17 @@ impl WriteBatch {
             issues,
             quality,
             fence,
+            mark,
         } = other;
+        // One write that stands for both: the later mark.
+        if let Some(mark) = mark.take() {
+            if let Some(mine) = &self.mark {
+                debug_assert_eq!(mine.writer, mark.writer, "batches of different writers appended");
+            }
+            if self.mark.as_ref().is_none_or(|mine| mine.number < mark.number) {
+                self.mark = Some(mark);
+            }
+        }
         if let Some(mut fence) = fence.take() {
             if let Some(mine) = &self.fence {
                 debug_assert_eq!(mine.lease, fence.lease, "batches of different fences appended");
@@ -1177,6 +1211,8 @@ pub struct PruneCounts {
     pub deliveries: u64,
     /// Webhook messages no delivery refers to any more, removed.
     pub messages: u64,
+    /// Writers' marks ([`WriteMark`]) not moved since the cutoff, removed.
+    pub write_marks: u64,
 }
 
 /// A webhook to store in the outbox with the event that caused it, for the endpoints it is for.
@@ -1424,6 +1460,8 @@ pub struct WriteReceipt {
     pub deliveries: u64,
     /// Nothing was written: the batch's fence no longer holds (see [`WriteBatch::fence`]).
     pub fenced: bool,
+    /// Nothing was written: the batch's mark says it was committed before ([`WriteMark`]).
+    pub repeated: bool,
 }
 
 /// How a webhook endpoint's requests are signed.

@@ -81,6 +81,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0009_worker_quality.sql"),
     include_str!("../migrations/postgres/0010_event_keys.sql"),
     include_str!("../migrations/postgres/0011_webhook_message_keys.sql"),
+    include_str!("../migrations/postgres/0012_write_marks.sql"),
 ];
 
 /// The advisory lock (`pg_advisory_xact_lock`) held while migrating. Any constant works as long

@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0009_worker_quality.sql"),
     include_str!("../migrations/sqlite/0010_event_keys.sql"),
     include_str!("../migrations/sqlite/0011_webhook_message_keys.sql"),
+    include_str!("../migrations/sqlite/0012_write_marks.sql"),
 ];
 
 /// Most rows one pruning transaction removes from a table before it commits and starts the next,
@@ -137,7 +138,7 @@ impl SqliteConfig {
 
 /// What the writer thread does, each answered on its own channel.
 enum Operation {
-    Write(WriteBatch, oneshot::Sender<Result<WriteReceipt, StoreError>>),
+    Write(Box<WriteBatch>, oneshot::Sender<Result<WriteReceipt, StoreError>>),
     Claim(ClaimRequest, oneshot::Sender<Result<Claimed, StoreError>>),
     Record(Vec<AttemptRecord>, oneshot::Sender<Result<Vec<bool>, StoreError>>),
 }
@@ -496,6 +497,20 @@ fn shared_error(error: &rusqlite::Error) -> StoreError {
 
 fn apply(transaction: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteReceipt, StoreError> {
     let mut receipt = WriteReceipt::default();
+    if let Some(mark) = &batch.mark {
+        // Moves the writer's mark, or finds that this write was committed before.
+        let moved = transaction
+            .prepare_cached(
+                "INSERT INTO write_marks (writer, number, at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (writer) DO UPDATE SET number = excluded.number, at_ms = excluded.at_ms \
+                 WHERE write_marks.number < excluded.number",
+            )?
+            .execute(params![mark.writer, stored_count(mark.number), mark.at.0])?;
+        if moved == 0 {
+            receipt.repeated = true;
+            return Ok(receipt);
+        }
+    }
     // The nodes this batch heard from, with the latest time it has of each.
     let mut seen: Vec<(&str, UnixMillis)> = Vec::new();
     for event in &batch.events {
@@ -1214,7 +1229,7 @@ impl AnalyticsStore for SqliteStore {
         if batch.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        let receipt = self.submit(|done| Operation::Write(batch, done)).await?;
+        let receipt = self.submit(|done| Operation::Write(Box::new(batch), done)).await?;
         if receipt.deliveries > 0 {
             self.wake_dispatchers();
         }
@@ -1671,7 +1686,7 @@ impl AnalyticsStore for SqliteStore {
         // `PRUNE_BATCH` rows a transaction, so the writer thread never waits long behind it.
         let mut counts = PruneCounts::default();
         let cutoff = before.0;
-        let steps: [(&str, i64, fn(&mut PruneCounts) -> &mut u64); 8] = [
+        let steps: [(&str, i64, fn(&mut PruneCounts) -> &mut u64); 9] = [
             (
                 "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at_ms < ?1 LIMIT ?2)",
                 cutoff,
@@ -1711,6 +1726,11 @@ impl AnalyticsStore for SqliteStore {
                 "DELETE FROM webhook_messages WHERE rowid IN (SELECT rowid FROM webhook_messages m WHERE m.created_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_key = m.key) LIMIT ?2)",
                 cutoff,
                 |c| &mut c.messages,
+            ),
+            (
+                "DELETE FROM write_marks WHERE writer IN (SELECT writer FROM write_marks WHERE at_ms < ?1 LIMIT ?2)",
+                cutoff,
+                |c| &mut c.write_marks,
             ),
         ];
         for (sql, bound, count) in steps {

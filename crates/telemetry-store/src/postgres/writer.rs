@@ -28,8 +28,8 @@ use super::{Failure, ORDERED_INSERTS_LOCK, OUTBOX_CHANNEL, copy_error};
 use crate::StoreError;
 use crate::model::{
     EventRecord, IssueRecord, NodeRoomsRecord, OutgoingWebhook, ParticipantState, Projection,
-    QualityRecord, RateCellRecord, StatsWindowRecord, WorkerRecord, WriteBatch, WriteReceipt,
-    stored_count,
+    QualityRecord, RateCellRecord, StatsWindowRecord, WorkerRecord, WriteBatch, WriteMark,
+    WriteReceipt, stored_count,
 };
 
 /// Most writes committed in one transaction.
@@ -45,14 +45,35 @@ pub(super) struct WriteRequest {
 }
 
 /// Commits the writes that `requests` brings, in groups, until the channel closes (the store
-/// closed or dropped its sender): what was sent before is committed first.
+/// closed or dropped its sender): what was sent before is committed first. A group holds at most
+/// one write of each writer ([`crate::model::WriteMark`]): a second one waits for the next group,
+/// so that each write's mark is compared with what its writer's earlier writes stored.
 pub(super) async fn run(pool: Pool, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
     let mut group = Vec::new();
-    while let Some(first) = requests.recv().await {
+    let mut held: Option<WriteRequest> = None;
+    let mut writers = HashSet::new();
+    loop {
+        let first = match held.take() {
+            Some(request) => request,
+            None => match requests.recv().await {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        writers.clear();
+        writers.extend(first.batch.mark.as_ref().map(|mark| mark.writer.clone()));
         group.push(first);
         while group.len() < MAX_GROUP {
             match requests.try_recv() {
-                Ok(request) => group.push(request),
+                Ok(request) => {
+                    if let Some(mark) = &request.batch.mark
+                        && !writers.insert(mark.writer.clone())
+                    {
+                        held = Some(request);
+                        break;
+                    }
+                    group.push(request);
+                }
                 Err(_) => break,
             }
         }
@@ -105,24 +126,31 @@ async fn try_commit_group(
     let writes = async {
         // Cluster mode: a batch whose fence no longer holds is left out whole; the leases of
         // the others are held `FOR SHARE` until the commit, so none is taken meanwhile.
-        let fenced = fenced(&transaction, &all).await?;
+        let mut answered: Vec<Option<WriteReceipt>> = fenced(&transaction, &all)
+            .await?
+            .into_iter()
+            .map(|fenced| fenced.then(|| WriteReceipt { fenced: true, ..WriteReceipt::default() }))
+            .collect();
+        // Then a batch that was committed before (its writer's mark is at or past its own) is
+        // left out whole, and the others move their writers' marks.
+        let repeated = repeated(&transaction, &all, &answered).await?;
+        for index in repeated {
+            answered[index] = Some(WriteReceipt { repeated: true, ..WriteReceipt::default() });
+        }
         let batches: Vec<&WriteBatch> = all
             .iter()
-            .zip(&fenced)
-            .filter(|(_, fenced)| !**fenced)
+            .zip(&answered)
+            .filter(|(_, answered)| answered.is_none())
             .map(|(batch, _)| *batch)
             .collect();
         let results = write_unfenced(&transaction, &batches).await?;
         let mut results = results.into_iter();
         Ok::<_, Failure>(
-            fenced
-                .iter()
-                .map(|&fenced| {
-                    if fenced {
-                        Ok(WriteReceipt { fenced: true, ..WriteReceipt::default() })
-                    } else {
-                        results.next().unwrap_or_else(|| Ok(WriteReceipt::default()))
-                    }
+            answered
+                .into_iter()
+                .map(|answered| match answered {
+                    Some(receipt) => Ok(receipt),
+                    None => results.next().unwrap_or_else(|| Ok(WriteReceipt::default())),
                 })
                 .collect(),
         )
@@ -174,6 +202,52 @@ async fn fenced(
         fenced[index as usize] = false;
     }
     Ok(fenced)
+}
+
+/// Moves the marks of `batches` not `answered` yet to their numbers; returns the indexes of those
+/// whose writer's stored mark was at or past their number (committed before). A mark's row stays
+/// locked until the commit: a retry of a write whose commit is still under way (its connection
+/// lost) waits for it, then finds it committed, or not.
+async fn repeated(
+    transaction: &Transaction<'_>,
+    batches: &[&WriteBatch],
+    answered: &[Option<WriteReceipt>],
+) -> Result<Vec<usize>, Failure> {
+    let marks: Vec<(usize, &WriteMark)> = batches
+        .iter()
+        .zip(answered)
+        .enumerate()
+        .filter(|(_, (_, answered))| answered.is_none())
+        .filter_map(|(index, (batch, _))| batch.mark.as_ref().map(|mark| (index, mark)))
+        .collect();
+    if marks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO write_marks (writer, number, at_ms) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
+             ON CONFLICT (writer) DO UPDATE SET number = excluded.number, at_ms = excluded.at_ms \
+                 WHERE write_marks.number < excluded.number \
+             RETURNING writer",
+        )
+        .await?;
+    let rows = transaction
+        .query(
+            &statement,
+            &[
+                &column(&marks, |(_, mark)| mark.writer.as_str()),
+                &column(&marks, |(_, mark)| stored_count(mark.number)),
+                &column(&marks, |(_, mark)| mark.at.0),
+            ],
+        )
+        .await?;
+    let moved: HashSet<String> = rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+    Ok(marks
+        .into_iter()
+        .filter(|(_, mark)| !moved.contains(&mark.writer))
+        .map(|(index, _)| index)
+        .collect())
 }
 
 /// Writes `batches` (none fenced) in the current transaction; returns each one's result.
