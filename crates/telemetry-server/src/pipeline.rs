@@ -20,7 +20,7 @@ use telemetry_core::{
 use telemetry_store::Store;
 use telemetry_store::model::{
     EventRecord, IssueRecord, Lease, NodeRoomsRecord, OutgoingWebhook, QualityRecord,
-    RateCellRecord, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    RateCellRecord, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch, WriteMark,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -265,8 +265,11 @@ pub struct Consumer {
     /// Where rooms go once their `ROOM_ENDED` event is stored, for their `room_report`.
     finished_rooms: Option<FinishedRooms>,
     /// This consumer's token in the keys of the events and webhook messages whose ids its core
-    /// drew ([`EventRecord::drawn_key`]): random, drawn at its creation.
+    /// drew ([`EventRecord::drawn_key`]): random, drawn at its creation. Also its name as the
+    /// writer of its writes' marks ([`WriteMark`]).
     boot: u64,
+    /// How many rounds of writes this consumer has made: each write's mark number.
+    rounds: AtomicU64,
 }
 
 impl Consumer {
@@ -297,6 +300,7 @@ impl Consumer {
                 flushes: flushes.clone(),
                 finished_rooms: None,
                 boot: rand::random(),
+                rounds: AtomicU64::new(0),
             },
             Durable { receiver: watermark, waiting, flushes },
         )
@@ -383,6 +387,7 @@ impl Consumer {
             if batches.is_empty() && count == 0 {
                 return;
             }
+            let batches = self.marked(batches);
             let waited = self.waiting.load(Ordering::Relaxed);
             let write_started = tokio::time::Instant::now();
             let writes =
@@ -405,6 +410,23 @@ impl Consumer {
             self.durable.send_replace(last);
             previous = Some((waited, write_started.elapsed()));
         }
+    }
+
+    /// Marks a round's `batches` ([`WriteMark`]), so that a retry of one that was committed
+    /// although its answer was lost writes nothing twice (rate cells are added to). Each batch of
+    /// a round is of a writer of its own (this consumer, or this consumer for one partition), and
+    /// rounds are written one after the other.
+    fn marked(&self, mut batches: Vec<WriteBatch>) -> Vec<WriteBatch> {
+        let number = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = SystemClock.now();
+        for batch in &mut batches {
+            let writer = match &batch.fence {
+                None => format!("{:016x}", self.boot),
+                Some(fence) => format!("{:016x}/{}", self.boot, fence.lease.partition),
+            };
+            batch.mark = Some(WriteMark { writer, number, at });
+        }
+        batches
     }
 
     /// Awaits `writes`; meanwhile takes the outputs that arrive (up to a write's worth) and makes

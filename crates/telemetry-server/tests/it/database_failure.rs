@@ -176,3 +176,75 @@ async fn losing_the_database_answers_503_loses_nothing_acknowledged_and_recovers
     app.stop().await;
     server.stop().expect("stop");
 }
+
+/// The ambiguous commit, end to end: the consumer's write of a node's rate cells commits, but
+/// the connection is lost before the answer arrives (a proxy between the service and PostgreSQL
+/// cuts it), so the write is answered failed and retried. The write's mark makes the retry write
+/// nothing: every byte the node sent is in its rates once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_commit_answer_is_lost_counts_its_rates_once() {
+    use telemetry_core::proto as lk;
+    use telemetry_proto::v1;
+    use telemetry_proto::v1::telemetry_call::Call as Member;
+    use telemetry_test_support::proxy::LoseCommitAnswer;
+
+    use crate::support::{Lifecycle, VIDEO};
+    if !postgres_pass() {
+        return;
+    }
+    // The node whose stats calls' rate cells are cut; the lifecycle's other calls come from
+    // another, so only writes that hold those cells (or touch that node) carry its name.
+    const NODE: &str = "sfu-answer-lost";
+    let url = PgServer::shared().create_database().expect("a database");
+    let (base, database) = url.rsplit_once('/').expect("a database name");
+    let (host, port) = base.rsplit_once(':').expect("a port");
+    let proxy = LoseCommitAnswer::start(port.parse().expect("port")).expect("proxy");
+    let proxied = format!("{host}:{}/{database}", proxy.port());
+    let data = TestData { dir: tempfile::tempdir().expect("tempdir"), postgres_url: Some(proxied) };
+    let app = TestApp::start_in(data, "").await;
+
+    let mut calls = Lifecycle::new().calls();
+    let mut upstream = 0;
+    for call in &mut calls {
+        if let Some(Member::TrackStats(stats)) = &mut call.call {
+            call.node_id = NODE.into();
+            if stats.key.as_ref().is_some_and(|key| {
+                key.stream_type == lk::StreamType::Upstream as i32 && key.track_id == VIDEO
+            }) {
+                let stat = stats.stat.as_ref().expect("stat");
+                upstream += stat.streams.iter().map(|stream| stream.primary_bytes).sum::<u64>();
+            }
+        }
+    }
+    assert!(upstream > 0, "the lifecycle sends upstream stats");
+    proxy.arm(NODE.as_bytes());
+    let (status, body) = app.ingest_protobuf(&v1::TelemetryBatch { calls }).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The write with the node's cells loses its answer, and is retried.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let failures = app
+            .metrics_text()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix("rtc_telemetry_store_write_failures_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if !proxy.armed() && failures >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no commit answer was lost");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A flush's outputs are stored after every earlier write, the retry included.
+    app.flush().await;
+    let rates = app.get_ok(&format!("/v1/nodes/{NODE}/rates?window=5s")).await;
+    let points = rates["points"].as_array().expect("points");
+    let total_in: f64 = points.iter().map(|p| p["bpsIn"].as_f64().unwrap_or(0.0) * 5.0 / 8.0).sum();
+    assert!(
+        (total_in - upstream as f64).abs() < 1.0,
+        "every upstream byte once in the node rates: {total_in} of {upstream}"
+    );
+    app.stop().await;
+}
