@@ -41,7 +41,9 @@ pub use output::{
     AnalyticsSink, CallOutput, CoalescedStat, Encoded, NodeRateCell, NodeRates, Output,
     OutputReceiver, Sequenced, StatsBatch, WebhookSink, WorkerState,
 };
-pub use service::{CallMeta, Origin, RateGroups, ServiceBuilder, Shed, TelemetryService};
+pub use service::{
+    CallMeta, Origin, RateGroups, RestoredRoom, ServiceBuilder, Shed, TelemetryService,
+};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use webhook::{RenderedWebhook, WebhookSubject};
 

@@ -83,6 +83,11 @@ impl Histogram {
         self.counts.iter().sum()
     }
 
+    /// Returns the sum of the observations.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
     fn merge(&mut self, other: &Histogram) {
         for (count, other_count) in self.counts.iter_mut().zip(&other.counts) {
             *count += other_count;

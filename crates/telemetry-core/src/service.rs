@@ -234,11 +234,37 @@ struct Lifecycle {
 /// Rooms started and not yet ended, for `livekit_room_total` and `livekit_room_duration_seconds`.
 #[derive(Debug, Default)]
 struct OpenRooms {
-    /// By sid, with the node that started them and their start. At most
-    /// `limits.max_open_rooms`; a forgotten node's rooms are dropped with it.
-    by_sid: HashMap<String, (NodeId, UnixMillis)>,
+    /// By sid, with the node that started them, their start and their name (for
+    /// [`TelemetryService::forget_open_rooms`]). At most `limits.max_open_rooms`; a forgotten
+    /// node's rooms are dropped with it.
+    by_sid: HashMap<String, OpenRoom>,
     /// Rooms not tracked because `by_sid` was full.
     refused: u64,
+}
+
+/// A room a previous run started and did not end, to put back with
+/// [`TelemetryService::restore_open_rooms`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredRoom {
+    /// The room's sid.
+    pub sid: String,
+    /// Its name.
+    pub name: String,
+    /// The node that started it.
+    pub node: String,
+    /// When it started.
+    pub started_at: UnixMillis,
+}
+
+/// An open room, as [`OpenRooms`] keeps it.
+#[derive(Debug)]
+pub(crate) struct OpenRoom {
+    /// The node that started it.
+    pub(crate) node: NodeId,
+    /// When it started (its `room_started` call, or its stored start).
+    pub(crate) started: UnixMillis,
+    /// Its name.
+    pub(crate) name: Box<str>,
 }
 
 /// What the mapping of one lifecycle call reads and changes, under the lifecycle lock.
@@ -667,7 +693,7 @@ impl TelemetryService {
             let mut lifecycle = inner.lifecycle.lock();
             lifecycle.metrics.retain(|node, _| !gone(node));
             lifecycle.node_room_sequence.retain(|node, _| !gone(node));
-            lifecycle.open_rooms.by_sid.retain(|_, (node, _)| !gone(node));
+            lifecycle.open_rooms.by_sid.retain(|_, room| !gone(&room.node));
         }
         for shard in inner.workers.shards() {
             let mut aux = shard.aux.lock();
@@ -813,6 +839,57 @@ impl TelemetryService {
                 )
             },
         )
+    }
+
+    /// Puts back the rooms a previous run started and did not end (the store's open rooms), as
+    /// the service starts or a cluster partition is taken: each counts in `livekit_room_total`
+    /// of the node that started it, and its `room_ended` call observes its duration, as without
+    /// the restart. Produces no output. Returns how many were restored; a room open already is
+    /// left as it is, and rooms beyond `limits.max_open_rooms` are counted as refused.
+    pub fn restore_open_rooms(&self, rooms: impl IntoIterator<Item = RestoredRoom>) -> usize {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let mut lifecycle = inner.lifecycle.lock();
+        let Lifecycle { metrics, open_rooms, .. } = &mut *lifecycle;
+        let mut restored = 0;
+        for room in rooms {
+            if open_rooms.by_sid.contains_key(&room.sid) {
+                continue;
+            }
+            if open_rooms.by_sid.len() >= inner.config.limits.max_open_rooms {
+                open_rooms.refused += 1;
+                continue;
+            }
+            let node = inner.nodes.get_or_register(&room.node, now).unwrap_or(LOCAL_NODE);
+            // A start the store does not know (a room created at time 0, seen by no other call)
+            // counts from now: a duration too short rather than one of decades.
+            let started = if room.started_at.0 > 0 { room.started_at } else { now };
+            let open = OpenRoom { node, started, name: room.name.into() };
+            open_rooms.by_sid.insert(room.sid, open);
+            metrics.entry(node).or_default().rooms += 1;
+            restored += 1;
+        }
+        restored
+    }
+
+    /// Forgets the open rooms `forget(room_id, room_name)` names (cluster mode: the rooms of a
+    /// partition no longer consumed here, which their next holder restores), as if they had
+    /// ended but observing no duration. Returns how many were forgotten.
+    pub fn forget_open_rooms(&self, forget: impl Fn(&str, &str) -> bool) -> usize {
+        let mut lifecycle = self.inner.lifecycle.lock();
+        let Lifecycle { metrics, open_rooms, .. } = &mut *lifecycle;
+        let mut forgotten = 0;
+        open_rooms.by_sid.retain(|sid, room| {
+            let keep = !forget(sid, &room.name);
+            if !keep {
+                if let Some(metrics) = metrics.get_mut(&room.node) {
+                    metrics.rooms -= 1;
+                }
+                forgotten += 1;
+            }
+            keep
+        });
+        forgotten
     }
 
     /// Drops the stats workers of the rooms `forget(room_id, room_name)` names, with the samples

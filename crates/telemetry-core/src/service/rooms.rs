@@ -7,7 +7,7 @@ use lk::AnalyticsEventType as Type;
 
 use crate::call::Call;
 use crate::events::{self, names};
-use crate::service::{CallContext, Mapped};
+use crate::service::{CallContext, Mapped, OpenRoom};
 use crate::time::UnixMillis;
 
 /// Maps a room call.
@@ -24,7 +24,9 @@ fn started(context: &mut CallContext<'_>, room: lk::Room) -> Mapped {
     let open = &mut context.open_rooms;
     if !open.by_sid.contains_key(&room.sid) {
         if open.by_sid.len() < context.inner.config.limits.max_open_rooms {
-            open.by_sid.insert(room.sid.clone(), (context.node_id, at));
+            let open_room =
+                OpenRoom { node: context.node_id, started: at, name: room.name.as_str().into() };
+            open.by_sid.insert(room.sid.clone(), open_room);
             context.metrics.rooms += 1;
         } else {
             open.refused += 1;
@@ -50,7 +52,7 @@ fn started(context: &mut CallContext<'_>, room: lk::Room) -> Mapped {
 
 fn ended(context: &mut CallContext<'_>, room: lk::Room) -> Mapped {
     let at = context.at;
-    if let Some((_, started)) = context.open_rooms.by_sid.remove(&room.sid) {
+    if let Some(OpenRoom { started, .. }) = context.open_rooms.by_sid.remove(&room.sid) {
         context.metrics.rooms -= 1;
         let start = if room.creation_time > 0 {
             UnixMillis::from_secs(room.creation_time)

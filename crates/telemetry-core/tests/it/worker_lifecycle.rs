@@ -294,6 +294,73 @@ fn apply_log(harness: &Harness, log: &[(u64, Call)]) {
     }
 }
 
+/// A restart: the rooms a first run started and did not end count in `livekit_room_total` again
+/// once restored, each on the node that started it, and a room's end observes its duration as
+/// without the restart. A room open already, or restored twice, counts once; rooms beyond
+/// `limits.max_open_rooms` are refused and counted; forgetting rooms (cluster mode: a partition
+/// let go) takes them out of the gauge without observing a duration.
+#[test]
+fn restored_open_rooms_count_until_they_end() {
+    use telemetry_core::{CoreConfig, CoreLimits, RestoredRoom};
+
+    use crate::harness::T0;
+    let harness = Harness::with_config(CoreConfig {
+        node_id: "node-a".into(),
+        limits: CoreLimits { max_open_rooms: 3, ..CoreLimits::default() },
+        ..CoreConfig::default()
+    });
+    let restored = |sid: &str, node: &str| RestoredRoom {
+        sid: sid.into(),
+        name: format!("{sid}-name"),
+        node: node.into(),
+        started_at: T0.plus_millis(-90_000),
+    };
+    let metric =
+        |name: &str, labels: &[(&str, &str)]| harness.service.metrics().value(name, labels);
+    let rooms = |node: &str| metric("livekit_room_total", &[("node_id", node)]);
+    harness.service.room_started(room());
+    let stored = vec![
+        restored("RoomSid", "node-a"),
+        restored("RM_b", "node-b"),
+        restored("RM_c", "node-a"),
+        restored("RM_d", "node-b"),
+    ];
+    assert_eq!(
+        harness.service.restore_open_rooms(stored.clone()),
+        2,
+        "RoomSid is open already, RM_d is past the limit"
+    );
+    assert_eq!((rooms("node-a"), rooms("node-b")), (2.0, 1.0));
+    assert_eq!(metric("rtc_telemetry_limit_refusals_total", &[("limit", "open_rooms")]), 1.0);
+    assert_eq!(harness.service.restore_open_rooms(stored), 0, "restored once");
+    assert_eq!((rooms("node-a"), rooms("node-b")), (2.0, 1.0));
+    assert_eq!(harness.outputs().len(), 1, "the room_started call's only: restoring produces none");
+
+    // RM_c ends: its duration runs from its stored start (its creation time is not given).
+    let ended = lk::Room { sid: "RM_c".into(), name: "RM_c-name".into(), ..Default::default() };
+    harness.service.room_ended(ended);
+    assert_eq!(rooms("node-a"), 1.0);
+    let durations = harness.service.metrics();
+    let family = durations.family("livekit_room_duration_seconds").expect("durations");
+    let observed: Vec<(u64, f64)> = family
+        .samples
+        .iter()
+        .filter_map(|sample| match &sample.value {
+            telemetry_core::metrics::MetricValue::Histogram(histogram) => {
+                Some((histogram.count(), histogram.sum()))
+            }
+            telemetry_core::metrics::MetricValue::Number(_) => None,
+        })
+        .filter(|(count, _)| *count > 0)
+        .collect();
+    assert_eq!(observed, [(1, 90.0)], "one duration, from the stored start");
+
+    assert_eq!(harness.service.forget_open_rooms(|_, name| name == "RM_b-name"), 1);
+    assert_eq!((rooms("node-a"), rooms("node-b")), (1.0, 0.0));
+    harness.service.room_ended(room());
+    assert_eq!(rooms("node-a"), 0.0);
+}
+
 /// Cluster mode's take-over, in the core: the first owner stores what it applied up to a cut (a
 /// flush, with the worker states as of the cut) and dies after applying more; the next owner
 /// restores the workers as of the cut and replays every call after it. The store then holds
