@@ -24,9 +24,10 @@ use crate::Store;
 use crate::model::{
     AdapterStateRecord, AttemptOutcome, AttemptRecord, ClaimRequest, ClaimToken, ClaimedDelivery,
     ConfiguredEndpoints, DeliveriesQuery, DeliveryStatus, EndpointRecord, EndpointSource,
-    EventRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, OutboxCounts,
-    OutgoingWebhook, ParticipantState, QualityRecord, RateCellRecord, ReplayQuery, RoomsQuery,
-    Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch, WriteMark,
+    EventRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, OpenRoomRecord,
+    OutboxCounts, OutgoingWebhook, ParticipantState, QualityRecord, RateCellRecord, ReplayQuery,
+    RoomsQuery, Signing, StatsQuery, StatsWindowRecord, WebhookMessage, WorkerRecord, WriteBatch,
+    WriteMark,
 };
 
 /// Gives the suite databases.
@@ -60,6 +61,7 @@ macro_rules! conformance_tests {
             issues_merge_by_their_rule_filter_and_survive_a_reopen,
             the_latest_node_room_state_wins,
             live_workers_keep_the_last_open_state_and_survive_a_reopen,
+            open_rooms_are_the_rooms_started_and_not_ended,
             closed_workers_are_kept_until_their_reap_and_survive_a_reopen,
             quality_states_are_kept_with_their_worker_until_replaced_or_reaped,
             adapter_states_keep_the_newest_generation_and_survive_a_reopen,
@@ -712,6 +714,49 @@ pub async fn stats_windows_and_node_rates_round_trip(harness: &dyn Harness) {
     let nodes = store.nodes().await.expect("nodes");
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].node_id, "sfu-1");
+}
+
+/// The rooms a service restores for `livekit_room_total`: started (a `ROOM_CREATED` event) and
+/// not ended, each with its name, its start and the node of its `ROOM_CREATED` event; a room
+/// that ended, or was only seen through other calls, is not one. They survive a reopen.
+pub async fn open_rooms_are_the_rooms_started_and_not_ended(harness: &dyn Harness) {
+    let database = harness.database().await;
+    let store = database.open().await;
+    let (service, receiver, clock) = core();
+    service.room_started(room("RM_open", "open"));
+    service.room_started(room("RM_done", "done"));
+    let seen = room("RM_seen", "seen");
+    service.participant_joined(seen, participant("PA_a"), None, None, true, DEFAULT_GUARD);
+    clock.advance_millis(1000);
+    service.room_ended(room("RM_done", "done"));
+    let mut batch = batch_from(&receiver);
+    // Started on another node.
+    batch.events.push(EventRecord::from_event(&lk::AnalyticsEvent {
+        id: "AE_other".into(),
+        r#type: lk::AnalyticsEventType::RoomCreated as i32,
+        timestamp: Some(UnixMillis(1_700_000_100_000).to_timestamp()),
+        room: Some(room("RM_other", "other")),
+        node_id: "sfu-2".into(),
+        ..Default::default()
+    }));
+    store.write(batch).await.expect("write");
+    let expected = vec![
+        OpenRoomRecord {
+            sid: "RM_open".into(),
+            name: "open".into(),
+            node_id: "sfu-1".into(),
+            started_at: UnixMillis(1_700_000_000_000),
+        },
+        OpenRoomRecord {
+            sid: "RM_other".into(),
+            name: "other".into(),
+            node_id: "sfu-2".into(),
+            started_at: UnixMillis(1_700_000_100_000),
+        },
+    ];
+    assert_eq!(store.open_rooms().await.expect("open rooms"), expected);
+    let store = database.open().await;
+    assert_eq!(store.open_rooms().await.expect("after a reopen"), expected);
 }
 
 /// Stats workers' states: the last one written of each worker wins, within a batch and across

@@ -31,9 +31,9 @@ use telemetry_core::rates::RateCell;
 use crate::model::{
     AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
     ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, EndpointRecord, EventsQuery, IssueRecord,
-    IssuesQuery, NodeSummary, OutboxCounts, Page, PendingDelivery, PruneCounts, QualityRecord,
-    ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord,
-    StoreCounts, StoredEvent, WorkerRecord, WriteBatch, WriteReceipt,
+    IssuesQuery, NodeSummary, OpenRoomRecord, OutboxCounts, Page, PendingDelivery, PruneCounts,
+    QualityRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, StatsQuery,
+    StatsWindowRecord, StoreCounts, StoredEvent, WorkerRecord, WriteBatch, WriteReceipt,
 };
 
 /// A boxed error from a backend's driver.
@@ -148,6 +148,11 @@ pub trait AnalyticsStore: Send + Sync + std::fmt::Debug {
     /// Lists the quality detector states kept with open workers' records, by room and
     /// participant: what a service restores after the workers.
     async fn quality_states(&self) -> Result<Vec<QualityRecord>, StoreError>;
+
+    /// Lists the rooms started and not ended (a `ROOM_CREATED` event stored, no end), by sid,
+    /// each with the node of its `ROOM_CREATED` event: what a service restores for
+    /// `livekit_room_total` and room durations.
+    async fn open_rooms(&self) -> Result<Vec<OpenRoomRecord>, StoreError>;
 
     /// Keeps an ingest adapter's state for its key, unless a state of the same or a higher
     /// generation is kept already; returns whether it was kept.

@@ -531,6 +531,31 @@ impl NodeRoomsRecord {
     }
 }
 
+/// A room started and not ended, as stored ([`crate::AnalyticsStore::open_rooms`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRoomRecord {
+    /// The room's sid.
+    pub sid: String,
+    /// Its name.
+    pub name: String,
+    /// The node of its `ROOM_CREATED` event.
+    pub node_id: String,
+    /// Its start, as projected ([`Projection::RoomStarted`]).
+    pub started_at: UnixMillis,
+}
+
+impl OpenRoomRecord {
+    /// The room, as the core restores it.
+    pub fn to_restored(&self) -> telemetry_core::RestoredRoom {
+        telemetry_core::RestoredRoom {
+            sid: self.sid.clone(),
+            name: self.name.clone(),
+            node: self.node_id.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
 /// Bytes and packets of one node in one second, to add to what is stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateCellRecord {

@@ -25,11 +25,11 @@ use crate::model::{
     AdapterStateRecord, AttemptRecord, AttemptRow, ClaimRequest, ClaimToken, Claimed,
     ClaimedDelivery, ConfiguredEndpoints, DeliveriesQuery, DeliveryRecord, DeliveryStatus,
     EndpointRecord, EndpointSource, EventRecord, EventsQuery, IssueRecord, IssuesQuery,
-    NodeRoomsRecord, NodeSummary, OutboxCounts, OutgoingWebhook, Page, ParticipantRow,
-    ParticipantState, PendingDelivery, Projection, PruneCounts, QualityRecord, RateCellRecord,
-    ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, Signing, StatsQuery,
-    StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch, WriteReceipt,
-    count_from_stored, stored_count,
+    NodeRoomsRecord, NodeSummary, OpenRoomRecord, OutboxCounts, OutgoingWebhook, Page,
+    ParticipantRow, ParticipantState, PendingDelivery, Projection, PruneCounts, QualityRecord,
+    RateCellRecord, ReplayQuery, RoomCursor, RoomDetail, RoomSummary, RoomsQuery, Signing,
+    StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow, WorkerRecord, WriteBatch,
+    WriteReceipt, count_from_stored, stored_count,
 };
 use crate::{AnalyticsStore, Backend, EndpointStore, Outbox, Store, StoreError};
 use telemetry_core::quality::IssueKind;
@@ -1513,6 +1513,28 @@ impl AnalyticsStore for SqliteStore {
                     Ok(worker)
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn open_rooms(&self) -> Result<Vec<OpenRoomRecord>, StoreError> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT sid, name, started_at_ms, node_id FROM (SELECT r.sid, r.name, r.started_at_ms, \
+                     (SELECT e.node_id FROM events e WHERE e.room_sid = r.sid AND e.type = 'ROOM_CREATED' \
+                      ORDER BY e.position LIMIT 1) AS node_id \
+                     FROM rooms r WHERE r.ended_at_ms IS NULL) WHERE node_id IS NOT NULL ORDER BY sid",
+                )?
+                .query_map([], |row| {
+                    Ok(OpenRoomRecord {
+                        sid: row.get(0)?,
+                        name: row.get(1)?,
+                        started_at: UnixMillis(row.get(2)?),
+                        node_id: row.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

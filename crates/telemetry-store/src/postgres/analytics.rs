@@ -10,10 +10,10 @@ use tokio_postgres::Row;
 use super::writer::WriteRequest;
 use super::{Failure, Parameters, PostgresStore, enum_column, lock, u32_column};
 use crate::model::{
-    AdapterStateRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, NodeSummary, Page,
-    ParticipantRow, ParticipantState, PruneCounts, QualityRecord, RoomCursor, RoomDetail,
-    RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent, TrackRow,
-    WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
+    AdapterStateRecord, EventsQuery, IssueRecord, IssuesQuery, NodeRoomsRecord, NodeSummary,
+    OpenRoomRecord, Page, ParticipantRow, ParticipantState, PruneCounts, QualityRecord, RoomCursor,
+    RoomDetail, RoomSummary, RoomsQuery, StatsQuery, StatsWindowRecord, StoreCounts, StoredEvent,
+    TrackRow, WorkerRecord, WriteBatch, WriteReceipt, count_from_stored,
 };
 use crate::{AnalyticsStore, StoreError};
 
@@ -360,6 +360,33 @@ impl AnalyticsStore for PostgresStore {
                 });
             }
             Ok(workers)
+        }
+        .await
+        .map_err(Failure::into_store)
+    }
+
+    async fn open_rooms(&self) -> Result<Vec<OpenRoomRecord>, StoreError> {
+        async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT sid, name, started_at_ms, node_id FROM (SELECT r.sid, r.name, r.started_at_ms, \
+                     (SELECT e.node_id FROM events e WHERE e.room_sid = r.sid AND e.type = 'ROOM_CREATED' \
+                      ORDER BY e.position LIMIT 1) AS node_id \
+                     FROM rooms r WHERE r.ended_at_ms IS NULL) o WHERE node_id IS NOT NULL ORDER BY sid",
+                )
+                .await?;
+            let rows = client.query(&statement, &[]).await?;
+            let mut rooms = Vec::with_capacity(rows.len());
+            for row in &rows {
+                rooms.push(OpenRoomRecord {
+                    sid: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    started_at: UnixMillis(row.try_get(2)?),
+                    node_id: row.try_get(3)?,
+                });
+            }
+            Ok(rooms)
         }
         .await
         .map_err(Failure::into_store)
