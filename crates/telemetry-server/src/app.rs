@@ -22,7 +22,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use telemetry_store::Store;
-use telemetry_store::model::{IssueRecord, IssuesQuery, QualityRecord, WorkerRecord};
+use telemetry_store::model::{
+    IssueRecord, IssuesQuery, OpenRoomRecord, QualityRecord, WorkerRecord,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -96,6 +98,11 @@ impl App {
             let issues: Vec<_> = open.iter().map(IssueRecord::to_issue).collect();
             let restored = service.restore_issues(&issues);
             tracing::info!(open = open.len(), restored, "open quality issues restored");
+            // The rooms started and not ended, for `livekit_room_total` and their durations.
+            let rooms = store.open_rooms().await.context("reading the open rooms")?;
+            let restored =
+                service.restore_open_rooms(rooms.iter().map(OpenRoomRecord::to_restored));
+            tracing::info!(open = rooms.len(), restored, "open rooms restored");
         }
         let registry = EndpointRegistry::new(
             instance_id.clone(),

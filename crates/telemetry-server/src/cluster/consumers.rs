@@ -236,7 +236,7 @@ impl Consumers {
         let started = tokio::time::Instant::now();
         let store = self.state.store.clone();
         let mut wait = Duration::from_millis(100);
-        let (offset, workers, quality, issues) = loop {
+        let (offset, workers, quality, issues, rooms) = loop {
             let read = async {
                 let Some(leases) = store.cluster() else {
                     return Err(telemetry_store::StoreError::Closed);
@@ -245,7 +245,8 @@ impl Consumers {
                 let workers = store.live_workers().await?;
                 let quality = store.quality_states().await?;
                 let issues = store.issues(crate::app::open_issues()).await?;
-                Ok((offset, workers, quality, issues))
+                let rooms = store.open_rooms().await?;
+                Ok((offset, workers, quality, issues, rooms))
             };
             match read.await {
                 Ok(read) => break read,
@@ -271,6 +272,14 @@ impl Consumers {
         }
         let service = &self.state.service;
         let forgotten = service.forget_workers(in_partition);
+        // Its open rooms as stored (a replayed start of one of them counts it once).
+        service.forget_open_rooms(in_partition);
+        let open_rooms = service.restore_open_rooms(
+            rooms
+                .iter()
+                .filter(|room| in_partition(&room.sid, &room.name))
+                .map(telemetry_store::model::OpenRoomRecord::to_restored),
+        );
         // Cells of an earlier holding here not in a checkpoint: replayed from the offset.
         service.forget_node_rates(lease.partition);
         let restored = service.restore_workers(
@@ -312,6 +321,7 @@ impl Consumers {
             restored,
             quality = restored_quality,
             issues,
+            open_rooms,
             forgotten,
             took = ?started.elapsed(),
             "partition taken over: its rooms' workers restored, the stream replayed after the stored offset"
@@ -320,7 +330,7 @@ impl Consumers {
     }
 
     /// The partition is no longer consumed here (its lease lost, or given back after its
-    /// drain): the workers of its rooms are dropped, and what the core still makes of them is
+    /// drain): the workers and open rooms of its rooms are dropped, and what the core still makes of them is
     /// not written (`super::fencing`). Nothing if another epoch's take-over came first.
     async fn let_go(&self, cluster: &super::Cluster, lease: Lease) {
         let fencing = &cluster.fencing;
@@ -329,9 +339,11 @@ impl Consumers {
             return;
         }
         let service = &self.state.service;
-        service.forget_workers(|room_id, room_name| {
+        let in_partition = |room_id: &str, room_name: &str| {
             fencing.partition_of_room(room_name, room_id) == Some(lease.partition)
-        });
+        };
+        service.forget_workers(in_partition);
+        service.forget_open_rooms(in_partition);
         service.forget_node_rates(lease.partition);
         fencing.gone(lease.partition, service.last_seq());
     }

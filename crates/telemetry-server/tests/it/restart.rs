@@ -4,7 +4,8 @@
 //! it would have without the restart: `participant_left` for a participant whose connection came
 //! up, `participant_connection_aborted` for one whose never did, and a participant holding two
 //! guards leaves only when both are released. A late sample after a leave before the restart
-//! is stored too (the closed worker is restored closed until its reap).
+//! is stored too (the closed worker is restored closed until its reap). The room open at the
+//! restart counts in `livekit_room_total` again, and its end observes its duration.
 
 use std::time::Duration;
 
@@ -134,7 +135,15 @@ async fn check_after_restart(client: &Client, receiver: &TestReceiver, killed: b
     assert_eq!(series[0]["direction"], "upstream");
     assert_eq!(series[0]["windows"][0]["bytes"], 625_000);
 
+    // The room is open on its node again, and its end observes its duration.
+    assert_eq!(metric(&metrics, "livekit_room_total{node_id=\"sfu-1\""), Some(1.0), "{metrics}");
     client.ingest(leaves).await;
+    let ended = client.metrics().await;
+    assert_eq!(metric(&ended, "livekit_room_total{node_id=\"sfu-1\""), Some(0.0), "{ended}");
+    let duration = "livekit_room_duration_seconds_count{node_id=\"sfu-1\"";
+    assert_eq!(metric(&ended, duration), Some(1.0), "{ended}");
+    let took = metric(&ended, "livekit_room_duration_seconds_sum{node_id=\"sfu-1\"");
+    assert!(took.is_some_and(|took| (0.0..600.0).contains(&took)), "{took:?}");
     let events = client.get(&format!("/v1/rooms/{ROOM}/events?limit=100")).await;
     let types: Vec<&str> = events["events"]
         .as_array()
@@ -200,6 +209,15 @@ async fn check_after_restart(client: &Client, receiver: &TestReceiver, killed: b
         live_gauge.is_some_and(|line| !line.ends_with(" 0")),
         "{live_gauge:?}: restored workers"
     );
+}
+
+/// The value of the first sample of `metrics` whose line starts with `prefix`.
+fn metric(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }
 
 fn endpoint(receiver: &TestReceiver) -> String {
