@@ -836,21 +836,22 @@ async fn an_instance_stopped_mid_load_hands_its_partitions_over_without_losing_o
     // Everything published was acknowledged: by the stopped instance before it gave its
     // partitions back, or by the survivor.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut pending = u64::MAX;
+    let (mut pending, mut consumers) = (u64::MAX, Vec::new());
     while tokio::time::Instant::now() < deadline {
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let stream = jetstream::new(client).get_stream(&names.stream).await.expect("stream");
-        // One consumer per partition, of its current holder's epoch (a take-over deletes the
-        // former holder's).
-        let consumers: Vec<jetstream::consumer::Info> =
+        // One consumer per partition, of its current holder's epoch, once the take-overs are
+        // done (a take-over deletes the former holder's, then makes its own).
+        consumers =
             futures::TryStreamExt::try_collect(stream.consumers()).await.expect("consumers");
-        assert_eq!(consumers.len(), PARTITIONS as usize, "{consumers:?}");
         pending = consumers.iter().map(|info| info.num_pending + info.num_ack_pending as u64).sum();
-        if pending == 0 {
+        if pending == 0 && consumers.len() == PARTITIONS as usize {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let consumers: Vec<jetstream::consumer::Info> = consumers;
+    assert_eq!(consumers.len(), PARTITIONS as usize, "{consumers:?}");
     assert_eq!(pending, 0, "every message of the stream acknowledged");
     a.stop().await;
 }
