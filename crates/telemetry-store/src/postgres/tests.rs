@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 use crate::conformance::{Database, Harness};
 use crate::model::{
     EndpointRecord, EndpointSource, EventRecord, OutgoingWebhook, Projection, Signing,
-    WebhookMessage, WriteBatch,
+    WebhookMessage, WriteBatch, WriteMark,
 };
 use crate::postgres::writer::{WriteRequest, commit_group};
 use crate::postgres::{
@@ -313,8 +313,8 @@ async fn deliveries_created_by_one_instance_wake_another() {
     other.close().await;
 }
 
-/// Writes committed in one group: one that fails is rolled back alone (its savepoint), the
-/// others commit.
+/// Writes committed in one group: one that fails is rolled back alone (its savepoint, its write
+/// mark's move with it), the others commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_write_fails_alone_in_its_group() {
     let url = create_database().await;
@@ -337,16 +337,18 @@ async fn a_failing_write_fails_alone_in_its_group() {
             at: UnixMillis(1),
         }],
     };
+    // Each of its own writer (a write mark is moved with its write, or not at all).
+    let batch = |index: usize, payload: &str| WriteBatch {
+        events: vec![event(&format!("AE_{index}"), payload)],
+        mark: Some(WriteMark { writer: format!("w{index}"), number: 1, at: UnixMillis(1) }),
+        ..WriteBatch::default()
+    };
     // PostgreSQL's text refuses a NUL byte: the second write fails.
     let payloads = ["{}", "bad\0payload", "{}"];
     let mut group = Vec::new();
     for (index, payload) in payloads.iter().enumerate() {
         let (done, _) = tokio::sync::oneshot::channel();
-        let batch = WriteBatch {
-            events: vec![event(&format!("AE_{index}"), payload)],
-            ..WriteBatch::default()
-        };
-        group.push(WriteRequest { batch, done });
+        group.push(WriteRequest { batch: batch(index, payload), done });
     }
     let results = commit_group(&store.pool, &group).await;
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
@@ -360,6 +362,12 @@ async fn a_failing_write_fails_alone_in_its_group() {
         1,
         "the failed write's node touch is rolled back with it, the others stay"
     );
+    // The failed write's mark did not move: the same write, now valid, is not taken for a
+    // repeat; the others' did.
+    let receipt = store.write(batch(1, "{}")).await.expect("written");
+    assert!(!receipt.repeated, "{receipt:?}");
+    assert!(store.write(batch(2, "{}")).await.expect("answered").repeated);
+    assert_eq!(store.counts().await.expect("counts").events, 3);
 }
 
 /// More claimants than the conformance suite's two, on separate stores (separate pools): still
@@ -721,7 +729,7 @@ async fn fenced_writes_are_written_only_while_their_lease_is_held() {
 /// counted once, the delivery made once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_commit_answer_is_lost_is_written_once_when_retried() {
-    use crate::model::{RateCellRecord, WriteMark};
+    use crate::model::RateCellRecord;
     use telemetry_core::rates::RateCell;
     let url = create_database().await;
     let (base, database) = url.rsplit_once('/').expect("a database name");
@@ -785,7 +793,7 @@ async fn a_write_whose_commit_answer_is_lost_is_written_once_when_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marks_move_only_with_writes_that_are_written() {
     use crate::ClusterStore;
-    use crate::model::{Fence, Lease, WriteMark};
+    use crate::model::{Fence, Lease};
     let url = create_database().await;
     let store = PostgresStore::open(config(&url)).await.expect("open");
     let event = |id: &str| {

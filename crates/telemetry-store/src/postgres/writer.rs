@@ -126,31 +126,24 @@ async fn try_commit_group(
     let writes = async {
         // Cluster mode: a batch whose fence no longer holds is left out whole; the leases of
         // the others are held `FOR SHARE` until the commit, so none is taken meanwhile.
-        let mut answered: Vec<Option<WriteReceipt>> = fenced(&transaction, &all)
-            .await?
-            .into_iter()
-            .map(|fenced| fenced.then(|| WriteReceipt { fenced: true, ..WriteReceipt::default() }))
-            .collect();
-        // Then a batch that was committed before (its writer's mark is at or past its own) is
-        // left out whole, and the others move their writers' marks.
-        let repeated = repeated(&transaction, &all, &answered).await?;
-        for index in repeated {
-            answered[index] = Some(WriteReceipt { repeated: true, ..WriteReceipt::default() });
-        }
+        let fenced = fenced(&transaction, &all).await?;
         let batches: Vec<&WriteBatch> = all
             .iter()
-            .zip(&answered)
-            .filter(|(_, answered)| answered.is_none())
+            .zip(&fenced)
+            .filter(|(_, fenced)| !**fenced)
             .map(|(batch, _)| *batch)
             .collect();
         let results = write_unfenced(&transaction, &batches).await?;
         let mut results = results.into_iter();
         Ok::<_, Failure>(
-            answered
-                .into_iter()
-                .map(|answered| match answered {
-                    Some(receipt) => Ok(receipt),
-                    None => results.next().unwrap_or_else(|| Ok(WriteReceipt::default())),
+            fenced
+                .iter()
+                .map(|&fenced| {
+                    if fenced {
+                        Ok(WriteReceipt { fenced: true, ..WriteReceipt::default() })
+                    } else {
+                        results.next().unwrap_or_else(|| Ok(WriteReceipt::default()))
+                    }
                 })
                 .collect(),
         )
@@ -204,24 +197,18 @@ async fn fenced(
     Ok(fenced)
 }
 
-/// Moves the marks of `batches` not `answered` yet to their numbers; returns the indexes of those
-/// whose writer's stored mark was at or past their number (committed before). A mark's row stays
-/// locked until the commit: a retry of a write whose commit is still under way (its connection
-/// lost) waits for it, then finds it committed, or not.
+/// Moves the marks of `batches` to their numbers; returns whether each was committed before
+/// (its writer's stored mark at or past its number), in order. A mark's row stays locked until
+/// the commit: a retry of a write whose commit is still under way (its connection lost) waits
+/// for it, then finds it committed, or not. Called under the savepoint the writes are applied
+/// under, so that a write that fails leaves its mark where it was.
 async fn repeated(
     transaction: &Transaction<'_>,
     batches: &[&WriteBatch],
-    answered: &[Option<WriteReceipt>],
-) -> Result<Vec<usize>, Failure> {
-    let marks: Vec<(usize, &WriteMark)> = batches
-        .iter()
-        .zip(answered)
-        .enumerate()
-        .filter(|(_, (_, answered))| answered.is_none())
-        .filter_map(|(index, (batch, _))| batch.mark.as_ref().map(|mark| (index, mark)))
-        .collect();
+) -> Result<Vec<bool>, Failure> {
+    let marks: Vec<&WriteMark> = batches.iter().filter_map(|batch| batch.mark.as_ref()).collect();
     if marks.is_empty() {
-        return Ok(Vec::new());
+        return Ok(vec![false; batches.len()]);
     }
     let statement = transaction
         .prepare_cached(
@@ -236,21 +223,32 @@ async fn repeated(
         .query(
             &statement,
             &[
-                &column(&marks, |(_, mark)| mark.writer.as_str()),
-                &column(&marks, |(_, mark)| stored_count(mark.number)),
-                &column(&marks, |(_, mark)| mark.at.0),
+                &column(&marks, |mark| mark.writer.as_str()),
+                &column(&marks, |mark| stored_count(mark.number)),
+                &column(&marks, |mark| mark.at.0),
             ],
         )
         .await?;
     let moved: HashSet<String> = rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
-    Ok(marks
-        .into_iter()
-        .filter(|(_, mark)| !moved.contains(&mark.writer))
-        .map(|(index, _)| index)
+    Ok(batches
+        .iter()
+        .map(|batch| batch.mark.as_ref().is_some_and(|mark| !moved.contains(&mark.writer)))
         .collect())
 }
 
-/// Writes `batches` (none fenced) in the current transaction; returns each one's result.
+/// Applies `batch` unless its mark says it was committed before.
+async fn apply_one_unless_repeated(
+    transaction: &Transaction<'_>,
+    batch: &WriteBatch,
+) -> Result<WriteReceipt, Failure> {
+    if repeated(transaction, &[batch]).await?[0] {
+        return Ok(WriteReceipt { repeated: true, ..WriteReceipt::default() });
+    }
+    apply_one(transaction, batch).await
+}
+
+/// Writes `batches` (none fenced) in the current transaction; returns each one's result. A
+/// batch that its mark says was committed before writes nothing and is answered `repeated`.
 async fn write_unfenced(
     transaction: &Transaction<'_>,
     batches: &[&WriteBatch],
@@ -259,14 +257,38 @@ async fn write_unfenced(
         return Ok(Vec::new());
     }
     if let [batch] = batches[..] {
-        // Alone in its transaction: its failure is the transaction's, no savepoint needed.
-        return Ok(vec![Ok(apply_one(transaction, batch).await?)]);
+        // Alone in its transaction: its failure is the transaction's (its mark's move included),
+        // no savepoint needed.
+        return Ok(vec![Ok(apply_one_unless_repeated(transaction, batch).await?)]);
     }
     // The whole group as one batch first: the same statements whatever the group's size.
     // If that fails, each batch again under its own savepoint, so that only the ones that
-    // fail fail.
+    // fail fail (and keep their marks where they were).
     transaction.batch_execute("SAVEPOINT group_write").await?;
-    match apply(transaction, batches).await {
+    let grouped = async {
+        let repeated = repeated(transaction, batches).await?;
+        let new: Vec<&WriteBatch> = batches
+            .iter()
+            .zip(&repeated)
+            .filter(|(_, repeated)| !**repeated)
+            .map(|(batch, _)| *batch)
+            .collect();
+        let mut receipts =
+            if new.is_empty() { Vec::new() } else { apply(transaction, &new).await? }.into_iter();
+        Ok::<_, Failure>(
+            repeated
+                .iter()
+                .map(|&repeated| {
+                    if repeated {
+                        WriteReceipt { repeated: true, ..WriteReceipt::default() }
+                    } else {
+                        receipts.next().unwrap_or_default()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    match grouped.await {
         Ok(receipts) => {
             transaction.batch_execute("RELEASE SAVEPOINT group_write").await?;
             Ok(receipts.into_iter().map(Ok).collect())
@@ -277,7 +299,7 @@ async fn write_unfenced(
             let mut results = Vec::with_capacity(batches.len());
             for batch in batches {
                 transaction.batch_execute("SAVEPOINT batch").await?;
-                match apply_one(transaction, batch).await {
+                match apply_one_unless_repeated(transaction, batch).await {
                     Ok(receipt) => {
                         transaction.batch_execute("RELEASE SAVEPOINT batch").await?;
                         results.push(Ok(receipt));

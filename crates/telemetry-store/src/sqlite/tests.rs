@@ -188,6 +188,50 @@ async fn a_write_is_answered_written_when_its_backstop_checkpoint_finds_another_
     store.close().await;
 }
 
+/// A write that fails (here refused by a trigger) fails alone, whether grouped with others or
+/// not, and leaves its writer's mark where it was: the same write, once it can be written, is
+/// written, not taken for a repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_leaves_its_mark_where_it_was() {
+    use crate::model::{EventRecord, WriteBatch, WriteMark};
+    use telemetry_core::UnixMillis;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig::in_dir(dir.path());
+    let store = SqliteStore::open(config.clone()).expect("open");
+    super::open_connection(&config)
+        .expect("open")
+        .execute_batch(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.payload = 'bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .expect("trigger");
+    let batch = |index: usize, payload: &str| WriteBatch {
+        events: vec![EventRecord {
+            payload: payload.to_owned(),
+            ..EventRecord::from_event(&telemetry_core::proto::AnalyticsEvent {
+                id: format!("AE_{index}"),
+                room_id: "RM_1".into(),
+                ..Default::default()
+            })
+        }],
+        mark: Some(WriteMark { writer: format!("w{index}"), number: 1, at: UnixMillis(1) }),
+        ..WriteBatch::default()
+    };
+    let (first, bad, third) = tokio::join!(
+        store.write(batch(0, "{}")),
+        store.write(batch(1, "bad")),
+        store.write(batch(2, "{}")),
+    );
+    assert!(first.is_ok() && third.is_ok(), "{first:?} {third:?}");
+    let error = bad.expect_err("refused").to_string();
+    assert!(error.contains("refused by the test"), "{error}");
+    let receipt = store.write(batch(1, "{}")).await.expect("written");
+    assert!(!receipt.repeated, "the refused write's mark did not move: {receipt:?}");
+    assert!(store.write(batch(2, "{}")).await.expect("answered").repeated);
+    assert_eq!(store.counts().await.expect("counts").events, 3);
+    store.close().await;
+}
+
 /// The plan SQLite chooses for `sql` on a connection opened as the store opens its own.
 fn query_plan(dir: &std::path::Path, sql: &str) -> String {
     let config = SqliteConfig::in_dir(dir);
