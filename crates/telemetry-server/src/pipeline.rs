@@ -414,15 +414,17 @@ impl Consumer {
 
     /// Marks a round's `batches` ([`WriteMark`]), so that a retry of one that was committed
     /// although its answer was lost writes nothing twice (rate cells are added to). Each batch of
-    /// a round is of a writer of its own (this consumer, or this consumer for one partition), and
-    /// rounds are written one after the other.
+    /// a round is of a writer of its own (this consumer, or this consumer for one lease of a
+    /// partition), and rounds are written one after the other.
     fn marked(&self, mut batches: Vec<WriteBatch>) -> Vec<WriteBatch> {
         let number = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
         let at = SystemClock.now();
         for batch in &mut batches {
             let writer = match &batch.fence {
                 None => format!("{:016x}", self.boot),
-                Some(fence) => format!("{:016x}/{}", self.boot, fence.lease.partition),
+                Some(fence) => {
+                    format!("{:016x}/{}/{}", self.boot, fence.lease.partition, fence.lease.epoch)
+                }
             };
             batch.mark = Some(WriteMark { writer, number, at });
         }

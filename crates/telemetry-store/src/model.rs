@@ -604,12 +604,12 @@ pub struct WriteBatch {
 /// it. A write whose number is at or below its writer's stored one was committed already (a retry
 /// of a write whose answer was lost): nothing of it is written again, and the receipt says
 /// `repeated`. So a writer numbers its writes in increasing order and sends one at a time; a
-/// fenced-out write stores no mark. Marks not moved since the retention's cutoff are pruned
+/// fenced-out write, or one that fails, stores no mark. Marks not moved since the retention's cutoff are pruned
 /// with the rest ([`crate::AnalyticsStore::prune`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteMark {
     /// The writer: unique among the writers of a database, for as long as it writes (a
-    /// consumer's random boot token, with the partition of a fenced write).
+    /// consumer's random boot token, with the partition and epoch of a fenced write's lease).
     pub writer: String,
     /// The write's number, higher than every earlier write of the writer.
     pub number: u64,
