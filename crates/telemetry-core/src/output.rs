@@ -130,6 +130,19 @@ impl<T: prost::Message + Default> Encoded<T> {
         T::decode(&*self.bytes).expect("bytes encoded from the same message type")
     }
 
+    /// The message, decoded in place on the heap: a large message (an `AnalyticsEvent` is
+    /// 10 KB) is then moved as a pointer, where [`Encoded::decode`] returns it by value, copied
+    /// at every move.
+    ///
+    /// # Panics
+    ///
+    /// Never: the bytes are the encoding of a `T`.
+    pub fn decode_boxed(&self) -> Box<T> {
+        let mut message = Box::<T>::default();
+        message.merge(&*self.bytes).expect("bytes encoded from the same message type");
+        message
+    }
+
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -412,5 +425,35 @@ impl OutputReceiver {
         let count = self.take(usize::MAX, &mut outputs);
         dispatch(&outputs, analytics, webhooks);
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use livekit_protocol as lk;
+
+    use super::Encoded;
+
+    /// Both decodings give back the message encoded, nested messages and all.
+    #[test]
+    fn an_encoded_message_decodes_to_itself_by_value_and_boxed() {
+        let event = lk::AnalyticsEvent {
+            id: "AE_1".into(),
+            r#type: lk::AnalyticsEventType::ParticipantJoined as i32,
+            room_id: "RM_1".into(),
+            room: Some(lk::Room { sid: "RM_1".into(), name: "one".into(), ..Default::default() }),
+            participant: Some(lk::ParticipantInfo {
+                sid: "PA_1".into(),
+                identity: "alice".into(),
+                metadata: "x".repeat(300),
+                ..Default::default()
+            }),
+            node_id: "sfu-1".into(),
+            ..Default::default()
+        };
+        let encoded = Encoded::new(&event);
+        assert_eq!(encoded.decode(), event);
+        assert_eq!(*encoded.decode_boxed(), event);
+        assert_eq!(*Encoded::new(&lk::WebhookEvent::default()).decode_boxed(), Default::default());
     }
 }

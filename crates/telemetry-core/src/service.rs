@@ -563,7 +563,7 @@ impl TelemetryService {
             open_rooms,
             worker_state: None,
         };
-        let (webhook, event) = match call {
+        let (mut webhook, mut event) = match call {
             Call::TrackStats { .. } => {
                 unreachable!("`apply` routes `TrackStats` to `track_stats_at`")
             }
@@ -608,16 +608,16 @@ impl TelemetryService {
         if webhook.is_none() && event.is_none() {
             return worker_output.and_then(|output| inner.queue.push([output]));
         }
-        let webhook = webhook.map(|mut webhook| {
+        // Stamped in place: the messages are large (prost keeps nested messages inline), and
+        // every move copies them.
+        if let Some(webhook) = &mut webhook {
             webhook.id = ids.next_id(WEBHOOK_EVENT_PREFIX);
-            webhook
-        });
-        let event = event.map(|mut event| {
+        }
+        if let Some(event) = &mut event {
             event.id = ids.next_id(ANALYTICS_EVENT_PREFIX);
             event.node_id = node.to_string();
             event.analytics_key = inner.config.analytics_key.clone();
-            event
-        });
+        }
         let (webhook, event) =
             (webhook.as_ref().map(Encoded::new), event.as_ref().map(Encoded::new));
         let call = Output::Call(Box::new(CallOutput { method, node, at, webhook, event, origin }));

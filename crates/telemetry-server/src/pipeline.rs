@@ -553,8 +553,8 @@ pub fn to_write_batch(
                     Some(origin) => EventRecord::origin_key(origin),
                     None => EventRecord::drawn_key(boot, sequence),
                 };
-                let event = call.event.as_ref().map(|event| event.decode());
-                if let Some(webhook) = call.webhook.as_ref().map(|webhook| webhook.decode()) {
+                let event = call.event.as_ref().map(|event| event.decode_boxed());
+                if let Some(webhook) = call.webhook.as_ref().map(|webhook| webhook.decode_boxed()) {
                     let endpoint_ids = endpoints.select(&webhook.event);
                     if !endpoint_ids.is_empty() {
                         // Rendered once: every attempt to every endpoint sends these bytes.
@@ -664,7 +664,7 @@ fn output_room(output: &Output) -> Option<(String, String)> {
     match output {
         Output::Call(call) => {
             if let Some(event) = &call.event {
-                let event = event.decode();
+                let event = event.decode_boxed();
                 if let Some(room) = &event.room {
                     pair(&room.name, &room.sid)
                 } else if let Some(egress) = &event.egress {
@@ -677,7 +677,7 @@ fn output_room(output: &Output) -> Option<(String, String)> {
                     pair("", &event.room_id)
                 }
             } else if let Some(webhook) = &call.webhook {
-                let webhook = webhook.decode();
+                let webhook = webhook.decode_boxed();
                 if let Some(room) = &webhook.room {
                     pair(&room.name, &room.sid)
                 } else if let Some(egress) = &webhook.egress_info {
