@@ -2,8 +2,9 @@
 //! against `dyn Store` and run by each backend's tests through [`conformance_tests!`] with a
 //! [`Harness`] that gives it fresh databases.
 //!
-//! It covers the analytics projections and their merge rules, idempotent writes, paging, stats
-//! and rate cells, node states, durability across a reopen, pruning, the outbox's states and
+//! It covers the analytics projections and their merge rules, idempotent writes (records by key,
+//! whole writes by their writer's mark), the open rooms, paging, stats and rate cells, node
+//! states, durability across a reopen, pruning, the outbox's states and
 //! requeue rules, the claim protocol (queue heads only, fencing, lease take-over, two claimants
 //! racing), configured endpoint listings across instances, and the wake-up.
 
